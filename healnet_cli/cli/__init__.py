@@ -1,0 +1,67 @@
+"""The ``healnet`` command line: a root Typer app and one module per command.
+
+Each module in this package that defines ``register(app)`` adds its command(s); ``ORDER`` sorts
+them in ``--help`` (the pipeline order). Command bodies import their stage lazily so that
+``healnet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+from healnet_cli import __version__
+from healnet_cli.cli.common import AppState
+
+HELP = """healnet: multimodal (whole-slide image + omics) survival analysis.
+
+Stages chain through a workspace folder (--workdir, default ./healnet_work):
+tile -> extract -> omics -> train -> evaluate.  `healnet doctor` checks the set-up.
+
+Exit codes: 0 all done, 3 some items failed (outputs usable), 2 usage or input error, 1 crash.
+"""
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"healnet {__version__}")
+        raise typer.Exit(0)
+
+
+def build_app() -> typer.Typer:
+    """The root app with every command module registered."""
+    app = typer.Typer(
+        name="healnet",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"auto_envvar_prefix": "HEALNET", "help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        ctx: typer.Context,
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+        debug: bool = typer.Option(False, "--debug", envvar="HEALNET_DEBUG", help="Show tracebacks on errors."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", envvar="HEALNET_QUIET", help="Only warnings and errors."),
+    ) -> None:
+        ctx.obj = AppState(debug=debug, quiet=quiet)
+
+    modules = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            modules.append(module)
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
+        module.register(app)
+    return app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    build_app()(prog_name="healnet")

@@ -1,0 +1,106 @@
+"""Console output: rich progress bars on a terminal, plain periodic log lines otherwise.
+
+Messages go to stderr; stdout is reserved for ``--json`` summaries so scripts can parse it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Console:
+    """Where a stage reports progress, warnings and its summary.
+
+    Parameters
+    ----------
+    quiet
+        Only warnings and errors.
+    json_output
+        Print the final summary as JSON on stdout (human messages still go to stderr).
+    log_every_s
+        Interval of plain progress lines when stderr is not a terminal (SLURM log files).
+    """
+
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        json_output: bool = False,
+        log_every_s: float = 30.0,
+        stream: IO[str] | None = None,
+        out: IO[str] | None = None,
+    ):
+        self.quiet = quiet
+        self.json_output = json_output
+        self.log_every_s = log_every_s
+        self._stream = stream
+        self._out = out
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._stream if self._stream is not None else sys.stderr
+
+    @property
+    def out(self) -> IO[str]:
+        return self._out if self._out is not None else sys.stdout
+
+    @property
+    def interactive(self) -> bool:
+        return not self.quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=self.stream, flush=True)
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=self.stream, flush=True)
+
+    def emit_json(self, payload: Any) -> None:
+        """Print ``payload`` as JSON on stdout."""
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str), file=self.out, flush=True)
+
+    def track(self, items: Iterable[T], *, total: int | None = None, description: str = "") -> Iterator[T]:
+        """Iterate ``items`` with a progress bar (terminal) or a log line every ``log_every_s``."""
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        if self.interactive:
+            yield from self._track_rich(items, total, description)
+            return
+        start = last = time.monotonic()
+        done = 0
+        for item in items:
+            yield item
+            done += 1
+            now = time.monotonic()
+            if not self.quiet and now - last >= self.log_every_s:
+                last = now
+                rate = done / max(now - start, 1e-9)
+                of = f"/{total}" if total else ""
+                eta = f", eta {(total - done) / rate:.0f}s" if total and rate > 0 else ""
+                self.info(f"{description}: {done}{of} ({rate:.2f}/s{eta})")
+
+    def _track_rich(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+        from rich.console import Console as RichConsole
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=RichConsole(file=self.stream),
+            transient=True,
+        ) as progress:
+            task = progress.add_task(description, total=total)
+            for item in items:
+                yield item
+                progress.advance(task)

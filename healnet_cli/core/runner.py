@@ -1,0 +1,111 @@
+"""The batch loop every per-item stage shares: skip fresh items, lock, process, commit, record.
+
+A stage supplies the list of :class:`WorkItem` and a ``process`` function that writes the item's
+outputs (atomically) and returns them as an :class:`ItemResult`. Failures of one item are recorded
+with a one-line reason and the batch goes on, unless ``on_error="fail"``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from healnet_cli.core import atomic
+from healnet_cli.core.console import Console
+from healnet_cli.core.errors import one_line
+from healnet_cli.core.status import StatusTable
+from healnet_cli.core.store import ArtifactStore
+
+OnError = Literal["continue", "fail"]
+
+
+@dataclass
+class WorkItem:
+    """One unit of work: its id (file-name safe), what the stage needs to process it, and the
+    fingerprint of its input (keys the cache together with the parameters)."""
+
+    id: str
+    source: Any
+    fingerprint: str
+
+
+@dataclass
+class ItemResult:
+    """What ``process`` wrote for one item."""
+
+    outputs: list[Path]
+    meta: dict[str, Any] = field(default_factory=dict)
+    warning: str = ""
+
+
+def run_items(
+    items: Sequence[WorkItem],
+    process: Callable[[WorkItem], ItemResult],
+    *,
+    store: ArtifactStore,
+    status: StatusTable,
+    console: Console,
+    force: bool = False,
+    on_error: OnError = "continue",
+    debug: bool = False,
+    description: str = "",
+) -> StatusTable:
+    """Process ``items`` one by one into ``store``, recording each outcome in ``status``.
+
+    Fresh items (same parameters, input and version, outputs untouched) are skipped unless
+    ``force``. Each item is locked while it is written, its old manifest removed first and the new
+    one committed last, so a killed job never leaves a half-written item that counts as done.
+    """
+    store.folder.mkdir(parents=True, exist_ok=True)
+    for item in console.track(items, total=len(items), description=description or status.stage):
+        if not force and store.is_fresh(item.id, item.fingerprint):
+            status.add(item.id, "skipped", reason="fresh")
+            continue
+        holder = store.acquire_lock(item.id)
+        if holder is not None:
+            reason = f"locked by {holder}: another job is writing it; rerun once it has finished"
+            status.add(item.id, "failed", reason=reason)
+            console.error(f"{item.id}: {reason}")
+            continue
+        start = time.perf_counter()
+        try:
+            for tmp in store.folder.glob(f"{atomic.TMP_PREFIX}{item.id}.*"):
+                tmp.unlink(missing_ok=True)
+            store.invalidate(item.id)
+            result = process(item)
+            seconds = time.perf_counter() - start
+            store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
+            status.add(item.id, "done", seconds=seconds, warning=result.warning)
+            if result.warning:
+                console.warn(f"{item.id}: {result.warning}")
+        except Exception as exc:  # one bad item never sinks the batch
+            reason = one_line(exc)
+            status.add(item.id, "failed", reason=reason, seconds=time.perf_counter() - start)
+            console.error(f"{item.id}: {reason}")
+            if debug:
+                traceback.print_exc()
+            if on_error == "fail":
+                break
+        finally:
+            store.release_lock(item.id)
+    return status
+
+
+def report(status: StatusTable, console: Console, *, folder: Path | None = None) -> int:
+    """Write the status table (when ``folder``), print the summary, and return the exit code."""
+    path = status.write(folder) if folder is not None else None
+    counts = status.counts()
+    line = f"{status.stage}: {counts['done']} done, {counts['skipped']} skipped (fresh), {counts['failed']} failed"
+    if path is not None:
+        line += f"; status table: {path}"
+    console.info(line)
+    if console.json_output:
+        summary = status.summary()
+        if path is not None:
+            summary["status_table"] = str(path)
+        console.emit_json(summary)
+    return status.exit_code

@@ -1,0 +1,57 @@
+"""The workspace layout: where each stage reads and writes, so stages chain without paths.
+
+::
+
+    <workdir>/            (--workdir, env HEALNET_WORKDIR, default ./healnet_work)
+      tiles/              per-slide patch coordinates, QC images, manifests, status
+      features/<name>/    per-slide feature matrices of one extractor
+      omics/              <modality>.parquet and labels.parquet
+    ./runs/<run>/         training runs (``--out``), outside the workdir by default
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_WORKDIR = "healnet_work"
+DEFAULT_RUNS = "runs"
+
+
+def slug(name: str) -> str:
+    """A folder-safe version of a registry name (``timm:resnet50`` → ``timm-resnet50``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "unnamed"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths inside one workdir."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, workdir: str | os.PathLike[str] | None) -> Workspace:
+        return cls(Path(workdir if workdir is not None else DEFAULT_WORKDIR))
+
+    @property
+    def tiles_dir(self) -> Path:
+        return self.root / "tiles"
+
+    @property
+    def features_root(self) -> Path:
+        return self.root / "features"
+
+    def features_dir(self, extractor: str) -> Path:
+        return self.features_root / slug(extractor)
+
+    @property
+    def omics_dir(self) -> Path:
+        return self.root / "omics"
+
+    def extractors(self) -> list[str]:
+        """Feature folders present in the workspace."""
+        if not self.features_root.is_dir():
+            return []
+        return sorted(p.name for p in self.features_root.iterdir() if p.is_dir())

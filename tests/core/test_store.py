@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from healnet_cli.core import atomic
+from healnet_cli.core.store import ArtifactStore
+
+
+def _write_item(store: ArtifactStore, item: str, payload: bytes) -> Path:
+    out = store.output_path(item, ".bin")
+    store.invalidate(item)
+    atomic.write_bytes(out, payload)
+    store.commit(item, "fp1", [out])
+    return out
+
+
+def test_fresh_only_when_params_input_and_outputs_match(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, "test", {"a": 1})
+    assert not store.is_fresh("s1", "fp1")
+    out = _write_item(store, "s1", b"x" * 10)
+    assert store.is_fresh("s1", "fp1")
+    assert not store.is_fresh("s1", "fp2")  # input changed
+    assert not ArtifactStore(tmp_path, "test", {"a": 2}).is_fresh("s1", "fp1")  # params changed
+    assert ArtifactStore(tmp_path, "test", {"a": 1}).is_fresh("s1", "fp1")  # same params, new object
+    out.write_bytes(b"y" * 11)  # output edited behind the store's back
+    assert not store.is_fresh("s1", "fp1")
+
+
+def test_missing_output_or_manifest_is_not_fresh(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, "test", {})
+    out = _write_item(store, "s1", b"abc")
+    out.unlink()
+    assert not store.is_fresh("s1", "fp1")
+    _write_item(store, "s2", b"abc")
+    store.manifest_path("s2").write_text("{not json")
+    assert not store.is_fresh("s2", "fp1")
+    assert store.read_record("s2") is None
+
+
+def test_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, "test", {})
+    assert store.acquire_lock("s1") is None
+    # a lock held by a live other process on this host blocks
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        store.lock_path("s2").write_text(
+            '{"host": "%s", "pid": %d, "time": %f}' % (os.uname().nodename, proc.pid, time.time())
+        )
+        assert store.acquire_lock("s2") is not None
+    finally:
+        proc.kill()
+        proc.wait()
+    # the same lock of a dead process is stale
+    assert store.acquire_lock("s2") is None
+    store.release_lock("s1")
+    assert not store.lock_path("s1").exists()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from healnet_cli.core.store import ArtifactStore
+    from healnet_cli.core import atomic
+
+    folder, marker = Path(sys.argv[1]), Path(sys.argv[2])
+    store = ArtifactStore(folder, "test", {"v": 2})
+    out = store.output_path("item", ".bin")
+    store.invalidate("item")
+    with atomic.atomic_path(out) as tmp:
+        with open(tmp, "wb") as handle:
+            for i in range(10_000):
+                handle.write(b"N" * 4096)
+                handle.flush()
+                if i == 50:
+                    marker.write_text("writing")
+                time.sleep(0.001)
+    store.commit("item", "fp", [out])
+    """
+)
+
+
+def test_sigkill_mid_write_leaves_old_or_new_never_partial(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    old = ArtifactStore(folder, "test", {"v": 1})
+    out = _write_item(old, "item", b"O" * 1000)
+    marker = tmp_path / "marker"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, str(script), str(folder), str(marker)], env=env)
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), "writer never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # the artifact is the old one, complete; no new manifest was committed
+    assert out.read_bytes() == b"O" * 1000
+    new = ArtifactStore(folder, "test", {"v": 2})
+    assert not new.is_fresh("item", "fp")
+    # a temporary file was left behind; the rerun completes and sweeps it
+    assert list(folder.glob(".tmp-*"))
+    proc = subprocess.run([sys.executable, str(script), str(folder), str(marker)], env=env, timeout=120)
+    assert proc.returncode == 0
+    assert new.is_fresh("item", "fp")
+    assert out.read_bytes() == b"N" * 4096 * 10_000
+    atomic.remove_stale_temporaries(folder)
+    assert not list(folder.glob(".tmp-*"))
