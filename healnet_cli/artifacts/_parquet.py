@@ -1,0 +1,57 @@
+"""Parquet tables with healnet metadata (a JSON object under the schema-metadata key ``healnet``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from healnet_cli import __version__
+from healnet_cli.core import atomic
+from healnet_cli.core.errors import InputError
+
+META_KEY = b"healnet"
+
+
+def write_table(path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[str, Any], *, schema: str) -> Path:
+    """Atomically write ``frame`` (index kept) with ``meta`` + schema name + version as metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    payload = {**meta, "schema": schema, "healnet_version": __version__}
+    existing = table.schema.metadata or {}
+    table = table.replace_schema_metadata({**existing, META_KEY: json.dumps(payload, default=str).encode()})
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str) -> dict[str, Any]:
+    """The healnet metadata of a Parquet file, checked against ``schema``; reads no rows."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc}); {hint}") from exc
+    raw = metadata.get(META_KEY)
+    if raw is None:
+        raise InputError(f"{path}: no healnet metadata (not written by healnet); {hint}")
+    meta = json.loads(raw)
+    found = meta.get("schema", "")
+    if found.split("/")[0] != schema.split("/")[0]:
+        raise InputError(f"{path}: schema {found!r}, expected {schema!r}; {hint}")
+    if found != schema:
+        raise InputError(f"{path}: schema version {found!r} is not {schema!r}; {hint} with this healnet version")
+    return meta
+
+
+def read_table(path: str | os.PathLike[str], *, schema: str, hint: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a healnet Parquet table and its metadata (schema checked)."""
+    meta = read_meta(path, schema=schema, hint=hint)
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: cannot read the table ({exc}); {hint}") from exc
+    return frame, meta

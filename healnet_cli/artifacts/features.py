@@ -1,0 +1,108 @@
+"""Per-slide patch features (``features/<extractor>/<slide_id>.safetensors``), by ``healnet extract``.
+
+One memory-mappable safetensors file holding ``features`` ``[N, D]`` (float16 by default, or
+float32) and ``coords`` ``[N, 2]`` (int64, level-0 top-left, the same order as the features), with
+the provenance as JSON under the metadata key ``healnet``: ``schema``, ``slide_id``, ``case_id``,
+``extractor``, ``dim``, ``weights`` (file name + sha256, or ``"random-init"``, or the hub tag),
+``transform`` (input size, mean, std, interpolation), ``precision``, ``dtype``, ``patch_mpp``,
+``healnet_version``. A slide without patches has ``features`` of shape ``(0, D)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from healnet_cli import __version__
+from healnet_cli.core import atomic
+from healnet_cli.core.errors import InputError
+
+SCHEMA = "healnet.features/1"
+SUFFIX = ".safetensors"
+_HINT = "rerun `healnet extract`"
+
+
+@dataclass
+class FeatureBag:
+    """The features of one slide, their patch coordinates and provenance."""
+
+    features: torch.Tensor  # [N, D]
+    coords: torch.Tensor  # [N, 2] int64
+    provenance: dict[str, Any]
+
+    @property
+    def slide_id(self) -> str:
+        return str(self.provenance["slide_id"])
+
+    @property
+    def case_id(self) -> str:
+        return str(self.provenance.get("case_id") or self.provenance["slide_id"])
+
+
+def features_path(features_dir: str | os.PathLike[str], slide_id: str) -> Path:
+    return Path(features_dir) / f"{slide_id}{SUFFIX}"
+
+
+def write_features(
+    path: str | os.PathLike[str], features: torch.Tensor, coords: torch.Tensor, provenance: dict[str, Any]
+) -> Path:
+    """Atomically write a slide's features, coordinates and provenance."""
+    from safetensors.torch import save_file
+
+    if features.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or features.shape[0] != coords.shape[0]:
+        raise ValueError(f"features {tuple(features.shape)} and coords {tuple(coords.shape)} do not match")
+    meta = {
+        **provenance,
+        "schema": SCHEMA,
+        "dim": int(features.shape[1]),
+        "n_patches": int(features.shape[0]),
+        "dtype": str(features.dtype).replace("torch.", ""),
+        "healnet_version": __version__,
+    }
+    tensors = {"features": features.contiguous().cpu(), "coords": coords.to(torch.int64).contiguous().cpu()}
+    with atomic.atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"healnet": json.dumps(meta, default=str)})
+    return Path(path)
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The provenance of a features file (reads the header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get("healnet")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types on corrupt files
+        raise InputError(f"{path}: not a readable features file ({exc}); {_HINT}") from exc
+    if raw is None:
+        raise InputError(f"{path}: no healnet provenance; {_HINT}")
+    meta = json.loads(raw)
+    if meta.get("schema") != SCHEMA:
+        raise InputError(f"{path}: schema {meta.get('schema')!r}, expected {SCHEMA!r}; {_HINT}")
+    return meta
+
+
+def read_features(path: str | os.PathLike[str]) -> FeatureBag:
+    """Read a features file (memory-mapped by safetensors) and validate shapes."""
+    from safetensors import safe_open
+
+    meta = read_provenance(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            features = handle.get_tensor("features")
+            coords = handle.get_tensor("coords")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: cannot read tensors ({exc}); {_HINT}") from exc
+    if features.ndim != 2 or coords.shape != (features.shape[0], 2):
+        raise InputError(f"{path}: features {tuple(features.shape)} / coords {tuple(coords.shape)} mismatch; {_HINT}")
+    return FeatureBag(features, coords, meta)
+
+
+def as_numpy(bag: FeatureBag) -> tuple[np.ndarray, np.ndarray]:
+    return bag.features.float().numpy(), bag.coords.numpy()
