@@ -1,0 +1,257 @@
+"""Building blocks shared by the models: attention, feed-forward, positions, pooling.
+
+This is the only copy of these blocks. Shapes use einops letters: ``b`` batch,
+``n`` keys/tokens, ``l`` latents, ``h`` heads, ``c`` channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "CrossAttention",
+    "GatedAttentionPool",
+    "GatedFeedForward",
+    "PreNormFeedForward",
+    "SNNBlock",
+    "fourier_encode",
+    "index_positions",
+    "coord_positions",
+    "masked_mean",
+]
+
+
+def fourier_encode(pos: torch.Tensor, max_freq: float, num_bands: int) -> torch.Tensor:
+    """Fourier features of positions in [-1, 1].
+
+    Parameters
+    ----------
+    pos : torch.Tensor
+        ``[b, n, a]`` positions, one column per spatial axis.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[b, n, a * (2 * num_bands + 1)]``: per axis ``sin(pi s x)``, ``cos(pi s x)`` for
+        ``s`` in ``linspace(1, max_freq / 2, num_bands)``, then ``x`` itself.
+    """
+    scales = torch.linspace(1.0, max_freq / 2, num_bands, device=pos.device, dtype=pos.dtype)
+    x = pos.unsqueeze(-1)
+    scaled = x * scales * math.pi
+    feats = torch.cat([scaled.sin(), scaled.cos(), x], dim=-1)
+    return feats.reshape(*pos.shape[:-1], pos.shape[-1] * (2 * num_bands + 1))
+
+
+def index_positions(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Token-index positions in [-1, 1] over the valid tokens of each sample.
+
+    Equals ``linspace(-1, 1, n)`` when every token is valid; padding tokens get the
+    position of the preceding valid token (they are masked out anyway).
+
+    Returns ``[b, n, 1]``.
+    """
+    rank = token_mask.to(dtype).cumsum(dim=1) - 1.0
+    n_valid = token_mask.sum(dim=1, keepdim=True).to(dtype)
+    pos = -1.0 + 2.0 * rank.clamp(min=0) / (n_valid - 1.0).clamp(min=1.0)
+    return pos.unsqueeze(-1)
+
+
+def coord_positions(coords: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Patch coordinates normalised per sample and axis to [-1, 1] over valid tokens.
+
+    Returns ``[b, n, 2]``; an axis with a single distinct value maps to 0.
+    """
+    valid = token_mask.unsqueeze(-1)
+    big = torch.finfo(coords.dtype).max
+    lo = torch.where(valid, coords, big).amin(dim=1, keepdim=True)
+    hi = torch.where(valid, coords, -big).amax(dim=1, keepdim=True)
+    span = hi - lo
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    pos = torch.where(span > 0, 2.0 * (coords - lo) / safe - 1.0, torch.zeros_like(coords))
+    return torch.where(valid, pos, torch.zeros_like(pos))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Mean of ``x`` over ``dim`` counting only positions where ``mask`` is True."""
+    if mask is None:
+        return x.mean(dim=dim)
+    m = mask.to(x.dtype)
+    while m.dim() < x.dim():
+        m = m.unsqueeze(-1)
+    return (x * m).sum(dim=dim) / m.sum(dim=dim).clamp(min=1.0)
+
+
+class CrossAttention(nn.Module):
+    """Pre-norm multi-head attention of latents over a context (HEALNet/Perceiver block).
+
+    ``LayerNorm(query_dim)`` on the latents, a separate ``LayerNorm(context_dim)`` on the
+    context (cross-attention only), bias-free ``to_q``/``to_kv``, softmax temperature
+    (scale ``1 / (temperature * sqrt(dim_head))``) and ``to_out = Linear + LeakyReLU(0.01)``.
+
+    Keys are computed in chunks of ``chunk_tokens`` tokens so that no full-size copy of a
+    large bag (normalised or Fourier-augmented) is ever materialised.
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        context_dim: int | None,
+        heads: int,
+        dim_head: int,
+        dropout: float,
+        temperature: float,
+    ) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head = heads, dim_head
+        self.scale = dim_head**-0.5 / temperature
+        self.dropout = dropout
+        self.is_cross = context_dim is not None
+        self.norm = nn.LayerNorm(query_dim)
+        self.norm_context = nn.LayerNorm(context_dim) if context_dim is not None else None
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_kv = nn.Linear(context_dim if context_dim is not None else query_dim, 2 * inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.LeakyReLU(negative_slope=0.01))
+
+    def project_keys(
+        self,
+        data: torch.Tensor,
+        extra: torch.Tensor | None,
+        valid: torch.Tensor | None,
+        chunk_tokens: int,
+    ) -> torch.Tensor:
+        """``[b, n, c_data] (+ [b, n, c_extra]) -> [b, n, 2 * heads * dim_head]``.
+
+        Tokens where ``valid`` is False are zeroed before the projection, so their content
+        (padding, absent samples) can never leak into the output or its gradients.
+        """
+        outs = []
+        for start in range(0, data.shape[1], chunk_tokens):
+            sl = slice(start, start + chunk_tokens)
+            x = data[:, sl]
+            if extra is not None:
+                x = torch.cat([x, extra[:, sl].to(x.dtype)], dim=-1)
+            if valid is not None:
+                x = torch.where(valid[:, sl].unsqueeze(-1), x, 0.0)
+            norm = self.norm_context if self.norm_context is not None else self.norm
+            outs.append(self.to_kv(norm(x)))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        kv: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend ``latents [b, l, c]`` over projected keys ``kv [b, n, 2*h*dh]``.
+
+        ``kv=None`` means self-attention over the latents. ``key_mask [b, n]`` must have at
+        least one True per row. Returns the update ``[b, l, c]`` and, when requested, the
+        attention probabilities ``[b, h, l, n]``.
+        """
+        x = self.norm(latents)
+        if kv is None:
+            kv = self.to_kv(x)
+        b, n = kv.shape[0], kv.shape[1]
+        q = self.to_q(x).reshape(b, -1, self.heads, self.dim_head).transpose(1, 2)
+        k, v = kv.reshape(b, n, 2, self.heads, self.dim_head).unbind(dim=2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        mask = key_mask[:, None, None, :] if key_mask is not None else None
+        drop = self.dropout if self.training else 0.0
+        weights = None
+        if return_weights:
+            sim = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+            if mask is not None:
+                sim = sim.masked_fill(~mask, float("-inf"))
+            weights = sim.softmax(dim=-1)
+            out = torch.matmul(F.dropout(weights, p=drop, training=self.training), v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=self.scale)
+        out = out.transpose(1, 2).reshape(b, -1, self.heads * self.dim_head)
+        return self.to_out(out), weights
+
+
+class GatedFeedForward(nn.Module):
+    """``Linear(c, 2*mult*c) -> x * act(gate) -> Linear(mult*c, c) -> Dropout``.
+
+    ``act`` is SELU (HEALNet's "SNN" gate) or GELU (GEGLU).
+    """
+
+    def __init__(self, dim: int, mult: int, dropout: float, gate: str) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(dim, 2 * mult * dim)
+        self.proj_out = nn.Linear(mult * dim, dim)
+        self.drop = nn.Dropout(dropout)
+        self.act = F.selu if gate == "selu" else F.gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, g = self.proj_in(x).chunk(2, dim=-1)
+        return self.drop(self.proj_out(h * self.act(g)))
+
+
+class PreNormFeedForward(nn.Module):
+    """``LayerNorm`` followed by :class:`GatedFeedForward` (the residual is the caller's)."""
+
+    def __init__(self, dim: int, mult: int, dropout: float, gate: str) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.ff = GatedFeedForward(dim, mult, dropout, gate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ff(self.norm(x))
+
+
+class GatedAttentionPool(nn.Module):
+    """Gated attention MIL pooling (Ilse et al., 2018) with a token mask.
+
+    ``[b, n, c] -> ([b, c], [b, n])``. Rows without any valid token pool to zeros.
+    """
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attn_v = nn.Linear(dim, hidden)
+        self.attn_u = nn.Linear(dim, hidden)
+        self.attn_w = nn.Linear(hidden, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.attn_w(self.drop(torch.tanh(self.attn_v(x)) * torch.sigmoid(self.attn_u(x)))).squeeze(-1)
+        if mask is not None:
+            any_valid = mask.any(dim=1, keepdim=True)
+            safe = mask | ~any_valid
+            scores = scores.masked_fill(~safe, float("-inf"))
+            weights = scores.softmax(dim=1) * any_valid.to(x.dtype)
+        else:
+            weights = scores.softmax(dim=1)
+        return torch.einsum("bn,bnc->bc", weights, x), weights
+
+
+def lecun_normal_(linear: nn.Linear) -> None:
+    """LeCun-normal init (std ``1/sqrt(fan_in)``) with zero bias, as for SELU networks."""
+    nn.init.normal_(linear.weight, std=1.0 / math.sqrt(linear.in_features))
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+class SNNBlock(nn.Module):
+    """Self-normalising MLP (Klambauer et al., 2017): ``[Linear -> SELU -> AlphaDropout] * depth``."""
+
+    def __init__(self, in_dim: int, hidden: int, depth: int, dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(depth):
+            linear = nn.Linear(dim, hidden)
+            lecun_normal_(linear)
+            layers += [linear, nn.SELU(), nn.AlphaDropout(dropout)]
+            dim = hidden
+        self.net = nn.Sequential(*layers)
+        self.out_dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

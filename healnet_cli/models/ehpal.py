@@ -1,0 +1,262 @@
+"""EHPAL-Surv: an efficient hybrid-fusion cascade for bags and omics (EHPAL.md section 2).
+
+The first modality in ``modality_order`` seeds the shared stream ``S`` (a WSI bag by
+default: LayerNorm -> Linear -> GELU once, Hilbert ordering, stride-4 stem). Each later
+modality ``X`` (omics as contiguous segment tokens) is fused by one stage:
+EHF1 (EMRC -> PCMFA) then EHF2 (EMRC with stride-2 on a bag stream -> norm -> PCMFA ->
+SIR side vectors -> LLF). A gated attention pool over the final ``S`` plus the SIR
+vectors and presence bits feed the hazard head.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from healnet_cli.models.base import SurvivalModel, check_choice
+from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
+from healnet_cli.models.blocks import GatedAttentionPool
+from healnet_cli.models.ehpal_blocks import RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
+from healnet_cli.models.ehpal_fusion import LLF, PCMFA
+
+__all__ = ["EHPAL", "EHPALConfig"]
+
+_DEFAULT_WIDTHS = {"R": (128, 128, 256, 256), "F": (64, 128, 256, 512)}
+_DEFAULT_SIR_MAX = {"R": 256, "F": 512}
+
+
+@dataclass(frozen=True)
+class EHPALConfig:
+    """EHPAL-Surv hyperparameters.
+
+    Parameters
+    ----------
+    variant : {"R", "F"}
+        PCMFA variant: "R" (recommended, identity at init) or "F" (MACFusion port).
+    token_dim : int
+        Width ``c0`` of the token projection of every modality (128).
+    widths : tuple of int or None
+        Stage widths; None = (128, 128, 256, 256) for R, (64, 128, 256, 512) for F. The first
+        fused modality uses ``widths[0]`` (EHF1) and ``widths[1]`` (EHF2); the k-th later one
+        uses ``widths[min(k, len-1)]``.
+    sir_max_width : int or None
+        Final width of the SIR side vectors; None = 256 (R) or 512 (F).
+    omics_segments : int
+        Number ``T`` of contiguous segment tokens per omics vector (64).
+    null_tokens : int
+        Learned tokens that replace the first modality when a sample lacks it (16).
+    bag_stem : bool
+        Apply the stride-4 depthwise-conv + max-pool stem to bags (True).
+    hilbert : bool
+        Order patches along a Hilbert curve of their grid coordinates (True).
+    pool_dim : int
+        Hidden width of the gated attention pool (128).
+    dropout : float
+        Dropout before the hazard head (0.25).
+    modality_order : tuple of str or None
+        Cascade order; None = bags first, then vectors, each in construction order.
+    chunk_tokens : int
+        Tokens per chunk in the bag projection (16384).
+    """
+
+    variant: Literal["R", "F"] = "R"
+    token_dim: int = 128
+    widths: tuple[int, ...] | None = None
+    sir_max_width: int | None = None
+    omics_segments: int = 64
+    null_tokens: int = 16
+    bag_stem: bool = True
+    hilbert: bool = True
+    pool_dim: int = 128
+    dropout: float = 0.25
+    modality_order: tuple[str, ...] | None = None
+    chunk_tokens: int = 16384
+
+    def __post_init__(self) -> None:
+        check_choice("variant", self.variant, ("R", "F"))
+        if self.widths is not None:
+            object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+            if not self.widths or any(w < 8 or w % 8 for w in self.widths):
+                raise ValueError(f"widths must be positive multiples of 8, got {self.widths!r}")
+        if self.modality_order is not None:
+            object.__setattr__(self, "modality_order", tuple(self.modality_order))
+        for name in ("token_dim", "omics_segments", "null_tokens", "pool_dim", "chunk_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.token_dim % 8:
+            raise ValueError(f"token_dim must be a multiple of 8, got {self.token_dim!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def resolved_widths(self) -> tuple[int, ...]:
+        return self.widths if self.widths is not None else _DEFAULT_WIDTHS[self.variant]
+
+    def resolved_sir_max(self) -> int:
+        return self.sir_max_width if self.sir_max_width is not None else _DEFAULT_SIR_MAX[self.variant]
+
+
+class BagTokenizer(nn.Module):
+    """``[b, n, d] -> [b, c0, n']``: LayerNorm -> Linear -> GELU once, Hilbert order, stem."""
+
+    def __init__(self, in_dim: int, c0: int, cfg: EHPALConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.proj = nn.Linear(in_dim, c0)
+        self.stem = BagStem(c0) if cfg.bag_stem else None
+        self.hilbert, self.chunk = cfg.hilbert, cfg.chunk_tokens
+
+    def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = res.token_mask & res.present.unsqueeze(1)
+        outs = []
+        for start in range(0, res.data.shape[1], self.chunk):
+            sl = slice(start, start + self.chunk)
+            x = torch.where(valid[:, sl].unsqueeze(-1), res.data[:, sl], 0.0)
+            outs.append(F.gelu(self.proj(self.norm(x))))
+        tokens = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        coords = res.coords if self.hilbert else None
+        perm = hilbert_order(coords, valid)
+        tokens = torch.gather(tokens, 1, perm.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        mask = torch.gather(valid, 1, perm)
+        x = masked(tokens.transpose(1, 2), mask)
+        if self.stem is not None:
+            x, mask = self.stem(x, mask)
+        return x, mask
+
+
+class VectorTokenizer(nn.Module):
+    """``[b, f] -> [b, c0, t]``: zero-pad, split into contiguous segments, shared Linear + positions, GELU."""
+
+    def __init__(self, in_dim: int, c0: int, segments: int) -> None:
+        super().__init__()
+        self.seg_len = math.ceil(in_dim / segments)
+        self.n_tokens = math.ceil(in_dim / self.seg_len)
+        self.pad = self.n_tokens * self.seg_len - in_dim
+        self.proj = nn.Linear(self.seg_len, c0)
+        self.pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, c0))
+
+    def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.where(res.present.unsqueeze(1), res.data, 0.0)
+        x = F.pad(x, (0, self.pad)).reshape(x.shape[0], self.n_tokens, self.seg_len)
+        tokens = F.gelu(self.proj(x) + self.pos)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return tokens.transpose(1, 2), mask
+
+
+class _Stage(nn.Module):
+    """Fusion of one new modality into the shared stream: EHF1 then EHF2."""
+
+    def __init__(self, c_s: int, c_x: int, c_a: int, c_b: int, stride: int, cfg: EHPALConfig) -> None:
+        super().__init__()
+        self.s1, self.x1 = RGSA(c_s, c_a, 1), RGSA(c_x, c_a, 1)
+        self.fuse1 = PCMFA(c_a, cfg.variant)
+        self.s2, self.x2 = RGSA(c_a, c_b, stride), RGSA(c_a, c_b, 1)
+        self.norm_s, self.norm_x = ChannelNorm(c_b), ChannelNorm(c_b)
+        self.fuse2 = PCMFA(c_b, cfg.variant)
+        self.sir_s, self.sir_x = SIR(c_b, cfg.resolved_sir_max()), SIR(c_b, cfg.resolved_sir_max())
+        self.llf = LLF(c_b)
+
+    def forward(self, s, s_mask, x, x_mask, present):
+        s, s_mask = self.s1(s, s_mask)
+        x, x_mask = self.x1(x, x_mask)
+        s, x, _ = self.fuse1(s, s_mask, x, x_mask, present)
+        s, s_mask = self.s2(s, s_mask)
+        x, x_mask = self.x2(x, x_mask)
+        s, x = masked(self.norm_s(s), s_mask), masked(self.norm_x(x), x_mask)
+        s, x, gate = self.fuse2(s, s_mask, x, x_mask, present)
+        side_s = self.sir_s(s, s_mask)
+        side_x = torch.where(present.unsqueeze(1), self.sir_x(x, x_mask), 0.0)
+        s, llf_w = self.llf(s, s_mask, x, x_mask, present)
+        return s, s_mask, (side_s, side_x), {"gate": gate, "llf": llf_w}
+
+
+class EHPAL(SurvivalModel):
+    """EHPAL-Surv cascade over any non-empty set of bag and vector modalities."""
+
+    name = "ehpal"
+    config_cls = EHPALConfig
+
+    def __init__(self, modalities: dict[str, ModalitySpec], n_bins: int, config: EHPALConfig) -> None:
+        super().__init__(modalities, n_bins, config)
+        cfg = config
+        default = [n for n, s in self.modalities.items() if s.kind == "bag"]
+        default += [n for n, s in self.modalities.items() if s.kind == "vector"]
+        order = tuple(cfg.modality_order) if cfg.modality_order is not None else tuple(default)
+        if sorted(order) != sorted(self.modalities):
+            raise ValueError(f"modality_order {list(order)} must list each modality once: {list(self.modalities)}")
+        self.order = order
+        c0, widths = cfg.token_dim, cfg.resolved_widths()
+        self.tokenizers = nn.ModuleDict({
+            name: BagTokenizer(spec.dim, c0, cfg) if spec.kind == "bag"
+            else VectorTokenizer(spec.dim, c0, cfg.omics_segments)
+            for name, spec in self.modalities.items()
+        })
+        self.null_tokens = nn.Parameter(0.02 * torch.randn(c0, cfg.null_tokens))
+        stride = 2 if self.modalities[order[0]].kind == "bag" else 1
+        self.stages = nn.ModuleDict()
+        c_s, n_side = c0, 0
+        for k, name in enumerate(order[1:], start=1):
+            c_a, c_b = (widths[0], widths[min(1, len(widths) - 1)]) if k == 1 else (widths[min(k, len(widths) - 1)],) * 2
+            self.stages[name] = _Stage(c_s, c0, c_a, c_b, stride, cfg)
+            c_s, n_side = c_b, n_side + 2
+        self.solo = None
+        if len(order) == 1:
+            self.solo = RGSA(c0, widths[0], stride)
+            self.solo_sir = SIR(widths[0], cfg.resolved_sir_max())
+            c_s, n_side = widths[0], 1
+        self.pool = GatedAttentionPool(c_s, cfg.pool_dim)
+        feat = c_s + n_side * cfg.resolved_sir_max() + len(order)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(feat, n_bins))
+
+    def _seed_stream(self, res: ResolvedModality | None, name: str, batch_size: int, device):
+        """Shared stream from the first modality; learned null tokens where it is absent."""
+        null = self.null_tokens.unsqueeze(0).expand(batch_size, -1, -1)
+        null_mask = torch.ones(batch_size, null.shape[2], dtype=torch.bool, device=device)
+        if res is None:
+            return null, null_mask
+        s, mask = self.tokenizers[name](res)
+        absent = ~res.present
+        if not bool(absent.any()):
+            return s, mask
+        length = max(s.shape[2], null.shape[2])
+        s, mask = F.pad(s, (0, length - s.shape[2])), F.pad(mask, (0, length - mask.shape[1]))
+        null, null_mask = F.pad(null, (0, length - null.shape[2])), F.pad(null_mask, (0, length - null.shape[2]))
+        s = torch.where(absent[:, None, None], null, s)
+        mask = torch.where(absent[:, None], null_mask, mask)
+        return s, mask
+
+    def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:
+        first = self.order[0]
+        s, s_mask = self._seed_stream(inputs[first], first, batch_size, device)
+        sides, weights = [], {}
+        for name, stage in self.stages.items():
+            res = inputs[name]
+            c0 = self.config.token_dim
+            if res is None:
+                present = torch.zeros(batch_size, dtype=torch.bool, device=device)
+                x = torch.zeros(batch_size, c0, 1, device=device, dtype=s.dtype)
+                x_mask = torch.ones(batch_size, 1, dtype=torch.bool, device=device)
+            else:
+                present = res.present
+                x, x_mask = self.tokenizers[name](res)
+                x_mask = x_mask | ~x_mask.any(dim=1, keepdim=True)  # absent rows keep one (zero) token
+            s, s_mask, side, info = stage(s, s_mask, x, x_mask, present)
+            sides.extend(side)
+            weights.update({f"{key}/{name}": value for key, value in info.items()})
+        if self.solo is not None:
+            s, s_mask = self.solo(s, s_mask)
+            sides.append(self.solo_sir(s, s_mask))
+        pooled, pool_w = self.pool(s.transpose(1, 2), s_mask)
+        bits = torch.stack([
+            inputs[n].present if inputs[n] is not None else torch.zeros(batch_size, dtype=torch.bool, device=device)
+            for n in self.order
+        ], dim=1).to(pooled.dtype)
+        logits = self.head(torch.cat([pooled, *sides, bits], dim=1))
+        if not return_weights:
+            return ModelOutput(logits)
+        weights["pool"] = pool_w
+        return ModelOutput(logits, weights)
