@@ -1,0 +1,92 @@
+"""Downsampled whole-slide reads in bounded memory (thumbnails, segmentation images).
+
+The slide is read block by block from the best pyramid level and each block is shrunk (area
+average) before the next is read, so memory is the output image plus one block, whatever the size
+of the slide. A slide without a pyramid (a single huge level) is handled the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from healnet_cli.slides.base import SlideReader, best_level_for_downsample
+
+#: Largest side (in pixels of the level read) of one block.
+BLOCK_PX = 2048
+
+
+def downsampled_size(dimensions: tuple[int, int], downsample: float) -> tuple[int, int]:
+    """(w, h) of the whole slide at ``downsample`` (at least 1 x 1)."""
+    width, height = dimensions
+    return max(1, math.ceil(width / downsample)), max(1, math.ceil(height / downsample))
+
+
+def read_downsampled(reader: SlideReader, downsample: float, *, block_px: int = BLOCK_PX) -> np.ndarray:
+    """The whole slide at ``downsample`` (level-0 px per output px, >= 1) as RGB ``uint8``.
+
+    Parameters
+    ----------
+    reader
+        An open slide.
+    downsample
+        Level-0 pixels per output pixel; values below 1 are clamped to 1.
+    block_px
+        Largest block side read at once, in pixels of the level read (bounds the memory).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[ceil(H / downsample), ceil(W / downsample), 3]``.
+    """
+    downsample = max(1.0, float(downsample))
+    out_w, out_h = downsampled_size(reader.dimensions, downsample)
+    level = best_level_for_downsample(list(reader.level_downsamples), downsample)
+    level_ds = float(reader.level_downsamples[level])
+    level_w, level_h = reader.level_dimensions[level]
+    factor = downsample / level_ds  # level px per output px, >= ~1
+    out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+    step = max(1, int(block_px // max(factor, 1.0)))
+    for oy0 in range(0, out_h, step):
+        oy1 = min(out_h, oy0 + step)
+        ly0, ly1 = _span(oy0, oy1, factor, level_h)
+        for ox0 in range(0, out_w, step):
+            ox1 = min(out_w, ox0 + step)
+            lx0, lx1 = _span(ox0, ox1, factor, level_w)
+            location = (int(round(lx0 * level_ds)), int(round(ly0 * level_ds)))
+            block = reader.read_region(location, level, (lx1 - lx0, ly1 - ly0))
+            out[oy0:oy1, ox0:ox1] = _shrink(block, (ox1 - ox0, oy1 - oy0))
+    return out
+
+
+def _span(o0: int, o1: int, factor: float, limit: int) -> tuple[int, int]:
+    """Level-pixel span covered by output pixels [o0, o1) (at least one pixel, inside the level
+    when possible; pixels past the edge are read as background)."""
+    start = min(int(math.floor(o0 * factor)), max(limit - 1, 0))
+    end = max(start + 1, int(math.ceil(o1 * factor)))
+    return start, end
+
+
+def _shrink(block: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average ``block`` to ``size`` = (w, h)."""
+    height, width = block.shape[:2]
+    if (width, height) == size:
+        return block
+    fx, fy = width / size[0], height / size[1]
+    if fx == fy and fx.is_integer():
+        k = int(fx)
+        return block.reshape(size[1], k, size[0], k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+    return np.asarray(Image.fromarray(block).resize(size, Image.BOX))
+
+
+def thumbnail_downsample(dimensions: tuple[int, int], max_px: int) -> float:
+    """The downsample that makes the longest side of the slide at most ``max_px``."""
+    longest = max(dimensions)
+    return max(1.0, longest / max(1, int(max_px)))
+
+
+def read_thumbnail(reader: SlideReader, max_px: int) -> np.ndarray:
+    """A thumbnail whose longest side is at most ``max_px``, in bounded memory."""
+    return read_downsampled(reader, thumbnail_downsample(reader.dimensions, max_px))
