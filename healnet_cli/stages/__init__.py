@@ -1,0 +1,1 @@
+"""Pipeline stages: one package per command (tile, extract, omics, train, evaluate, demo)."""
