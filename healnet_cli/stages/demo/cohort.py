@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from healnet_cli.core import atomic
-from healnet_cli.stages.demo.pyramid import write_pyramid
+from healnet_cli.core.errors import InputError
+from healnet_cli.slides.synthetic import write_pyramidal_tiff
 from healnet_cli.stages.demo.tissue import compose_slide, load_patch_library
 
 SLIDE_EFFECT = 1.2
@@ -86,7 +87,7 @@ def draw_truth(n_patients: int, rng: np.random.Generator) -> pd.DataFrame:
         ``tumour_fraction``, ``has_slide``, ``has_rna``, ``time_months``, ``event``.
     """
     if n_patients < 6:
-        raise ValueError(f"the demo cohort needs at least 6 patients, got {n_patients}")
+        raise InputError(f"--patients {n_patients}: the demo cohort needs at least 6 patients")
     slide = rng.normal(size=n_patients)
     rna = rng.normal(size=n_patients)
     log_hazard = SLIDE_EFFECT * slide + RNA_EFFECT * rna
@@ -164,9 +165,14 @@ def build_demo_cohort(
     Returns
     -------
     DemoCohort
+
+    Raises
+    ------
+    InputError
+        Fewer than 6 patients or slides smaller than 512 px.
     """
     if slide_px < 512:
-        raise ValueError(f"slide_px must be at least 512, got {slide_px}")
+        raise InputError(f"--slide-px {slide_px}: demo slides need at least 512 px per side")
     root = Path(out_dir)
     slides_dir = root / "slides"
     slides_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +221,9 @@ def _write_slides(truth: pd.DataFrame, slides_dir: Path, *, rng: np.random.Gener
         pixels = compose_slide(
             library, height_px=height_px, width_px=slide_px, tumour_fraction=float(row["tumour_fraction"]), rng=rng
         )
-        path = write_pyramid(slides_dir / f"{case_id}-01.tif", pixels, mpp=MPP, n_levels=3, factor=4)
+        path = slides_dir / f"{case_id}-01.tif"
+        with atomic.atomic_path(path) as tmp:
+            write_pyramidal_tiff(tmp, pixels, MPP, levels=3, level_factor=4, compression_level=1)
         rows.append((str(path.resolve()), str(case_id)))
     return rows
 
