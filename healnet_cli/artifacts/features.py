@@ -106,3 +106,13 @@ def read_features(path: str | os.PathLike[str]) -> FeatureBag:
 
 def as_numpy(bag: FeatureBag) -> tuple[np.ndarray, np.ndarray]:
     return bag.features.float().numpy(), bag.coords.numpy()
+
+
+def write_clam_pt(path: str | os.PathLike[str], features: torch.Tensor) -> Path:
+    """Atomically write CLAM-style ``pt_files/<slide>.pt``: the ``float32 [N, D]`` features tensor only.
+
+    CLAM and its forks (``torch.load(path)``) train on these; float32 because their models are.
+    """
+    with atomic.atomic_path(path) as tmp:
+        torch.save(features.detach().to(torch.float32).contiguous().cpu(), str(tmp))
+    return Path(path)

@@ -1,0 +1,1 @@
+"""``healnet extract``: per-slide patch features from the tile stage's coordinates."""

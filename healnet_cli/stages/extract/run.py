@@ -1,0 +1,127 @@
+"""Run ``healnet extract``: resolve the extractor (weights first), pick the shard's slides, skip the
+fresh ones, stream the rest through one DataLoader and commit each slide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from healnet_cli.artifacts.features import SCHEMA as FEATURES_SCHEMA
+from healnet_cli.core.console import Console
+from healnet_cli.core.device import resolve_device, resolve_precision
+from healnet_cli.core.errors import one_line
+from healnet_cli.core.hpc import parse_shard
+from healnet_cli.core.runner import WorkItem, report
+from healnet_cli.core.status import StatusTable
+from healnet_cli.core.store import ArtifactStore
+from healnet_cli.core.workspace import Workspace
+from healnet_cli.extractors import Extractor, check_weights_choice, load_extractor, spec_for
+from healnet_cli.stages.extract.config import ExtractConfig, default_num_workers
+from healnet_cli.stages.extract.engine import EngineOptions, EngineStats, extract_slides
+from healnet_cli.stages.extract.items import SlidePlan, discover_items, read_plan
+
+
+@dataclass
+class ExtractResult:
+    """Outcome of a run: the exit code, the status table, the output folder and loop stats."""
+
+    exit_code: int
+    status: StatusTable
+    folder: Path
+    stats: EngineStats
+
+
+def cache_params(extractor: Extractor, config: ExtractConfig) -> dict[str, Any]:
+    """The parameters that key the cache: a different extractor, weights, transform, precision,
+    dtype or export means the slide is recomputed."""
+    return {
+        "schema": FEATURES_SCHEMA,
+        "extractor": extractor.name,
+        "weights": extractor.weights.key,
+        "transform": extractor.transform.as_dict(),
+        "precision": extractor.precision,
+        "dtype": config.dtype,
+        "export": config.export,
+    }
+
+
+def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False) -> ExtractResult:
+    """Extract features for every committed slide of the shard.
+
+    Raises
+    ------
+    InputError
+        Bad options, no coordinates, missing/corrupt/mismatched weights, ``--pretrained`` offline:
+        all before any slide is opened.
+    """
+    config.validate()
+    shard = parse_shard(config.shard)
+    device = resolve_device(config.device)
+    autocast_dtype = resolve_precision(config.precision, device)
+    check_weights_choice(spec_for(config.extractor), config.weights, config.pretrained, config.random_init)
+    workspace = Workspace.at(config.workdir)
+    items, notes = discover_items(workspace.tiles_dir)
+    extractor = load_extractor(
+        config.extractor, weights=config.weights, pretrained=config.pretrained, random_init=config.random_init
+    )
+    extractor.prepare(device, autocast_dtype, compile=config.compile)
+    for note in notes:
+        console.warn(note)
+    folder = workspace.features_dir(extractor.name)
+    store = ArtifactStore(folder, "extract", cache_params(extractor, config))
+    status = StatusTable("extract", shard=str(shard))
+    folder.mkdir(parents=True, exist_ok=True)
+    work, locked = _claim(shard.select(items, key=lambda item: item.id), store, status, console, config)
+    options = EngineOptions(
+        batch_size=config.batch_size,
+        num_workers=config.num_workers
+        if config.num_workers is not None
+        else default_num_workers(model_on_cpu=device.type == "cpu", workers_compute=extractor.worker_fn is not None),
+        out_dtype=torch.float16 if config.dtype == "float16" else torch.float32,
+        export_clam=config.export == "clam",
+        on_error=config.on_error,
+        debug=debug,
+    )
+    console.info(
+        f"extract: {extractor.name} ({extractor.dim}-d, {extractor.transform.input_px} px, {extractor.precision} on "
+        f"{device}, weights {extractor.weights.key}); {len(work)} slide(s) to do, shard {shard}, "
+        f"{options.num_workers} loader worker(s) -> {folder}"
+    )
+    stats = EngineStats()
+    try:
+        if work and not (config.on_error == "fail" and status.failed):
+            stats = extract_slides(work, extractor, store=store, status=status, console=console, options=options)
+    finally:
+        for item_id in locked:
+            store.release_lock(item_id)
+    if stats.patches:
+        console.info(f"extract: {stats.patches} patches in {stats.seconds:.1f} s ({stats.patches_per_s:.1f} patches/s)")
+    return ExtractResult(report(status, console, folder=folder), status, folder, stats)
+
+
+def _claim(
+    items: list[WorkItem], store: ArtifactStore, status: StatusTable, console: Console, config: ExtractConfig
+) -> tuple[list[tuple[WorkItem, SlidePlan]], list[str]]:
+    """Skip fresh items, lock and read the coordinates of the others (failures recorded)."""
+    work: list[tuple[WorkItem, SlidePlan]] = []
+    locked: list[str] = []
+    for item in items:
+        if not config.force and store.is_fresh(item.id, item.fingerprint):
+            status.add(item.id, "skipped", reason="fresh")
+            continue
+        holder = store.acquire_lock(item.id)
+        if holder is not None:
+            reason = f"locked by {holder}: another job is writing it; rerun once it has finished"
+            status.add(item.id, "failed", reason=reason)
+            console.error(f"{item.id}: {reason}")
+            continue
+        locked.append(item.id)
+        try:
+            work.append((item, read_plan(item)))
+        except Exception as exc:  # noqa: BLE001 - an unreadable coords file fails that slide only
+            status.add(item.id, "failed", reason=one_line(exc))
+            console.error(f"{item.id}: {one_line(exc)}")
+    return work, locked
