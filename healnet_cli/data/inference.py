@@ -1,0 +1,254 @@
+"""Predictions from a run folder: load a fold's model + preprocessing and predict patients.
+
+Used by ``healnet train`` (out-of-fold predictions) and ``healnet evaluate`` (metrics, ablations,
+attention maps). ``drop[patient] = {"wsi"}`` marks a modality absent for that patient (the
+missing-modality ablation); for ``coxnet`` a dropped omics modality is imputed with the fold's
+training medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from healnet_cli.core.errors import InputError
+from healnet_cli.data.batching import PatientTable, build_table, collate, make_batches
+from healnet_cli.data.cohort import WSI, Cohort, load_cohort
+from healnet_cli.data.coxnet import CoxnetModel
+from healnet_cli.data.preprocess import OmicsPreprocess
+from healnet_cli.data.survival import breslow_survival, risk_from_survival, survival_from_logits
+
+COXNET = "coxnet"
+_FOLD_DIR = re.compile(r"^fold_(\d+)$")
+
+
+@dataclass
+class FoldModel:
+    """Everything needed to predict with one fold of a run."""
+
+    fold: int
+    model_name: str
+    model: Any  # SurvivalModel or CoxnetModel
+    preprocess: dict[str, OmicsPreprocess]
+    bin_edges: list[float]
+    modalities: list[str]
+    loss: str = "nll"
+    breslow: tuple[np.ndarray, np.ndarray] | None = None
+    cohort: Cohort | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def feature_names(self) -> dict[str, list[str]]:
+        """Kept feature names per omics modality (model input order)."""
+        return {m: list(p.kept) for m, p in self.preprocess.items()}
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.bin_edges) - 1
+
+
+@dataclass
+class PredictionResult:
+    """``frame``: patient_id, risk, surv_0..; ``weights[pid][modality]`` per token/feature;
+    ``bags[pid]``: ``[(slide_id, coords [n, 2])]`` in concatenation order (WSI weights align)."""
+
+    frame: pd.DataFrame
+    weights: dict[str, dict[str, np.ndarray]] | None = None
+    bags: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
+
+
+def fold_checkpoint(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``fold_<k>/checkpoint.pt`` payload (primitives + tensors; ``weights_only=True``-safe)."""
+    from healnet_cli.models import model_to_checkpoint
+
+    is_cox = fold_model.model_name == COXNET
+    payload = {
+        "model": fold_model.model.to_checkpoint() if is_cox else model_to_checkpoint(fold_model.model),
+        "model_name": fold_model.model_name,
+        "preprocess": {m: p.to_dict() for m, p in fold_model.preprocess.items()},
+        "bin_edges": [float(e) for e in fold_model.bin_edges],
+        "modalities": list(fold_model.modalities),
+        "fold": int(fold_model.fold),
+        "loss": fold_model.loss,
+        **dict(extra or {}),
+    }
+    if fold_model.breslow is not None:
+        payload["breslow"] = {"times": torch.from_numpy(np.asarray(fold_model.breslow[0], np.float64)),
+                              "cum_hazard": torch.from_numpy(np.asarray(fold_model.breslow[1], np.float64))}
+    return payload
+
+
+def list_folds(run_dir: str | os.PathLike[str]) -> list[int]:
+    """Fold indices with a ``fold_<k>/checkpoint.pt`` in ``run_dir``, sorted."""
+    base = Path(run_dir)
+    if not base.is_dir():
+        raise InputError(f"run folder {base} not found; pass the --out folder of `healnet train`")
+    return sorted(int(m.group(1)) for p in base.iterdir() if (m := _FOLD_DIR.match(p.name)) and (p / "checkpoint.pt").is_file())
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The resolved ``options`` of a run's ``config.yaml``."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise InputError(f"{path} not found; is {run_dir} a `healnet train` run folder?")
+    return (yaml.safe_load(path.read_text()) or {}).get("options", {})
+
+
+def fold_model_from_checkpoint(payload: Mapping[str, Any], *, cohort: Cohort | None, device: str | torch.device = "cpu") -> FoldModel:
+    """Rebuild a :class:`FoldModel` from a checkpoint payload."""
+    from healnet_cli.models import model_from_checkpoint
+
+    device = torch.device(device)
+    name = str(payload["model_name"])
+    if name == COXNET:
+        model = CoxnetModel.from_checkpoint(payload["model"])
+    else:
+        model = model_from_checkpoint(payload["model"]).to(device).eval()
+    breslow = None
+    if "breslow" in payload:
+        breslow = (payload["breslow"]["times"].numpy(), payload["breslow"]["cum_hazard"].numpy())
+    return FoldModel(
+        fold=int(payload["fold"]),
+        model_name=name,
+        model=model,
+        preprocess={m: OmicsPreprocess.from_dict(d) for m, d in payload["preprocess"].items()},
+        bin_edges=[float(e) for e in payload["bin_edges"]],
+        modalities=[str(m) for m in payload["modalities"]],
+        loss=str(payload.get("loss", "nll")),
+        breslow=breslow,
+        cohort=cohort,
+        device=device,
+    )
+
+
+def load_fold(
+    run_dir: str | os.PathLike[str], fold: int, *, workdir: str | os.PathLike[str] | None = None, device: str = "cpu"
+) -> FoldModel:
+    """Load fold ``fold`` of a run; its data come from the run's recorded workdir and extractor
+    unless ``workdir`` is given."""
+    path = Path(run_dir) / f"fold_{fold}" / "checkpoint.pt"
+    if not path.is_file():
+        raise InputError(f"{path} not found; folds with a checkpoint: {list_folds(run_dir)}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    opts = read_run_config(run_dir)
+    cohort = load_cohort(
+        workdir if workdir is not None else opts.get("workdir", "healnet_work"),
+        payload["modalities"],
+        extractor=opts.get("extractor_used") or opts.get("extractor"),
+        require_all=False,
+    )
+    return fold_model_from_checkpoint(payload, cohort=cohort, device=device)
+
+
+def _token_weights(weights: Mapping[str, torch.Tensor] | None, table: PatientTable, rows: np.ndarray, batch: dict) -> list[dict[str, np.ndarray]]:
+    out: list[dict[str, np.ndarray]] = [{} for _ in rows]
+    if not weights:
+        return out
+    for m in table.modalities:
+        w = weights.get(m)
+        if w is None or m not in batch or w.dim() != 2:
+            continue
+        w = w.detach().float().cpu().numpy()
+        present = batch[m].present.cpu().numpy()
+        mask = batch[m].token_mask.cpu().numpy() if batch[m].token_mask is not None else None
+        for j in range(len(rows)):
+            if present[j]:
+                out[j][m] = w[j][mask[j]] if mask is not None else w[j]
+    return out
+
+
+def _vector_input(fm: FoldModel, table: PatientTable) -> np.ndarray:
+    parts = [table.vectors[m] for m in fm.modalities if m != WSI]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(table.ids), 0), np.float32)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, table: PatientTable, *, batch_size: int, device: torch.device,
+                   return_weights: bool = False, autocast: torch.dtype | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Hazard logits ``[n, bins]`` for every row of ``table`` (whole bags) and per-row token weights."""
+    logits, weights = [], []
+    model.eval()
+    for rows in make_batches(table.lengths(), batch_size, None):
+        batch = collate(table, rows, device=device)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            out = model(batch, return_weights=return_weights)
+        logits.append(out.logits.float().cpu().numpy())
+        if return_weights:
+            weights.extend(_token_weights(out.weights, table, rows, batch))
+    return (np.concatenate(logits) if logits else np.zeros((0, 1))), weights
+
+
+def predict_table(fm: FoldModel, table: PatientTable, *, batch_size: int = 8, return_weights: bool = False,
+                  autocast: torch.dtype | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Risk and survival per bin for each row of ``table``."""
+    at = np.asarray(fm.bin_edges[1:], dtype=np.float64)
+    weights: list[dict] = [{} for _ in table.ids]
+    if fm.model_name == COXNET:
+        x = _vector_input(fm, table)
+        risk = fm.model.risk(x)
+        surv = fm.model.survival(x, at)
+    else:
+        logits, w = predict_logits(fm.model, table, batch_size=batch_size, device=fm.device,
+                                   return_weights=return_weights, autocast=autocast)
+        if return_weights:
+            weights = w
+        if fm.loss == "cox":
+            risk = logits[:, 0].astype(np.float64)
+            surv = breslow_survival(risk, fm.breslow[0], fm.breslow[1], at)
+        else:
+            surv = survival_from_logits(logits)
+            risk = risk_from_survival(surv)
+    frame = pd.DataFrame({"patient_id": table.ids, "risk": risk})
+    for j in range(surv.shape[1]):
+        frame[f"surv_{j}"] = surv[:, j]
+    return frame, weights
+
+
+def predict_patients(
+    fold_model: FoldModel,
+    patient_ids: Sequence[str],
+    *,
+    drop: Mapping[str, Collection[str]] | None = None,
+    return_weights: bool = False,
+    batch_size: int = 8,
+) -> PredictionResult:
+    """Predict ``patient_ids`` with one fold's model (whole bags, eval mode).
+
+    Raises
+    ------
+    InputError
+        A patient that is not in the run's cohort (no label or no requested modality).
+    """
+    cohort = fold_model.cohort
+    ids = [str(p) for p in patient_ids]
+    missing = [p for p in ids if p not in cohort.presence.index]
+    if missing:
+        raise InputError(f"{len(missing)} patient(s) not in the cohort of this run (e.g. {missing[0]}); check the ids")
+    table = build_table(cohort, ids, fold_model.preprocess, drop=drop)
+    frame, weights = predict_table(fold_model, table, batch_size=batch_size, return_weights=return_weights)
+    bags: dict[str, list[tuple[str, np.ndarray]]] = {}
+    if return_weights and WSI in fold_model.modalities:
+        for i, p in enumerate(ids):
+            if table.present[WSI][i]:
+                bags[p] = cohort.load_bag(p)[2]
+    result_w = {p: weights[i] for i, p in enumerate(ids)} if return_weights else None
+    return PredictionResult(frame, result_w, bags)
+
+
+def predictions_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``healnet`` metadata JSON of a predictions Parquet file."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(b"healnet")
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,1 @@
+"""``healnet train``: cross-validated multimodal survival training into a run folder."""

@@ -1,0 +1,229 @@
+"""The training loop of one fold: AdamW, warm-up + cosine schedule, gradient accumulation, L1,
+modality dropout, bag subsampling, AMP, early stopping with the best weights restored, and a
+per-epoch resumable state (``state.pt``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from healnet_cli.core import atomic
+from healnet_cli.data.batching import PatientTable, collate, drop_modalities, make_batches
+from healnet_cli.data.inference import predict_logits
+from healnet_cli.data.survival import harrell_cindex, risk_from_survival, survival_from_logits
+from healnet_cli.stages.train.losses import cox_loss, nll_loss
+
+IMPROVE_TOL = 1e-4
+
+
+@dataclass
+class Targets:
+    """Survival targets of a table's rows."""
+
+    time: np.ndarray
+    event: np.ndarray
+    bins: np.ndarray
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    patience: int
+    l1: float
+    alpha: float
+    loss: str
+    batch_size: int
+    grad_accum: int
+    modality_dropout: float
+    max_patches: int | None
+    seed: int
+    fold: int
+    device: torch.device
+    autocast: torch.dtype | None = None
+
+
+@dataclass
+class Dist:
+    """Distributed context (torchrun): rank and world size; rank 0 writes."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def penalised_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Weights of linear and convolution layers: what L1 and weight decay apply to (not norms,
+    biases, latent arrays, null tokens or position tables)."""
+    out = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
+            out.append(module.weight)
+    return out
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay = {id(p) for p in penalised_parameters(model)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def sample_losses(logits: torch.Tensor, y: Targets, rows: np.ndarray, s: LoopSettings, *, alpha: float | None = None) -> torch.Tensor:
+    """Per-sample loss terms ``[b]`` for the rows of a batch."""
+    dev = logits.device
+    event = torch.from_numpy(y.event[rows]).to(dev)
+    if s.loss == "cox":
+        return cox_loss(logits.float(), torch.from_numpy(y.time[rows]).float().to(dev), event)
+    bins = torch.from_numpy(y.bins[rows]).to(dev)
+    return nll_loss(logits.float(), bins, event, alpha=s.alpha if alpha is None else alpha)
+
+
+def step_groups(n_batches: int, per_step: int) -> list[range]:
+    """Consecutive groups of ``per_step`` batch indices; the remainder forms a last, smaller group."""
+    return [range(i, min(i + per_step, n_batches)) for i in range(0, n_batches, per_step)]
+
+
+def evaluate(model: nn.Module, table: PatientTable, y: Targets, s: LoopSettings) -> tuple[float, float]:
+    """Validation loss (plain likelihood: ``alpha = 0``; Cox over the whole set) and c-index."""
+    if not table.ids:
+        return float("nan"), float("nan")
+    logits, _ = predict_logits(model, table, batch_size=max(8, s.batch_size), device=s.device, autocast=s.autocast)
+    t = torch.from_numpy(logits)
+    rows = np.arange(len(table.ids))
+    loss = float(sample_losses(t, y, rows, s, alpha=0.0).mean())
+    risk = logits[:, 0] if s.loss == "cox" else risk_from_survival(survival_from_logits(logits))
+    return loss, harrell_cindex(y.time, y.event, risk)
+
+
+def _seed_epoch(s: LoopSettings, epoch: int, rank: int) -> tuple[np.random.Generator, np.random.Generator]:
+    torch.manual_seed(hash((s.seed, s.fold, epoch, rank)) % (2**63))
+    return np.random.default_rng([s.seed, s.fold, epoch]), np.random.default_rng([s.seed, s.fold, epoch, rank + 1])
+
+
+def train_fold(
+    model: nn.Module,
+    train: PatientTable,
+    train_y: Targets,
+    val: PatientTable,
+    val_y: Targets,
+    s: LoopSettings,
+    *,
+    fold_dir: Path | None = None,
+    dist: Dist | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train ``model`` (possibly DDP-wrapped) on ``train``; early-stop on ``val``; return the
+    unwrapped module holding the best weights and the per-epoch history.
+
+    With ``fold_dir``, the state after every epoch is written to ``fold_dir/state.pt`` and an
+    existing state is resumed from.
+    """
+    dist = dist or Dist()
+    module = model.module if hasattr(model, "module") else model
+    optimizer = make_optimizer(module, s.lr, s.weight_decay)
+    l1_params = penalised_parameters(module)
+    scaler = torch.amp.GradScaler("cuda", enabled=s.autocast == torch.float16 and s.device.type == "cuda")
+    per_step = s.grad_accum * dist.world
+    n_batches = math.ceil(len(train.ids) / s.batch_size)
+    steps_per_epoch = len(step_groups(n_batches, per_step))
+    total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
+    st = {"epoch": 0, "step": 0, "best_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "best_state": None}
+    state_path = fold_dir / "state.pt" if fold_dir is not None else None
+    if state_path is not None and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        st = {k: saved[k] for k in st}
+        log(f"fold {s.fold}: resuming after epoch {st['epoch']}")
+    has_val = len(val.ids) > 0
+    while st["epoch"] < s.epochs and st["bad_epochs"] < s.patience:
+        epoch = st["epoch"]
+        start = time.monotonic()
+        order_rng, sample_rng = _seed_epoch(s, epoch, dist.rank)
+        batches = make_batches(train.lengths(), s.batch_size, order_rng)
+        model.train()
+        loss_sum, n_seen = 0.0, 0
+        for group in step_groups(len(batches), per_step):
+            lr = lr_at(st["step"], total, warmup, s.lr)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            group_batches = [batches[i] for i in group]
+            n_group = sum(len(b) for b in group_batches)
+            mine = group_batches[dist.rank :: dist.world]
+            n_calls = math.ceil(len(group_batches) / dist.world)
+            for j in range(n_calls):
+                rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
+                present = {m: v[rows] for m, v in train.present.items()}
+                present = drop_modalities(present, s.modality_dropout, sample_rng)
+                batch = collate(train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device)
+                with torch.autocast(s.device.type, dtype=s.autocast, enabled=s.autocast is not None):
+                    out = model(batch)
+                terms = sample_losses(out.logits, train_y, rows, s)
+                loss = terms.sum() * (weight * dist.world / n_group)
+                if s.l1 > 0 and j == 0:
+                    loss = loss + s.l1 * sum(p.abs().sum() for p in l1_params)
+                scaler.scale(loss).backward()
+                if weight:
+                    loss_sum += float(terms.detach().sum())
+                    n_seen += len(rows)
+            scaler.step(optimizer)
+            scaler.update()
+            st["step"] += 1
+        val_loss, val_c = evaluate(module, val, val_y, s) if has_val else (float("nan"), float("nan"))
+        st["epoch"] = epoch + 1
+        monitor = val_loss if has_val else -float(epoch)
+        if monitor < st["best_loss"] - IMPROVE_TOL:
+            st["best_loss"], st["best_epoch"], st["bad_epochs"] = monitor, epoch, 0
+            st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        elif epoch >= s.warmup_epochs:
+            st["bad_epochs"] += 1
+        st["history"].append({
+            "epoch": epoch, "train_loss": loss_sum / max(1, n_seen), "val_loss": val_loss, "val_cindex": val_c,
+            "lr": lr, "seconds": time.monotonic() - start, "best_epoch": st["best_epoch"],
+        })
+        if state_path is not None and dist.is_main:
+            _save_state(state_path, module, optimizer, st)
+            atomic.write_text(fold_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in st["history"]))
+    if st["best_state"] is not None:
+        module.load_state_dict(st["best_state"])
+    log(f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} (val loss {st['best_loss']:.4f})")
+    return module, st["history"]
+
+
+def _save_state(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, st: dict[str, Any]) -> None:
+    payload = {
+        "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        **st,
+    }
+    with atomic.atomic_path(path) as tmp:
+        torch.save(payload, tmp)
