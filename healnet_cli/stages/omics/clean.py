@@ -23,7 +23,7 @@ import pyarrow as pa
 # Text columns of clinical tables that are categories even when most values look like numbers
 # (TCGA tissue-source-site codes such as "55" or "MP").
 CATEGORICAL_NAMES = frozenset({"site", "tss", "oncotree_code", "sex", "gender", "race", "ethnicity", "stage", "grade", "cancer_type"})
-_NUMERIC_SHARE = 0.95
+_NUMERIC_SHARE = 0.5
 _MAX_TEXT_VALUES = 3
 _EXAMPLES = 5
 

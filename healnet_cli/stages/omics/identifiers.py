@@ -119,13 +119,13 @@ def detect_layout(head: TableHead, *, orientation: str = "auto", id_col: str | N
         return Layout(ROWS, id_column=found, reason="--id-col")
     if orientation == COLUMNS:
         return _columns_layout(head, reason="--orientation")
+    if orientation == "auto" and _tcga_share(columns[1:]) >= _TCGA_SHARE:  # e.g. Xena: sample, TCGA-..., ...
+        return _columns_layout(head, reason="TCGA barcodes in the header")
     known = _lookup(columns, ID_COLUMNS)
     if known is not None:
         return Layout(ROWS, id_column=known, reason=f"identifier column {known!r}")
     if orientation == ROWS:
         return _rows_layout_without_name(head, reason="--orientation")
-    if _tcga_share(columns[1:]) >= _TCGA_SHARE:
-        return _columns_layout(head, reason="TCGA barcodes in the header")
     if _tcga_share(head.first_values) >= _TCGA_SHARE:
         return Layout(ROWS, id_column=columns[0], reason="TCGA barcodes in the first column")
     if columns[0].lower() in FEATURE_NAME_COLUMNS:
