@@ -1,0 +1,164 @@
+"""Interpretability from the models' own weights: HEALNet's cross-attention (or ABMIL / EHPAL
+pooling and gating weights, whatever the model returns per modality) → top omics features and
+per-patch heatmaps for the highest- and lowest-risk patients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from healnet_cli.stages.evaluate.inference_port import FoldModels
+from healnet_cli.stages.evaluate.run_folder import RunData
+
+WSI = "wsi"
+
+
+@dataclass
+class Heatmap:
+    """Per-patch weights of one slide of one patient, with what is needed to draw them."""
+
+    patient_id: str
+    label: str
+    risk: float
+    slide_id: str
+    coords: np.ndarray
+    weights: np.ndarray
+    patch_px_level0: float
+    thumbnail: np.ndarray | None = None
+    thumbnail_downsample: float | None = None
+    note: str = ""
+
+
+@dataclass
+class AttentionResult:
+    top_features: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    heatmaps: list[Heatmap] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "top_features": {m: [{"feature": n, "mean_weight": w} for n, w in v] for m, v in self.top_features.items()},
+            "unavailable": self.unavailable,
+            "heatmaps": [
+                {"patient_id": h.patient_id, "label": h.label, "risk": h.risk, "slide_id": h.slide_id,
+                 "n_patches": int(h.coords.shape[0]), "background": "thumbnail" if h.thumbnail is not None else "blank",
+                 **({"note": h.note} if h.note else {})}
+                for h in self.heatmaps
+            ],
+            "notes": self.notes,
+        }
+
+
+def _flat(w: Any) -> np.ndarray:
+    """Per-token weights as 1-D (extra axes such as heads are averaged)."""
+    arr = np.asarray(w, dtype=float)
+    while arr.ndim > 1:
+        arr = arr.mean(axis=-1)
+    return arr.reshape(-1)
+
+
+class _FeatureAccumulator:
+    def __init__(self) -> None:
+        self.sums: dict[str, dict[str, float]] = {}
+        self.counts: dict[str, int] = {}
+        self.reasons: dict[str, str] = {}
+
+    def add(self, modality: str, names: list[str], w: np.ndarray, model_name: str) -> None:
+        if w.size == len(names) and len(names) > 1:
+            acc = self.sums.setdefault(modality, {})
+            for n, v in zip(names, w):
+                acc[n] = acc.get(n, 0.0) + float(v)
+            self.counts[modality] = self.counts.get(modality, 0) + 1
+        elif w.size == 1:
+            self.reasons[modality] = (
+                f"not available: {model_name} encodes {modality} as a single token (the whole vector), "
+                "so its weight cannot be attributed to individual features"
+            )
+        else:
+            self.reasons[modality] = f"not available: {w.size} weights for {len(names)} features (not one per feature)"
+
+    def top(self, k: int) -> dict[str, list[tuple[str, float]]]:
+        out = {}
+        for m, acc in self.sums.items():
+            means = sorted(((n, s / self.counts[m]) for n, s in acc.items()), key=lambda t: -t[1])
+            out[m] = means[:k]
+        return out
+
+
+def _thumbnail(tiles_dir: Path | None, slide_id: str) -> tuple[np.ndarray | None, float | None, float | None, str]:
+    """Thumbnail array, its downsample and the level-0 patch size from the tiles metadata."""
+    if tiles_dir is None:
+        return None, None, None, "no workdir: drawn on a blank canvas"
+    path = tiles_dir / f"{slide_id}.parquet"
+    try:
+        from healnet_cli.artifacts.coords import read_coords_meta
+
+        meta = read_coords_meta(path)
+    except Exception as exc:  # noqa: BLE001 - a missing thumbnail only changes the background
+        return None, None, None, f"{path} unreadable ({type(exc).__name__}): drawn on a blank canvas"
+    patch = float(meta.get("patch_px_level0") or 0) or None
+    png, ds = meta.get("thumbnail_png"), meta.get("thumbnail_downsample")
+    if not png or not ds or not (tiles_dir / png).is_file():
+        return None, None, patch, "no thumbnail in the tiles folder: drawn on a blank canvas"
+    from PIL import Image
+
+    with Image.open(tiles_dir / png) as img:
+        return np.asarray(img.convert("RGB")), float(ds), patch, ""
+
+
+def _patch_size(coords: np.ndarray) -> float:
+    """Level-0 patch size guessed from the coordinate grid (smallest non-zero step)."""
+    steps = [np.diff(np.unique(coords[:, a])) for a in (0, 1)]
+    steps = np.concatenate([s[s > 0] for s in steps])
+    return float(steps.min()) if steps.size else 256.0
+
+
+def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tiles_dir: Path | None) -> list[Heatmap]:
+    out, start = [], 0
+    for slide_id, coords in bags:
+        coords = np.asarray(coords, dtype=float)
+        part = w[start : start + coords.shape[0]]
+        start += coords.shape[0]
+        if part.size != coords.shape[0] or part.size == 0:
+            continue
+        thumb, ds, patch, note = _thumbnail(tiles_dir, str(slide_id))
+        out.append(Heatmap(pid, label, risk, str(slide_id), coords, part, patch or _patch_size(coords), thumb, ds, note))
+    return out[:2]
+
+
+def run_attention(run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Path | None, batch_size: int = 8) -> AttentionResult:
+    """Weights for every test patient (each by its fold's model): top omics features averaged over
+    patients, and WSI heatmaps of the highest- and lowest-risk patients that have slides."""
+    result, acc = AttentionResult(), _FeatureAccumulator()
+    wsi_weights: dict[str, tuple[np.ndarray, list]] = {}
+    model_name = run.model_name
+    for k in run.folds:
+        fm = models.get(k)
+        model_name = str(getattr(fm, "model_name", model_name))
+        ids = run.predictions.loc[run.predictions["fold"] == k, "patient_id"].astype(str).tolist()
+        res = models.inference.predict_patients(fm, ids, return_weights=True, batch_size=batch_size)
+        names = dict(getattr(fm, "feature_names", {}) or {})
+        for pid, per_mod in (res.weights or {}).items():
+            for m, w in per_mod.items():
+                if m == WSI:
+                    if pid in res.bags:
+                        wsi_weights[pid] = (_flat(w), res.bags[pid])
+                elif m in names:
+                    acc.add(m, list(names[m]), _flat(w), model_name)
+    result.top_features = acc.top(top_k)
+    for m in run.modalities:
+        if m in result.top_features or m == WSI and wsi_weights:
+            continue
+        result.unavailable[m] = acc.reasons.get(m) or f"not available: {model_name} returns no per-token weights for {m}"
+    ranked = run.predictions.set_index(run.predictions["patient_id"].astype(str))["risk"]
+    ranked = ranked[ranked.index.isin(list(wsi_weights))].sort_values()
+    if len(ranked):
+        picks = [("highest risk", ranked.index[-1])] + ([("lowest risk", ranked.index[0])] if len(ranked) > 1 else [])
+        for label, pid in picks:
+            w, bags = wsi_weights[pid]
+            result.heatmaps += _heatmaps(pid, label, float(ranked[pid]), w, bags, tiles_dir)
+    return result

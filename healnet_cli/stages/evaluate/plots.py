@@ -1,0 +1,156 @@
+"""Figures as PNG bytes (matplotlib's Agg canvas; no pyplot, no global backend state)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from healnet_cli.stages.evaluate.curves import Calibration, RiskGroups
+
+COLORS = ["#1b7837", "#e08214", "#b2182b", "#2166ac", "#762a83", "#4d4d4d"]
+DPI = 110
+
+
+def _figure(width_in: float = 6.4, height_in: float = 4.2) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def to_png(fig: Any) -> bytes:
+    """Render ``fig`` to PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
+    """KM curves per risk group, log-rank p in the title and the numbers at risk below."""
+    fig = _figure(6.4, 4.8)
+    ax, table = fig.subplots(2, 1, height_ratios=[4, 1.1], sharex=True)
+    for g, (name, (t, s)) in enumerate(zip(groups.names, groups.curves)):
+        if t:
+            ax.step(t, s, where="post", color=COLORS[g % len(COLORS)], label=f"{name} risk (n={groups.sizes[g]})")
+    title = "Kaplan–Meier by predicted risk group"
+    title += f"\nlog-rank p = {groups.p_value:.2g}" if groups.p_value is not None else f"\nlog-rank: n/a ({groups.reason})"
+    ax.set(title=title, ylabel="survival probability", ylim=(-0.02, 1.02))
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    table.set_ylim(-0.5, len(groups.names) - 0.5)
+    table.set_yticks(range(len(groups.names)), labels=groups.names[::-1], fontsize=8)
+    for row, counts in enumerate(groups.at_risk[::-1]):
+        for t, c in zip(groups.at_times, counts):
+            table.text(t, row, str(c), ha="center", va="center", fontsize=8)
+    table.set_xlabel(f"time ({time_unit}) — numbers at risk")
+    table.tick_params(axis="y", length=0)
+    for side in ("top", "right", "left"):
+        table.spines[side].set_visible(False)
+    return to_png(fig)
+
+
+def calibration_figure(cal: Calibration, *, time_unit: str) -> bytes:
+    """Mean predicted vs KM observed survival per predicted-survival group, one colour per time."""
+    fig = _figure(5.0, 4.6)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
+    times = sorted({r["time"] for r in cal.rows})
+    for i, t in enumerate(times):
+        rows = [r for r in cal.rows if r["time"] == t and r["observed"] is not None]
+        ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=COLORS[i % len(COLORS)],
+                label=f"t = {t:.3g} {time_unit}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted survival (group mean)", ylabel="observed survival (KM)",
+           title="Calibration at chosen times")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    return to_png(fig)
+
+
+def curve_figure(
+    curves: Mapping[str, Mapping[str, Sequence[float]] | None], *, key: str, ylabel: str, title: str, time_unit: str,
+    reference: float | None = None,
+) -> bytes:
+    """One line per fold (thin) and the pooled curve (thick) of ``curves[name][key]`` over time."""
+    fig = _figure()
+    ax = fig.subplots()
+    for i, (name, curve) in enumerate(curves.items()):
+        if not curve:
+            continue
+        pooled = name == "pooled"
+        ax.plot(curve["times"], curve[key], marker="." if not pooled else "o", lw=2.5 if pooled else 1,
+                alpha=1 if pooled else 0.6, color="black" if pooled else COLORS[i % len(COLORS)], label=name)
+    if reference is not None:
+        ax.axhline(reference, color="grey", ls="--", lw=1)
+    ax.set(xlabel=f"time ({time_unit})", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8, frameon=False, ncols=2)
+    ax.grid(alpha=0.3)
+    return to_png(fig)
+
+
+def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Bars of the c-index per ablation condition (mean ± sd over folds, pooled as a dot)."""
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    names = [r["condition"] for r in rows]
+    mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows], dtype=float)
+    sd = np.array([0.0 if r["sd"] is None else r["sd"] for r in rows], dtype=float)
+    x = np.arange(len(rows))
+    ax.bar(x, np.nan_to_num(mean, nan=0.0), yerr=sd, color=COLORS[3], alpha=0.8, capsize=4, label="mean ± sd over folds")
+    pooled = [np.nan if r.get("pooled") is None else r["pooled"] for r in rows]
+    ax.plot(x, pooled, "o", color="black", label="pooled")
+    for xi, m in zip(x, mean):
+        ax.text(xi, 0.02, "n/a" if np.isnan(m) else f"{m:.3f}", ha="center", color="white" if not np.isnan(m) else "black")
+    ax.axhline(0.5, color="grey", ls="--", lw=1)
+    ax.set_xticks(x, labels=names, rotation=20, ha="right")
+    ax.set(ylim=(0, 1), ylabel="Harrell's c-index", title="Missing modalities at inference")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    return to_png(fig)
+
+
+def heatmap_figure(
+    coords: np.ndarray, weights: np.ndarray, *, patch_px_level0: float, thumbnail: np.ndarray | None,
+    downsample: float | None, title: str,
+) -> bytes:
+    """Per-patch attention over the slide thumbnail (or a blank canvas from the coordinates)."""
+    from matplotlib.patches import Rectangle
+
+    w = np.asarray(weights, dtype=float)
+    span = float(w.max() - w.min())
+    norm = (w - w.min()) / span if span > 0 else np.full_like(w, 0.5)
+    fig = _figure(5.6, 5.0)
+    ax = fig.subplots()
+    scale = 1.0 / downsample if thumbnail is not None and downsample else 1.0
+    if thumbnail is not None:
+        ax.imshow(thumbnail)
+    else:
+        ax.set_facecolor("white")
+        ax.set_xlim(coords[:, 0].min(), coords[:, 0].max() + patch_px_level0)
+        ax.set_ylim(coords[:, 1].max() + patch_px_level0, coords[:, 1].min())
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["inferno"]
+    size = patch_px_level0 * scale
+    for (x, y), v in zip(coords, norm):
+        ax.add_patch(Rectangle((x * scale, y * scale), size, size, color=cmap(v), alpha=0.55, lw=0))
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    sm = mpl.cm.ScalarMappable(cmap=cmap, norm=mpl.colors.Normalize(float(w.min()), float(w.max())))
+    fig.colorbar(sm, ax=ax, shrink=0.7, label="attention weight")
+    return to_png(fig)
+
+
+def top_features_figure(names: Sequence[str], values: Sequence[float], *, title: str) -> bytes:
+    """Horizontal bars of the top-weighted omics features."""
+    fig = _figure(5.6, max(2.4, 0.22 * len(names) + 1.0))
+    ax = fig.subplots()
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, values, color=COLORS[0])
+    ax.set_yticks(y, labels=list(names), fontsize=8)
+    ax.set(xlabel="mean attention weight", title=title)
+    return to_png(fig)

@@ -1,0 +1,214 @@
+"""``healnet evaluate``: score run folders, draw figures, write metrics.json, summary.md, report.html.
+
+Outputs of one run go to ``RUN/evaluation/`` (or ``--out``). Several runs: each gets its own
+``evaluation/``; the comparison goes to ``--out`` or the first run's ``evaluation/comparison/``.
+Exit code 0 when everything was computed, 3 when some metric group failed (the report says which
+and why), 2 for a bad run folder (before any work).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from healnet_cli import __version__
+from healnet_cli.core import atomic
+from healnet_cli.core.config import plain, write_resolved_config
+from healnet_cli.core.console import Console
+from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, one_line
+from healnet_cli.core.workspace import Workspace
+from healnet_cli.stages.evaluate import plots
+from healnet_cli.stages.evaluate.config import EvaluateConfig
+from healnet_cli.stages.evaluate.document import RunEvaluation, build_report, headline, metrics_json
+from healnet_cli.stages.evaluate.inference_port import FoldModels, Inference, default_inference
+from healnet_cli.stages.evaluate.report import Figure, Report, to_html, to_markdown
+from healnet_cli.stages.evaluate.run_folder import RunData, read_run, require_checkpoints
+
+EVALUATION_DIR = "evaluation"
+
+
+@dataclass
+class Outcome:
+    """What ``evaluate_runs`` did: exit code, per-run headline, where outputs went."""
+
+    exit_code: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    outputs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "runs": self.runs, "comparison": self.comparison, "outputs": self.outputs}
+
+
+def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Console, debug: bool) -> Any:
+    """Run one metric group; a failure is recorded (exit 3) and the report goes on."""
+    try:
+        return func()
+    except Exception as exc:  # noqa: BLE001 - every group failure is reported, none is fatal
+        if debug:
+            traceback.print_exc()
+        ev.failed[name] = one_line(exc)
+        console.warn(f"{ev.run.name}: {name} not computed: {one_line(exc)}")
+        return None
+
+
+def _figures(ev: RunEvaluation) -> None:
+    unit = ev.run.time_unit
+    if ev.scores is not None:
+        curves = {f"fold {k}": s.td_auc for k, s in ev.scores.folds.items()} | {"pooled": ev.scores.pooled.td_auc}
+        if any(curves.values()):
+            ev.figures["td_auc"] = Figure("td_auc.png", plots.curve_figure(
+                curves, key="auc", ylabel="AUC(t)", title="Time-dependent AUC (cumulative/dynamic)", time_unit=unit,
+                reference=0.5), "Time-dependent AUC per fold and pooled; dashed: chance")
+        curves = {f"fold {k}": s.brier for k, s in ev.scores.folds.items()} | {"pooled": ev.scores.pooled.brier}
+        if any(curves.values()):
+            ev.figures["brier"] = Figure("brier.png", plots.curve_figure(
+                curves, key="score", ylabel="Brier score", title="Brier score over time (IPCW)", time_unit=unit,
+                reference=0.25), "Brier score per fold and pooled; dashed: 0.25 (a constant 0.5 prediction)")
+    if ev.groups is not None:
+        ev.figures["km"] = Figure("km_risk_groups.png", plots.km_figure(ev.groups, time_unit=unit),
+                                  "Kaplan–Meier curves of the predicted risk groups with numbers at risk")
+    if ev.calibration is not None and ev.calibration.rows:
+        ev.figures["calibration"] = Figure("calibration.png", plots.calibration_figure(ev.calibration, time_unit=unit),
+                                           "Predicted vs observed (KM) survival per quartile of predicted survival")
+
+
+def _model_figures(ev: RunEvaluation) -> None:
+    if ev.ablation is not None:
+        ev.figures["ablation"] = Figure("ablation.png", plots.ablation_figure(ev.ablation.rows()),
+                                        "c-index with modalities removed at inference")
+    if ev.attention is None:
+        return
+    for m, top in ev.attention.top_features.items():
+        ev.figures[f"top_{m}"] = Figure(f"top_{m}.png", plots.top_features_figure(
+            [n for n, _ in top], [w for _, w in top], title=f"Top {m} features by mean attention"),
+            f"Top {len(top)} {m} features by attention weight averaged over test patients")
+    for i, h in enumerate(ev.attention.heatmaps):
+        title = f"{h.label}: patient {h.patient_id} (risk {h.risk:.3g}), slide {h.slide_id}"
+        png = plots.heatmap_figure(h.coords, h.weights, patch_px_level0=h.patch_px_level0, thumbnail=h.thumbnail,
+                                   downsample=h.thumbnail_downsample, title=title)
+        caption = f"Per-patch attention, {title}" + (f" — {h.note}" if h.note else "")
+        ev.figures[f"heatmap_{i}"] = Figure(f"heatmap_{i}_{h.label.replace(' ', '_')}.png", png, caption)
+
+
+def _needs_models(config: EvaluateConfig) -> bool:
+    return config.ablate or config.attention
+
+
+def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Inference | None, console: Console, debug: bool) -> None:
+    if not _needs_models(config):
+        ev.skipped["ablation"] = "not requested (--ablate)"
+        ev.skipped["attention"] = "disabled (--no-attention)"
+        return
+    workdir = config.workdir if config.workdir is not None else ev.run.options.get("workdir")
+    models = FoldModels(inference or default_inference(), ev.run.path, workdir=config.workdir, device=config.device)
+    if config.ablate:
+        from healnet_cli.stages.evaluate.ablation import run_ablation
+
+        console.info(f"{ev.run.name}: missing-modality ablation")
+        ev.ablation = _group(ev, "ablation", lambda: run_ablation(ev.run, models, seed=config.seed, batch_size=config.batch_size), console, debug)
+    else:
+        ev.skipped["ablation"] = "not requested (--ablate)"
+    if config.attention:
+        from healnet_cli.stages.evaluate.attention import run_attention
+
+        console.info(f"{ev.run.name}: attention weights")
+        tiles = Workspace.at(workdir).tiles_dir if workdir else None
+        ev.attention = _group(ev, "attention", lambda: run_attention(
+            ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size), console, debug)
+    else:
+        ev.skipped["attention"] = "disabled (--no-attention)"
+
+
+def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, inference: Inference | None = None,
+                 debug: bool = False) -> RunEvaluation:
+    """Compute every metric group of one run (failures recorded in ``failed``)."""
+    from healnet_cli.stages.evaluate.curves import calibrate, km_risk_groups
+    from healnet_cli.stages.evaluate.scoring import score_run
+
+    ev = RunEvaluation(run)
+    start = time.perf_counter()
+    ev.scores = _group(ev, "metrics", lambda: score_run(run, times=list(config.times), n_boot=config.bootstrap, seed=config.seed), console, debug)
+    ev.groups = _group(ev, "risk_groups", lambda: km_risk_groups(run, config.groups), console, debug)
+    ev.calibration = _group(ev, "calibration", lambda: calibrate(run, list(config.times)), console, debug)
+    console.info(f"{run.name}: metrics in {time.perf_counter() - start:.1f}s")
+    _evaluate_models(ev, config, inference, console, debug)
+    _group(ev, "figures", lambda: (_figures(ev), _model_figures(ev)), console, debug)
+    return ev
+
+
+def _write_report(folder: Path, report: Report, figures: Sequence[Figure], footer: str) -> list[Path]:
+    written = [atomic.write_bytes(folder / f.name, f.png) for f in figures]
+    written.append(atomic.write_text(folder / "summary.md", to_markdown(report)))
+    written.append(atomic.write_text(folder / "report.html", to_html(report, footer=footer)))
+    return written
+
+
+def _footer() -> str:
+    return f"healnet {__version__} · generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+
+
+def write_run_outputs(ev: RunEvaluation, folder: Path, options: dict[str, Any]) -> list[Path]:
+    """``metrics.json``, figures, ``summary.md``, ``report.html`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [atomic.write_json(folder / "metrics.json", metrics_json(ev, options))]
+    return written + _write_report(folder, build_report(ev), list(ev.figures.values()), _footer())
+
+
+def evaluate_runs(
+    run_dirs: Sequence[Path],
+    config: EvaluateConfig,
+    *,
+    console: Console,
+    options: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
+    inference: Inference | None = None,
+    debug: bool = False,
+) -> Outcome:
+    """Evaluate each run folder (and compare them when there are several).
+
+    Raises
+    ------
+    InputError
+        A run folder lacks predictions, labels or splits, or (with --ablate / attention) a
+        checkpoint — before any work.
+    """
+    runs = [read_run(d) for d in run_dirs]
+    if _needs_models(config):
+        for run in runs:
+            require_checkpoints(run)
+    options = plain(dict(options or {"config": config.__dict__}))
+    outcome = Outcome(EXIT_OK)
+    evals = []
+    for run in runs:
+        ev = evaluate_run(run, config, console=console, inference=inference, debug=debug)
+        folder = config.out if (config.out is not None and len(runs) == 1) else run.path / EVALUATION_DIR
+        outcome.outputs += [str(p) for p in write_run_outputs(ev, folder, options)]
+        write_resolved_config(folder, options, command="evaluate", sources=sources)
+        outcome.runs.append({**headline(ev), "output": str(folder)})
+        if ev.failed:
+            outcome.exit_code = EXIT_PARTIAL
+        evals.append(ev)
+        console.info(f"{run.name}: report {folder / 'report.html'}")
+    if len(evals) > 1:
+        outcome.comparison = _write_comparison(evals, config, options, sources, console)
+    return outcome
+
+
+def _write_comparison(evals: list[RunEvaluation], config: EvaluateConfig, options: dict[str, Any],
+                      sources: dict[str, str] | None, console: Console) -> dict[str, Any]:
+    from healnet_cli.stages.evaluate.compare import compare_runs, comparison_report
+
+    folder = config.out if config.out is not None else evals[0].run.path / EVALUATION_DIR / "comparison"
+    result = compare_runs(evals, n_boot=config.bootstrap, seed=config.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(folder / "comparison.json", {**result, "options": options,
+                                                    "inputs": {ev.run.name: ev.run.fingerprints for ev in evals}})
+    _write_report(folder, comparison_report(result), [], _footer())
+    write_resolved_config(folder, options, command="evaluate", sources=sources)
+    console.info(f"comparison: {folder / 'report.html'}")
+    return {"output": str(folder), "paired_tests": result["paired_tests"]}
