@@ -57,7 +57,8 @@ def read_downsampled(reader: SlideReader, downsample: float, *, block_px: int = 
             lx0, lx1 = _span(ox0, ox1, factor, level_w)
             location = (int(round(lx0 * level_ds)), int(round(ly0 * level_ds)))
             block = reader.read_region(location, level, (lx1 - lx0, ly1 - ly0))
-            out[oy0:oy1, ox0:ox1] = _shrink(block, (ox1 - ox0, oy1 - oy0))
+            box = (ox0 * factor - lx0, oy0 * factor - ly0, ox1 * factor - lx0, oy1 * factor - ly0)
+            out[oy0:oy1, ox0:ox1] = _shrink(block, (ox1 - ox0, oy1 - oy0), box)
     return out
 
 
@@ -69,16 +70,18 @@ def _span(o0: int, o1: int, factor: float, limit: int) -> tuple[int, int]:
     return start, end
 
 
-def _shrink(block: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Area-average ``block`` to ``size`` = (w, h)."""
+def _shrink(block: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """Area-average the region ``box`` (left, top, right, bottom; fractional pixels) of ``block`` to
+    ``size`` = (w, h)."""
     height, width = block.shape[:2]
-    if (width, height) == size:
-        return block
-    fx, fy = width / size[0], height / size[1]
-    if fx == fy and fx.is_integer():
+    fx, fy = (box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1]
+    if box == (0, 0, width, height) and fx == fy and float(fx).is_integer():
         k = int(fx)
-        return block.reshape(size[1], k, size[0], k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
-    return np.asarray(Image.fromarray(block).resize(size, Image.BOX))
+        if k == 1:
+            return block
+        view = block.reshape(size[1], k, size[0], k, 3)
+        return (view.mean(axis=(1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
+    return np.asarray(Image.fromarray(block).resize(size, Image.BOX, box=box))
 
 
 def thumbnail_downsample(dimensions: tuple[int, int], max_px: int) -> float:

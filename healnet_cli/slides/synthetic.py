@@ -9,9 +9,11 @@ map, not 7.5 GB).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -34,7 +36,7 @@ def write_pyramidal_tiff(
     *,
     size: tuple[int, int] | None = None,
     level_factor: int = 4,
-    compression_level: int = 6,
+    compression_level: int = 1,
     aperio_app_mag: float | None = None,
 ) -> Path:
     """Write a tiled pyramidal TIFF that OpenSlide opens (generic TIFF, or Aperio with a description).
@@ -95,9 +97,9 @@ def write_pyramidal_tiff(
         previous = _buffer(Path(tmp) / "level1.npy", _tiles(height, tile) * tile // level_factor,
                            _tiles(width, tile) * tile // level_factor) if len(dims) > 1 else None
         with tifffile.TiffWriter(path, bigtiff=width * height * 3 > 2**31) as writer:
-            tiles0 = _level0_tiles(tile_fn, width, height, tile, level_factor, previous)
-            _write_level(writer, tiles0, (height, width), tile, mpp, 1.0, resolution_unit, description,
-                         compression_level, reduced=False)
+            codec = _TileCodec(compression_level, level_factor)
+            tiles0 = _level0_tiles(tile_fn, width, height, tile, codec, previous)
+            _write_level(writer, tiles0, (height, width), tile, mpp, 1.0, resolution_unit, description, reduced=False)
             for k in range(1, len(dims)):
                 level_w, level_h = dims[k]
                 current = previous[:level_h, :level_w] if previous is not None else None
@@ -106,8 +108,8 @@ def write_pyramidal_tiff(
                 if k + 1 < len(dims):
                     nxt = _buffer(Path(tmp) / f"level{k + 1}.npy", *(math.ceil(d / level_factor) for d in (level_h, level_w)))
                     _block_mean_into(current, level_factor, nxt)
-                _write_level(writer, _array_tiles(current, tile), (level_h, level_w), tile, mpp, float(level_factor**k),
-                             resolution_unit, None, compression_level, reduced=True)
+                _write_level(writer, _array_tiles(current, tile, codec), (level_h, level_w), tile, mpp,
+                             float(level_factor**k), resolution_unit, None, reduced=True)
                 del current
                 previous = nxt
     return path
@@ -135,23 +137,33 @@ def tissue_disk_tile_fn(
     r = radius_px if radius_px is not None else 0.4 * min(width, height)
     rng = np.random.default_rng(seed)
     pattern = 256
-    base = np.array([200, 120, 170], dtype=np.int16)  # eosin-pink
-    nuclei = rng.random((pattern, pattern)) < 0.08
-    texture = base + rng.integers(-25, 26, size=(pattern, pattern, 3), dtype=np.int16)
-    texture[nuclei] = np.array([90, 60, 140], dtype=np.int16) + rng.integers(-15, 16, size=(int(nuclei.sum()), 3))
-    texture = np.clip(texture, 0, 255).astype(np.uint8)
-    background = np.clip(242 + rng.integers(-4, 5, size=(pattern, pattern, 3)), 0, 255).astype(np.uint8)
+    # a small palette keeps the texture compressible (synthetic slides stay a few hundred MB)
+    palette = np.array(
+        [[200, 120, 170], [215, 140, 185], [185, 105, 160], [225, 160, 200], [170, 95, 150], [90, 60, 140]],
+        dtype=np.uint8,
+    )
+    weights = np.array([0.3, 0.25, 0.2, 0.1, 0.07, 0.08])
+    texture = palette[rng.choice(len(palette), size=(pattern, pattern), p=weights)]
+    background = np.full((pattern, pattern, 3), 242, dtype=np.uint8)
+    background[rng.random((pattern, pattern)) < 0.05] = 236
+
+    def pick(source: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
+        if x % pattern + w <= pattern and y % pattern + h <= pattern:
+            return source[y % pattern : y % pattern + h, x % pattern : x % pattern + w]
+        return source[np.ix_(np.arange(y, y + h) % pattern, np.arange(x, x + w) % pattern)]
 
     def tile_fn(x: int, y: int, w: int, h: int) -> np.ndarray:
+        # nearest / farthest point of the tile from the centre decide the cheap cases
+        nx, ny = min(max(cx, x), x + w), min(max(cy, y), y + h)
+        fx, fy = max(abs(x - cx), abs(x + w - cx)), max(abs(y - cy), abs(y + h - cy))
+        if (nx - cx) ** 2 + (ny - cy) ** 2 > r * r:
+            return pick(background, x, y, w, h)
+        if fx * fx + fy * fy <= r * r:
+            return pick(texture, x, y, w, h)
         ys = np.arange(y, y + h) + 0.5
         xs = np.arange(x, x + w) + 0.5
         inside = (xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2 <= r * r
-        iy, ix = np.arange(y, y + h) % pattern, np.arange(x, x + w) % pattern
-        if not inside.any():
-            return background[np.ix_(iy, ix)]
-        if inside.all():
-            return texture[np.ix_(iy, ix)]
-        return np.where(inside[..., None], texture[np.ix_(iy, ix)], background[np.ix_(iy, ix)])
+        return np.where(inside[..., None], pick(texture, x, y, w, h), pick(background, x, y, w, h))
 
     return tile_fn
 
@@ -201,10 +213,29 @@ def _shrink(block: np.ndarray, factor: int) -> np.ndarray:
     return (view.mean(axis=(1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
 
 
+class _TileCodec:
+    """Deflate-compress tiles (and shrink them for the next level), reusing the result for tiles
+    whose content was seen recently: synthetic slides repeat tiles, which makes large ones cheap."""
+
+    def __init__(self, level: int, factor: int, capacity: int = 256):
+        self.level, self.factor, self.capacity = level, factor, capacity
+        self._cache: dict[bytes, tuple[bytes, np.ndarray]] = {}
+
+    def encode(self, tile: np.ndarray) -> tuple[bytes, np.ndarray]:
+        key = hashlib.blake2b(tile.data, digest_size=16).digest()
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = (zlib.compress(tile.data, self.level), _shrink(tile, self.factor))
+            if len(self._cache) >= self.capacity:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = hit
+        return hit
+
+
 def _level0_tiles(
-    tile_fn: TileFn, width: int, height: int, tile: int, factor: int, level1: np.ndarray | None
-) -> Iterator[np.ndarray]:
-    small = tile // factor
+    tile_fn: TileFn, width: int, height: int, tile: int, codec: _TileCodec, level1: np.ndarray | None
+) -> Iterator[bytes]:
+    small = tile // codec.factor
     for ty in range(_tiles(height, tile)):
         for tx in range(_tiles(width, tile)):
             x, y = tx * tile, ty * tile
@@ -212,17 +243,17 @@ def _level0_tiles(
             block = np.asarray(tile_fn(x, y, w, h), dtype=np.uint8)[..., :3]
             if block.shape[:2] != (h, w):
                 raise ValueError(f"tile_fn({x}, {y}, {w}, {h}) returned shape {block.shape}")
-            padded = _pad(block, tile)
+            data, shrunk = codec.encode(_pad(block, tile))
             if level1 is not None:
-                level1[ty * small : (ty + 1) * small, tx * small : (tx + 1) * small] = _shrink(padded, factor)
-            yield padded
+                level1[ty * small : (ty + 1) * small, tx * small : (tx + 1) * small] = shrunk
+            yield data
 
 
-def _array_tiles(array: np.ndarray, tile: int) -> Iterator[np.ndarray]:
+def _array_tiles(array: np.ndarray, tile: int, codec: _TileCodec) -> Iterator[bytes]:
     height, width = array.shape[:2]
     for y in range(0, height, tile):
         for x in range(0, width, tile):
-            yield _pad(array[y : y + tile, x : x + tile], tile)
+            yield codec.encode(_pad(array[y : y + tile, x : x + tile], tile))[0]
 
 
 def _block_mean_into(source: np.ndarray, factor: int, out: np.ndarray) -> None:
@@ -238,7 +269,7 @@ def _block_mean_into(source: np.ndarray, factor: int, out: np.ndarray) -> None:
         out[y // factor : y // factor + h // factor, : w // factor] = _shrink(padded, factor)
 
 
-def _write_level(writer, tiles, shape, tile, mpp, downsample, unit, description, level, *, reduced: bool) -> None:
+def _write_level(writer, tiles, shape, tile, mpp, downsample, unit, description, *, reduced: bool) -> None:
     kwargs = {}
     if mpp is not None and unit is not None:
         per_unit = {"cm": 1e4, "inch": 25400.0}[unit]
@@ -251,10 +282,8 @@ def _write_level(writer, tiles, shape, tile, mpp, downsample, unit, description,
         tile=(tile, tile),
         photometric="rgb",
         compression="zlib",
-        compressionargs={"level": level},
         description=description,
         metadata=None,
         subfiletype=1 if reduced else 0,
-        maxworkers=2,
         **kwargs,
     )

@@ -1,0 +1,211 @@
+"""``healnet tile``: per slide, resolve the mpp, detect tissue on a low-resolution read, lay the patch
+grid at the target mpp, keep patches with enough tissue, and write coordinates + QC images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
+from healnet_cli.core.config import write_resolved_config
+from healnet_cli.core.console import Console
+from healnet_cli.core.fingerprint import combine, file_fingerprint
+from healnet_cli.core.hpc import parse_shard
+from healnet_cli.core.runner import ItemResult, WorkItem, report, run_items
+from healnet_cli.core.status import StatusTable
+from healnet_cli.core.store import ArtifactStore
+from healnet_cli.slides import open_slide, read_downsampled, resolve_mpp
+from healnet_cli.slides.base import SlideReader
+from healnet_cli.slides.downsample import thumbnail_downsample
+from healnet_cli.stages.tile import export, qc
+from healnet_cli.stages.tile.config import TileConfig
+from healnet_cli.stages.tile.grid import GridSpec, grid_coords, grid_spec, tissue_fraction
+from healnet_cli.stages.tile.inputs import SlideInput, collect_slides
+from healnet_cli.stages.tile.tissue import detect_tissue
+
+#: Longest side of the segmentation image: bounds memory even for a wrong, huge mpp.
+MAX_SEG_PX = 8192
+THUMB_SUFFIX = ".thumb.png"
+QC_SUFFIX = ".qc.png"
+
+
+@dataclass
+class TiledSlide:
+    """The result of tiling one slide (before anything is written)."""
+
+    coords: SlideCoords
+    mask: np.ndarray
+    mask_downsample: float
+    thumb: np.ndarray
+    thumb_downsample: float
+    spec: GridSpec
+    warnings: list[str]
+
+
+def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> TiledSlide:
+    """Tile one open slide in memory (bounded by the segmentation image, not the slide size)."""
+    mpp, mpp_source = resolve_mpp(reader, override=slide.mpp_override, default_mpp=config.default_mpp)
+    width, height = reader.dimensions
+    seg_ds = max(1.0, config.seg_mpp / mpp, max(width, height) / MAX_SEG_PX)
+    seg_rgb = read_downsampled(reader, seg_ds)
+    seg_um_per_px = mpp * seg_ds
+    mask, threshold = detect_tissue(seg_rgb, seg_um_per_px, min_area_um2=config.min_area)
+    if max(seg_rgb.shape[:2]) >= qc.THUMB_MAX_PX or seg_ds <= 1.0:
+        thumb = qc.shrink_to(seg_rgb)
+        thumb_ds = seg_ds * seg_rgb.shape[1] / thumb.shape[1]
+    else:  # a small slide: a sharper thumbnail than the segmentation image is cheap
+        thumb_ds = thumbnail_downsample((width, height), qc.THUMB_MAX_PX)
+        thumb = read_downsampled(reader, thumb_ds)
+    del seg_rgb
+
+    spec = grid_spec(
+        mpp=mpp,
+        target_mpp=config.mpp,
+        patch_px=config.patch_size,
+        overlap_px=config.overlap,
+        level_downsamples=list(reader.level_downsamples),
+    )
+    x, y = grid_coords((width, height), spec)
+    tissue = tissue_fraction(mask, seg_ds, x, y, spec.patch_px_level0)
+    keep = tissue >= config.min_tissue if config.min_tissue > 0 else np.ones_like(tissue, dtype=bool)
+    tissue_area_um2 = float(mask.sum()) * seg_um_per_px**2
+
+    warnings = []
+    if not keep.any():
+        if not mask.any():
+            warnings.append("no tissue found (blank slide?): 0 patches written")
+        else:
+            warnings.append(
+                f"tissue found ({tissue_area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 patches written"
+            )
+    if spec.upsampled:
+        warnings.append(f"slide resolution {mpp:g} µm/px is coarser than --mpp {config.mpp:g}: patches will be upsampled")
+
+    meta: dict[str, Any] = {
+        "slide_id": slide.slide_id,
+        "case_id": slide.case_id,
+        "source_path": str(Path(slide.path).resolve()),
+        "reader": reader.backend,
+        "mpp": mpp,
+        "mpp_source": mpp_source,
+        "target_mpp": config.mpp,
+        "patch_px": config.patch_size,
+        "patch_px_level0": spec.patch_px_level0,
+        "stride_px_level0": spec.stride_px_level0,
+        "read_level": spec.read_level,
+        "read_downsample": spec.read_downsample,
+        "read_patch_px": spec.read_patch_px,
+        "overlap_px": config.overlap,
+        "level0_width": width,
+        "level0_height": height,
+        "level_count": reader.level_count,
+        "thumbnail_png": f"{slide.slide_id}{THUMB_SUFFIX}",
+        "thumbnail_downsample": thumb_ds,
+        "seg_mpp": seg_um_per_px,
+        "seg_threshold": threshold,
+        "tissue_area_um2": tissue_area_um2,
+        "min_tissue": config.min_tissue,
+        "min_area_um2": config.min_area,
+        "n_grid_patches": int(x.size),
+    }
+    coords = SlideCoords(x[keep], y[keep], tissue[keep], meta)
+    return TiledSlide(coords, mask, seg_ds, thumb, thumb_ds, spec, warnings)
+
+
+def write_outputs(tiled: TiledSlide, store: ArtifactStore, config: TileConfig) -> list[Path]:
+    """Write the coordinates, thumbnail, QC image and the requested exports of one slide."""
+    sid = tiled.coords.slide_id
+    meta = tiled.coords.meta
+    outputs = [
+        qc.write_png(store.output_path(sid, THUMB_SUFFIX), tiled.thumb),
+        qc.write_png(
+            store.output_path(sid, QC_SUFFIX),
+            qc.qc_image(
+                tiled.thumb, tiled.mask, tiled.coords.x, tiled.coords.y, tiled.spec.patch_px_level0, tiled.thumb_downsample
+            ),
+        ),
+    ]
+    if "clam" in config.export:
+        outputs.append(export.write_clam_h5(store.output_path(sid, ".h5"), tiled.coords.xy, meta))
+    if "geojson" in config.export:
+        polygons = export.tissue_polygons(tiled.mask, tiled.mask_downsample)
+        outputs.append(export.write_geojson(store.output_path(sid, ".geojson"), polygons, slide_id=sid))
+    # the coordinates last: extract looks for them
+    outputs.append(write_coords(coords_path(store.folder, sid), tiled.coords))
+    return outputs
+
+
+def process_slide(item: WorkItem, *, store: ArtifactStore, config: TileConfig) -> ItemResult:
+    """Tile one slide and write its outputs (the ``process`` of :func:`run_items`)."""
+    slide: SlideInput = item.source
+    with open_slide(slide.path) as reader:
+        tiled = tile_slide(reader, slide, config)
+    outputs = write_outputs(tiled, store, config)
+    meta = tiled.coords.meta
+    summary = {
+        "n_patches": len(tiled.coords),
+        "mpp": meta["mpp"],
+        "mpp_source": meta["mpp_source"],
+        "read_level": meta["read_level"],
+        "tissue_area_um2": round(meta["tissue_area_um2"], 1),
+    }
+    return ItemResult(outputs=outputs, meta=summary, warning="; ".join(tiled.warnings))
+
+
+def work_items(slides: list[SlideInput]) -> list[WorkItem]:
+    """One item per slide; the fingerprint covers the file, its mpp override and its case id."""
+    return [
+        WorkItem(
+            s.slide_id,
+            s,
+            combine([file_fingerprint(s.path), f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"]),
+        )
+        for s in slides
+    ]
+
+
+def run(
+    config: TileConfig,
+    *,
+    console: Console,
+    debug: bool = False,
+    resolved: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
+) -> int:
+    """Tile every selected slide of this shard; return the exit code (0 ok, 3 some failed).
+
+    Raises
+    ------
+    InputError
+        Bad inputs found before any work (missing paths, duplicate slide ids, malformed CSVs).
+    """
+    shard = parse_shard(config.shard)
+    slides = collect_slides(list(config.slides), slides_csv=config.slides_csv, mpp_csv=config.mpp_csv)
+    selected = shard.select(slides, key=lambda s: s.slide_id)
+    tiles_dir = config.tiles_dir
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    write_resolved_config(tiles_dir, resolved if resolved is not None else _plain_config(config), command="tile", sources=sources)
+    store = ArtifactStore(tiles_dir, "tile", config.output_params())
+    status = StatusTable("tile", shard=str(shard))
+    console.info(f"tile: {len(selected)} of {len(slides)} slide(s) in shard {shard} -> {tiles_dir}")
+    run_items(
+        work_items(selected),
+        lambda item: process_slide(item, store=store, config=config),
+        store=store,
+        status=status,
+        console=console,
+        force=config.force,
+        on_error=config.on_error,  # type: ignore[arg-type]
+        debug=debug,
+        description="tile",
+    )
+    return report(status, console, folder=tiles_dir)
+
+
+def _plain_config(config: TileConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(config)
