@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.features import SUFFIX, read_provenance
 from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, read_labels, read_patient_ids, to_patient_id
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.workspace import Workspace
@@ -76,6 +75,8 @@ class Cohort:
 
 
 def _wsi_patients(folder: Path, cohort: Cohort) -> dict[str, str]:
+    from healnet_cli.artifacts.features import SUFFIX, read_provenance  # imports torch: only when needed
+
     slides = {}
     for path in sorted(folder.glob(f"*{SUFFIX}")):
         if path.name.startswith("."):
