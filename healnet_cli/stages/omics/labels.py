@@ -141,9 +141,10 @@ def build_labels(patients: Sequence[str], times: Sequence[Any], statuses: Sequen
 
 def _reason_key(reason: str) -> str:
     """The reason without the offending value (for counting)."""
-    return reason.split(" value ")[0] + (" value" if " value " in reason else "") if "non-binary" in reason else (
-        "non-numeric time" if reason.startswith("non-numeric time") else "non-finite time" if reason.startswith("non-finite") else reason
-    )
+    for prefix in ("non-binary event value", "non-binary censor value", "non-numeric time", "non-finite time"):
+        if reason.startswith(prefix):
+            return prefix
+    return reason
 
 
 def _plain(value: Any) -> Any:

@@ -84,7 +84,8 @@ def _processor(folder: Path, get_built: Callable[[], Built]) -> Callable[[WorkIt
         if item.id in built.errors:
             raise ItemError(built.errors[item.id])
         if item.id == LABELS_NAME:
-            assert built.labels is not None  # no error recorded means labels were built
+            if built.labels is None:  # pragma: no cover - build() records an error instead
+                raise ItemError("no labels were built")
             path = write_labels(folder / f"{LABELS_NAME}.parquet", built.labels.labels, built.label_meta)
             return ItemResult([path], meta=_label_counts(built.labels), warning=built.labels.warning())
         frame = built.frames[item.id]
