@@ -1,0 +1,122 @@
+"""Weights files: safe reading, wrappers, strict fitting, clear errors; --pretrained offline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from healnet_cli.core.errors import InputError
+from healnet_cli.extractors import load_extractor, read_state_dict
+from healnet_cli.extractors.build import TruncatedResNet
+from healnet_cli.extractors.weights import fit_state_dict
+
+
+def _state(name: str = "test_resnet") -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return timm.create_model(name, num_classes=0).state_dict()
+
+
+@pytest.mark.parametrize("wrapper", [None, "state_dict", "model"])
+def test_wrappers_and_prefixes_unwrapped(tmp_path: Path, wrapper: str | None) -> None:
+    state = {f"module.{k}": v for k, v in _state().items()}
+    payload = state if wrapper is None else {wrapper: state, "epoch": 3}
+    path = tmp_path / "w.pth"
+    torch.save(payload, path)
+    loaded = read_state_dict(path)
+    assert set(loaded) == set(_state())
+
+
+def test_file_weights_load_and_record_sha(tmp_path: Path) -> None:
+    from healnet_cli.core.fingerprint import sha256_file
+
+    path = tmp_path / "w.bin"
+    torch.save(_state(), path)
+    ext = load_extractor("timm:test_resnet", weights=path)
+    assert ext.weights.source == "file" and ext.weights.file == "w.bin"
+    assert ext.weights.sha256 == sha256_file(path)
+    for k, v in _state().items():
+        assert torch.equal(ext.model.state_dict()[k], v)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("missing.safetensors", None, "file not found"),
+        ("w.onnx", b"x", "unsupported extension"),
+        ("w.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json", "corrupt"),
+        ("w.pt", b"PK\x03\x04 truncated zip", "corrupt"),
+    ],
+)
+def test_bad_files(tmp_path: Path, name: str, content: bytes | None, match: str) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=match) as info:
+        read_state_dict(path)
+    assert str(path) in str(info.value)
+
+
+def test_pickled_objects_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Path("/etc/passwd")}, path)  # not loadable with weights_only=True
+    with pytest.raises(InputError, match="pickled objects"):
+        read_state_dict(path)
+
+
+def test_mismatched_architecture_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "vit.pt"
+    torch.save(_state("test_vit"), path)
+    with pytest.raises(InputError, match=r"vit\.pt: does not fit the test_resnet architecture: .*missing.*unexpected"):
+        load_extractor("timm:test_resnet", weights=path)
+
+
+def test_shape_mismatch_reported(tmp_path: Path) -> None:
+    state = _state()
+    key = next(k for k, v in state.items() if v.ndim == 4)
+    state[key] = torch.zeros(1, 1, 1, 1)
+    model = timm.create_model("test_resnet", num_classes=0)
+    with pytest.raises(InputError, match=f"shape mismatches .*{key}: file \\(1, 1, 1, 1\\)"):
+        fit_state_dict(model, state, path="w.pt", arch="test_resnet")
+
+
+def test_classifier_keys_in_file_are_ignored(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    state = timm.create_model("test_resnet", num_classes=10).state_dict()  # with a head
+    path = tmp_path / "with_head.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(state, str(path))
+    assert load_extractor("timm:test_resnet", weights=path).dim == 96
+
+
+def test_pretrained_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="--weights FILE"):
+        load_extractor("timm:test_resnet", pretrained=True)
+    assert time.perf_counter() - start < 10
+
+
+def test_resnet50_trunc_matches_layer3_features(tmp_path: Path) -> None:
+    """resnet50-trunc = timm resnet50 features_only layer3, average pooled (CLAM), 1024-d; a full
+    ResNet50 state dict (with layer4 and fc) loads."""
+    torch.manual_seed(0)
+    full = timm.create_model("resnet50", num_classes=1000).eval()
+    path = tmp_path / "r50.pth"
+    torch.save({"state_dict": full.state_dict()}, path)
+    ext = load_extractor("resnet50-trunc", weights=path)
+    assert isinstance(ext.model, TruncatedResNet) and ext.dim == 1024
+    ext.prepare(torch.device("cpu"), None)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    ours = ext.encode(images)
+    reference = timm.create_model("resnet50", features_only=True, out_indices=(3,)).eval()
+    reference.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith(("fc.", "layer4."))})
+    with torch.inference_mode():
+        expected = reference(ext.transform.normalize(images))[0].mean(dim=(2, 3))
+    assert ours.shape == (2, 1024)
+    assert (ours - expected).abs().max() < 1e-4
