@@ -1,0 +1,102 @@
+"""EHPAL specifics: Hilbert ordering, identity-at-init fusion, mask-aware late fusion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from healnet_cli.models import ModalityInput, ModalitySpec, create_model
+from healnet_cli.models.ehpal_blocks import MHCF, hilbert_index, hilbert_order
+from healnet_cli.models.ehpal_fusion import LLF, FusionF, FusionR, dct_matrix
+
+
+def test_hilbert_index_first_order_and_locality():
+    cells = torch.tensor([[0, 0], [0, 1], [1, 1], [1, 0]])
+    assert hilbert_index(cells, bits=1).tolist() == [0, 1, 2, 3]
+    grid = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij"), dim=-1).reshape(-1, 2)
+    d = hilbert_index(grid, bits=3)
+    assert sorted(d.tolist()) == list(range(64)), "the curve visits every cell once"
+    path = grid[torch.argsort(d)]
+    steps = (path[1:] - path[:-1]).abs().sum(dim=1)
+    assert torch.all(steps == 1), "consecutive cells on the curve are grid neighbours"
+
+
+def test_hilbert_order_puts_padding_last_and_keeps_order_without_coords():
+    mask = torch.tensor([[True, False, True, True, False]])
+    assert hilbert_order(None, mask).tolist() == [[0, 2, 3, 1, 4]]
+    coords = torch.tensor([[[256.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 256.0], [256.0, 256.0]]]) + 1000.0
+    full = torch.ones(1, 5, dtype=torch.bool)
+    order = hilbert_order(coords, full)[0].tolist()
+    assert order[:2] == [1, 2], "ties keep the given order (stable)"
+    assert order[3] == 4 and {order[2], order[4]} == {0, 3}, "a U-shaped walk over the 2 x 2 cells"
+
+
+def test_fusion_r_is_identity_at_init_and_for_absent_stream():
+    layer = FusionR(16)
+    s, x = torch.randn(3, 16, 5), torch.randn(3, 16, 4)
+    s_mask, x_mask = torch.ones(3, 5, dtype=torch.bool), torch.ones(3, 4, dtype=torch.bool)
+    present = torch.tensor([True, False, True])
+    s2, x2, gate = layer(s, s_mask, x, x_mask, present)
+    assert torch.equal(s2, s) and torch.equal(x2, x)
+    assert gate.shape == (3,)
+    with torch.no_grad():
+        layer.w_s.normal_()
+    s3, _, _ = layer(s, s_mask, x, x_mask, present)
+    assert torch.equal(s3[1], s[1]) and not torch.equal(s3[0], s[0])
+
+
+def test_fusion_f_leaves_shared_stream_alone_when_absent_and_stays_finite():
+    layer = FusionF(16)
+    s, x = 50 * torch.randn(2, 16, 5), 50 * torch.randn(2, 16, 4)
+    masks = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)
+    s2, x2, _ = layer(s, masks[0], x, masks[1], torch.tensor([True, False]))
+    assert torch.equal(s2[1], s[1]) and torch.isfinite(s2).all() and torch.isfinite(x2).all()
+    d = dct_matrix(8)
+    torch.testing.assert_close(d @ d.T, torch.eye(8), atol=1e-5, rtol=0)
+
+
+def test_llf_weights_normalise_over_available_streams():
+    llf = LLF(16)
+    s, x = torch.randn(2, 16, 5), torch.randn(2, 16, 3)
+    out, w = llf(s, torch.ones(2, 5, dtype=torch.bool), x, torch.ones(2, 3, dtype=torch.bool),
+                 torch.tensor([True, False]))
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(2))
+    assert w[1, 1] == 0 and w[1, 0] == 1
+    assert out.shape == (2, 16, 5)
+
+
+def test_mhcf_downsamples_masks_with_stride():
+    block = MHCF(16, 24, stride=2)
+    mask = torch.tensor([[True] * 7 + [False] * 2])
+    out, out_mask = block(torch.randn(1, 16, 9), mask)
+    assert out.shape == (1, 24, 5) and out_mask.tolist() == [[True, True, True, True, False]]
+    assert torch.equal(out[..., 4], torch.zeros(1, 24))
+
+
+SPECS = {"wsi": ModalitySpec("bag", 32), "rna": ModalitySpec("vector", 40),
+         "cnv": ModalitySpec("vector", 30), "mut": ModalitySpec("vector", 20)}
+
+
+@pytest.mark.parametrize("order", [("wsi", "rna", "cnv", "mut"), ("rna", "wsi", "cnv", "mut")])
+def test_cascade_order_is_configurable(order):
+    model = create_model("ehpal", SPECS, 4, modality_order=order, token_dim=16, widths=(16, 16, 32),
+                         sir_max_width=32, omics_segments=8, pool_dim=8).eval()
+    assert tuple(model.order) == order and list(model.stages) == list(order[1:])
+    batch = {
+        "wsi": ModalityInput(torch.randn(2, 40, 32), torch.tensor([True, False])),
+        "rna": ModalityInput(torch.randn(2, 40), torch.ones(2, dtype=torch.bool)),
+    }
+    out = model(batch, return_weights=True)
+    assert out.logits.shape == (2, 4) and torch.isfinite(out.logits).all()
+    assert {"pool", f"llf/{order[1]}", f"gate/{order[1]}"} <= set(out.weights)
+
+
+def test_default_widths_follow_variant_and_stay_small():
+    big = {"wsi": ModalitySpec("bag", 1024), **{k: ModalitySpec("vector", 2000) for k in ("rna", "cnv", "mut")}}
+    r = create_model("ehpal", big, 4)
+    f = create_model("ehpal", big, 4, variant="F")
+    n_r = sum(p.numel() for p in r.parameters())
+    n_f = sum(p.numel() for p in f.parameters())
+    assert n_r < 4_000_000 < n_f < 8_000_000
+    with pytest.raises(ValueError, match="variant"):
+        create_model("ehpal", big, 4, variant="X")
