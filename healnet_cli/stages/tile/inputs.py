@@ -111,7 +111,10 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
     if not Path(path).is_file():
         raise InputError(f"{what} {path}: file not found; check the path")
     try:
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+        with open(path, encoding="utf-8-sig") as handle:
+            header = handle.readline()
+        sep = "\t" if "\t" in header else (";" if ";" in header and "," not in header else ",")
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"{what} {path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]

@@ -28,6 +28,8 @@ from healnet_cli.stages.tile.tissue import detect_tissue
 
 #: Longest side of the segmentation image: bounds memory even for a wrong, huge mpp.
 MAX_SEG_PX = 8192
+#: A patch spans at least this many segmentation pixels per side.
+MIN_MASK_PX_PER_PATCH = 4
 THUMB_SUFFIX = ".thumb.png"
 QC_SUFFIX = ".qc.png"
 
@@ -45,11 +47,18 @@ class TiledSlide:
     warnings: list[str]
 
 
+def segmentation_mpp(config: TileConfig) -> float:
+    """``--seg-mpp``, refined so that a patch spans at least :data:`MIN_MASK_PX_PER_PATCH` mask
+    pixels (tissue fractions of small patches stay accurate)."""
+    patch_um = config.patch_size * config.mpp
+    return min(config.seg_mpp, patch_um / MIN_MASK_PX_PER_PATCH)
+
+
 def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> TiledSlide:
     """Tile one open slide in memory (bounded by the segmentation image, not the slide size)."""
     mpp, mpp_source = resolve_mpp(reader, override=slide.mpp_override, default_mpp=config.default_mpp)
     width, height = reader.dimensions
-    seg_ds = max(1.0, config.seg_mpp / mpp, max(width, height) / MAX_SEG_PX)
+    seg_ds = max(1.0, segmentation_mpp(config) / mpp, max(width, height) / MAX_SEG_PX)
     seg_rgb = read_downsampled(reader, seg_ds)
     seg_um_per_px = mpp * seg_ds
     mask, threshold = detect_tissue(seg_rgb, seg_um_per_px, min_area_um2=config.min_area)
