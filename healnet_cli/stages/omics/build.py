@@ -83,8 +83,9 @@ def _text_column(table: pa.Table, name: str) -> list[str]:
     return ["" if v is None else str(v).strip() for v in values]
 
 
-def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any]]:
-    """A samples-by-features table: row-level frames per modality (index = patient id) and label rows."""
+def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any], dict[str, str]]:
+    """A samples-by-features table: row-level frames per modality (index = patient id), label rows,
+    the report note and per-modality failures."""
     layout, plan = job.layout, job.columns
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict(), "columns": plan.as_dict()}
     numeric = [c for m, cols in plan.modalities.items() if m != CLINICAL for c, _ in cols]
@@ -98,20 +99,6 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     patients = pd.Index([p for p, k in zip(sample_filter.patient_ids, keep, strict=True) if k], name="patient_id", dtype=object)
     note.update(rows=table.num_rows, rows_without_identifier=int((~has_id).sum()), patients=int(patients.nunique()))
     note["sample_type_filter"] = sample_filter.as_dict(config.sample_types)
-    frames, details = {}, {}
-    for modality, columns in plan.modalities.items():
-        coercion = clean.Coercion()
-        if modality == CLINICAL:
-            frame, clinical = clean.clinical_frame(table, columns, keep, coercion, max_levels=config.max_levels)
-            frame.index = patients
-            details[modality] = {"clinical": clinical.as_dict()}
-        else:
-            matrix, names = clean.numeric_matrix(table, columns, keep, coercion)
-            frame = pd.DataFrame(matrix, index=patients, columns=names, copy=False)
-            details[modality] = {}
-        frame, collapse = clean.collapse_patients(frame)
-        frames[modality] = frame
-        details[modality].update(non_numeric=coercion.as_dict(), duplicates=collapse.as_dict(), features=frame.shape[1])
     label_rows: list[tuple] = []
     if job.labels is not None:
         times = table.column(job.labels.time_col).to_pylist()
@@ -119,13 +106,41 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
         # labels are patient attributes: every row with an identifier counts, whatever its sample type
         label_rows = [(p, times[i], statuses[i]) for i, (p, k) in enumerate(zip(sample_filter.patient_ids, has_id, strict=True)) if k]
         note["label_columns"] = {"time": job.labels.time_col, job.labels.kind: job.labels.status_col, "time_unit": job.labels.time_unit}
+    frames, details, errors = {}, {}, {}
+    for modality, columns in plan.modalities.items():
+        coercion = clean.Coercion()
+        details[modality] = {}
+        try:
+            if modality == CLINICAL:
+                frame, clinical = clean.clinical_frame(table, columns, keep, coercion, max_levels=config.max_levels)
+                frame.index = patients
+                details[modality]["clinical"] = clinical.as_dict()
+            else:
+                matrix, names = clean.numeric_matrix(table, columns, keep, coercion, log1p=config.log1p)
+                frame = pd.DataFrame(matrix, index=patients, columns=names, copy=False)
+        except ValueError as exc:  # log1p of negative values
+            errors[modality] = f"{modality}: {exc}"
+            continue
+        frames[modality] = frame
+        details[modality].update(non_numeric=coercion.as_dict())
+    del table
+    _release_memory()
+    for modality, frame in list(frames.items()):
+        frames[modality], collapse = clean.collapse_patients(frame)
+        details[modality].update(duplicates=collapse.as_dict(), features=frame.shape[1])
     note["modalities"] = details
-    return frames, label_rows, note
+    return frames, label_rows, note, errors
 
 
-def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any]]:
+def _release_memory() -> None:
+    """Hand the freed Arrow buffers of a parsed table back to the operating system."""
+    pa.default_memory_pool().release_unused()
+
+
+def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any], dict[str, str]]:
     """A features-by-samples table: transpose to samples × features, then as for rows."""
     layout = job.layout
+    modality = job.spec.modality or config.modality
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict()}
     table = _read(job, layout.sample_columns, [layout.feature_column], note)
     names = _text_column(table, layout.feature_column)
@@ -133,14 +148,18 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
     first = ~pd.Index(names).duplicated(keep="first") & named
     duplicated = sorted({n for n, f, k in zip(names, first, named, strict=True) if k and not f})
     coercion = clean.Coercion()
-    matrix, _ = clean.numeric_matrix(table, [(s, s) for s in layout.sample_columns], first, coercion)
-    del table
+    try:
+        matrix, _ = clean.numeric_matrix(table, [(s, s) for s in layout.sample_columns], first, coercion, log1p=config.log1p)
+    except ValueError as exc:  # log1p of negative values
+        return {}, [], note, {name: f"{name}: {exc}" for name in job.modality_names}
+    finally:
+        del table
+        _release_memory()
     features = [n for n, f in zip(names, first, strict=True) if f]
     sample_filter = filter_samples(list(layout.sample_columns), config.sample_types)
     patients = pd.Index([p for p, k in zip(sample_filter.patient_ids, sample_filter.keep, strict=True) if k], name="patient_id", dtype=object)
     samples = matrix.T if sample_filter.keep.all() else matrix.T[sample_filter.keep]
     wide = pd.DataFrame(samples, index=patients, columns=features, copy=False)
-    modality = job.spec.modality or config.modality
     plan = plan_columns(features, path=job.head.path, modality=modality, groups=config.groups)
     note.update(rows=len(names), samples=len(layout.sample_columns), patients=int(patients.nunique()), columns=plan.as_dict())
     note["features_without_name"] = int((~named).sum())
@@ -148,15 +167,16 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
     note["sample_type_filter"] = sample_filter.as_dict(config.sample_types)
     frames, details = {}, {}
     for name, columns in plan.modalities.items():
-        frame, collapse = clean.collapse_patients(wide.loc[:, [c for c, _ in columns]])
+        part = wide if len(columns) == wide.shape[1] else wide.loc[:, [c for c, _ in columns]]
+        frame, collapse = clean.collapse_patients(part)
         frames[name] = frame
         details[name] = {"non_numeric": coercion.as_dict(), "duplicates": collapse.as_dict(), "features": frame.shape[1]}
     note["modalities"] = details
-    return frames, [], note
+    return frames, [], note, {}
 
 
 def _finish(name: str, parts: list[tuple[str, pd.DataFrame]], config: OmicsConfig, built: Built) -> None:
-    """Merge a modality's parts from several tables, then log1p, drop, record missingness."""
+    """Merge a modality's parts from several tables, drop empty / constant features, record missingness."""
     merged = None
     if len(parts) > 1:
         frame, collapse = clean.collapse_patients(pd.concat([p for _, p in parts], axis=0, join="outer").astype(np.float32))
@@ -167,12 +187,6 @@ def _finish(name: str, parts: list[tuple[str, pd.DataFrame]], config: OmicsConfi
     if frame.shape[1] == 0 or len(frame) == 0:
         built.errors[name] = f"no {'features' if len(frame) else 'patients'} left for {name} (from {', '.join(sources)}); check the table and --group/--sample-type"
         return
-    if config.log1p and name != CLINICAL:
-        try:
-            frame = clean.log1p_frame(frame)
-        except ValueError as exc:
-            built.errors[name] = f"{name}: {exc}"
-            return
     frame, dropped = clean.drop_uninformative(frame)
     summary = {"patients": len(frame), "features": frame.shape[1], "dropped": dropped.as_dict(), "merged_tables": merged}
     built.report.setdefault("modalities", {})[name] = {**summary, "sources": sources}
@@ -197,8 +211,9 @@ def build(jobs: Sequence[TableJob], config: OmicsConfig, fingerprints: dict[str,
     label_kinds: set[tuple[str, str]] = set()
     for job in jobs:
         reader = _columns_table if job.layout.orientation == COLUMNS else _rows_table
-        frames, rows, note = reader(job, config)
+        frames, rows, note, errors = reader(job, config)
         built.report["inputs"].append(note)
+        built.errors.update(errors)
         for name, frame in frames.items():
             parts.setdefault(name, []).append((str(job.head.path), frame))
         for name in job.modality_names:
@@ -208,7 +223,8 @@ def build(jobs: Sequence[TableJob], config: OmicsConfig, fingerprints: dict[str,
             label_rows.extend(rows)
             label_kinds.add((job.labels.kind, job.labels.time_unit))
     for name in sorted(parts):
-        built.errors.pop(name, None)
+        if name in built.errors and "log1p" not in built.errors[name]:
+            built.errors.pop(name)
         _finish(name, parts[name], config, built)
         sources = [{"path": path, "fingerprint": fingerprints.get(path, "")} for path, _ in parts[name]]
         if name in built.meta:

@@ -61,8 +61,17 @@ def _as_float(column: pa.ChunkedArray, name: str, coercion: Coercion) -> np.ndar
     return numbers.to_numpy(dtype=np.float32)
 
 
-def numeric_matrix(table: pa.Table, columns: Sequence[tuple[str, str]], rows: np.ndarray, coercion: Coercion) -> tuple[np.ndarray, list[str]]:
-    """The ``columns`` (source, feature name) of ``table`` as a float32 matrix of the kept ``rows``."""
+def numeric_matrix(
+    table: pa.Table, columns: Sequence[tuple[str, str]], rows: np.ndarray, coercion: Coercion, *, log1p: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """The ``columns`` (source, feature name) of ``table`` as a float32 matrix of the kept ``rows``,
+    with ``log(1 + x)`` applied in place when ``log1p``.
+
+    Raises
+    ------
+    ValueError
+        ``log1p`` of negative values.
+    """
     out = np.empty((int(rows.sum()), len(columns)), dtype=np.float32, order="F")
     all_rows = bool(rows.all())
     for j, (source, _) in enumerate(columns):
@@ -72,7 +81,17 @@ def numeric_matrix(table: pa.Table, columns: Sequence[tuple[str, str]], rows: np
     if not finite.all():
         coercion.non_finite += int((~finite).sum())
         out[~finite] = np.nan
+    if log1p:
+        _log1p_inplace(out)
     return out, [name for _, name in columns]
+
+
+def _log1p_inplace(values: np.ndarray) -> None:
+    with np.errstate(invalid="ignore"):
+        low = np.fmin.reduce(values, axis=None) if values.size else 0.0
+    if low < 0:
+        raise ValueError(f"negative values (min {low:.4g}): --log1p is for non-negative counts; drop --log1p for log or z-scored data")
+    np.log1p(values, out=values)
 
 
 def _looks_numeric(text: pd.Series) -> bool:
@@ -155,7 +174,7 @@ def collapse_patients(frame: pd.DataFrame) -> tuple[pd.DataFrame, Collapse]:
     stats = Collapse(rows=len(frame))
     several = frame.index.duplicated(keep=False)
     if not several.any():
-        out = frame.sort_index()
+        out = frame if frame.index.is_monotonic_increasing else frame.sort_index()
         stats.patients = len(out)
         return out, stats
     dups = frame[several]
@@ -217,18 +236,16 @@ def drop_uninformative(frame: pd.DataFrame) -> tuple[pd.DataFrame, Dropped]:
 
 
 def log1p_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """``log(1 + x)`` of non-negative counts.
+    """``log(1 + x)`` of non-negative counts (a new frame).
 
     Raises
     ------
     ValueError
         Negative values (already log-transformed or z-scored data).
     """
-    values = frame.to_numpy()
-    low = np.nanmin(values) if values.size and not np.isnan(values).all() else 0.0
-    if low < 0:
-        raise ValueError(f"negative values (min {low:.4g}): --log1p is for non-negative counts; drop --log1p for log or z-scored data")
-    return pd.DataFrame(np.log1p(values), index=frame.index, columns=frame.columns)
+    values = frame.to_numpy(dtype=np.float32, copy=True)
+    _log1p_inplace(values)
+    return pd.DataFrame(values, index=frame.index, columns=frame.columns)
 
 
 def missing_fractions(frame: pd.DataFrame) -> dict[str, float]:

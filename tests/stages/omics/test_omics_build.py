@@ -155,3 +155,28 @@ def test_log1p_failure_is_a_per_item_failure(tmp_path: Path, wide_csv: Path) -> 
     failed = {f["item"]: f["reason"] for f in report["status"]["failed"]}
     assert "rna" in failed and "negative values" in failed["rna"] and "mut" not in failed
     assert report["status"]["exit_code"] == 3
+
+
+def test_parquet_with_a_patient_index_and_several_tables_merge(tmp_path: Path) -> None:
+    first = pd.DataFrame({"g1": [1.0, 2.0], "g2": [0.5, 0.7]}, index=pd.Index(["TCGA-AA-0001", "TCGA-AA-0002"], name="patient_id"))
+    first.to_parquet(tmp_path / "a.parquet")
+    second = pd.DataFrame({"patient_id": ["TCGA-AA-0002", "TCGA-AA-0003"], "g1": [4.0, 5.0], "g3": [1.0, 2.0]})
+    second.to_csv(tmp_path / "b.csv", index=False)
+    ws, report = _run(tmp_path, tmp_path / "a.parquet", tmp_path / "b.csv", modality="rna")
+    rna, meta = read_modality(ws.omics_dir / "rna.parquet")
+    assert rna.index.tolist() == ["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0003"]
+    assert list(rna.columns) == ["g1", "g2", "g3"]
+    assert rna.loc["TCGA-AA-0002", "g1"] == 3.0  # the two tables disagree: mean
+    assert report["modalities"]["rna"]["merged_tables"]["conflicting_rows_aggregated"] == 1
+    assert [s["path"] for s in meta["sources"]] == [str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")]
+
+
+def test_transposed_groups_and_log1p(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("gene,S1,S2,S3\nG1,0,3,7\nG2,1,1,2\nP_1,5,0,0\nG1,9,9,9\n")  # a duplicated feature name
+    ws, report = _run(tmp_path, path, orientation="features-by-samples", groups=parse_groups(["genes=^G", "prot=^P_"]), log1p=True)
+    genes, meta = read_modality(ws.omics_dir / "genes.parquet")
+    assert genes.index.tolist() == ["S1", "S2", "S3"] and list(genes.columns) == ["G1", "G2"]
+    assert genes["G1"].tolist() == pytest.approx(np.log1p([0, 3, 7]).tolist()) and meta["log1p"] is True
+    assert report["inputs"][0]["duplicate_feature_names_kept_first"]["examples"] == ["G1"]
+    assert read_modality(ws.omics_dir / "prot.parquet")[0].shape == (3, 1)
