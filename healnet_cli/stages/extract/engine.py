@@ -87,22 +87,16 @@ def extract_slides(
     pin = extractor.device.type == "cuda" and extractor.worker_fn is None
     loader = make_loader(dataset, num_workers=num_workers, pin_memory=pin)
     stats = EngineStats()
-    start = last = time.perf_counter()
-    stop = False
+    clock = _Clock()
     for slide in slides:  # slides without patches: nothing to read
-        if slide.n_chunks == 0:
-            last, stop = _finish(slide, extractor, store, status, console, options, last)
-            stats.slides_done += not stop
-            if stop:
-                return stats
+        if slide.n_chunks == 0 and not _finish(slide, extractor, store, status, console, options, clock, stats):
+            return stats
     for batch in console.track(loader, total=len(chunks), description="extract"):
         slide = slides[batch["slide"]]
         if slide.done:
             continue
         if "error" in batch:
-            stop = _fail(slide, batch["error"], status, console, options, last)
-            last = time.perf_counter()
-            if stop:
+            if _fail(slide, batch["error"], status, console, options, clock):
                 break
             continue
         data = batch["data"]
@@ -111,14 +105,26 @@ def extract_slides(
         slide.parts.append(data)
         slide.received += 1
         stats.patches += int(data.shape[0])
-        if slide.received == slide.n_chunks:
-            last, stop = _finish(slide, extractor, store, status, console, options, last)
-            stats.slides_done += not stop
-            if stop:
-                break
+        if slide.received == slide.n_chunks and not _finish(slide, extractor, store, status, console, options, clock, stats):
+            break
     del loader
-    stats.seconds = time.perf_counter() - start
+    stats.seconds = clock.total()
     return stats
+
+
+class _Clock:
+    """Seconds since the loop started, and per slide since the previous slide finished."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return seconds
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def _finish(
@@ -128,23 +134,26 @@ def _finish(
     status: StatusTable,
     console: Console,
     options: EngineOptions,
-    since: float,
-) -> tuple[float, bool]:
-    """Check, write and commit one complete slide; returns (now, stop the batch)."""
+    clock: _Clock,
+    stats: EngineStats,
+) -> bool:
+    """Check, write and commit one complete slide; False when the batch must stop."""
     try:
         outputs, meta = _write_slide(slide, extractor, store, options)
-        seconds = time.perf_counter() - since
+        seconds = clock.lap()
         store.commit(slide.item.id, slide.item.fingerprint, outputs, meta=meta, seconds=seconds)
-        status.add(slide.item.id, "done", seconds=seconds, warning="" if slide.plan.n_patches else "0 patches")
-        if not slide.plan.n_patches:
-            console.warn(f"{slide.item.id}: 0 patches; wrote a (0, {extractor.dim}) matrix")
     except Exception as exc:  # noqa: BLE001 - one bad slide never sinks the batch
-        return time.perf_counter(), _fail(slide, one_line(exc), status, console, options, since, exc=exc)
+        return not _fail(slide, one_line(exc), status, console, options, clock, exc=exc)
     finally:
         slide.done = True
         slide.parts.clear()
         store.release_lock(slide.item.id)
-    return time.perf_counter(), False
+    empty = slide.plan.n_patches == 0
+    status.add(slide.item.id, "done", seconds=seconds, warning="0 patches" if empty else "")
+    if empty:
+        console.warn(f"{slide.item.id}: 0 patches; wrote a (0, {extractor.dim}) matrix")
+    stats.slides_done += 1
+    return True
 
 
 def _fail(
@@ -153,13 +162,14 @@ def _fail(
     status: StatusTable,
     console: Console,
     options: EngineOptions,
-    since: float,
+    clock: _Clock,
     *,
     exc: BaseException | None = None,
 ) -> bool:
+    """Record ``slide`` as failed; True when ``--on-error fail`` stops the batch."""
     slide.done = True
     slide.parts.clear()
-    status.add(slide.item.id, "failed", reason=reason, seconds=time.perf_counter() - since)
+    status.add(slide.item.id, "failed", reason=reason, seconds=clock.lap())
     console.error(f"{slide.item.id}: {reason}")
     if options.debug and exc is not None:
         traceback.print_exception(exc)

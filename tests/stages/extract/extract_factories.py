@@ -3,7 +3,6 @@ random-init weight files of a tiny timm model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,165 @@
+"""Benchmark ``healnet extract``: is the model the bottleneck, or the slide I/O?
+
+For ``resnet50-trunc`` with a random-init weights *file* (the ``--weights`` path), on synthetic
+pyramidal slides (256 px patches read at level 0 and resized to 224 px), measures in one run:
+
+- ``end_to_end_patches_per_s``: the stage's real loop (DataLoader workers reading + resizing,
+  model forward, per-slide write + commit), from loader start to the last commit;
+- ``forward_only_patches_per_s``: the same model and batch size on ``uint8`` batches already in
+  memory (normalisation + forward, like the loop);
+- ``io_efficiency``: their ratio (1.0 = reading is fully hidden behind compute).
+
+Each is the best of ``--repeats`` alternating repetitions (after a warm-up forward). Runs on CUDA
+with ``--precision auto`` (bf16) when a GPU is visible. Usage::
+
+    python benchmarks/extract.py [--quick] [--device auto] [--batch-size 32] [--num-workers N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
+from healnet_cli.core.console import Console
+from healnet_cli.core.device import resolve_device, resolve_precision
+from healnet_cli.core.fingerprint import file_fingerprint
+from healnet_cli.core.hpc import available_cpus
+from healnet_cli.core.status import StatusTable
+from healnet_cli.core.store import ArtifactStore
+from healnet_cli.extractors import Extractor, load_extractor
+from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.extract.config import default_num_workers
+from healnet_cli.stages.extract.engine import EngineOptions, extract_slides
+from healnet_cli.stages.extract.items import discover_items, read_plan
+
+READ_PATCH_PX = 256
+
+
+def make_workspace(root: Path, n_slides: int, patches_per_slide: int) -> Path:
+    """Synthetic textured slides with committed coordinates (a grid of 256 px patches)."""
+    side = READ_PATCH_PX * int(np.ceil(np.sqrt(patches_per_slide)))
+    rng = np.random.default_rng(0)
+    tiles = root / "tiles"
+    for s in range(n_slides):
+        pixels = rng.integers(90, 250, (side, side, 3), dtype=np.uint8)
+        (root / "slides").mkdir(parents=True, exist_ok=True)
+        slide = write_pyramidal_tiff(root / "slides" / f"b{s}.tif", pixels, mpp=0.5, levels=2, tile=256, compression_level=1)
+        grid = [(x, y) for y in range(0, side, READ_PATCH_PX) for x in range(0, side, READ_PATCH_PX)][:patches_per_slide]
+        xy = np.array(grid, dtype=np.int64)
+        meta = {
+            "slide_id": f"b{s}", "case_id": f"b{s}", "source_path": str(slide), "mpp": 0.5, "target_mpp": 0.5,
+            "patch_px": READ_PATCH_PX, "patch_px_level0": READ_PATCH_PX, "read_level": 0, "read_patch_px": READ_PATCH_PX,
+        }  # fmt: skip
+        path = write_coords(coords_path(tiles, f"b{s}"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
+        ArtifactStore(tiles, "tile", {}).commit(f"b{s}", file_fingerprint(slide), [path])
+    return root
+
+
+def forward_only(extractor: Extractor, n_patches: int, batch_size: int) -> float:
+    """Patches/s of normalisation + forward on in-memory uint8 batches (same batch size)."""
+    batch = torch.randint(0, 256, (batch_size, 3, extractor.transform.input_px, extractor.transform.input_px), dtype=torch.uint8)
+    batch = batch.to(extractor.device)
+    sizes = [min(batch_size, n_patches - i) for i in range(0, n_patches, batch_size)]
+    _sync(extractor.device)
+    start = time.perf_counter()
+    for size in sizes:
+        out = extractor.encode(batch[:size])
+    out.cpu()
+    _sync(extractor.device)
+    return n_patches / (time.perf_counter() - start)
+
+
+def end_to_end(extractor: Extractor, workdir: Path, options: EngineOptions, run: int) -> tuple[float, int]:
+    """Patches/s of the stage's loop on every slide (written to a fresh folder)."""
+    items, _ = discover_items(workdir / "tiles")
+    store = ArtifactStore(workdir / "features" / f"run{run}", "extract", {"bench": run})
+    store.folder.mkdir(parents=True, exist_ok=True)
+    work = [(item, read_plan(item)) for item in items]
+    status = StatusTable("extract")
+    stats = extract_slides(work, extractor, store=store, status=status, console=Console(quiet=True), options=options)
+    if status.failed:
+        raise RuntimeError(f"benchmark slides failed: {status.failed}")
+    shutil.rmtree(store.folder)
+    return stats.patches_per_s, stats.patches
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller slides (smoke run)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 256 on CUDA")
+    parser.add_argument("--num-workers", type=int, default=None, help="default: healnet extract's default")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    autocast_dtype = resolve_precision(args.precision, device)
+    on_cuda = device.type == "cuda"
+    batch_size = args.batch_size or (256 if on_cuda else 32)
+    n_slides, per_slide = (2, batch_size) if args.quick else ((8, 2 * batch_size) if on_cuda else (4, 2 * batch_size))
+    repeats = args.repeats or (1 if args.quick else 2)
+    num_workers = args.num_workers if args.num_workers is not None else default_num_workers(model_on_cpu=not on_cuda, workers_compute=False)
+
+    with tempfile.TemporaryDirectory(prefix="healnet-bench-extract-") as tmp:
+        root = Path(tmp)
+        make_workspace(root / "work", n_slides, per_slide)
+        torch.manual_seed(0)
+        from safetensors.torch import save_file
+
+        import timm
+
+        state = {k: v.contiguous() for k, v in timm.create_model("resnet50", num_classes=0).state_dict().items()}
+        weights = root / "resnet50-random.safetensors"
+        save_file(state, str(weights))
+        extractor = load_extractor("resnet50-trunc", weights=weights)
+        extractor.prepare(device, autocast_dtype)
+        forward_only(extractor, batch_size, batch_size)  # warm-up
+        options = EngineOptions(batch_size=batch_size, num_workers=num_workers)
+        fwd, e2e, n_patches = [], [], 0
+        for run in range(repeats):
+            fwd.append(forward_only(extractor, n_slides * per_slide, batch_size))
+            rate, n_patches = end_to_end(extractor, root / "work", options, run)
+            e2e.append(rate)
+
+    results = {
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if on_cuda else f" ({available_cpus()} cpus)"),
+        "extractor": extractor.name,
+        "precision": extractor.precision,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "torch_threads": torch.get_num_threads(),
+        "patches": n_patches,
+        "end_to_end_patches_per_s": round(max(e2e), 2),
+        "forward_only_patches_per_s": round(max(fwd), 2),
+        "io_efficiency": round(max(e2e) / max(fwd), 3),
+        "runs_end_to_end": [round(v, 2) for v in e2e],
+        "runs_forward_only": [round(v, 2) for v in fwd],
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    for key, value in results.items():
+        print(f"{key}={value}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
