@@ -129,17 +129,30 @@ class CrossAttention(nn.Module):
         Tokens where ``valid`` is False are zeroed before the projection, so their content
         (padding, absent samples) can never leak into the output or its gradients.
         """
-        outs = []
-        for start in range(0, data.shape[1], chunk_tokens):
-            sl = slice(start, start + chunk_tokens)
-            x = data[:, sl]
-            if extra is not None:
-                x = torch.cat([x, extra[:, sl].to(x.dtype)], dim=-1)
-            if valid is not None:
-                x = torch.where(valid[:, sl].unsqueeze(-1), x, 0.0)
-            norm = self.norm_context if self.norm_context is not None else self.norm
-            outs.append(self.to_kv(norm(x)))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        norm = self.norm_context if self.norm_context is not None else self.norm
+        n = data.shape[1]
+        if n <= chunk_tokens:
+            return self.to_kv(norm(self._context_chunk(data, extra, valid, slice(0, n))))
+        if torch.is_grad_enabled():
+            outs = [
+                self.to_kv(norm(self._context_chunk(data, extra, valid, slice(i, i + chunk_tokens))))
+                for i in range(0, n, chunk_tokens)
+            ]
+            return torch.cat(outs, dim=1)
+        out = data.new_empty(data.shape[0], n, self.to_kv.out_features)
+        for i in range(0, n, chunk_tokens):  # inference: fill in place, no second full-size copy
+            sl = slice(i, i + chunk_tokens)
+            out[:, sl] = self.to_kv(norm(self._context_chunk(data, extra, valid, sl)))
+        return out
+
+    @staticmethod
+    def _context_chunk(data, extra, valid, sl: slice) -> torch.Tensor:
+        x = data[:, sl]
+        if extra is not None:
+            x = torch.cat([x, extra[:, sl].to(x.dtype)], dim=-1)
+        if valid is not None:
+            x = torch.where(valid[:, sl].unsqueeze(-1), x, 0.0)
+        return x
 
     def forward(
         self,

@@ -44,6 +44,15 @@ def build_batch(
     return batch
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Toy tensors gain nothing from threads, and oversubscribed CPUs slow them down a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def toy() -> Callable:
     """Access to the factories: ``toy.specs(...)`` and ``toy.batch(...)``."""
