@@ -13,7 +13,7 @@ from healnet_cli.artifacts.features import SCHEMA as FEATURES_SCHEMA
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import one_line
-from healnet_cli.core.hpc import parse_shard
+from healnet_cli.core.hpc import Shard, parse_shard
 from healnet_cli.core.runner import WorkItem, report
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
@@ -59,7 +59,13 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
     """
     config.validate()
     shard = parse_shard(config.shard)
-    device = resolve_device(config.device)
+    launcher = torchrun_rank()
+    if shard.is_whole and launcher is not None:
+        shard = Shard(launcher[0], launcher[1])
+    device_spec = config.device
+    if launcher is not None and device_spec == "auto" and torch.cuda.is_available():
+        device_spec = f"cuda:{launcher[2] % torch.cuda.device_count()}"
+    device = resolve_device(device_spec)
     autocast_dtype = resolve_precision(config.precision, device)
     check_weights_choice(spec_for(config.extractor), config.weights, config.pretrained, config.random_init)
     workspace = Workspace.at(config.workdir)
@@ -100,6 +106,26 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
     if stats.patches:
         console.info(f"extract: {stats.patches} patches in {stats.seconds:.1f} s ({stats.patches_per_s:.1f} patches/s)")
     return ExtractResult(report(status, console, folder=folder), status, folder, stats)
+
+
+def torchrun_rank(env: dict[str, str] | None = None) -> tuple[int, int, int] | None:
+    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` when launched by ``torchrun`` with several processes, else None.
+
+    Used only when neither ``--shard`` nor a SLURM array chose a shard: each rank then takes shard
+    ``RANK/WORLD_SIZE`` and, with ``--device auto``, the GPU ``LOCAL_RANK``.
+    """
+    import os
+
+    env = dict(os.environ) if env is None else env
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        rank = int(env.get("RANK", "0"))
+        local = int(env.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        return None
+    if world <= 1 or not 0 <= rank < world:
+        return None
+    return rank, world, local
 
 
 def _claim(

@@ -180,3 +180,15 @@ def test_list(tmp_path: Path) -> None:
         assert name in result.stdout
     as_json = json.loads(runner.invoke(build_app(), ["extract", "--list", "--json"]).stdout)
     assert {"name": "resnet50-trunc", "dim": 1024}.items() <= as_json["extractors"][0].items()
+
+
+def test_torchrun_ranks_pick_shards(workspace: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from healnet_cli.stages.extract.run import torchrun_rank
+
+    assert torchrun_rank({"WORLD_SIZE": "1"}) is None
+    assert torchrun_rank({"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"}) == (2, 4, 0)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    result = _extract(workspace, *TINY, "--weights", str(weights_file), "--json")
+    summary = json.loads(result.stdout)
+    assert summary["shard"] == "1/2" and summary["counts"]["done"] == 1  # s2 of s1, s2, s3
