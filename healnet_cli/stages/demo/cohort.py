@@ -4,7 +4,7 @@ Generative model (all draws from one seed, so a cohort is reproducible bit for b
 
     slide_factor s ~ N(0, 1)      -> share of DAB-rich tumour tissue on the slide, sigmoid(1.8 s)
     rna_factor   r ~ N(0, 1)      -> a few RNA genes = loading * r + noise (many pure-noise genes)
-    log-hazard   = A * s + B * r  (A = B = 1.2)
+    log-hazard   = A * s + B * r  (A = B = 1.6)
     time  ~ Exponential(rate = BASE_HAZARD_PER_MONTH * exp(log-hazard))
     censor ~ Uniform(0, CENSOR_MAX_MONTHS); observed = min(time, censor), event = time <= censor
 
@@ -37,8 +37,8 @@ from healnet_cli.core.errors import InputError
 from healnet_cli.slides.synthetic import write_pyramidal_tiff
 from healnet_cli.stages.demo.tissue import compose_slide, load_patch_library
 
-SLIDE_EFFECT = 1.2
-RNA_EFFECT = 1.2
+SLIDE_EFFECT = 1.6
+RNA_EFFECT = 1.6
 TUMOUR_SLOPE = 1.8
 BASE_HAZARD_PER_MONTH = 1 / 30
 CENSOR_MAX_MONTHS = 90.0
@@ -126,7 +126,7 @@ def draw_rna(truth: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFram
     values = rng.normal(size=(n, N_RNA_GENES)) + rng.normal(0, 0.5, size=N_RNA_GENES)
     signal = rng.choice(N_RNA_GENES, size=N_RNA_SIGNAL, replace=False)
     loadings = rng.choice([-1.0, 1.0], size=N_RNA_SIGNAL) * rng.uniform(0.8, 1.2, size=N_RNA_SIGNAL)
-    values[:, signal] = truth["rna_factor"].to_numpy()[:, None] * loadings + rng.normal(0, 0.6, size=(n, N_RNA_SIGNAL))
+    values[:, signal] = truth["rna_factor"].to_numpy()[:, None] * loadings + rng.normal(0, 0.4, size=(n, N_RNA_SIGNAL))
     values[~truth["has_rna"].to_numpy()] = np.nan
     table = pd.DataFrame(values.round(4), index=truth.index, columns=names)
     return table, sorted(names[j] for j in signal)

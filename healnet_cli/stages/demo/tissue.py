@@ -93,7 +93,7 @@ def island_mask(height_px: int, width_px: int, rng: np.random.Generator, *, n_is
     for _ in range(n_islands):
         cy = rng.uniform(0.25, 0.75) * height_px
         cx = rng.uniform(0.2, 0.8) * width_px
-        ry, rx = rng.uniform(0.14, 0.28, size=2) * short
+        ry, rx = rng.uniform(0.18, 0.32, size=2) * short
         angle = rng.uniform(0, np.pi)
         dy, dx = yy - cy, xx - cx
         u = (dx * np.cos(angle) + dy * np.sin(angle)) / rx
