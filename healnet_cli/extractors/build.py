@@ -122,22 +122,25 @@ def check_weights_choice(
     spec: ExtractorSpec, weights: str | os.PathLike[str] | None, pretrained: bool, random_init: bool
 ) -> None:
     """Exactly one weights source that the extractor accepts, else an InputError naming the fix."""
-    chosen = [flag for flag, on in (("--weights", weights is not None), ("--pretrained", pretrained), ("--random-init", random_init)) if on]
+    flags = (("--weights", weights is not None), ("--pretrained", pretrained), ("--random-init", random_init))
+    chosen = [flag for flag, on in flags if on]
     if spec.weights == "none":
         if chosen:
             raise InputError(f"--extractor {spec.name} takes no weights; drop {', '.join(chosen)}")
         return
     if len(chosen) > 1:
-        raise InputError(f"{' and '.join(chosen)} conflict; pass exactly one of --weights FILE, --pretrained, --random-init")
+        raise InputError(
+            f"{' and '.join(chosen)} conflict; pass exactly one of --weights FILE, --pretrained, --random-init"
+        )
     if not chosen:
-        how = "--weights FILE" if spec.weights == "file" else "--weights FILE, --pretrained (hub) or --random-init (testing only)"
+        how = "--weights FILE"
+        if spec.weights == "any":
+            how += ", --pretrained (hub) or --random-init (testing only)"
         hint = f" ({spec.weights_hint})" if spec.weights_hint else ""
         raise InputError(f"--extractor {spec.name} needs weights: pass {how}{hint}")
     if pretrained and spec.weights == "file":
-        raise InputError(
-            f"--pretrained is not available for {spec.name}: its weights are gated{': ' + spec.weights_hint if spec.weights_hint else ''}; "
-            "then pass --weights FILE"
-        )
+        hint = f" ({spec.weights_hint})" if spec.weights_hint else ""
+        raise InputError(f"--pretrained is not available for {spec.name}: its weights are gated{hint}; pass --weights FILE")
 
 
 def load_extractor(
@@ -169,7 +172,8 @@ def load_extractor(
     if weights is not None:
         state = read_state_dict(weights)  # fails fast on a missing/corrupt file, before building
         model, full = _build_timm(spec, pretrained=False)
-        fit_state_dict(model, state, path=weights, arch=spec.timm_name.split(".")[0], ignore_prefixes=_ignored(spec, full))
+        arch = spec.timm_name.split(".")[0]
+        fit_state_dict(model, state, path=weights, arch=arch, ignore_prefixes=_ignored(spec, full))
         info = file_weights_info(weights)
     elif pretrained:
         model, full, info = _build_pretrained(spec)
@@ -180,7 +184,9 @@ def load_extractor(
         info = WeightsInfo(source="random-init", seed=RANDOM_INIT_SEED)
     transform = _transform(spec, full)
     dim = spec.dim if spec.dim is not None else int(getattr(full, "num_features"))
-    return Extractor(name=spec.name, dim=dim, transform=transform, weights=info, precision_policy=spec.precision, model=model)
+    return Extractor(
+        name=spec.name, dim=dim, transform=transform, weights=info, precision_policy=spec.precision, model=model
+    )
 
 
 def _stain_texture(spec: ExtractorSpec) -> Extractor:
@@ -213,12 +219,12 @@ def _build_timm(spec: ExtractorSpec, *, pretrained: bool, file: Path | None = No
 
 
 def _build_pretrained(spec: ExtractorSpec) -> tuple[nn.Module, nn.Module, WeightsInfo]:
-    import timm
+    from timm.models import get_pretrained_cfg
 
     from healnet_cli.core.fingerprint import sha256_file
 
-    probe = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, **spec.timm_kwargs)
-    hf_hub_id = str(probe.pretrained_cfg.get("hf_hub_id") or "")
+    cfg = get_pretrained_cfg(spec.timm_name)
+    hf_hub_id = str(getattr(cfg, "hf_hub_id", "") or "")
     tag = hf_hub_id or spec.timm_name
     cached = cached_hub_file(hf_hub_id) if hf_hub_id else None
     if cached is not None:

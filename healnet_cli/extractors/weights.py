@@ -156,8 +156,8 @@ def file_weights_info(path: str | os.PathLike[str]) -> WeightsInfo:
 
 
 def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for offline mode."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE",))
+    """True when ``HF_HUB_OFFLINE`` asks for offline mode (read at call time)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def hub_reachable(host: str = HUB_HOST, *, timeout_s: float = 3.0) -> bool:

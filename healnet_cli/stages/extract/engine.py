@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,12 @@ def extract_slides(
     for slide in slides:  # slides without patches: nothing to read
         if slide.n_chunks == 0 and not _finish(slide, extractor, store, status, console, options, clock, stats):
             return stats
-    for batch in console.track(loader, total=len(chunks), description="extract"):
+    for batch in console.track(_guarded(loader), total=len(chunks), description="extract"):
+        if "crash" in batch:  # a worker died (segfault in a reader, out of shared memory): fail the rest
+            for slide in slides:
+                if not slide.done:
+                    _fail(slide, f"patch loader failed: {batch['crash']}", status, console, options, clock)
+            break
         slide = slides[batch["slide"]]
         if slide.done:
             continue
@@ -110,6 +116,14 @@ def extract_slides(
     del loader
     stats.seconds = clock.total()
     return stats
+
+
+def _guarded(loader: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The loader's batches; a crash of the loader itself becomes a final ``{"crash": reason}``."""
+    try:
+        yield from loader
+    except Exception as exc:  # noqa: BLE001 - reported per remaining slide, the run still reports
+        yield {"crash": one_line(exc)}
 
 
 class _Clock:

@@ -144,7 +144,7 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers read and resize; the model owns the remaining cores
 
 
-def make_loader(dataset: PatchChunks, *, num_workers: int, pin_memory: bool, prefetch_factor: int = 4) -> DataLoader:
+def make_loader(dataset: PatchChunks, *, num_workers: int, pin_memory: bool, prefetch_factor: int = 2) -> DataLoader:
     """The DataLoader over ``dataset`` (chunks are already batches: ``batch_size=None``)."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
