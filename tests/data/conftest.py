@@ -1,0 +1,18 @@
+"""Fixtures of the data-layer tests: tiny synthetic workspaces."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("healnet_train_factories", Path(__file__).with_name("factories.py"))
+factories = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(factories)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """40 patients with rna (12 features) and cnv (5), some cnv missing, and toy WSI bags."""
+    return factories.make_workspace(tmp_path / "ws", wsi=True, missing={"cnv": 0.2, "wsi": 0.25})
