@@ -190,10 +190,7 @@ def load_extractor(
 
 
 def _stain_texture(spec: ExtractorSpec) -> Extractor:
-    from healnet_cli.extractors.stain_texture import DIM, stain_texture_features
-
-    def features(images_u8: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(stain_texture_features(images_u8))
+    from healnet_cli.extractors.stain_texture import DIM, stain_texture_tensor
 
     transform = EvalTransform(input_px=int(spec.input_px or 128), mean=None, std=None, interpolation="bilinear")
     return Extractor(
@@ -202,7 +199,7 @@ def _stain_texture(spec: ExtractorSpec) -> Extractor:
         transform=transform,
         weights=WeightsInfo(source="none"),
         precision_policy="fp32",
-        worker_fn=features,
+        worker_fn=stain_texture_tensor,  # module-level: picklable for spawn-started workers
     )
 
 

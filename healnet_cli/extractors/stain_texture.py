@@ -81,6 +81,11 @@ def stain_texture_features(images_u8: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def stain_texture_tensor(images_u8: torch.Tensor) -> torch.Tensor:
+    """:func:`stain_texture_features` as a ``float32 [b, DIM]`` tensor (the DataLoader workers' function)."""
+    return torch.from_numpy(stain_texture_features(images_u8))
+
+
 def _hed_stats(hwc: np.ndarray) -> np.ndarray:
     hed = rgb_to_hed(hwc)  # b h w 3
     b = hed.shape[0]
