@@ -32,6 +32,8 @@ class CensoringModel:
             A time beyond the training follow-up.
         """
         t = np.asarray(times, dtype=float)
+        if t.size == 0:
+            return np.zeros(t.shape)
         try:
             return self.estimator.predict_proba(t.reshape(-1)).reshape(t.shape)  # type: ignore[attr-defined]
         except ValueError as exc:

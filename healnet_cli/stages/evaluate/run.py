@@ -8,6 +8,7 @@ and why), 2 for a bad run folder (before any work).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -181,7 +182,7 @@ def evaluate_runs(
     if _needs_models(config):
         for run in runs:
             require_checkpoints(run)
-    options = plain(dict(options or {"config": config.__dict__}))
+    options = plain(dict(options) if options is not None else dataclasses.asdict(config))
     outcome = Outcome(EXIT_OK)
     evals = []
     for run in runs:

@@ -1,0 +1,123 @@
+"""The report: valid self-contained HTML (data-URI images, no network), Markdown, CLI --json."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+from typer.testing import CliRunner
+
+from healnet_cli.cli import build_app
+from healnet_cli.stages.evaluate.report import Figure, Report, to_html, to_markdown
+
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+
+class _Checker(HTMLParser):
+    """Collects tags, attributes and checks that every non-void tag is closed in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.attrs: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.attrs.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
+        else:
+            self.stack.pop()
+
+
+def check_html(text: str) -> _Checker:
+    checker = _Checker()
+    checker.feed(text)
+    checker.close()
+    assert text.startswith("<!DOCTYPE html>")
+    assert not checker.errors and not checker.stack, (checker.errors, checker.stack)
+    tags = [t for t, _ in checker.attrs]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    for tag, attrs in checker.attrs:
+        for key in ("src", "href"):
+            assert "http" not in attrs.get(key, ""), (tag, attrs)
+    assert "url(" not in text and "@import" not in text
+    viewport = [a for t, a in checker.attrs if t == "meta" and a.get("name") == "viewport"]
+    assert viewport and "width=device-width" in viewport[0]["content"]
+    return checker
+
+
+def test_report_escapes_and_embeds():
+    report = Report("t <x>", "sub")
+    report.heading("h")
+    report.table(["a|b", "c"], [["<b>1</b>", "2"]])
+    report.figure(Figure("f.png", b"\x89PNG\r\n\x1a\nxx", "cap & more"))
+    html_text = to_html(report)
+    check_html(html_text)
+    assert "&lt;b&gt;1&lt;/b&gt;" in html_text and "data:image/png;base64," in html_text
+    md = to_markdown(report)
+    assert "| a\\|b | c |" in md and "![cap & more](f.png)" in md
+
+
+def test_cli_happy_path_report_and_json(run_dir):
+    result = CliRunner().invoke(
+        build_app(), ["evaluate", str(run_dir), "--bootstrap", "20", "--groups", "3", "--no-attention", "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == 0 and payload["runs"][0]["pooled"]["harrell_c"] > 0.6
+    folder = run_dir / "evaluation"
+    html_text = (folder / "report.html").read_text()
+    checker = check_html(html_text)
+    images = [a["src"] for t, a in checker.attrs if t == "img"]
+    assert len(images) >= 4
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "intermediate" in html_text  # tertiles
+    assert "overflow-x:auto" in html_text and "max-width" in html_text
+    md = (folder / "summary.md").read_text()
+    assert "km_risk_groups.png" in md and (folder / "km_risk_groups.png").stat().st_size > 1000
+    config = (folder / "config.yaml").read_text()
+    assert "command: evaluate" in config and "groups: 3" in config
+
+
+def test_cli_attention_failure_is_exit_3(run_dir):
+    # the fixture's checkpoints are placeholders: attention fails, metrics and report still come out
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0"])
+    assert result.exit_code == 3, result.output
+    metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert "attention" in metrics["failed"] and metrics["pooled"]["harrell_c"]["value"] is not None
+
+
+def test_cli_bad_option(run_dir):
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--groups", "1"])
+    assert result.exit_code == 2 and "--groups 1" in result.stderr
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--times", "1,x"])
+    assert result.exit_code == 2 and "--times" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention"])
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={shot}", "--window-size=412,900", (run_dir / "evaluation" / "report.html").as_uri()],
+        check=False, timeout=60, capture_output=True,
+    )
+    assert shot.is_file() and shot.stat().st_size > 5000
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        assert img.size == (412, 900)
+        assert len(img.convert("L").getcolors(maxcolors=1 << 16) or [0] * 100) > 10  # not a blank page

@@ -1,0 +1,174 @@
+"""evaluate on synthetic runs: metrics vs scikit-survival, NA reasons, ablation, attention, comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from evaluate_fixtures import FakeInference, make_run
+from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+from sksurv.util import Surv
+
+from healnet_cli.artifacts.coords import SlideCoords, write_coords
+from healnet_cli.core.console import Console
+from healnet_cli.stages.evaluate.ablation import random_half_drop
+from healnet_cli.stages.evaluate.config import EvaluateConfig
+from healnet_cli.stages.evaluate.run import evaluate_run, evaluate_runs
+from healnet_cli.stages.evaluate.run_folder import read_run
+from healnet_cli.stages.evaluate.scoring import score_run
+
+QUIET = Console(quiet=True)
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+
+
+def test_metrics_match_sksurv_per_fold_and_pooled(run_dir):
+    outcome = evaluate_runs([run_dir], EvaluateConfig(bootstrap=30, attention=False), console=QUIET)
+    assert outcome.exit_code == 0
+    m = _metrics(run_dir)
+    p = read_run(run_dir).predictions
+    labels = read_run(run_dir).labels
+    assert m["pooled"]["harrell_c"]["value"] == pytest.approx(
+        concordance_index_censored(p["event"].to_numpy(bool), p["time"].to_numpy(), p["risk"].to_numpy())[0])
+    tau = m["conventions"]["tau"]
+    part = p[p["fold"] == 1]
+    train = labels.drop(part["patient_id"])
+    expected = concordance_index_ipcw(Surv.from_arrays(train["event"], train["time"]),
+                                      Surv.from_arrays(part["event"], part["time"]), part["risk"].to_numpy(), tau=tau)[0]
+    assert m["folds"]["1"]["uno_c"]["value"] == pytest.approx(expected)
+    for name in ("harrell_c", "uno_c", "ibs", "mean_auc"):
+        entry = m["pooled"][name]
+        assert entry["ci95"][0] <= entry["value"] <= entry["ci95"][1], name
+    assert 0.0 < m["pooled"]["ibs"]["value"] < 0.25
+    assert m["inputs"]["predictions.parquet"] and m["options"]["bootstrap"] == 30
+    assert m["risk_groups"]["logrank"]["p_value"] < 0.05
+    assert m["calibration"]["rows"]
+    assert (run_dir / "evaluation" / "config.yaml").is_file()
+
+
+def test_bootstrap_is_seeded(run_dir):
+    run = read_run(run_dir)
+    a, b, c = (score_run(run, times=None, n_boot=15, seed=s) for s in (5, 5, 6))
+    va, vb, vc = (x.pooled.values["uno_c"] for x in (a, b, c))
+    assert (va.ci_low, va.ci_high) == (vb.ci_low, vb.ci_high) != (vc.ci_low, vc.ci_high)
+
+
+def test_fold_without_events_is_na_with_reason(run_dir):
+    path = run_dir / "predictions.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    frame.loc[frame["fold"] == 2, "event"] = False
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    outcome = evaluate_runs([run_dir], EvaluateConfig(bootstrap=10, attention=False), console=QUIET)
+    assert outcome.exit_code == 0  # an NA metric is an honest result, not a failure
+    fold = _metrics(run_dir)["folds"]["2"]
+    for name in ("harrell_c", "uno_c", "mean_auc"):
+        assert fold[name]["value"] is None and "no events" in fold[name]["reason"], name
+    assert _metrics(run_dir)["across_folds"]["harrell_c"]["n_folds"] == 2
+    assert "n/a (no events" in (run_dir / "evaluation" / "report.html").read_text()
+
+
+def test_grid_outside_follow_up_is_na(run_dir):
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False, times=(500.0, 900.0)), console=QUIET)
+    m = _metrics(run_dir)
+    assert m["pooled"]["ibs"]["value"] is None and "time points inside the follow-up" in m["pooled"]["ibs"]["reason"]
+    assert "outside the follow-up" in m["folds"]["0"]["grid_note"]
+    assert m["calibration"]["skipped"]
+
+
+def test_ablation_table_with_fake_models(run_dir):
+    fake = FakeInference()
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake)
+    rows = {r["condition"]: r for r in ev.ablation.rows()}
+    assert list(rows) == ["all present", "without wsi", "without rna", "random half"]
+    assert rows["all present"]["mean"] > rows["without wsi"]["mean"]
+    assert rows["all present"]["mean"] > rows["without rna"]["mean"]
+    assert rows["all present"]["pooled"] > rows["random half"]["pooled"]
+    dropped = [c["drop"] for c in fake.calls if c["drop"]]
+    assert all(m == {"wsi"} for m in dropped[0].values())
+    assert len(fake.calls) == 3 * 4
+
+
+def test_random_half_keeps_one_and_is_seeded():
+    present = pd.DataFrame({"wsi": [True, True, False], "rna": [True, True, True], "cnv": [True, False, True]},
+                           index=["a", "b", "c"])
+    mods = ["wsi", "rna", "cnv"]
+    one = random_half_drop(["a", "b", "c"], mods, present, np.random.default_rng(1))
+    two = random_half_drop(["a", "b", "c"], mods, present, np.random.default_rng(1))
+    assert one == two
+    for p, dropped in one.items():
+        has = {m for m in mods if present.at[p, m]}
+        assert len(dropped) == 1 and dropped <= has and has - dropped
+
+
+def test_single_modality_model_has_only_all_present(tmp_path):
+    run_dir = make_run(tmp_path / "r", modalities=("rna",))
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET,
+                      inference=FakeInference(modalities=("rna",)))
+    assert [r["condition"] for r in ev.ablation.rows()] == ["all present"]
+    assert "single-modality" in ev.ablation.notes[0]
+
+
+def test_attention_top_genes_and_heatmaps_over_thumbnail(run_dir, tmp_path):
+    workdir = tmp_path / "work"
+    tiles = workdir / "tiles"
+    tiles.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (230, 200, 220)).save(tiles / "P019-slide.png")
+    meta = {"slide_id": "P019-slide", "case_id": "P019", "source_path": "x.svs", "mpp": 0.25, "patch_px": 256,
+            "patch_px_level0": 256, "read_level": 0, "read_patch_px": 256, "thumbnail_png": "P019-slide.png",
+            "thumbnail_downsample": 32.0}
+    write_coords(tiles / "P019-slide.parquet", SlideCoords(np.array([0]), np.array([0]), np.array([1.0]), meta))
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, workdir=workdir, top_k_genes=3), console=QUIET,
+                      inference=FakeInference())
+    assert [n for n, _ in ev.attention.top_features["rna"]] == ["GENE0", "GENE1", "GENE2"]
+    labels = [h.label for h in ev.attention.heatmaps]
+    assert labels == ["highest risk", "lowest risk"]
+    risks = read_run(run_dir).predictions.set_index("patient_id")["risk"]
+    assert ev.attention.heatmaps[0].patient_id == risks.idxmax()
+    with_thumb = [h for h in ev.attention.heatmaps if h.thumbnail is not None]
+    assert [h.slide_id for h in with_thumb] == (["P019-slide"] if risks.idxmax() == "P019" or risks.idxmin() == "P019" else [])
+    assert all(h.note for h in ev.attention.heatmaps if h.thumbnail is None)
+    assert any(k.startswith("heatmap_") for k in ev.figures) and "top_rna" in ev.figures
+
+
+def test_single_token_omics_says_why(run_dir):
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=FakeInference(single_token=True))
+    assert "rna" not in ev.attention.top_features
+    assert "single token" in ev.attention.unavailable["rna"]
+
+
+def test_failed_group_gives_exit_3_and_a_report(run_dir):
+    class Broken(FakeInference):
+        def predict_patients(self, *a, **k):
+            raise RuntimeError("features folder gone")
+
+    outcome = evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, ablate=True), console=QUIET, inference=Broken())
+    assert outcome.exit_code == 3
+    m = _metrics(run_dir)
+    assert "features folder gone" in m["failed"]["ablation"] and "attention" in m["failed"]
+    assert m["pooled"]["harrell_c"]["value"] is not None
+    assert "features folder gone" in (run_dir / "evaluation" / "report.html").read_text()
+
+
+def test_several_runs_comparison_and_paired_bootstrap(tmp_path):
+    good = make_run(tmp_path / "good", noise=0.1, seed=1)
+    bad = make_run(tmp_path / "bad", noise=5.0, seed=2)
+    out = tmp_path / "cmp"
+    outcome = evaluate_runs([good, bad], EvaluateConfig(bootstrap=40, attention=False, out=out), console=QUIET)
+    assert outcome.exit_code == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert [r["run"] for r in result["runs"]] == ["good", "bad"]
+    test = result["paired_tests"][0]
+    assert test["n_shared"] == 60 and test["difference"] > 0 and test["p_value"] < 0.05
+    assert (good / "evaluation" / "report.html").is_file() and (bad / "evaluation" / "report.html").is_file()
+    assert "Paired bootstrap" in (out / "report.html").read_text()
+    default = evaluate_runs([good, bad], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
+    assert default.comparison["output"] == str(good / "evaluation" / "comparison")
