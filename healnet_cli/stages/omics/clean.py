@@ -77,10 +77,11 @@ def numeric_matrix(
     for j, (source, _) in enumerate(columns):
         values = _as_float(table.column(source), source, coercion)
         out[:, j] = values if all_rows else values[rows]
-    finite = np.isfinite(out) | np.isnan(out)
-    if not finite.all():
-        coercion.non_finite += int((~finite).sum())
-        out[~finite] = np.nan
+    infinite = np.isinf(out)
+    if infinite.any():
+        coercion.non_finite += int(infinite.sum())
+        out[infinite] = np.nan
+    del infinite
     if log1p:
         _log1p_inplace(out)
     return out, [name for _, name in columns]

@@ -175,7 +175,7 @@ def read_full(
     types: dict[str, pa.DataType] = {c: pa.float32() for c in float_columns}
     types.update({c: pa.string() for c in string_columns})
     types[names[0]] = pa.string()  # the index, the identifier or the feature-name column
-    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24)
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 26)
     parse_options = pacsv.ParseOptions(delimiter=head.delimiter, newlines_in_values=False)
     include = [names[head.columns.index(c)] for c in only] if only is not None else []
     convert = pacsv.ConvertOptions(

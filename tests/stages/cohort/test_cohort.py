@@ -55,6 +55,11 @@ def test_availability_matrix(workspace: Path) -> None:
     assert mismatches["slides_without_labelled_patient"]["examples"] == ["resnet50-trunc/s3", "resnet50-trunc/s9"]
 
 
+def test_help() -> None:
+    result = runner.invoke(build_app(), ["cohort", "--help"])
+    assert result.exit_code == 0 and "--extractor" in result.output
+
+
 def test_cli_plain_and_json(workspace: Path) -> None:
     plain = runner.invoke(build_app(), ["cohort", "-w", str(workspace)])
     assert plain.exit_code == 0

@@ -180,3 +180,12 @@ def test_transposed_groups_and_log1p(tmp_path: Path) -> None:
     assert genes["G1"].tolist() == pytest.approx(np.log1p([0, 3, 7]).tolist()) and meta["log1p"] is True
     assert report["inputs"][0]["duplicate_feature_names_kept_first"]["examples"] == ["G1"]
     assert read_modality(ws.omics_dir / "prot.parquet")[0].shape == (3, 1)
+
+
+def test_infinite_values_become_missing(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("case_id,g1,g2\nP1,inf,1\nP2,2,-inf\nP3,3,4\n")
+    ws, report = _run(tmp_path, path, modality="rna")
+    rna, _ = read_modality(ws.omics_dir / "rna.parquet")
+    assert np.isnan(rna.loc["P1", "g1"]) and np.isnan(rna.loc["P2", "g2"])
+    assert report["inputs"][0]["modalities"]["rna"]["non_numeric"]["non_finite_to_missing"] == 2

@@ -76,6 +76,14 @@ def test_malformed_input_exits_2_with_one_line(tmp_path: Path, text: str, args: 
     assert not (tmp_path / "w" / "omics" / "rna.parquet").exists()
 
 
+def test_partial_failure_exits_3_and_writes_the_rest(tmp_path: Path, wide_csv: Path) -> None:
+    result = _omics(str(wide_csv), "-w", str(tmp_path / "w"), "--log1p", "--json")
+    assert result.exit_code == 3
+    failed = {f["item"] for f in json.loads(result.stdout)["failed"]}
+    assert failed == {"rna", "cnv"} and "negative values" in result.stderr
+    assert list_modalities(tmp_path / "w" / "omics") == ["clinical", "mut"]
+
+
 def test_missing_table_and_no_table(tmp_path: Path) -> None:
     result = _omics(str(tmp_path / "nope.csv"), "-w", str(tmp_path / "w"))
     assert result.exit_code == 2 and "nope.csv: table not found" in result.output
