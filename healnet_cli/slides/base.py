@@ -41,7 +41,7 @@ class SlideReader(Protocol):
     """A whole-slide image opened for reading (one per process; open again in each worker)."""
 
     path: Path
-    backend: str
+    backend: str  # "openslide" | "image" | "tifffile"
     dimensions: tuple[int, int]
     level_count: int
     level_dimensions: list[tuple[int, int]]

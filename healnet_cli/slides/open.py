@@ -22,8 +22,16 @@ def _image(path: Path) -> SlideReader:
     return ImageReader(path)
 
 
+def _tifffile(path: Path) -> SlideReader:
+    from healnet_cli.slides.tifffile_backend import TiffFileReader
+
+    return TiffFileReader(path)
+
+
 #: Backend name -> opener. Imports are lazy so that ``healnet --help`` does not load OpenSlide.
-BACKENDS: dict[str, Callable[[Path], SlideReader]] = {"openslide": _openslide, "image": _image}
+BACKENDS: dict[str, Callable[[Path], SlideReader]] = {"openslide": _openslide, "image": _image, "tifffile": _tifffile}
+#: Extensions retried with tifffile when OpenSlide rejects the format (flat, strip-organised TIFFs).
+TIFF_FALLBACK_EXTENSIONS = (".tif", ".tiff")
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:
@@ -39,7 +47,9 @@ def open_slide(path: str | os.PathLike[str], *, backend: str | None = None) -> S
     path
         A whole-slide file (``SLIDE_EXTENSIONS``).
     backend
-        Force a backend (a key of :data:`BACKENDS`); by default chosen from the extension.
+        Force a backend (a key of :data:`BACKENDS`); by default chosen from the extension, and a
+        ``.tif``/``.tiff`` that OpenSlide rejects (e.g. a flat, strip-organised TIFF) is retried with
+        tifffile.
 
     Raises
     ------
@@ -57,4 +67,19 @@ def open_slide(path: str | os.PathLike[str], *, backend: str | None = None) -> S
         raise ItemError(f"{p}: unknown slide backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not p.exists():
         raise ItemError(f"{p}: file not found; check the path")
-    return BACKENDS[backend](p)
+    try:
+        return BACKENDS[backend](p)
+    except ItemError as exc:
+        if backend != "openslide" or p.suffix.lower() not in TIFF_FALLBACK_EXTENSIONS or not _unsupported(exc):
+            raise
+        try:
+            return _tifffile(p)
+        except ItemError:
+            raise exc from None
+
+
+def _unsupported(exc: ItemError) -> bool:
+    """True when OpenSlide rejected the format (as opposed to a damaged file of a known format)."""
+    import openslide
+
+    return isinstance(exc.__cause__, openslide.OpenSlideUnsupportedFormatError)

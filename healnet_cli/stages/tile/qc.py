@@ -11,8 +11,10 @@ from scipy import ndimage
 
 from healnet_cli.core import atomic
 
-#: Longest side of the saved thumbnail and QC image.
+#: Longest side of the saved thumbnail and QC image: the segmentation image shrunk to at most
+#: THUMB_MAX_PX, or, when that image is smaller than THUMB_MIN_PX, a separate THUMB_MIN_PX read.
 THUMB_MAX_PX = 1024
+THUMB_MIN_PX = 512
 CONTOUR_RGB = (0, 170, 0)
 PATCH_RGB = (30, 60, 230)
 

@@ -62,11 +62,11 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
     seg_rgb = read_downsampled(reader, seg_ds)
     seg_um_per_px = mpp * seg_ds
     mask, threshold = detect_tissue(seg_rgb, seg_um_per_px, min_area_um2=config.min_area)
-    if max(seg_rgb.shape[:2]) >= qc.THUMB_MAX_PX or seg_ds <= 1.0:
+    if max(seg_rgb.shape[:2]) >= qc.THUMB_MIN_PX or seg_ds <= 1.0:
         thumb = qc.shrink_to(seg_rgb)
         thumb_ds = seg_ds * seg_rgb.shape[1] / thumb.shape[1]
     else:  # a small slide: a sharper thumbnail than the segmentation image is cheap
-        thumb_ds = thumbnail_downsample((width, height), qc.THUMB_MAX_PX)
+        thumb_ds = thumbnail_downsample((width, height), qc.THUMB_MIN_PX)
         thumb = read_downsampled(reader, thumb_ds)
     del seg_rgb
 
