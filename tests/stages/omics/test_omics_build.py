@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import wide_frame
+from omics_factory import wide_frame
 
 from healnet_cli.artifacts.omics import read_labels, read_modality
 from healnet_cli.core.console import Console

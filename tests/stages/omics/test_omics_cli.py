@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import wide_frame
+from omics_factory import wide_frame
 from typer.testing import CliRunner
 
 from healnet_cli.artifacts.omics import list_modalities, read_labels, read_modality
