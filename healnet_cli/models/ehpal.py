@@ -112,10 +112,11 @@ class BagTokenizer(nn.Module):
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
         valid = res.token_mask & res.present.unsqueeze(1)
+        all_valid = bool(valid.all())
         outs = []
         for start in range(0, res.data.shape[1], self.chunk):
             sl = slice(start, start + self.chunk)
-            x = torch.where(valid[:, sl].unsqueeze(-1), res.data[:, sl], 0.0)
+            x = res.data[:, sl] if all_valid else torch.where(valid[:, sl].unsqueeze(-1), res.data[:, sl], 0.0)
             outs.append(F.gelu(self.proj(self.norm(x))))
         tokens = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         coords = res.coords if self.hilbert else None

@@ -226,7 +226,8 @@ class HEALNet(SurvivalModel):
 
     def _modality_step(self, layer, name, ctx: _Context, x, return_weights, maps, depth_idx) -> torch.Tensor:
         attn = layer.cross_attn[name]
-        kv = attn.project_keys(ctx.data, ctx.extra, ctx.valid, self.config.chunk_tokens)
+        valid = None if ctx.key_mask is None else ctx.valid  # no masking copy when all tokens are real
+        kv = attn.project_keys(ctx.data, ctx.extra, valid, self.config.chunk_tokens)
         gate = None if bool(ctx.present.all()) else ctx.present[:, None, None]
         update, w = attn(x, kv, ctx.key_mask, return_weights)
         if w is not None:
