@@ -94,6 +94,8 @@ def _thumbnail(tiles_dir: Path | None, slide_id: str) -> tuple[np.ndarray | None
     if tiles_dir is None:
         return None, None, None, "no workdir: drawn on a blank canvas"
     path = tiles_dir / f"{slide_id}.parquet"
+    if not path.is_file():
+        return None, None, None, f"no {path}: drawn on a blank canvas"
     try:
         from healnet_cli.artifacts.coords import read_coords_meta
 

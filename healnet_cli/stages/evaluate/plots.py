@@ -126,7 +126,7 @@ def heatmap_figure(
     ax = fig.subplots()
     scale = 1.0 / downsample if thumbnail is not None and downsample else 1.0
     if thumbnail is not None:
-        ax.imshow(thumbnail)
+        ax.imshow(thumbnail, extent=(0, thumbnail.shape[1], thumbnail.shape[0], 0))
     else:
         ax.set_facecolor("white")
         ax.set_xlim(coords[:, 0].min(), coords[:, 0].max() + patch_px_level0)

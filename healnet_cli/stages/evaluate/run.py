@@ -91,7 +91,7 @@ def _model_figures(ev: RunEvaluation) -> None:
     for i, h in enumerate(ev.attention.heatmaps):
         title = f"{h.label}: patient {h.patient_id} (risk {h.risk:.3g}), slide {h.slide_id}"
         png = plots.heatmap_figure(h.coords, h.weights, patch_px_level0=h.patch_px_level0, thumbnail=h.thumbnail,
-                                   downsample=h.thumbnail_downsample, title=title)
+                                   downsample=h.thumbnail_downsample, title=title.replace(", slide", "\nslide"))
         caption = f"Per-patch attention, {title}" + (f" — {h.note}" if h.note else "")
         ev.figures[f"heatmap_{i}"] = Figure(f"heatmap_{i}_{h.label.replace(' ', '_')}.png", png, caption)
 

@@ -117,3 +117,39 @@ class FakeInference:
                 weights[p] = {"rna": w_rna, "wsi": np.linspace(0, 1, 12) * (i + 1)}
                 bags[p] = [(f"{p}-slide", coords)]
         return SimpleNamespace(frame=frame, weights=weights, bags=bags)
+
+
+def make_workspace(workdir: Path, *, n: int = 24, n_genes: int = 6, dim: int = 8, seed: int = 0) -> Path:
+    """A tiny workspace (omics/rna, labels, features/toy/ bags, tiles/ with thumbnails) whose
+    survival depends on one gene and on the mean WSI feature."""
+    import torch
+    from PIL import Image
+
+    from healnet_cli.artifacts.coords import SlideCoords, write_coords
+    from healnet_cli.artifacts.features import features_path, write_features
+    from healnet_cli.artifacts.omics import write_labels, write_modality
+
+    rng = np.random.default_rng(seed)
+    ids = [f"TCGA-XX-{i:04d}" for i in range(n)]
+    rna = pd.DataFrame(rng.normal(size=(n, n_genes)), index=ids, columns=[f"G{j}" for j in range(n_genes)])
+    slide_signal = rng.normal(size=n)
+    hazard = np.exp(rna["G0"].to_numpy() + slide_signal)
+    t_event, t_cens = rng.exponential(30.0 / hazard), rng.uniform(10.0, 80.0, n)
+    labels = pd.DataFrame({"time": np.minimum(t_event, t_cens) + 0.5, "event": t_event <= t_cens}, index=ids)
+    omics = workdir / "omics"
+    write_modality(omics / "rna.parquet", rna, {"modality": "rna", "sources": {}})
+    write_labels(omics / "labels.parquet", labels, {"time_unit": "months", "sources": {}})
+    feats, tiles = workdir / "features" / "toy", workdir / "tiles"
+    tiles.mkdir(parents=True, exist_ok=True)
+    for i, pid in enumerate(ids):
+        slide = f"{pid}-01Z-00-DX1"
+        xy = np.array([[x * 256, y * 256] for x in range(3) for y in range(2)], dtype=np.int64)
+        f = rng.normal(size=(len(xy), dim)).astype(np.float32) + slide_signal[i]
+        write_features(features_path(feats, slide), torch.from_numpy(f), torch.from_numpy(xy),
+                       {"slide_id": slide, "case_id": pid, "extractor": "toy"})
+        Image.new("RGB", (24, 16), (235, 210, 225)).save(tiles / f"{slide}.png")
+        meta = {"slide_id": slide, "case_id": pid, "source_path": f"{slide}.svs", "mpp": 0.5, "patch_px": 256,
+                "patch_px_level0": 256, "read_level": 0, "read_patch_px": 256, "thumbnail_png": f"{slide}.png",
+                "thumbnail_downsample": 32.0}
+        write_coords(tiles / f"{slide}.parquet", SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
+    return workdir

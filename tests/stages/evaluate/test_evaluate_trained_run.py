@@ -1,0 +1,31 @@
+"""End to end on a tiny real run: `healnet train` (1 epoch) then `healnet evaluate --ablate`."""
+
+from __future__ import annotations
+
+import json
+
+from evaluate_fixtures import make_workspace
+from typer.testing import CliRunner
+
+from healnet_cli.cli import build_app
+
+
+def test_ablation_and_attention_on_a_trained_run(tmp_path):
+    ws = make_workspace(tmp_path / "ws", n=18)
+    run = tmp_path / "run"
+    app = build_app()
+    trained = CliRunner().invoke(app, ["train", "-m", "wsi,rna", "--model", "healnet", "-w", str(ws), "--out", str(run),
+                                       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--hparam", "depth=1"])
+    assert trained.exit_code == 0, trained.stderr
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "0", "--ablate", "--json"])
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    rows = {r["condition"]: r for r in metrics["ablation"]["conditions"]}
+    assert list(rows) == ["all present", "without wsi", "without rna", "random half"]
+    assert rows["all present"]["pooled"] == metrics["pooled"]["harrell_c"]["value"]
+    assert not any("differ from predictions.parquet" in n for n in metrics["ablation"]["notes"])
+    heatmaps = metrics["attention"]["heatmaps"]
+    assert [h["label"] for h in heatmaps] == ["highest risk", "lowest risk"]
+    assert all(h["background"] == "thumbnail" for h in heatmaps)
+    assert "rna" in metrics["attention"]["top_features"] or "rna" in metrics["attention"]["unavailable"]
+    assert (run / "evaluation" / "heatmap_0_highest_risk.png").is_file()
