@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from healnet_cli.core.errors import InputError
 from healnet_cli.stages.omics import clean
 from healnet_cli.stages.omics.config import OmicsConfig, TableSpec
 from healnet_cli.stages.omics.identifiers import COLUMNS, Layout, detect_layout, filter_samples
@@ -75,7 +76,10 @@ def _read(job: TableJob, float_columns: Sequence[str], string_columns: Sequence[
         return read_full(job.head, float_columns=float_columns, string_columns=string_columns)
     except ValueError as exc:
         note["typed_parse"] = f"re-read with inferred types: {str(exc)[:160]}"
+    try:
         return read_full(job.head, string_columns=string_columns)
+    except ValueError as exc:  # e.g. text that is not UTF-8
+        raise InputError(f"{job.head.path}: cannot parse the table ({str(exc)[:200]}); save it as UTF-8 text") from exc
 
 
 def _text_column(table: pa.Table, name: str) -> list[str]:

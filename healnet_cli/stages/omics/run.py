@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, write_labels, write_modality
+from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, to_patient_id, write_labels, write_modality
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import InputError, ItemError
@@ -59,28 +59,25 @@ def run_omics(
     combined = combine(fingerprints[str(job.head.path)] for job in jobs)
     folder = workspace.omics_dir
     store = ArtifactStore(folder, "omics", config.params())
-    cache: dict[str, Built] = {}
-
-    def get_built() -> Built:
-        if "built" not in cache:
-            console.info(f"omics: reading {len(jobs)} table(s)")
-            cache["built"] = build(jobs, config, fingerprints)
-        return cache["built"]
-
-    status = StatusTable(stage="omics")
     items = [WorkItem(name, name, combined) for name in names]
-    run_items(items, _processor(folder, get_built), store=store, status=status, console=console,
+    built = None
+    if force or not all(store.is_fresh(item.id, item.fingerprint) for item in items):
+        console.info(f"omics: reading {len(jobs)} table(s)")
+        built = build(jobs, config, fingerprints)  # a malformed table raises InputError here, before any write
+    status = StatusTable(stage="omics")
+    run_items(items, _processor(folder, built), store=store, status=status, console=console,
               force=force, on_error=on_error, debug=debug, description="omics")  # type: ignore[arg-type]  # fmt: skip
-    if "built" in cache:
-        report = {**cache["built"].report, "status": status.summary()}
+    if built is not None:
+        report = {**built.report, "status": status.summary()}
         atomic.write_json(folder / REPORT, report)
         _summarise(report, console, folder / REPORT)
     return status
 
 
-def _processor(folder: Path, get_built: Callable[[], Built]) -> Callable[[WorkItem], ItemResult]:
+def _processor(folder: Path, built: Built | None) -> Callable[[WorkItem], ItemResult]:
     def process(item: WorkItem) -> ItemResult:
-        built = get_built()
+        if built is None:  # an item went stale between the check and its turn (another job rewrote it)
+            raise ItemError("its output changed while this run was starting; rerun the command")
         if item.id in built.errors:
             raise ItemError(built.errors[item.id])
         if item.id == LABELS_NAME:
@@ -163,8 +160,6 @@ def run_labels(
     fingerprint = file_fingerprint(head.path)
     columns = list(dict.fromkeys([layout.id_column, time_col, status_col]))
     frame = read_full(head, string_columns=columns, only=columns)
-    from healnet_cli.artifacts.omics import to_patient_id
-
     ids = [("" if v is None else str(v).strip()) for v in frame.column(layout.id_column).to_pylist()]
     times, statuses = frame.column(time_col).to_pylist(), frame.column(status_col).to_pylist()
     rows = [(to_patient_id(i), t, s) for i, t, s in zip(ids, times, statuses, strict=True) if i]

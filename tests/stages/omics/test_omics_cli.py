@@ -112,3 +112,11 @@ def test_real_blca(shared_data: Path, tmp_path: Path) -> None:
     assert {"age", "is_female"} <= set(clinical.columns) and len(clinical) == 373
     cohort = runner.invoke(build_app(), ["cohort", "-w", str(work), "--json"])
     assert cohort.exit_code == 0 and json.loads(cohort.stdout)["labels"]["events"] == 169
+
+
+def test_ragged_rows_exit_2_before_any_write(tmp_path: Path) -> None:
+    path = tmp_path / "r_all_clean.csv"
+    path.write_text("case_id,g1_rnaseq,g2_rnaseq\nP1,1,2\nP2,1,2,3\n")
+    result = _omics(str(path), "-w", str(tmp_path / "w"))
+    assert result.exit_code == 2 and "r_all_clean.csv: malformed table" in result.output
+    assert list_modalities(tmp_path / "w" / "omics") == []
