@@ -1,7 +1,7 @@
 """Tissue detection on a low-resolution RGB image (scikit-image / SciPy), in physical units.
 
-Saturation channel -> median filter -> Otsu threshold with a floor (a blank slide yields no tissue,
-not noise) -> morphological closing -> filling of holes smaller than ``min_area_um2`` -> removal of
+Saturation channel -> median filter -> Otsu threshold clamped to [floor, cap] (a blank slide yields
+no tissue, not noise; an all-tissue crop is not split into pale and dark tissue) -> morphological closing -> filling of holes smaller than ``min_area_um2`` -> removal of
 objects smaller than ``min_area_um2``.
 """
 
@@ -15,6 +15,8 @@ from scipy import ndimage
 #: Saturation (0-255) below which a pixel is never tissue, whatever Otsu says: glass, dust and
 #: scanner noise stay below it; eosin-stained tissue is well above it.
 SATURATION_FLOOR = 20
+#: Highest saturation threshold: pale tissue (fat, mucin, faint eosin) is often 25-40, glass < 15.
+SATURATION_CAP = 40
 #: Median filter and closing sizes, in µm (converted to pixels at the image's resolution).
 MEDIAN_UM = 24.0
 CLOSING_UM = 32.0
@@ -69,9 +71,25 @@ def otsu_threshold(values: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (mean_total * weight0 - mean0 * total) ** 2 / (weight0 * weight1)
     between[~np.isfinite(between)] = 0
-    if between.max() <= 0:
+    best = between.max()
+    if best <= 0:
         return 0.0
-    return float(np.argmax(between))
+    # the middle of a plateau of maxima (two well separated classes leave a flat run of optima)
+    ties = np.flatnonzero(between >= best * (1 - 1e-9))
+    return float(np.floor(ties.mean()))
+
+
+def tissue_threshold(sat: np.ndarray, *, floor: int = SATURATION_FLOOR, cap: int = SATURATION_CAP) -> float:
+    """Saturation threshold between glass and tissue: Otsu's, clamped to ``[floor, cap]``.
+
+    When Otsu's lower class is itself saturated (mean >= ``floor``) the image holds no glass (a crop
+    of tissue) and Otsu only splits pale from dark tissue, so ``floor`` is used instead.
+    """
+    otsu = otsu_threshold(sat)
+    below = sat[sat <= otsu]
+    if below.size and float(below.mean()) >= floor:
+        return float(floor)
+    return float(min(max(otsu, floor), cap))
 
 
 def _odd(px: float) -> int:
@@ -95,12 +113,12 @@ def detect_tissue(rgb: np.ndarray, um_per_px: float, *, min_area_um2: float, flo
     Returns
     -------
     tuple[numpy.ndarray, float]
-        Mask ``[h, w]`` (bool) and the threshold (``max(otsu, floor)``).
+        Mask ``[h, w]`` (bool) and the saturation threshold (:func:`tissue_threshold`).
     """
     sat = saturation(rgb)
     size = _odd(MEDIAN_UM / um_per_px)
     sat = median_filter(sat, size)
-    threshold = max(otsu_threshold(sat), float(floor))
+    threshold = tissue_threshold(sat, floor=floor)
     mask = sat > threshold
     if not mask.any():
         return mask, threshold

@@ -52,6 +52,24 @@ def test_blank_glass_yields_no_tissue(noise: int) -> None:
     assert not mask.any()
 
 
+def test_an_all_tissue_crop_is_all_tissue() -> None:
+    rng = np.random.default_rng(2)
+    pale = np.array([215, 170, 200]) + rng.integers(-8, 9, size=(120, 120, 3))  # S ~ 55
+    dark = np.array([150, 70, 160]) + rng.integers(-8, 9, size=(120, 120, 3))  # S ~ 140
+    rgb = np.where((np.arange(120)[None, :, None] // 10) % 2 == 0, pale, dark).clip(0, 255).astype(np.uint8)
+    mask, threshold = detect_tissue(rgb, 16.0, min_area_um2=1e4)
+    assert threshold == 20 and mask.mean() > 0.99
+
+
+def test_threshold_is_clamped() -> None:
+    from healnet_cli.stages.tile.tissue import SATURATION_CAP, tissue_threshold
+
+    glass_and_dark_tissue = np.array([2] * 500 + [200] * 500, dtype=np.uint8)
+    assert tissue_threshold(glass_and_dark_tissue) == SATURATION_CAP
+    glass_only = np.array([1, 2, 3, 4] * 100, dtype=np.uint8)
+    assert tissue_threshold(glass_only) == 20
+
+
 def test_small_objects_removed_and_small_holes_filled() -> None:
     mask = np.zeros((40, 40), dtype=bool)
     mask[5:25, 5:25] = True

@@ -246,3 +246,19 @@ def test_real_aperio_sample_end_to_end(tmp_path: Path) -> None:
     # the sample is mostly tissue: a fair share of its ~ 8 x 11 grid is kept
     assert 20 <= len(coords) <= (2220 // 257) * (2967 // 257)
     assert 0.2 < meta["tissue_area_um2"] / (2220 * 2967 * 0.499**2) < 1.0
+
+
+@pytest.mark.real_data
+def test_real_tcga_regions_via_slides_csv(tmp_path: Path, shared_data: Path) -> None:
+    pngs = sorted((shared_data / "slides").glob("TCGA-*.png"))
+    if not pngs:
+        pytest.skip("no TCGA PNG regions in the shared data")
+    csv = tmp_path / "slides.csv"
+    csv.write_text("path,mpp\n" + "".join(f"{p},0.5\n" for p in pngs))
+    result = _tile("--slides-csv", str(csv), "-w", str(tmp_path / "w"), "--json")
+    assert result.exit_code == 0, result.output
+    for png in pngs:
+        coords = read_coords(tmp_path / "w" / "tiles" / f"{png.stem}.parquet")
+        assert coords.meta["case_id"] == png.name[:12]
+        # 1024 px regions cut from tissue: (almost) the whole 4 x 4 grid is tissue
+        assert len(coords) >= 12 and coords.meta["n_grid_patches"] == 16
