@@ -14,10 +14,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from healnet_cli import __version__
 from healnet_cli.core import atomic
@@ -26,6 +25,9 @@ from healnet_cli.core.errors import InputError
 SCHEMA = "healnet.features/1"
 SUFFIX = ".safetensors"
 _HINT = "rerun `healnet extract`"
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 @dataclass
@@ -53,6 +55,7 @@ def write_features(
     path: str | os.PathLike[str], features: torch.Tensor, coords: torch.Tensor, provenance: dict[str, Any]
 ) -> Path:
     """Atomically write a slide's features, coordinates and provenance."""
+    import torch
     from safetensors.torch import save_file
 
     if features.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or features.shape[0] != coords.shape[0]:

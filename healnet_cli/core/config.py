@@ -55,7 +55,7 @@ def command_section(config: Mapping[str, Any], command_path: Sequence[str], *, s
         return {}
     if not isinstance(node, Mapping):
         raise InputError(f"{source}: section {'.'.join(command_path)!r} must be a mapping of option: value")
-    return {str(k).replace("-", "_"): v for k, v in node.items()}
+    return {str(k).replace("-", "_"): v for k, v in node.items() if not isinstance(v, Mapping)}
 
 
 def plain(value: Any) -> Any:

@@ -62,3 +62,11 @@ def test_device_and_precision_on_cpu() -> None:
             resolve_device("cuda:0")
         with pytest.raises(InputError, match="needs a CUDA"):
             resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_sub_command_sections_are_not_options(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("omics:\n  log1p: true\n  labels:\n    time-col: os\n")
+    data = read_config_file(cfg)
+    assert command_section(data, ["omics"]) == {"log1p": True}
+    assert command_section(data, ["omics", "labels"]) == {"time_col": "os"}
