@@ -116,6 +116,8 @@ def write_clam_pt(path: str | os.PathLike[str], features: torch.Tensor) -> Path:
 
     CLAM and its forks (``torch.load(path)``) train on these; float32 because their models are.
     """
+    import torch
+
     with atomic.atomic_path(path) as tmp:
         torch.save(features.detach().to(torch.float32).contiguous().cpu(), str(tmp))
     return Path(path)
