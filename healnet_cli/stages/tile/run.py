@@ -83,7 +83,11 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
     tissue_area_um2 = float(mask.sum()) * seg_um_per_px**2
 
     warnings = []
-    if not keep.any():
+    if x.size == 0:
+        warnings.append(
+            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 patches written"
+        )
+    elif not keep.any():
         if not mask.any():
             warnings.append("no tissue found (blank slide?): 0 patches written")
         else:

@@ -160,6 +160,13 @@ def test_bad_inputs_do_not_stop_the_batch(tmp_path: Path, slides_dir: Path) -> N
     assert stop.exit_code == 3 and sum(_json(stop)["counts"].values()) < 6
 
 
+def test_slide_smaller_than_a_patch(tmp_path: Path) -> None:
+    Image.fromarray(np.full((40, 50, 3), (200, 120, 170), dtype=np.uint8)).save(tmp_path / "tiny.png")
+    result = _tile(str(tmp_path / "tiny.png"), "-w", str(tmp_path / "w"), "--default-mpp", "0.5")
+    assert result.exit_code == 0 and "smaller than one patch" in result.stderr
+    assert len(read_coords(tmp_path / "w" / "tiles" / "tiny.parquet")) == 0
+
+
 def test_blank_slide_alone_exits_zero_with_warning(tmp_path: Path) -> None:
     slide = blank_slide(tmp_path)
     result = _tile(str(slide), "-w", str(tmp_path / "w"), "--export", "clam")
