@@ -47,7 +47,9 @@ def _worker(model_name: str, n: int, mode: str, threads: int) -> dict:
 
     torch.manual_seed(0)
     specs = {"wsi": ModalitySpec("bag", D_BAG), **{k: ModalitySpec("vector", F_OMICS) for k in OMICS}}
-    model = create_model(model_name, specs, N_BINS)
+    variants = {"ehpal-ckpt": ("ehpal", {"activation_checkpointing": True})}
+    registry_name, hparams = variants.get(model_name, (model_name, {}))
+    model = create_model(registry_name, specs, N_BINS, **hparams)
     side = int(n**0.5) + 1
     idx = torch.arange(n)
     coords = torch.stack([idx % side, idx // side], dim=-1).float().unsqueeze(0) * 256
@@ -85,6 +87,8 @@ def _plan(quick: bool) -> list[tuple[str, int, str]]:
         plan += [(model, 4_096, "step")]
         if not quick:
             plan += [(model, 100_000, "step")]
+    if not quick:
+        plan += [("ehpal-ckpt", 100_000, "step")]
     return plan
 
 
@@ -114,15 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     for model, n, mode in _plan(args.quick):
         res = _run(model, n, mode, args.threads)
         if "error" in res:
-            _emit(f"{model}_{mode}_error_n{n}", res["error"], out)
+            _emit(f"{model.replace('-', '_')}_{mode}_error_n{n}", res["error"], out)
             continue
         label = "forward" if mode == "forward" else "fwd_bwd"
-        _emit(f"{model}_params", res["params"], out)
-        _emit(f"{model}_{label}_s_n{n}", round(res["seconds"], 3), out)
-        _emit(f"{model}_{label}_peak_mb_n{n}", round(res["peak_mb"], 1), out)
+        key = model.replace("-", "_")
+        _emit(f"{key}_params", res["params"], out)
+        _emit(f"{key}_{label}_s_n{n}", round(res["seconds"], 3), out)
+        _emit(f"{key}_{label}_peak_mb_n{n}", round(res["peak_mb"], 1), out)
         if res["flops"] is not None:
             flops[(model, n)] = res["flops"]
-            _emit(f"{model}_gflops_n{n}", round(res["flops"] / 1e9, 3), out)
+            _emit(f"{key}_gflops_n{n}", round(res["flops"] / 1e9, 3), out)
     for n in (1_000, 10_000, 100_000):
         if (("healnet", n) in flops) and (("ehpal", n) in flops):
             _emit(f"ehpal_over_healnet_flops_n{n}", round(flops[("ehpal", n)] / flops[("healnet", n)], 4), out)

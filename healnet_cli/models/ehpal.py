@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from healnet_cli.models.base import SurvivalModel, check_choice
 from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
@@ -62,6 +63,9 @@ class EHPALConfig:
         Cascade order; None = bags first, then vectors, each in construction order.
     chunk_tokens : int
         Tokens per chunk in the bag projection (16384).
+    activation_checkpointing : bool
+        Recompute tokenizer and stage activations in the backward pass (False): less
+        training memory on large bags for about a third more compute.
     """
 
     variant: Literal["R", "F"] = "R"
@@ -76,6 +80,7 @@ class EHPALConfig:
     dropout: float = 0.25
     modality_order: tuple[str, ...] | None = None
     chunk_tokens: int = 16384
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, ("R", "F"))
@@ -213,13 +218,19 @@ class EHPAL(SurvivalModel):
         feat = c_s + n_side * cfg.resolved_sir_max() + len(order)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(feat, n_bins))
 
+    def _run(self, module: nn.Module, *args):
+        """Call ``module``, recomputing its activations in backward when checkpointing is on."""
+        if self.config.activation_checkpointing and torch.is_grad_enabled() and self.training:
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
     def _seed_stream(self, res: ResolvedModality | None, name: str, batch_size: int, device):
         """Shared stream from the first modality; learned null tokens where it is absent."""
         null = self.null_tokens.unsqueeze(0).expand(batch_size, -1, -1)
         null_mask = torch.ones(batch_size, null.shape[2], dtype=torch.bool, device=device)
         if res is None:
             return null, null_mask
-        s, mask = self.tokenizers[name](res)
+        s, mask = self._run(self.tokenizers[name], res)
         absent = ~res.present
         if not bool(absent.any()):
             return s, mask
@@ -243,9 +254,9 @@ class EHPAL(SurvivalModel):
                 x_mask = torch.ones(batch_size, 1, dtype=torch.bool, device=device)
             else:
                 present = res.present
-                x, x_mask = self.tokenizers[name](res)
+                x, x_mask = self._run(self.tokenizers[name], res)
                 x_mask = x_mask | ~x_mask.any(dim=1, keepdim=True)  # absent rows keep one (zero) token
-            s, s_mask, side, info = stage(s, s_mask, x, x_mask, present)
+            s, s_mask, side, info = self._run(stage, s, s_mask, x, x_mask, present)
             sides.extend(side)
             weights.update({f"{key}/{name}": value for key, value in info.items()})
         if self.solo is not None:
