@@ -37,7 +37,12 @@ class ImageReader:
             with Image.open(self.path) as image:
                 width, height = image.size
                 fmt, mode = image.format or "", image.mode
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise ItemError(
+                f"{self.path}: plain image too large to decode whole ({' '.join(str(exc).split())}); "
+                "convert it to a pyramidal TIFF (e.g. `vips tiffsave in.png out.tif --tile --pyramid`)"
+            ) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ItemError(f"{self.path}: not a readable image ({' '.join(str(exc).split())}); check the file") from exc
         if width * height > MAX_PIXELS:
             raise ItemError(

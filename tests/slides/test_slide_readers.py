@@ -251,3 +251,10 @@ def test_truncated_strip_tiff_fails_cleanly(tmp_path: Path) -> None:
     with pytest.raises(ItemError, match="cut.tiff"):
         with open_slide(path) as reader:
             read_downsampled(reader, 4.0)
+
+
+def test_oversized_png_asks_for_a_pyramid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.new("RGB", (300, 200), (255, 255, 255)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses images over 2x this
+    with pytest.raises(ItemError, match="too large to decode whole.*pyramidal TIFF"):
+        open_slide(tmp_path / "big.png")

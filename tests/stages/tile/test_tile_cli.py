@@ -269,3 +269,21 @@ def test_real_tcga_regions_via_slides_csv(tmp_path: Path, shared_data: Path) -> 
         assert coords.meta["case_id"] == png.name[:12]
         # 1024 px regions cut from tissue: (almost) the whole 4 x 4 grid is tissue
         assert len(coords) >= 12 and coords.meta["n_grid_patches"] == 16
+
+
+def test_config_file_and_environment(tmp_path: Path, slides_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    config = tmp_path / "study.yaml"
+    config.write_text("tile:\n  patch-size: 128\n  min-tissue: 0.9\n  export: [clam]\n")
+    monkeypatch.setenv("HEALNET_TILE_MPP", "1.0")
+    result = _tile(str(slides_dir / "disk20x.svs"), "-w", str(tmp_path / "w"), "--config", str(config), "--min-tissue", "0.8")
+    assert result.exit_code == 0, result.output
+    meta = read_coords(tmp_path / "w" / "tiles" / "disk20x.parquet").meta
+    assert (meta["patch_px"], meta["target_mpp"], meta["min_tissue"], meta["patch_px_level0"]) == (128, 1.0, 0.8, 256)
+    assert (tmp_path / "w" / "tiles" / "disk20x.h5").is_file()
+    resolved = yaml.safe_load((tmp_path / "w" / "tiles" / "config.yaml").read_text())
+    assert resolved["command"] == "tile"
+    assert resolved["options"]["mpp"] == 1.0 and resolved["sources"]["mpp"] == "environment"
+    assert resolved["sources"]["patch_size"] == "config" and resolved["sources"]["min_tissue"] == "cli"
+    assert resolved["options"]["export"] == ["clam"]
