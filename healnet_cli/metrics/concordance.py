@@ -108,13 +108,12 @@ def compute_weighted_concordance(
     numerator = denominator = 0.0
     for start in range(0, rows.size, 512):
         i = rows[start : start + 512]
-        t_i, r_i, w_i = time[i, None], risk[i, None], w[i, None]
+        t_i, r_i = time[i, None], risk[i, None]
         comparable = (time[None, :] > t_i) | ((time[None, :] == t_i) & ~event[None, :])
-        diff = r_i - risk[None, :]
-        tied = np.abs(diff) <= tied_tol
-        score = np.where(tied, 0.5, (diff > 0).astype(float))
-        numerator += float((w_i * comparable * score).sum())
-        denominator += float((w_i * comparable).sum())
+        concordant = np.count_nonzero(comparable & (risk[None, :] < r_i - tied_tol), axis=1)
+        tied = np.count_nonzero(comparable & (np.abs(risk[None, :] - r_i) <= tied_tol), axis=1)
+        numerator += float(w[i] @ (concordant + 0.5 * tied))
+        denominator += float(w[i] @ np.count_nonzero(comparable, axis=1))
     if denominator <= 0:
         raise NotComputable("no comparable pairs (every event is at or after the last follow-up / τ)")
     return numerator / denominator

@@ -75,10 +75,10 @@ def compute_safely(name: str, func: Any, *args: Any, **kwargs: Any) -> MetricVal
         result = func(*args, **kwargs)
     except NotComputable as exc:
         return MetricValue(name, None, reason=str(exc))
-    if isinstance(result, tuple):
-        value, extra = result
-        return MetricValue(name, float(value), extra=dict(extra))
-    return MetricValue(name, float(result))
+    value, extra = result if isinstance(result, tuple) else (result, {})
+    if not math.isfinite(float(value)):
+        return MetricValue(name, None, reason=f"not finite ({value})")
+    return MetricValue(name, float(value), extra=dict(extra))
 
 
 def _num(value: float | None) -> float | None:

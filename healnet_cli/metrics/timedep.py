@@ -141,8 +141,6 @@ def compute_td_auc(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, grid: np.ndarray, g_event: np.ndarray, *, tied_tol: float = TIED_TOL
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Cumulative/dynamic AUC with per-patient case weights ``1 / G_{fold(i)}(T_i)``."""
-    from sksurv.nonparametric import SurvivalFunctionEstimator
-
     time, event = check_outcome(time, event)
     require_events(time, event)
     risk = np.asarray(risk, dtype=float)
@@ -150,19 +148,30 @@ def compute_td_auc(
     if usable.size == 0:
         raise NotComputable("no time point with both cases and controls inside the follow-up")
     w = _safe_inverse(np.asarray(g_event, float))
-    diff = risk[:, None] - risk[None, :]
-    score = np.where(np.abs(diff) <= tied_tol, 0.5, (diff > 0).astype(float))
     auc = np.empty(usable.size)
     for k, t in enumerate(usable):
         case = (time <= t) & event
-        control = time > t
-        wc = w * case
-        auc[k] = float(wc @ score @ control) / (wc.sum() * control.sum())
+        controls = np.sort(risk[time > t])
+        below = np.searchsorted(controls, risk[case] - tied_tol, side="left")  # r_j < r_i (not tied)
+        tied = np.searchsorted(controls, risk[case] + tied_tol, side="right") - below
+        weight = w[case].sum()
+        if weight <= 0:
+            raise NotComputable(f"no case with a positive censoring weight at t={t:g}")
+        auc[k] = float(w[case] @ (below + 0.5 * tied)) / (weight * controls.size)
     if usable.size == 1:
         return usable, auc, float(auc[0])
-    km = SurvivalFunctionEstimator().fit(to_structured(time, event)).predict_proba(usable)
+    km = _km_at(time, event, usable)
     d = -np.diff(np.r_[1.0, km])
     return usable, auc, float((auc * d).sum() / (1.0 - km[-1]))
+
+
+def _km_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Kaplan–Meier survival of (time, event) at ``at`` (step function; 1 before the first time)."""
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    t, s = kaplan_meier_estimator(event, time)
+    idx = np.searchsorted(t, at, side="right") - 1
+    return np.where(idx >= 0, s[np.clip(idx, 0, None)], 1.0)
 
 
 def _safe_inverse(g: np.ndarray) -> np.ndarray:
