@@ -153,9 +153,22 @@ def _footer() -> str:
     return f"healnet {__version__} · generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
 
 
+FIGURE_PATTERNS = ("km_risk_groups.png", "calibration.png", "td_auc.png", "brier.png", "ablation.png", "top_*.png",
+                   "heatmap_*.png")
+
+
+def _remove_stale_figures(folder: Path, keep: set[str]) -> None:
+    """Delete figures of an earlier evaluation that this one did not draw (only evaluate's names)."""
+    for pattern in FIGURE_PATTERNS:
+        for path in folder.glob(pattern):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+
 def write_run_outputs(ev: RunEvaluation, folder: Path, options: dict[str, Any]) -> list[Path]:
     """``metrics.json``, figures, ``summary.md``, ``report.html`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_figures(folder, {f.name for f in ev.figures.values()})
     written = [atomic.write_json(folder / "metrics.json", metrics_json(ev, options))]
     return written + _write_report(folder, build_report(ev), list(ev.figures.values()), _footer())
 

@@ -121,3 +121,13 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     with Image.open(shot) as img:
         assert img.size == (412, 900)
         assert len(img.convert("L").getcolors(maxcolors=1 << 16) or [0] * 100) > 10  # not a blank page
+
+
+def test_rerun_removes_stale_figures(run_dir):
+    folder = run_dir / "evaluation"
+    folder.mkdir()
+    (folder / "ablation.png").write_bytes(b"old")
+    (folder / "notes.png").write_bytes(b"user file")
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention"])
+    assert result.exit_code == 0, result.stderr
+    assert not (folder / "ablation.png").exists() and (folder / "notes.png").exists()
