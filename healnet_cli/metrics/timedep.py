@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from healnet_cli.metrics.censoring import CensoringModel
-from healnet_cli.metrics.outcome import check_outcome, require_events, to_structured
+from healnet_cli.metrics.outcome import check_outcome, require_events
 from healnet_cli.metrics.result import NotComputable
 
 TIED_TOL = 1e-8
