@@ -8,14 +8,19 @@ of the slide. A slide without a pyramid (a single huge level) is handled the sam
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
+
+from healnet_cli.core.hpc import available_cpus
 
 from healnet_cli.slides.base import SlideReader, best_level_for_downsample
 
 #: Largest side (in pixels of the level read) of one block.
 BLOCK_PX = 2048
+#: Most blocks read at once (for thread-safe readers).
+MAX_THREADS = 4
 
 
 def downsampled_size(dimensions: tuple[int, int], downsample: float) -> tuple[int, int]:
@@ -24,7 +29,9 @@ def downsampled_size(dimensions: tuple[int, int], downsample: float) -> tuple[in
     return max(1, math.ceil(width / downsample)), max(1, math.ceil(height / downsample))
 
 
-def read_downsampled(reader: SlideReader, downsample: float, *, block_px: int = BLOCK_PX) -> np.ndarray:
+def read_downsampled(
+    reader: SlideReader, downsample: float, *, block_px: int = BLOCK_PX, max_threads: int = MAX_THREADS
+) -> np.ndarray:
     """The whole slide at ``downsample`` (level-0 px per output px, >= 1) as RGB ``uint8``.
 
     Parameters
@@ -35,6 +42,9 @@ def read_downsampled(reader: SlideReader, downsample: float, *, block_px: int = 
         Level-0 pixels per output pixel; values below 1 are clamped to 1.
     block_px
         Largest block side read at once, in pixels of the level read (bounds the memory).
+    max_threads
+        Blocks read concurrently when the reader is ``thread_safe`` (capped by the CPUs this job
+        may use).
 
     Returns
     -------
@@ -49,16 +59,29 @@ def read_downsampled(reader: SlideReader, downsample: float, *, block_px: int = 
     factor = downsample / level_ds  # level px per output px, >= ~1
     out = np.empty((out_h, out_w, 3), dtype=np.uint8)
     step = max(1, int(block_px // max(factor, 1.0)))
-    for oy0 in range(0, out_h, step):
-        oy1 = min(out_h, oy0 + step)
+    blocks = [
+        (oy0, min(out_h, oy0 + step), ox0, min(out_w, ox0 + step))
+        for oy0 in range(0, out_h, step)
+        for ox0 in range(0, out_w, step)
+    ]
+
+    def read_block(block: tuple[int, int, int, int]) -> None:
+        oy0, oy1, ox0, ox1 = block
         ly0, ly1 = _span(oy0, oy1, factor, level_h)
-        for ox0 in range(0, out_w, step):
-            ox1 = min(out_w, ox0 + step)
-            lx0, lx1 = _span(ox0, ox1, factor, level_w)
-            location = (int(round(lx0 * level_ds)), int(round(ly0 * level_ds)))
-            block = reader.read_region(location, level, (lx1 - lx0, ly1 - ly0))
-            box = (ox0 * factor - lx0, oy0 * factor - ly0, ox1 * factor - lx0, oy1 * factor - ly0)
-            out[oy0:oy1, ox0:ox1] = _shrink(block, (ox1 - ox0, oy1 - oy0), box)
+        lx0, lx1 = _span(ox0, ox1, factor, level_w)
+        location = (int(round(lx0 * level_ds)), int(round(ly0 * level_ds)))
+        pixels = reader.read_region(location, level, (lx1 - lx0, ly1 - ly0))
+        box = (ox0 * factor - lx0, oy0 * factor - ly0, ox1 * factor - lx0, oy1 * factor - ly0)
+        out[oy0:oy1, ox0:ox1] = _shrink(pixels, (ox1 - ox0, oy1 - oy0), box)
+
+    threads = min(max_threads, available_cpus(), len(blocks)) if getattr(reader, "thread_safe", False) else 1
+    if threads <= 1:
+        for block in blocks:
+            read_block(block)
+    else:  # OpenSlide releases the GIL while decoding; memory stays ~ threads blocks
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(read_block, blocks):
+                pass
     return out
 
 

@@ -34,6 +34,8 @@ class OpenSlideReader:
     """
 
     backend = BACKEND
+    #: OpenSlide handles may be used from several threads at once.
+    thread_safe = True
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
