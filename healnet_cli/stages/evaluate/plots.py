@@ -64,7 +64,7 @@ def calibration_figure(cal: Calibration, *, time_unit: str) -> bytes:
         rows = [r for r in cal.rows if r["time"] == t and r["observed"] is not None]
         ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=COLORS[i % len(COLORS)],
                 label=f"t = {t:.3g} {time_unit}")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted survival (group mean)", ylabel="observed survival (KM)",
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="predicted survival (group mean)", ylabel="observed survival (KM)",
            title="Calibration at chosen times")
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
