@@ -132,6 +132,9 @@ def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, infe
     from healnet_cli.stages.evaluate.scoring import score_run
 
     ev = RunEvaluation(run)
+    for path in run.unfinished:
+        ev.skipped[path] = "missing (fold not finished?): that fold is not evaluated"
+        console.warn(f"{run.name}: {path} missing; evaluating the other folds")
     start = time.perf_counter()
     ev.scores = _group(ev, "metrics", lambda: score_run(run, times=list(config.times), n_boot=config.bootstrap, seed=config.seed), console, debug)
     ev.groups = _group(ev, "risk_groups", lambda: km_risk_groups(run, config.groups), console, debug)

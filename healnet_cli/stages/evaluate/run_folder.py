@@ -54,6 +54,7 @@ class RunData:
     labels: pd.DataFrame
     meta: dict[str, Any]
     fingerprints: dict[str, str] = field(default_factory=dict)
+    unfinished: list[str] = field(default_factory=list)
 
     @property
     def folds(self) -> list[int]:
@@ -102,7 +103,7 @@ def _read_predictions(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], list
     present = {k: p for k, p in per_fold.items() if p.is_file()}
     if not present:
         raise InputError(f"{gathered} not found (and no fold_<k>/{PREDICTIONS}); {_HINT}")
-    frames, meta = [], {"bin_edges": {}}
+    frames, meta = [], {"bin_edges": {}, "unfinished": [str(p) for k, p in per_fold.items() if k not in present]}
     for k, path in present.items():
         frame, m = _read_parquet(path)
         frames.append(frame)
@@ -215,7 +216,9 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
     for name in ("labels.parquet", "splits.csv", "config.yaml"):
         if (base / name).is_file():
             fingerprints[name] = file_fingerprint(base / name)
-    return RunData(base, base.resolve().name, _read_options(base), frame, edges, train_ids, labels, meta, fingerprints)
+    unfinished = [str(Path(p).relative_to(base)) for p in meta.pop("unfinished", [])]
+    return RunData(base, base.resolve().name, _read_options(base), frame, edges, train_ids, labels, meta, fingerprints,
+                   unfinished)
 
 
 def require_checkpoints(run: RunData) -> dict[int, Path]:

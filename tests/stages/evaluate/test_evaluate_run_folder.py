@@ -28,7 +28,14 @@ def test_read_gathered_run(run_dir):
 def test_per_fold_predictions_are_gathered(tmp_path):
     run = read_run(make_run(tmp_path / "r", gathered=False))
     assert len(run.predictions) == 60 and run.folds == [0, 1, 2]
-    assert "fold_1/predictions.parquet" in run.fingerprints
+    assert "fold_1/predictions.parquet" in run.fingerprints and run.unfinished == []
+
+
+def test_unfinished_fold_is_skipped_and_said(tmp_path):
+    run_dir = make_run(tmp_path / "r", gathered=False)
+    (run_dir / "fold_2" / "predictions.parquet").unlink()
+    run = read_run(run_dir)
+    assert run.folds == [0, 1] and run.unfinished == ["fold_2/predictions.parquet"]
 
 
 @pytest.mark.parametrize(
