@@ -131,3 +131,15 @@ def test_rerun_removes_stale_figures(run_dir):
     result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention"])
     assert result.exit_code == 0, result.stderr
     assert not (folder / "ablation.png").exists() and (folder / "notes.png").exists()
+
+
+def test_config_file_section_and_sources(run_dir, tmp_path):
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("evaluate:\n  bootstrap: 0\n  groups: 3\n  attention: false\n")
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--config", str(cfg), "--seed", "4"])
+    assert result.exit_code == 0, result.stderr
+    import yaml
+
+    written = yaml.safe_load((run_dir / "evaluation" / "config.yaml").read_text())
+    assert written["options"]["groups"] == 3 and written["sources"]["groups"] == "config"
+    assert written["sources"]["seed"] == "cli" and written["options"]["attention"] is False
