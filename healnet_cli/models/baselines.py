@@ -197,8 +197,9 @@ class ABMIL(SurvivalModel):
         else:
             pooled, weights = self.encoder(res)
             pooled = torch.where(res.present.unsqueeze(1), pooled, 0.0)
-        out_w = {self.target: weights} if return_weights and weights is not None else ({} if return_weights else None)
-        return ModelOutput(self.classifier(pooled), out_w)
+        if not return_weights:
+            return ModelOutput(self.classifier(pooled))
+        return ModelOutput(self.classifier(pooled), {} if weights is None else {self.target: weights})
 
 
 class SNN(SurvivalModel):
