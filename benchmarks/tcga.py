@@ -25,7 +25,7 @@ import pandas as pd
 SUFFIXES = {"rna": "_rnaseq", "cnv": "_cnv", "mut": "_mut"}
 
 
-def build_workspace(cohort_dir: Path, workdir: Path) -> list[str]:
+def build_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> list[str]:
     """Write omics/<modality>.parquet and omics/labels.parquet; return the modalities written."""
     from healnet_cli.artifacts.omics import modality_path, write_labels, write_modality
 
@@ -42,6 +42,10 @@ def build_workspace(cohort_dir: Path, workdir: Path) -> list[str]:
         if cols:
             write_modality(modality_path(omics_dir, name), patients[cols].astype(np.float32), {"modality": name, "sources": [str(csv)]})
             written.append(name)
+    if clinical:
+        table = patients[["age", "is_female"]].astype(np.float32)
+        write_modality(modality_path(omics_dir, "clinical"), table, {"modality": "clinical", "sources": [str(csv)]})
+        written.append("clinical")
     return written
 
 

@@ -1,0 +1,76 @@
+"""`healnet train` as real processes: resume after SIGKILL, and torchrun with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from healnet_cli.cli import build_app
+
+from conftest import factories  # noqa: E402
+
+
+def _args(ws: Path, out: Path, epochs: int) -> list[str]:
+    return ["train", "--modalities", "rna,cnv", "--model", "snn", "--workdir", str(ws), "--out", str(out), "--folds", "2",
+            "--epochs", str(epochs), "--patience", "1000", "--batch-size", "8", "--device", "cpu", "--seed", "5"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path: Path) -> None:
+    ws = factories.make_workspace(tmp_path / "ws", n_patients=40, omics={"rna": 8, "cnv": 4})
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "healnet_cli", *_args(ws, out, 40)], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = out / "fold_1" / "state.pt"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file() and len((out / "fold_1" / "history.jsonl").read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert (out / "fold_0" / "predictions.parquet").is_file() and not (out / "predictions.parquet").exists()
+    epochs_done = len((out / "fold_1" / "history.jsonl").read_text().splitlines())
+    assert 0 < epochs_done < 40
+    resumed = subprocess.run([sys.executable, "-m", "healnet_cli", *_args(ws, out, 40), "--resume"], env=_env(),
+                             capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fold 0: already finished" in resumed.stderr and "resuming after epoch" in resumed.stderr
+    history = [json.loads(x) for x in (out / "fold_1" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == list(range(40))
+    reference = subprocess.run([sys.executable, "-m", "healnet_cli", *_args(ws, tmp_path / "ref", 40)], env=_env(),
+                               capture_output=True, text=True, check=False)
+    assert reference.returncode == 0, reference.stderr
+    a = pd.read_parquet(out / "predictions.parquet")
+    b = pd.read_parquet(tmp_path / "ref" / "predictions.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_torchrun_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
+    ws = factories.make_workspace(tmp_path / "ws", n_patients=40, omics={"rna": 8, "cnv": 4})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "healnet_cli", *_args(ws, tmp_path / "ddp", 15)]
+    ddp = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = CliRunner().invoke(build_app(), _args(ws, tmp_path / "one", 15))
+    assert single.exit_code == 0, single.output
+    a = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    b = json.loads((tmp_path / "one" / "summary.json").read_text())
+    pred = pd.read_parquet(tmp_path / "ddp" / "predictions.parquet")
+    assert len(pred) == 40 and np.isfinite(pred["risk"]).all()
+    assert abs(a["cindex_mean"] - b["cindex_mean"]) < 0.1, (a["cindex_mean"], b["cindex_mean"])
