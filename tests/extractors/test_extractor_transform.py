@@ -19,8 +19,13 @@ def test_resize_identity_and_shape() -> None:
 
 def test_resize_is_the_documented_interpolation() -> None:
     x = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
-    expected = F.interpolate(x.float(), size=(40, 40), mode="bilinear", align_corners=False, antialias=True)
-    assert torch.equal(resize_patches(x, 40, "bilinear"), expected.round().clamp(0, 255).to(torch.uint8))
+    expected = F.interpolate(x, size=(40, 40), mode="bilinear", align_corners=False, antialias=True)
+    ours = resize_patches(x, 40, "bilinear")
+    assert torch.equal(ours, expected) and ours.is_contiguous(memory_format=torch.channels_last)
+    as_float = F.interpolate(x.float(), size=(40, 40), mode="bilinear", align_corners=False, antialias=True)
+    assert (ours.float() - as_float).abs().max() <= 1.0  # integer kernel: within one grey level
+    area = resize_patches(x, 32, "area")
+    assert area.dtype == torch.uint8 and area.shape == (1, 3, 32, 32)
 
 
 def test_normalize() -> None:

@@ -133,8 +133,8 @@ class PatchChunks(IterableDataset):
             if region.shape != (size_px, size_px, 3):
                 raise RuntimeError(f"read_region returned {region.shape} for a {size_px} px patch at ({x}, {y})")
             images[i] = region
-        batch = torch.from_numpy(images).permute(0, 3, 1, 2)
-        batch = resize_patches(batch.contiguous(), self.input_px, self.interpolation)
+        batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # b 3 h w view of b h w 3: channels-last memory
+        batch = resize_patches(batch, self.input_px, self.interpolation)
         if self.worker_fn is not None:
             return self.worker_fn(batch)
         return batch

@@ -28,9 +28,9 @@ def _reference_features(slide: Path, xy: np.ndarray, weights: Path) -> torch.Ten
     std = torch.tensor(config["std"]).view(1, 3, 1, 1)
     with openslide.OpenSlide(str(slide)) as handle:
         regions = [np.asarray(handle.read_region((int(x), int(y)), 0, (PATCH_PX, PATCH_PX)).convert("RGB")) for x, y in xy]
-    batch = torch.from_numpy(np.stack(regions)).permute(0, 3, 1, 2).float()
+    batch = torch.from_numpy(np.stack(regions)).permute(0, 3, 1, 2)
     batch = F.interpolate(batch, size=(size, size), mode=config["interpolation"], align_corners=False, antialias=True)
-    batch = batch.round().clamp(0, 255) / 255.0
+    batch = batch.float() / 255.0  # the documented transform: uint8 antialiased resize, then /255, mean/std
     with torch.inference_mode():
         return model((batch - mean) / std)
 
