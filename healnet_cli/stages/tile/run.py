@@ -23,7 +23,7 @@ from healnet_cli.slides.downsample import thumbnail_downsample
 from healnet_cli.stages.tile import export, qc
 from healnet_cli.stages.tile.config import TileConfig
 from healnet_cli.stages.tile.grid import GridSpec, grid_coords, grid_spec, tissue_fraction
-from healnet_cli.stages.tile.inputs import SlideInput, collect_slides
+from healnet_cli.stages.tile.inputs import SlideInput, collect_slides, read_mpp_csv
 from healnet_cli.stages.tile.tissue import detect_tissue
 
 #: Longest side of the segmentation image: bounds memory even for a wrong, huge mpp.
@@ -198,6 +198,13 @@ def run(
     shard = parse_shard(config.shard)
     slides = collect_slides(list(config.slides), slides_csv=config.slides_csv, mpp_csv=config.mpp_csv)
     selected = shard.select(slides, key=lambda s: s.slide_id)
+    if config.mpp_csv is not None:
+        unmatched = sorted(set(read_mpp_csv(config.mpp_csv)) - {s.slide_id for s in slides})
+        if unmatched:
+            console.warn(
+                f"--mpp-csv {config.mpp_csv}: {len(unmatched)} row(s) match no slide ({', '.join(unmatched[:5])}"
+                f"{', ...' if len(unmatched) > 5 else ''}); slide ids are file names without extension"
+            )
     tiles_dir = config.tiles_dir
     tiles_dir.mkdir(parents=True, exist_ok=True)
     write_resolved_config(tiles_dir, resolved if resolved is not None else _plain_config(config), command="tile", sources=sources)

@@ -199,9 +199,9 @@ def test_mpp_csv_override_and_png_via_slides_csv(tmp_path: Path, slides_dir: Pat
     assert failed.exit_code == 3 and "--mpp-csv" in failed.stderr
 
     mpp_csv = tmp_path / "mpp.csv"
-    mpp_csv.write_text("slide_id,mpp\ndisk40x,0.5\n")
+    mpp_csv.write_text("slide_id,mpp\ndisk40x,0.5\ndisk_40x,0.5\n")
     result = _tile(str(slides_dir / "disk40x.tif"), "-w", str(tmp_path / "u"), "--mpp-csv", str(mpp_csv), "--patch-size", "128")
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and "1 row(s) match no slide (disk_40x)" in result.stderr
     meta = read_coords(tmp_path / "u" / "tiles" / "disk40x.parquet").meta
     assert (meta["mpp"], meta["mpp_source"], meta["patch_px_level0"]) == (0.5, "csv", 128)
 
