@@ -196,8 +196,11 @@ def evaluate_runs(
     """
     runs = [read_run(d) for d in run_dirs]
     if _needs_models(config):
+        from healnet_cli.core.device import resolve_device
+
         for run in runs:
             require_checkpoints(run)
+        config = dataclasses.replace(config, device=str(resolve_device(config.device)))
     options = plain(dict(options) if options is not None else dataclasses.asdict(config))
     outcome = Outcome(EXIT_OK)
     evals = []

@@ -143,3 +143,8 @@ def test_config_file_section_and_sources(run_dir, tmp_path):
     written = yaml.safe_load((run_dir / "evaluation" / "config.yaml").read_text())
     assert written["options"]["groups"] == 3 and written["sources"]["groups"] == "config"
     assert written["sources"]["seed"] == "cli" and written["options"]["attention"] is False
+
+
+def test_bad_device_is_exit_2(run_dir):
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--ablate", "--device", "tpu"])
+    assert result.exit_code == 2 and "tpu" in result.stderr
