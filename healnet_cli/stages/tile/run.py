@@ -18,7 +18,7 @@ from healnet_cli.core.runner import ItemResult, WorkItem, report, run_items
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.slides import open_slide, read_downsampled, resolve_mpp
-from healnet_cli.slides.base import SlideReader
+from healnet_cli.slides.base import SlideReader, best_level_for_downsample
 from healnet_cli.slides.downsample import thumbnail_downsample
 from healnet_cli.stages.tile import export, qc
 from healnet_cli.stages.tile.config import TileConfig
@@ -30,6 +30,8 @@ from healnet_cli.stages.tile.tissue import detect_tissue
 MAX_SEG_PX = 8192
 #: A patch spans at least this many segmentation pixels per side.
 MIN_MASK_PX_PER_PATCH = 4
+#: A separate, sharper thumbnail read (for small slides) may read at most this many pixels.
+MAX_THUMB_READ_PX = 16_000_000
 THUMB_SUFFIX = ".thumb.png"
 QC_SUFFIX = ".qc.png"
 
@@ -62,11 +64,13 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
     seg_rgb = read_downsampled(reader, seg_ds)
     seg_um_per_px = mpp * seg_ds
     mask, threshold = detect_tissue(seg_rgb, seg_um_per_px, min_area_um2=config.min_area)
-    if max(seg_rgb.shape[:2]) >= qc.THUMB_MIN_PX or seg_ds <= 1.0:
+    thumb_ds = thumbnail_downsample((width, height), qc.THUMB_MIN_PX)
+    thumb_level = best_level_for_downsample(list(reader.level_downsamples), thumb_ds)
+    thumb_read_px = reader.level_dimensions[thumb_level][0] * reader.level_dimensions[thumb_level][1]
+    if max(seg_rgb.shape[:2]) >= qc.THUMB_MIN_PX or seg_ds <= thumb_ds or thumb_read_px > MAX_THUMB_READ_PX:
         thumb = qc.shrink_to(seg_rgb)
         thumb_ds = seg_ds * seg_rgb.shape[1] / thumb.shape[1]
     else:  # a small slide: a sharper thumbnail than the segmentation image is cheap
-        thumb_ds = thumbnail_downsample((width, height), qc.THUMB_MIN_PX)
         thumb = read_downsampled(reader, thumb_ds)
     del seg_rgb
 
