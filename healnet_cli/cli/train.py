@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
         weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW decoupled weight decay on layer weights.")] = 1e-2,
         warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="Epochs of linear warm-up (no early stopping during them).")] = 2,
         patience: Annotated[int, typer.Option("--patience", help="Epochs without inner-validation improvement before stopping.")] = 10,
+        monitor: Annotated[str, typer.Option("--monitor", help="Early-stopping criterion on the inner validation set: loss (NLL/Cox) or cindex.")] = "loss",
         val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of each fold's training patients held out for early stopping.")] = 0.15,
         l1: Annotated[float, typer.Option("--l1", help="L1 penalty on layer weights (not norms, biases, latents).")] = 0.0,
         modality_dropout: Annotated[float, typer.Option("--modality-dropout", help="Per-sample probability of dropping a present modality in training.")] = 0.0,
@@ -82,7 +83,7 @@ def register(app: typer.Typer) -> None:
                     modalities=mods, model=model, workdir=Path(workdir), out=out, extractor=extractor, splits=splits,
                     folds=folds, fold=fold, require_all=require_all, n_bins=n_bins, alpha=alpha, loss=loss,
                     epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-                    patience=patience, val_fraction=val_fraction, l1=l1, modality_dropout=modality_dropout,
+                    patience=patience, monitor=monitor, val_fraction=val_fraction, l1=l1, modality_dropout=modality_dropout,
                     max_patches=max_patches, top_k=top_k, clip=clip, grad_accum=grad_accum, device=device,
                     precision=precision, seed=seed, resume=resume, hparams=parse_hparams(hparam),
                 )

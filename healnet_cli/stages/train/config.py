@@ -29,7 +29,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "ff_dropout": 0.3,
         "ff_mult": 2,
     },
-    "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3},
+    "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3,
+              "omics_segments": 16},
     "snn": {"hidden_dim": 64, "depth": 2, "dropout": 0.25},
     "abmil": {"hidden_dim": 128, "attn_dim": 64, "dropout": 0.25},
     "concat": {"hidden_dim": 64, "attn_dim": 64, "fusion_dim": 64, "dropout": 0.25},
@@ -59,6 +60,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_epochs: int = 2
     patience: int = 10
+    monitor: str = "loss"
     val_fraction: float = 0.15
     l1: float = 0.0
     modality_dropout: float = 0.0
@@ -106,6 +108,8 @@ def check_config(cfg: TrainConfig) -> None:
     names = [*list_models(), COXNET]
     if cfg.model not in names:
         raise InputError(f"--model {cfg.model!r} is unknown; valid models: {', '.join(names)}")
+    if cfg.monitor not in ("loss", "cindex"):
+        raise InputError(f"--monitor {cfg.monitor!r} is not one of loss, cindex")
     if cfg.loss not in LOSSES:
         raise InputError(f"--loss {cfg.loss!r} is not one of {', '.join(LOSSES)}")
     checks = [

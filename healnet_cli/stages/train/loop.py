@@ -53,6 +53,7 @@ class LoopSettings:
     fold: int
     device: torch.device
     autocast: torch.dtype | None = None
+    monitor: str = "loss"
 
 
 @dataclass
@@ -199,7 +200,12 @@ def train_fold(
             st["step"] += 1
         val_loss, val_c = evaluate(module, val, val_y, s) if has_val else (float("nan"), float("nan"))
         st["epoch"] = epoch + 1
-        monitor = val_loss if has_val else -float(epoch)
+        if not has_val:
+            monitor = -float(epoch)
+        elif s.monitor == "cindex":
+            monitor = -val_c if np.isfinite(val_c) else math.inf
+        else:
+            monitor = val_loss
         if monitor < st["best_loss"] - IMPROVE_TOL:
             st["best_loss"], st["best_epoch"], st["bad_epochs"] = monitor, epoch, 0
             st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})

@@ -149,7 +149,7 @@ class FoldTrainer:
             epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
             patience=cfg.patience, l1=cfg.l1, alpha=cfg.alpha, loss=cfg.loss, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, modality_dropout=cfg.modality_dropout, max_patches=cfg.max_patches,
-            seed=cfg.seed, fold=fold.index, device=self.device, autocast=self.autocast,
+            seed=cfg.seed, fold=fold.index, device=self.device, autocast=self.autocast, monitor=cfg.monitor,
         )
         module, _ = train_fold(wrapped, fit_t, fit_y, val_t, val_y, settings, fold_dir=fold_dir, dist=self.dist,
                                log=self.console.info if self.dist.is_main else (lambda _: None))
