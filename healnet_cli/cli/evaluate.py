@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
         Writes RUN/evaluation/{metrics.json, *.png, summary.md, report.html}. Several runs: a
         comparison table and paired bootstrap tests (in --out or the first run's
-        evaluation/comparison/). Exit 0 ok, 3 some metric group failed (report written), 2 bad run folder.
+        evaluation/comparison/). Exit 0 ok, 3 some folds or metric groups missing (report written), 2 bad run folder.
         """
         from healnet_cli.stages.evaluate.config import EvaluateConfig, parse_times
         from healnet_cli.stages.evaluate.run import evaluate_runs

@@ -132,9 +132,9 @@ def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, infe
     from healnet_cli.stages.evaluate.scoring import score_run
 
     ev = RunEvaluation(run)
-    for path in run.unfinished:
-        ev.skipped[path] = "missing (fold not finished?): that fold is not evaluated"
-        console.warn(f"{run.name}: {path} missing; evaluating the other folds")
+    for path, why in run.unfinished.items():
+        ev.skipped[path] = f"{why}; that fold is not evaluated"
+        console.warn(f"{run.name}: no {path} ({why}); evaluating the other folds")
     start = time.perf_counter()
     ev.scores = _group(ev, "metrics", lambda: score_run(run, times=list(config.times), n_boot=config.bootstrap, seed=config.seed), console, debug)
     ev.groups = _group(ev, "risk_groups", lambda: km_risk_groups(run, config.groups), console, debug)
@@ -210,7 +210,7 @@ def evaluate_runs(
         outcome.outputs += [str(p) for p in write_run_outputs(ev, folder, options)]
         write_resolved_config(folder, options, command="evaluate", sources=sources)
         outcome.runs.append({**headline(ev), "output": str(folder)})
-        if ev.failed:
+        if ev.failed or run.unfinished:
             outcome.exit_code = EXIT_PARTIAL
         evals.append(ev)
         console.info(f"{run.name}: report {folder / 'report.html'}")

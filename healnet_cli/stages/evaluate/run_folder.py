@@ -54,7 +54,7 @@ class RunData:
     labels: pd.DataFrame
     meta: dict[str, Any]
     fingerprints: dict[str, str] = field(default_factory=dict)
-    unfinished: list[str] = field(default_factory=list)
+    unfinished: dict[str, str] = field(default_factory=dict)
 
     @property
     def folds(self) -> list[int]:
@@ -103,7 +103,7 @@ def _read_predictions(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], list
     present = {k: p for k, p in per_fold.items() if p.is_file()}
     if not present:
         raise InputError(f"{gathered} not found (and no fold_<k>/{PREDICTIONS}); {_HINT}")
-    frames, meta = [], {"bin_edges": {}, "unfinished": [str(p) for k, p in per_fold.items() if k not in present]}
+    frames, meta = [], {"bin_edges": {}, "gathered_from_folds": True}
     for k, path in present.items():
         frame, m = _read_parquet(path)
         frames.append(frame)
@@ -182,6 +182,26 @@ def _read_splits(run_dir: Path, folds: list[int]) -> dict[int, list[str]]:
     return out
 
 
+def _unfinished_folds(run_dir: Path, folds: list[int]) -> dict[str, str]:
+    """``fold_<k>/predictions.parquet -> why`` for folds in splits.csv without predictions (the
+    reason from train's ``failures.json`` when it has one)."""
+    try:
+        expected = sorted(int(k) for k in pd.read_csv(run_dir / "splits.csv", usecols=["fold"])["fold"].unique())
+    except (OSError, ValueError):
+        return {}
+    failures: dict[str, Any] = {}
+    if (run_dir / "failures.json").is_file():
+        try:
+            failures = json.loads((run_dir / "failures.json").read_text())
+        except ValueError:
+            failures = {}
+    return {
+        f"fold_{k}/{PREDICTIONS}": f"training failed: {failures[str(k)]}" if str(k) in failures else "missing (fold not finished?)"
+        for k in expected
+        if k not in folds
+    }
+
+
 def _read_options(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -216,7 +236,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
     for name in ("labels.parquet", "splits.csv", "config.yaml"):
         if (base / name).is_file():
             fingerprints[name] = file_fingerprint(base / name)
-    unfinished = [str(Path(p).relative_to(base)) for p in meta.pop("unfinished", [])]
+    unfinished = _unfinished_folds(base, folds) if meta.pop("gathered_from_folds", False) else {}
     return RunData(base, base.resolve().name, _read_options(base), frame, edges, train_ids, labels, meta, fingerprints,
                    unfinished)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -28,14 +29,20 @@ def test_read_gathered_run(run_dir):
 def test_per_fold_predictions_are_gathered(tmp_path):
     run = read_run(make_run(tmp_path / "r", gathered=False))
     assert len(run.predictions) == 60 and run.folds == [0, 1, 2]
-    assert "fold_1/predictions.parquet" in run.fingerprints and run.unfinished == []
+    assert "fold_1/predictions.parquet" in run.fingerprints and run.unfinished == {}
 
 
 def test_unfinished_fold_is_skipped_and_said(tmp_path):
     run_dir = make_run(tmp_path / "r", gathered=False)
     (run_dir / "fold_2" / "predictions.parquet").unlink()
+    shutil.rmtree(run_dir / "fold_1")
+    (run_dir / "failures.json").write_text(json.dumps({"1": "ArithmeticError: weights too large"}))
     run = read_run(run_dir)
-    assert run.folds == [0, 1] and run.unfinished == ["fold_2/predictions.parquet"]
+    assert run.folds == [0]
+    assert run.unfinished == {"fold_1/predictions.parquet": "training failed: ArithmeticError: weights too large",
+                              "fold_2/predictions.parquet": "missing (fold not finished?)"}
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention"])
+    assert result.exit_code == 3 and "training failed" in result.stderr
 
 
 @pytest.mark.parametrize(
