@@ -125,6 +125,13 @@ def _check_predictions(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: no predictions; {_HINT}")
     out = frame.copy()
     out["patient_id"] = out["patient_id"].astype(str)
+    dup = out["patient_id"][out["patient_id"].duplicated()]
+    if len(dup):
+        folds = sorted(out.loc[out["patient_id"] == dup.iloc[0], "fold"].astype(int).tolist())
+        raise InputError(
+            f"{path}: {dup.nunique()} patient(s) predicted more than once (e.g. {dup.iloc[0]} in folds {folds}); "
+            "out-of-fold predictions hold each patient once: check splits.csv"
+        )
     out["fold"] = out["fold"].astype(int)
     out["event"] = out["event"].astype(bool)
     out["time"] = out["time"].astype(float)

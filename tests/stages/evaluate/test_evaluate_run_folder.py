@@ -99,3 +99,14 @@ def test_labels_with_patient_column(run_dir):
     pq.write_table(__import__("pyarrow").Table.from_pandas(frame, preserve_index=False), run_dir / "labels.parquet")
     run = read_run(run_dir)
     assert isinstance(run.labels, pd.DataFrame) and run.labels.index[0] == "P000"
+
+
+def test_patient_predicted_twice(run_dir):
+    path = run_dir / "predictions.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    frame.loc[1, "patient_id"] = frame.loc[0, "patient_id"]
+    pq.write_table(__import__("pyarrow").Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(
+        table.schema.metadata), path)
+    with pytest.raises(InputError, match="predicted more than once"):
+        read_run(run_dir)
