@@ -12,6 +12,7 @@ from healnet_cli.metrics import NotComputable, calibration, kaplan_meier, logran
 from healnet_cli.stages.evaluate.run_folder import RunData
 
 GROUP_NAMES = {2: ["low", "high"], 3: ["low", "intermediate", "high"]}
+MAX_CALIBRATION_TIMES = 4
 
 
 @dataclass
@@ -98,9 +99,14 @@ class Calibration:
 
 
 def calibration_times(run: RunData, times: list[float] | None) -> list[float]:
-    """Requested times, else the quartiles of the pooled event times."""
+    """Requested times (at most 4, evenly spread over them), else the quartiles of the pooled event
+    times."""
     if times:
-        return sorted(float(t) for t in times)
+        chosen = sorted({float(t) for t in times})
+        if len(chosen) > MAX_CALIBRATION_TIMES:
+            idx = np.linspace(0, len(chosen) - 1, MAX_CALIBRATION_TIMES).round().astype(int)
+            chosen = [chosen[i] for i in idx]
+        return chosen
     p = run.predictions
     ev = p.loc[p["event"], "time"].to_numpy(float)
     if ev.size == 0:

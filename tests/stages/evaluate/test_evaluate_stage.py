@@ -172,3 +172,11 @@ def test_several_runs_comparison_and_paired_bootstrap(tmp_path):
     assert "Paired bootstrap" in (out / "report.html").read_text()
     default = evaluate_runs([good, bad], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
     assert default.comparison["output"] == str(good / "evaluation" / "comparison")
+
+
+def test_calibration_times_are_at_most_four(run_dir):
+    from healnet_cli.stages.evaluate.curves import calibration_times
+
+    run = read_run(run_dir)
+    assert calibration_times(run, [float(t) for t in range(1, 11)]) == [1.0, 4.0, 7.0, 10.0]
+    assert len(calibration_times(run, None)) == 3
