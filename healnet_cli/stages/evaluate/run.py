@@ -2,8 +2,9 @@
 
 Outputs of one run go to ``RUN/evaluation/`` (or ``--out``). Several runs: each gets its own
 ``evaluation/``; the comparison goes to ``--out`` or the first run's ``evaluation/comparison/``.
-Exit code 0 when everything was computed, 3 when some metric group failed (the report says which
-and why), 2 for a bad run folder (before any work).
+Exit code 0 when everything was computed, 3 when some metric group failed or some folds of
+``splits.csv`` have no predictions (the report says which and why), 2 for a bad run folder (before
+any work).
 """
 
 from __future__ import annotations
