@@ -12,6 +12,10 @@ from healnet_cli.cli.common import ConfigOpt, JsonOpt, cli_errors, make_console,
 ORDER = 60
 
 
+def _fmt(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "n/a"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
@@ -37,11 +41,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate a synthetic cohort and run tile, extract, omics, train and evaluate on it.
 
-        No network and no data needed: ~40 patients whose slides are composed from the
-        immunohistochemistry image that ships with scikit-image, RNA/CNV tables and survival times
-        drawn from a known hazard that depends on both the slide and the RNA. Each step is the real
-        `healnet` command, run in a subprocess; its output goes to OUT/logs/. Three runs (wsi+rna,
-        wsi, rna) show what fusing the modalities adds. Ends with the path of the HTML report.
+        No network and no data needed: slides composed from the IHC image that ships with
+        scikit-image, RNA/CNV tables and survival drawn from a known hazard that depends on both
+        the slide and the RNA. Each step is the real `healnet` command in a subprocess (output in
+        OUT/logs/). Three runs (wsi+rna, wsi, rna) show what fusing the modalities adds. Prints
+        the step times, the c-indices and the path of the HTML report.
         """
         from healnet_cli.core.config import write_resolved_config
         from healnet_cli.stages.demo.plan import DemoConfig
@@ -65,9 +69,13 @@ def register(app: typer.Typer) -> None:
             values, sources = resolved_options(ctx)
             write_resolved_config(out, values, command="demo", sources=sources)
             console.info("")
+            console.info("mean Harrell c-index over folds (higher is better; 0.5 = chance):")
             for name, value in result.cindex.items():
-                shown = f"{value:.3f}" if value is not None else "n/a"
-                console.info(f"c-index ({name.replace('_', '+')}): {shown}")
+                console.info(f"  trained on {name.replace('_', '+'):<8} {_fmt(value)}")
+            if result.ablation:
+                console.info("the wsi+rna model with modalities removed at test time:")
+                for condition, value in result.ablation.items():
+                    console.info(f"  {condition:<16} {_fmt(value)}")
             console.info(f"total seconds: {result.total_seconds:.1f}")
             if result.report is not None:
                 console.info(f"report: {result.report.resolve()}")

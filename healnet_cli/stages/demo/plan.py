@@ -8,11 +8,15 @@ from typing import Any
 
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.demo.cohort import DemoCohort
+from healnet_cli.stages.demo.results import COMPARISON_DIR
 from healnet_cli.stages.demo.steps import Step
 
 MARKER = ".healnet-demo"
 EXTRACTOR = "stain-texture"
 MODEL = "healnet"
+#: Small-cohort training settings: with ~26 training patients per fold, an inner validation set of
+#: 4 patients is too noisy for early stopping, so every fold trains a fixed number of epochs.
+TRAIN_OPTIONS = ("--val-fraction", "0", "--batch-size", "8", "--lr", "3e-3")
 #: Training runs the demo compares: run folder name -> modalities.
 RUNS: dict[str, str] = {"wsi_rna": "wsi,rna", "wsi": "wsi", "rna": "rna"}
 
@@ -98,13 +102,14 @@ def plan_steps(config: DemoConfig, cohort: DemoCohort) -> list[Step]:
                 f"train-{name}",
                 ("train", "--workdir", work, "--modalities", modalities, "--model", MODEL, "--extractor", EXTRACTOR,
                  "--folds", str(config.folds), "--seed", str(config.seed), "--epochs", str(config.epochs),
-                 "--out", str(runs / name)),
+                 *TRAIN_OPTIONS, "--out", str(runs / name)),
                 f"{MODEL} on {modalities}, {config.folds}-fold cross-validation",
             )
         )
     run_dirs = [str(runs / name) for name in RUNS]
     steps.append(
-        Step("evaluate", ("evaluate", *run_dirs, "--ablate", "--bootstrap", str(config.bootstrap)),
+        Step("evaluate", ("evaluate", *run_dirs, "--ablate", "--bootstrap", str(config.bootstrap),
+                          "--out", str(runs / COMPARISON_DIR)),
              "metrics, missing-modality ablation, comparison of the runs, HTML report")
     )
     return steps

@@ -8,8 +8,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+EVALUATION_DIR = "evaluation"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+COMPARISON_DIR = "comparison"
 
 
 def _number(value: Any) -> float | None:
@@ -22,6 +24,14 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def mean_harrell(metrics: Mapping[str, Any]) -> float | None:
+    """The Harrell c-index averaged over folds in an ``evaluate`` ``metrics.json`` (None when missing)."""
+    node = metrics.get("across_folds")
+    if isinstance(node, Mapping) and isinstance(node.get("harrell_c"), Mapping):
+        return _number(node["harrell_c"])
+    return pooled_harrell(metrics)
 
 
 def pooled_harrell(metrics: Mapping[str, Any]) -> float | None:
@@ -39,23 +49,33 @@ def pooled_harrell(metrics: Mapping[str, Any]) -> float | None:
 
 
 def collect_cindex(runs_dir: Path, names: Iterable[str]) -> dict[str, float | None]:
-    """Pooled Harrell c-index per run name (None where ``metrics.json`` is missing or has none)."""
+    """Mean Harrell c-index over folds per run name, from ``<run>/evaluation/metrics.json`` (None
+    where the file is missing or has none)."""
     out: dict[str, float | None] = {}
     for name in names:
-        path = Path(runs_dir) / name / METRICS_FILE
+        path = Path(runs_dir) / name / EVALUATION_DIR / METRICS_FILE
         try:
             metrics = json.loads(path.read_text())
         except (OSError, ValueError):
             out[name] = None
             continue
-        out[name] = pooled_harrell(metrics) if isinstance(metrics, Mapping) else None
+        out[name] = mean_harrell(metrics) if isinstance(metrics, Mapping) else None
     return out
 
 
+def ablation_table(runs_dir: Path, name: str) -> dict[str, float | None]:
+    """The missing-modality ablation of one run: condition -> mean c-index over folds."""
+    try:
+        metrics = json.loads((Path(runs_dir) / name / EVALUATION_DIR / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    node = metrics.get("ablation") if isinstance(metrics, Mapping) else None
+    rows = node.get("conditions", []) if isinstance(node, Mapping) else []
+    return {str(r.get("condition")): _number(r.get("mean")) for r in rows if isinstance(r, Mapping)}
+
+
 def find_report(runs_dir: Path, names: Iterable[str]) -> Path | None:
-    """The HTML report of the first run that has one (the multimodal run comes first)."""
-    for name in names:
-        path = Path(runs_dir) / name / REPORT_FILE
-        if path.is_file():
-            return path
-    return None
+    """The comparison report of the runs, else the first run's own report (the multimodal run)."""
+    candidates = [Path(runs_dir) / COMPARISON_DIR / REPORT_FILE]
+    candidates += [Path(runs_dir) / name / EVALUATION_DIR / REPORT_FILE for name in names]
+    return next((p for p in candidates if p.is_file()), None)

@@ -24,7 +24,7 @@ from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.demo.cohort import DemoCohort, build_demo_cohort
 from healnet_cli.stages.demo.plan import MARKER, RUNS, DemoConfig, plan_steps, required_commands
-from healnet_cli.stages.demo.results import collect_cindex, find_report
+from healnet_cli.stages.demo.results import ablation_table, collect_cindex, find_report
 from healnet_cli.stages.demo.steps import DemoStepError, StepResult, run_step
 
 
@@ -39,6 +39,7 @@ class DemoResult:
     total_seconds: float = 0.0
     report: Path | None = None
     cindex: dict[str, float | None] = field(default_factory=dict)
+    ablation: dict[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class DemoResult:
             "total_seconds": round(self.total_seconds, 2),
             "report": str(self.report) if self.report else None,
             "cindex": self.cindex,
+            "ablation": self.ablation,
         }
 
 
@@ -146,6 +148,7 @@ def run_demo(
         progress(f"         done in {outcome.seconds:.1f} s")
     result.total_seconds = time.perf_counter() - start
     result.cindex = collect_cindex(config.runs_dir, RUNS)
+    result.ablation = ablation_table(config.runs_dir, next(iter(RUNS)))
     result.report = find_report(config.runs_dir, RUNS)
     if not config.keep:
         _remove_bulk(config)

@@ -68,6 +68,8 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         if not k.startswith("HEALNET_") or k in KEPT_HEALNET_VARS
     }
     env.setdefault("HF_HUB_OFFLINE", "1")
+    # the demo's models are tiny: one thread per process avoids oversubscribing small machines
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
