@@ -58,7 +58,8 @@ class TileConfig:
         return Path(self.workdir) / "tiles"
 
     def output_params(self) -> dict[str, Any]:
-        """The options that change a slide's outputs (they key the cache)."""
+        """The options that change every slide's outputs (they key the cache). ``--default-mpp``
+        keys only the slides that use it (see :func:`healnet_cli.stages.tile.run.item_fingerprint`)."""
         return {
             "algorithm": ALGORITHM_VERSION,
             "mpp": self.mpp,
@@ -66,7 +67,6 @@ class TileConfig:
             "overlap": self.overlap,
             "min_tissue": self.min_tissue,
             "min_area": self.min_area,
-            "default_mpp": self.default_mpp,
             "seg_mpp": self.seg_mpp,
             "export": sorted(self.export),
         }

@@ -155,13 +155,36 @@ def write_outputs(tiled: TiledSlide, store: ArtifactStore, config: TileConfig) -
     return outputs
 
 
+@dataclass(frozen=True)
+class SlideItem:
+    """What :func:`process_slide` needs: the slide and the fingerprint of its file, mpp override and
+    case id."""
+
+    slide: SlideInput
+    base_fingerprint: str
+
+
+def item_fingerprint(base: str, *, uses_default_mpp: bool, default_mpp: float | None) -> str:
+    """The cache key of a slide's input. ``--default-mpp`` is part of it only for slides whose mpp
+    came from it, so adding ``--default-mpp`` to rerun the slides without mpp leaves the others
+    fresh, and changing it recomputes exactly the slides that used it."""
+    return combine([base, f"default_mpp={default_mpp}"]) if uses_default_mpp else base
+
+
 def process_slide(item: WorkItem, *, store: ArtifactStore, config: TileConfig) -> ItemResult:
-    """Tile one slide and write its outputs (the ``process`` of :func:`run_items`)."""
-    slide: SlideInput = item.source
-    with open_slide(slide.path) as reader:
-        tiled = tile_slide(reader, slide, config)
+    """Tile one slide and write its outputs (the ``process`` of :func:`run_items`).
+
+    Sets ``item.fingerprint`` to the key that matches where the slide's mpp came from (committed
+    by :func:`run_items` after this returns).
+    """
+    source: SlideItem = item.source
+    with open_slide(source.slide.path) as reader:
+        tiled = tile_slide(reader, source.slide, config)
     outputs = write_outputs(tiled, store, config)
     meta = tiled.coords.meta
+    item.fingerprint = item_fingerprint(
+        source.base_fingerprint, uses_default_mpp=meta["mpp_source"] == "default", default_mpp=config.default_mpp
+    )
     summary = {
         "n_patches": len(tiled.coords),
         "mpp": meta["mpp"],
@@ -172,16 +195,17 @@ def process_slide(item: WorkItem, *, store: ArtifactStore, config: TileConfig) -
     return ItemResult(outputs=outputs, meta=summary, warning="; ".join(tiled.warnings))
 
 
-def work_items(slides: list[SlideInput]) -> list[WorkItem]:
-    """One item per slide; the fingerprint covers the file, its mpp override and its case id."""
-    return [
-        WorkItem(
-            s.slide_id,
-            s,
-            combine([file_fingerprint(s.path), f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"]),
-        )
-        for s in slides
-    ]
+def work_items(slides: list[SlideInput], store: ArtifactStore, config: TileConfig) -> list[WorkItem]:
+    """One item per slide; the fingerprint covers the file, its mpp override and case id, and
+    ``--default-mpp`` when the slide's last committed result used it."""
+    items = []
+    for s in slides:
+        base = combine([file_fingerprint(s.path), f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"])
+        record = store.read_record(s.slide_id)
+        used_default = record is not None and record.meta.get("mpp_source") == "default"
+        fingerprint = item_fingerprint(base, uses_default_mpp=used_default, default_mpp=config.default_mpp)
+        items.append(WorkItem(s.slide_id, SlideItem(s, base), fingerprint))
+    return items
 
 
 def run(
@@ -216,7 +240,7 @@ def run(
     status = StatusTable("tile", shard=str(shard))
     console.info(f"tile: {len(selected)} of {len(slides)} slide(s) in shard {shard} -> {tiles_dir}")
     run_items(
-        work_items(selected),
+        work_items(selected, store, config),
         lambda item: process_slide(item, store=store, config=config),
         store=store,
         status=status,

@@ -151,9 +151,14 @@ def test_bad_inputs_do_not_stop_the_batch(tmp_path: Path, slides_dir: Path) -> N
     assert "truncated,failed" in status and "blank,done" in status
 
     # the no-mpp slide now gets --default-mpp; the other failures stay, the done ones are skipped
-    again = _json(_tile(str(batch), "-w", str(tmp_path / "w"), "--patch-size", "128", "--default-mpp", "0.5", "--json"))
-    assert again["counts"]["failed"] == 3
+    with_default = [str(batch), "-w", str(tmp_path / "w"), "--patch-size", "128", "--json", "--default-mpp"]
+    again = _json(_tile(*with_default, "0.5"))
+    assert again["counts"] == {"done": 1, "skipped": 2, "failed": 3}
     assert read_coords(tmp_path / "w" / "tiles" / "nompp.parquet").meta["mpp_source"] == "default"
+    assert _json(_tile(*with_default, "0.5"))["counts"] == {"done": 0, "skipped": 3, "failed": 3}
+    # a different default recomputes exactly the slide that used it
+    assert _json(_tile(*with_default, "0.25"))["counts"] == {"done": 1, "skipped": 2, "failed": 3}
+    assert read_coords(tmp_path / "w" / "tiles" / "nompp.parquet").meta["mpp"] == 0.25
 
     # --on-error fail stops at the first failure
     stop = _tile(str(batch), "-w", str(tmp_path / "x"), "--patch-size", "128", "--on-error", "fail", "--json")
