@@ -15,7 +15,8 @@ def test_ablation_and_attention_on_a_trained_run(tmp_path):
     run = tmp_path / "run"
     app = build_app()
     trained = CliRunner().invoke(app, ["train", "-m", "wsi,rna", "--model", "healnet", "-w", str(ws), "--out", str(run),
-                                       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--hparam", "depth=1"])
+                                       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--hparam", "depth=1",
+                                       "--hparam", "omics_tokens=per_feature"])
     assert trained.exit_code == 0, trained.stderr
     result = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "0", "--ablate", "--json"])
     assert result.exit_code == 0, result.stderr
@@ -27,5 +28,7 @@ def test_ablation_and_attention_on_a_trained_run(tmp_path):
     heatmaps = metrics["attention"]["heatmaps"]
     assert [h["label"] for h in heatmaps] == ["highest risk", "lowest risk"]
     assert all(h["background"] == "thumbnail" for h in heatmaps)
-    assert "rna" in metrics["attention"]["top_features"] or "rna" in metrics["attention"]["unavailable"]
+    top = metrics["attention"]["top_features"]["rna"]  # per-feature omics tokens: one weight per gene
+    assert len(top) == 6 and {t["feature"] for t in top} == {f"G{j}" for j in range(6)}
+    assert top[0]["mean_weight"] >= top[-1]["mean_weight"]
     assert (run / "evaluation" / "heatmap_0_highest_risk.png").is_file()
