@@ -69,11 +69,11 @@ def stain_texture_features(images_u8: torch.Tensor | np.ndarray) -> np.ndarray:
     b = rgb.shape[0]
     if b == 0:
         return np.zeros((0, DIM), dtype=np.float32)
-    hwc = np.ascontiguousarray(rgb.transpose(0, 2, 3, 1))  # b h w 3
+    hwc = np.ascontiguousarray(rgb.transpose(0, 2, 3, 1))  # b h w 3 (free for channels-last input)
     grey = (hwc.astype(np.float32) @ _GREY_WEIGHTS) / 255.0  # b h w
     parts = [
         _hed_stats(hwc),
-        _colour_histograms(rgb),
+        _colour_histograms(hwc),
         np.stack([grey.mean(axis=(1, 2)), grey.std(axis=(1, 2))], axis=1),
         _glcm_features(grey),
         _lbp_histograms(grey),
@@ -110,12 +110,12 @@ def rgb_to_hed(hwc: np.ndarray) -> np.ndarray:
     return np.maximum(stains, 0, out=stains)
 
 
-def _colour_histograms(rgb: np.ndarray) -> np.ndarray:
-    b, c = rgb.shape[:2]
-    bins = (rgb.reshape(b, c, -1) // (256 // HIST_BINS)).astype(np.int64)  # b c n
-    offsets = (np.arange(b * c, dtype=np.int64) * HIST_BINS).reshape(b, c, 1)
-    counts = np.bincount((bins + offsets).ravel(), minlength=b * c * HIST_BINS)
-    return (counts.reshape(b, c * HIST_BINS) / bins.shape[-1]).astype(np.float32)
+def _colour_histograms(hwc: np.ndarray) -> np.ndarray:
+    b = hwc.shape[0]
+    bins = hwc.reshape(b, -1, 3) // (256 // HIST_BINS)  # b n 3, uint8
+    offsets = (np.arange(b, dtype=np.int64) * 3 * HIST_BINS).reshape(b, 1, 1) + np.arange(3) * HIST_BINS
+    counts = np.bincount((bins + offsets).ravel(), minlength=b * 3 * HIST_BINS)
+    return (counts.reshape(b, 3 * HIST_BINS) / bins.shape[1]).astype(np.float32)  # [r0..r7, g0..g7, b0..b7]
 
 
 def _glcm_features(grey: np.ndarray) -> np.ndarray:

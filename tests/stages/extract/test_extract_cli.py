@@ -173,7 +173,9 @@ def test_stain_texture_needs_no_weights(workspace: Path) -> None:
     assert bag.provenance["weights"] == {"source": "none"}
 
 
-def test_list(tmp_path: Path) -> None:
+def test_list_and_help(tmp_path: Path) -> None:
+    help_text = runner.invoke(build_app(), ["extract", "--help"])
+    assert help_text.exit_code == 0 and "--weights" in help_text.stdout and "--random-init" in help_text.stdout
     result = runner.invoke(build_app(), ["extract", "--list"])
     assert result.exit_code == 0
     for name in ("resnet50-trunc", "vit-small", "uni", "conch", "stain-texture", "timm:<model>"):
