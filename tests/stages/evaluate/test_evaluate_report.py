@@ -148,3 +148,16 @@ def test_config_file_section_and_sources(run_dir, tmp_path):
 def test_bad_device_is_exit_2(run_dir):
     result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--ablate", "--device", "tpu"])
     assert result.exit_code == 2 and "tpu" in result.stderr
+
+
+def test_weight_grid_rasterises_patches():
+    import numpy as np
+
+    from healnet_cli.stages.evaluate.plots import heatmap_figure, weight_grid
+
+    coords = np.array([[100, 50], [356, 50], [100, 562]], dtype=float)
+    grid, x0, y0 = weight_grid(coords, np.array([1.0, 2.0, 3.0]), step=256)
+    assert (x0, y0) == (100, 50) and grid.shape == (3, 2)
+    assert grid[0, 0] == 1 and grid[0, 1] == 2 and grid[2, 0] == 3 and np.isnan(grid[1]).all()
+    png = heatmap_figure(coords, np.ones(3), patch_px_level0=256, thumbnail=None, downsample=None, title="flat")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
