@@ -21,7 +21,7 @@ from healnet_cli import __version__
 from healnet_cli.core import atomic
 from healnet_cli.core.config import plain, write_resolved_config
 from healnet_cli.core.console import Console
-from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, one_line
+from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, InputError, one_line
 from healnet_cli.core.workspace import Workspace
 from healnet_cli.stages.evaluate import plots
 from healnet_cli.stages.evaluate.config import EvaluateConfig
@@ -195,6 +195,11 @@ def evaluate_runs(
         A run folder lacks predictions, labels or splits, or (with --ablate / attention) a
         checkpoint — before any work.
     """
+    if config.out is not None and any((Path(config.out) / name).exists() for name in ("splits.csv", "predictions.parquet")):
+        raise InputError(
+            f"--out {config.out}: is a training run folder (its config.yaml would be overwritten); "
+            "pass a new folder, or leave --out out to write RUN/evaluation/"
+        )
     runs = [read_run(d) for d in run_dirs]
     if _needs_models(config):
         from healnet_cli.core.device import resolve_device

@@ -161,3 +161,10 @@ def test_weight_grid_rasterises_patches():
     assert grid[0, 0] == 1 and grid[0, 1] == 2 and grid[2, 0] == 3 and np.isnan(grid[1]).all()
     png = heatmap_figure(coords, np.ones(3), patch_px_level0=256, thumbnail=None, downsample=None, title="flat")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_must_not_be_a_run_folder(run_dir):
+    before = (run_dir / "config.yaml").read_text()
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--out", str(run_dir), "--no-attention"])
+    assert result.exit_code == 2 and "training run folder" in result.stderr
+    assert (run_dir / "config.yaml").read_text() == before
