@@ -71,6 +71,20 @@ def _estimator(params: dict[str, Any], **extra: Any):
     )
 
 
+def _fit_path(params: dict[str, Any], x: np.ndarray, y: np.ndarray):
+    """The regularisation path; when glmnet's coordinate descent diverges at the smallest alphas
+    (sksurv raises ArithmeticError), the path is shortened (alpha_min_ratio × 5, up to 3 times)."""
+    ratio = float(params["alpha_min_ratio"])
+    for attempt in range(4):
+        try:
+            return _estimator({**params, "alpha_min_ratio": ratio}).fit(x, y)
+        except ArithmeticError:
+            if attempt == 3:
+                raise
+            ratio = min(0.5, ratio * 5)
+    raise AssertionError("unreachable")
+
+
 def fit_coxnet(
     x_fit: np.ndarray, t_fit: np.ndarray, e_fit: np.ndarray, x_val: np.ndarray, t_val: np.ndarray, e_val: np.ndarray,
     x_all: np.ndarray, t_all: np.ndarray, e_all: np.ndarray, hparams: dict[str, Any] | None = None,
@@ -87,14 +101,21 @@ def fit_coxnet(
         if "alpha" in params:
             alpha = float(params["alpha"])
         else:
-            est = _estimator(params).fit(x_fit, _surv_y(t_fit, e_fit))
+            est = _fit_path(params, x_fit, _surv_y(t_fit, e_fit))
             best, alpha = -np.inf, float(est.alphas_[-1])
             for j, a in enumerate(est.alphas_):
                 c = harrell_cindex(t_val, e_val, x_val @ est.coef_[:, j]) if len(x_val) else float("nan")
                 path.append({"alpha": float(a), "val_cindex": c, "n_nonzero": int(np.count_nonzero(est.coef_[:, j]))})
                 if np.isfinite(c) and c > best + 1e-9:
                     best, alpha = c, float(a)
-        final = _estimator(params, alphas=[alpha]).fit(x_all, _surv_y(t_all, e_all))
+        for _ in range(10):
+            try:
+                final = _estimator(params, alphas=[alpha]).fit(x_all, _surv_y(t_all, e_all))
+                break
+            except ArithmeticError:  # diverged on the full training set: a little more penalty
+                alpha *= 2.0
+        else:
+            raise ArithmeticError(f"coxnet did not converge up to alpha={alpha}; pass --hparam alpha=<larger>")
     coef = np.asarray(final.coef_[:, -1], dtype=np.float64)
     times, cum = fit_breslow(x_all @ coef, t_all, e_all)
     return CoxnetModel(coef, alpha, times, cum, {k: v for k, v in params.items()}), path

@@ -33,11 +33,11 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path: Path) -> 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "healnet_cli", *_args(ws, out, 40)], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = out / "fold_1" / "state.pt"
+    state, history_file = out / "fold_1" / "state.pt", out / "fold_1" / "history.jsonl"
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if state.is_file() and len((out / "fold_1" / "history.jsonl").read_text().splitlines()) >= 3:
+            if state.is_file() and history_file.is_file() and len(history_file.read_text().splitlines()) >= 3:
                 break
             time.sleep(0.01)
         assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
