@@ -75,19 +75,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cohort_dir", type=Path)
     parser.add_argument("--quick", action="store_true", help="fold 0 only")
-    parser.add_argument("--models", default="healnet,ehpal,snn,coxnet")
+    parser.add_argument("--models", default="healnet,coxnet,snn,ehpal")
+    parser.add_argument("--clinical", action="store_true", help="add age and sex as a 'clinical' modality (the paper's omics input included them)")
     parser.add_argument("--extra", default="", help="extra `healnet train` arguments, space-separated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="healnet-tcga-") as tmp:
         workdir = Path(tmp) / "work"
-        modalities = build_workspace(args.cohort_dir, workdir)
+        modalities = build_workspace(args.cohort_dir, workdir, clinical=args.clinical)
         print(f"cohort={args.cohort_dir.name}")
         print(f"modalities={','.join(modalities)}")
         for model in args.models.split(","):
             res = run_model(model, modalities, workdir, args.cohort_dir, Path(tmp) / f"run-{model}", args.quick, args.extra.split())
-            print(f"{model}_cindex={res['mean']:.3f}±{res['sd']:.3f}")
-            print(f"{model}_folds={','.join(f'{c:.3f}' for c in res['folds'])}")
-            print(f"{model}_seconds_per_fold={res['seconds_per_fold']:.1f}", flush=True)
+            tag = f"{model}+clinical" if args.clinical else model
+            print(f"{tag}_cindex={res['mean']:.3f}±{res['sd']:.3f}")
+            print(f"{tag}_folds={','.join(f'{c:.3f}' for c in res['folds'])}")
+            print(f"{tag}_seconds_per_fold={res['seconds_per_fold']:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,10 +52,10 @@ class TrainConfig:
     fold: int | None = None
     require_all: bool = False
     n_bins: int = 4
-    alpha: float = 0.0
+    alpha: float = 0.4
     loss: str = "nll"
     epochs: int = 50
-    batch_size: int = 16
+    batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 1e-2
     warmup_epochs: int = 2
