@@ -176,6 +176,25 @@ class FoldTrainer:
         return frame
 
 
+def check_hparams(cfg: TrainConfig, cohort: Cohort) -> None:
+    """Build the model once on the cohort's dimensions so a bad ``--hparam`` fails before any work."""
+    if cfg.model == COXNET:
+        from healnet_cli.data.coxnet import COXNET_DEFAULTS
+
+        unknown = sorted(set(cfg.model_hparams()) - set(COXNET_DEFAULTS) - {"alpha"})
+        if unknown:
+            raise InputError(f"--hparam: unknown hyperparameter(s) {unknown} for coxnet; valid keys: {sorted([*COXNET_DEFAULTS, 'alpha'])}")
+        return
+    from healnet_cli.models import ModalitySpec, create_model
+
+    specs = {m: ModalitySpec("bag", int(cohort.wsi_dim)) if m == WSI else ModalitySpec("vector", max(1, cohort.omics[m].shape[1]))
+             for m in cohort.modalities}
+    try:
+        create_model(cfg.model, specs, cfg.n_bins, **cfg.model_hparams())
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"--model {cfg.model} / --hparam: {exc}") from exc
+
+
 def _fold_done(out: Path, k: int) -> bool:
     return (out / f"fold_{k}" / "checkpoint.pt").is_file() and (out / f"fold_{k}" / PREDICTIONS).is_file()
 
@@ -212,6 +231,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
         torch.cuda.set_device(device)
     autocast = resolve_precision(cfg.precision, device)
     cohort = load_cohort(cfg.workdir, cfg.modalities, extractor=cfg.extractor, require_all=cfg.require_all)
+    check_hparams(cfg, cohort)
     out = Path(cfg.out) if cfg.out is not None else default_out(cfg)
     if (out / "splits.csv").is_file() and not cfg.resume and cfg.fold is None:
         raise InputError(f"--out {out} already holds a run; pass --resume to continue it or choose a new --out")

@@ -191,3 +191,27 @@ def test_single_folds_then_gather(tmp_path: Path) -> None:
     assert len(pd.read_parquet(out / "predictions.parquet")) == 24  # gathered on the last fold
     result = runner.invoke(build_app(), ["train", "--gather", "--out", str(out)])
     assert result.exit_code == 0 and "c-index" in result.output
+
+
+def test_a_failed_fold_is_recorded_and_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from healnet_cli.stages.train import run as run_module
+
+    original = run_module.FoldTrainer.fit
+
+    def flaky(self, fold):
+        if fold.index == 1:
+            raise RuntimeError("simulated out-of-memory")
+        return original(self, fold)
+
+    monkeypatch.setattr(run_module.FoldTrainer, "fit", flaky)
+    ws = factories.make_workspace(tmp_path / "ws", n_patients=24, omics={"rna": 4})
+    out = tmp_path / "run"
+    result = train(*base_args(ws, out, mods="rna", model="snn"))
+    assert result.exit_code == 3, result.output
+    assert "fold 1 failed: RuntimeError: simulated out-of-memory" in result.output
+    assert json.loads((out / "failures.json").read_text()) == {"1": "RuntimeError: simulated out-of-memory"}
+    assert (out / "fold_0" / "predictions.parquet").is_file() and not (out / "predictions.parquet").exists()
+    monkeypatch.setattr(run_module.FoldTrainer, "fit", original)
+    result = train(*base_args(ws, out, mods="rna", model="snn"), "--resume")
+    assert result.exit_code == 0, result.output
+    assert (out / "predictions.parquet").is_file() and not (out / "failures.json").exists()
