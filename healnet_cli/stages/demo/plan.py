@@ -15,8 +15,10 @@ MARKER = ".healnet-demo"
 EXTRACTOR = "stain-texture"
 MODEL = "healnet"
 #: Small-cohort training settings: with ~26 training patients per fold, an inner validation set of
-#: 4 patients is too noisy for early stopping, so every fold trains a fixed number of epochs.
-TRAIN_OPTIONS = ("--val-fraction", "0", "--batch-size", "8", "--lr", "3e-3")
+#: 4 patients is too noisy for early stopping, so every fold trains a fixed number of epochs; and
+#: per-sample modality dropout teaches the fused model to use each modality on its own too (it
+#: changes nothing for a single-modality run, where the only modality is never dropped).
+TRAIN_OPTIONS = ("--val-fraction", "0", "--batch-size", "8", "--lr", "3e-3", "--modality-dropout", "0.3")
 #: Training runs the demo compares: run folder name -> modalities.
 RUNS: dict[str, str] = {"wsi_rna": "wsi,rna", "wsi": "wsi", "rna": "rna"}
 

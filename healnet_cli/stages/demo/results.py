@@ -49,8 +49,8 @@ def pooled_harrell(metrics: Mapping[str, Any]) -> float | None:
 
 
 def collect_cindex(runs_dir: Path, names: Iterable[str]) -> dict[str, float | None]:
-    """Mean Harrell c-index over folds per run name, from ``<run>/evaluation/metrics.json`` (None
-    where the file is missing or has none)."""
+    """Harrell c-index per run name, averaged over folds (as ``healnet train`` prints it), from
+    ``<run>/evaluation/metrics.json`` (None where the file is missing or has none)."""
     out: dict[str, float | None] = {}
     for name in names:
         path = Path(runs_dir) / name / EVALUATION_DIR / METRICS_FILE

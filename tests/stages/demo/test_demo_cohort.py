@@ -79,8 +79,9 @@ def test_planted_signal_in_survival_and_rna() -> None:
     c_all = concordance_index_censored(event, time, truth["log_hazard"])[0]
     c_slide = concordance_index_censored(event, time, truth["slide_factor"])[0]
     c_rna = concordance_index_censored(event, time, truth["rna_factor"])[0]
-    assert c_all > 0.75 and c_all > c_slide + 0.05 and c_all > c_rna + 0.05
-    assert 0.55 < c_slide < 0.75 and 0.55 < c_rna < 0.75
+    # each factor alone ranks patients clearly better than chance, both together clearly better still
+    assert c_all > 0.8 and c_all > c_slide + 0.08 and c_all > c_rna + 0.08
+    assert 0.6 < c_slide < 0.8 and 0.6 < c_rna < 0.8
     assert 0.25 <= 1 - truth["event"].mean() <= 0.5  # censoring share
 
 
