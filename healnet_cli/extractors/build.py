@@ -228,13 +228,16 @@ def _build_pretrained(spec: ExtractorSpec) -> tuple[nn.Module, nn.Module, Weight
         model, full = _build_timm(spec, pretrained=True, file=cached)
         return model, full, WeightsInfo(source="hub", tag=tag, file=cached.name, sha256=sha256_file(cached))
     if hub_offline():
-        raise pretrained_unavailable(spec.name, f"HF_HUB_OFFLINE is set and {tag} is not in the local hub cache")
+        reason = f"HF_HUB_OFFLINE is set and {tag} is not in the local hub cache"
+        raise pretrained_unavailable(spec.name, reason, hf_hub_id)
     if not hub_reachable():
-        raise pretrained_unavailable(spec.name, f"the model hub is unreachable (no network) and {tag} is not cached")
+        reason = f"the model hub is unreachable (no network) and {tag} is not cached"
+        raise pretrained_unavailable(spec.name, reason, hf_hub_id)
     try:
         model, full = _build_timm(spec, pretrained=True)
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-        raise pretrained_unavailable(spec.name, f"downloading {tag} failed ({type(exc).__name__}: {exc})") from exc
+        reason = f"downloading {tag} failed ({type(exc).__name__}: {exc})"
+        raise pretrained_unavailable(spec.name, reason, hf_hub_id) from exc
     cached = cached_hub_file(hf_hub_id) if hf_hub_id else None
     sha = sha256_file(cached) if cached is not None else ""
     return model, full, WeightsInfo(source="hub", tag=tag, sha256=sha)

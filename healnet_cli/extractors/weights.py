@@ -190,9 +190,10 @@ def cached_hub_file(hf_hub_id: str) -> Path | None:
     return None
 
 
-def pretrained_unavailable(name: str, reason: str) -> InputError:
+def pretrained_unavailable(name: str, reason: str, repo: str = "") -> InputError:
     """The error for ``--pretrained`` without a usable hub (points to ``--weights``)."""
+    repo = repo or "<repo>"
     return InputError(
         f"--pretrained for {name}: {reason}; download the weights where the network is reachable "
-        "(e.g. `huggingface-cli download <repo>` on a login node) and pass --weights FILE"
+        f"(e.g. `huggingface-cli download {repo} model.safetensors` on a login node) and pass --weights FILE"
     )

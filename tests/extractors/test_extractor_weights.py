@@ -120,3 +120,28 @@ def test_resnet50_trunc_matches_layer3_features(tmp_path: Path) -> None:
         expected = reference(ext.transform.normalize(images))[0].mean(dim=(2, 3))
     assert ours.shape == (2, 1024)
     assert (ours - expected).abs().max() < 1e-4
+
+
+def test_pretrained_from_local_hub_cache_offline(tmp_path: Path) -> None:
+    """--pretrained works offline when the weights are in the Hugging Face cache (recorded as hub)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    snapshot = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "refs").mkdir()
+    (tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "refs" / "main").write_text("abc123")
+    save_file({k: v.contiguous() for k, v in _state().items()}, str(snapshot / "model.safetensors"))
+    code = (
+        "import json; from healnet_cli.extractors import load_extractor; "
+        "e = load_extractor('timm:test_resnet', pretrained=True); print(json.dumps(e.weights.as_dict()))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    weights = json.loads(out.stdout.strip().splitlines()[-1])
+    assert weights["source"] == "hub" and weights["tag"] == "timm/test_resnet.r160_in1k" and len(weights["sha256"]) == 64
