@@ -5,7 +5,7 @@ Runs the real command in a subprocess (as `make demo` does) in a temporary folde
 
     seconds=...                 total wall time of the demo (cohort + every step)
     cohort_seconds=...          generating the synthetic cohort
-    <step>_seconds=...          each pipeline step (tile, extract, omics, cohort, train-*, evaluate)
+    step_<step>_seconds=...     each pipeline step (tile, extract, omics, cohort, train-*, evaluate)
     cindex_<run>=...            mean Harrell c-index over folds of the wsi_rna / wsi / rna runs
     ablation_<condition>=...    the wsi+rna model with modalities removed at test time
     cpus=...                    CPUs this process may use
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall_seconds_with_startup={wall:.1f}")
     print(f"cohort_seconds={summary['cohort_seconds']:.1f}")
     for step in summary["steps"]:
-        print(f"{step['name'].replace('-', '_')}_seconds={step['seconds']:.1f}")
+        print(f"step_{step['name'].replace('-', '_')}_seconds={step['seconds']:.1f}")
     for name, value in summary["cindex"].items():
         print(f"cindex_{name}={'nan' if value is None else f'{value:.3f}'}")
     for condition, value in summary.get("ablation", {}).items():
