@@ -223,6 +223,8 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
     """Train every (or one, ``cfg.fold``) fold; return the exit code and the summary."""
     check_config(cfg)
     dist = init_distributed(cfg.device)
+    if not dist.is_main:
+        console = Console(quiet=True)  # rank 0 reports
     if dist.world > 1 and cfg.out is None:
         raise InputError("torchrun: pass --out so that every process writes the same run folder")
     device = resolve_device(cfg.device)
@@ -273,13 +275,15 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
 
 def finish(out: Path, folds: list[int], failed: dict[int, str], console: Console, *, write: bool = True) -> dict[str, Any]:
     """Gather predictions and write the summary when every fold is done; print it."""
+    if not write:
+        return {}
     failures_path = out / "failures.json"
     if write and failed:
         previous = {}
         if failures_path.is_file():
             previous = json.loads(failures_path.read_text())
         atomic.write_json(failures_path, {**previous, **{str(k): v for k, v in failed.items()}})
-    frame = gather_predictions(out, folds) if write else None
+    frame = gather_predictions(out, folds)
     if frame is None:
         done = [k for k in folds if _fold_done(out, k)]
         console.info(f"{len(done)}/{len(folds)} folds finished; predictions.parquet is gathered when all are done "
