@@ -136,6 +136,8 @@ def run_demo(
     result = DemoResult(config.out_dir, cohort, cohort_seconds=time.perf_counter() - start)
     progress(f"         {cohort.summary()}  ({result.cohort_seconds:.1f} s)")
     steps = plan_steps(config, cohort)
+    if config.runs_dir.exists():  # runs of a previous demo: retrained (tiles and features stay cached)
+        shutil.rmtree(config.runs_dir)
     for index, step in enumerate(steps, start=1):
         progress(f"[{index}/{len(steps)}] {step.name}: {step.what}\n         $ {step.command}")
         log = config.out_dir / "logs" / f"{index:02d}-{step.name}.log"

@@ -167,3 +167,19 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
     assert "total seconds" in result.output and "report:" in result.output
     assert not (out / "cohort" / "slides").exists()  # bulk removed without --keep
     assert (out / "runs" / "wsi_rna" / "predictions.parquet").is_file()
+
+
+def test_rerun_retrains_from_scratch_and_keeps_the_cohort(tmp_path: Path, fake_launcher) -> None:
+    launcher, log = fake_launcher
+    config = _config(tmp_path, keep=True)
+    first = run_demo(config, available_commands=required_commands(), progress=lambda _: None, launcher=launcher)
+    stale = config.runs_dir / "wsi_rna" / "old.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from the previous demo")
+    slide = first.cohort.slides_dir / "DEMO-0001-01.tif"
+    before = slide.stat().st_mtime_ns
+    second = run_demo(config, available_commands=required_commands(), progress=lambda _: None, launcher=launcher)
+    assert not stale.exists()  # `healnet train` refuses an existing run folder: the demo starts runs afresh
+    assert slide.stat().st_mtime_ns == before  # same cohort reused, so tile/extract caches stay valid
+    assert len(second.steps) == 8 and second.cindex == {"wsi_rna": None, "wsi": None, "rna": None}
+    assert second.report is None
