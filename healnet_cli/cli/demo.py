@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         config: ConfigOpt = None,
         out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder: cohort, workspace, runs, logs.")] = Path(
-            "healnet_demo"
+            "demo_out"
         ),
         patients: Annotated[int, typer.Option("--patients", min=6, help="Patients in the generated cohort.")] = 40,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort and of the training folds.")] = 0,

@@ -41,7 +41,7 @@ class DemoConfig:
         Keep the slides, tiles and features after the run (else only tables, runs and reports stay).
     """
 
-    out_dir: Path = Path("healnet_demo")
+    out_dir: Path = Path("demo_out")
     n_patients: int = 40
     seed: int = 0
     epochs: int = 30

@@ -1,6 +1,6 @@
 """``healnet demo``: build the demo cohort, then run the real pipeline on it, command by command.
 
-Layout of the demo folder (``--out``, default ``./healnet_demo``)::
+Layout of the demo folder (``--out``, default ``./demo_out``)::
 
     cohort/          the generated slides and tables (cohort.json records how they were made)
     work/            the workspace: tiles/, features/stain-texture/, omics/
