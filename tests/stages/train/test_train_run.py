@@ -132,8 +132,9 @@ def test_coxnet_on_identical_splits(healnet_run: tuple[Path, Path], tmp_path: Pa
     pid = pred.loc[pred.fold == 0, "patient_id"].iloc[0]
     full = predict_patients(fm, [pid]).frame["risk"].iloc[0]
     dropped = predict_patients(fm, [pid], drop={pid: {"rna", "cnv"}}).frame["risk"].iloc[0]
-    assert abs(dropped) < 1e-9 or abs(dropped - full) > 0  # medians imputed: a different, defined risk
-    assert np.isfinite(dropped)
+    medians = np.concatenate([fm.preprocess[m].median for m in ("rna", "cnv")])
+    assert dropped == pytest.approx(float(medians @ fm.model.coef))  # dropped omics = training medians
+    assert full != pytest.approx(dropped)
 
 
 @pytest.mark.parametrize(
