@@ -4,9 +4,13 @@ Layout of the demo folder (``--out``, default ``./demo_out``)::
 
     cohort/          the generated slides and tables (cohort.json records how they were made)
     work/            the workspace: tiles/, features/stain-texture/, omics/
-    runs/<name>/     one training run per modality set (wsi+rna, wsi, rna), report inside
+    runs/<name>/     one training run per modality set (wsi_rna, wsi, rna), each with evaluation/
+    runs/comparison/ the three runs compared: report.html, summary.md, comparison.json
     logs/NN-<step>.log   the full output of every command
     demo.json        the steps, their timings and the c-indices
+
+Without ``--keep`` the slides, tiles and features (the bulk of the disk use) are deleted at the end;
+with it, a rerun reuses the cohort and the stages skip their fresh items (the runs are retrained).
 """
 
 from __future__ import annotations
