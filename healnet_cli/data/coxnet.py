@@ -18,7 +18,7 @@ import torch
 
 from healnet_cli.data.survival import breslow_survival, fit_breslow, harrell_cindex
 
-COXNET_DEFAULTS: dict[str, Any] = {"l1_ratio": 0.5, "n_alphas": 50, "alpha_min_ratio": 0.01, "max_iter": 100000}
+COXNET_DEFAULTS: dict[str, Any] = {"l1_ratio": 0.5, "n_alphas": 50, "alpha_min_ratio": 0.01, "max_iter": 10000}
 
 
 @dataclass
