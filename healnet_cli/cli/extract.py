@@ -25,6 +25,16 @@ from healnet_cli.cli.common import (
 
 ORDER = 20
 
+_HELP = {
+    "extractor": "Registry name (see --list) or timm:<model>.",
+    "weights": "Local weights: .safetensors, or .pth/.pt/.bin (loaded weights_only).",
+    "pretrained": "timm's hub weights (online, or from the hub cache).",
+    "random_init": "Random weights (seed 0), for testing; recorded in provenance.",
+    "num_workers": "Loader processes reading patches (default from the CPUs this job may use).",
+    "compile": "torch.compile the model (pays off on long GPU runs).",
+    "export": "none, or clam: also write CLAM-style <slide>.pt (float32 features).",
+    "list": "Print the extractor registry and exit.",
+}
 _WEIGHTS_LABEL = {"any": "--weights | --pretrained | --random-init", "file": "--weights FILE (gated)", "none": "none"}
 
 
@@ -34,31 +44,22 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
-        extractor: Annotated[
-            str | None,
-            typer.Option("--extractor", "-e", help="Registry name (see --list) or timm:<model>.", show_default=False),
-        ] = None,
-        weights: Annotated[
-            Path | None,
-            typer.Option("--weights", help="Local weights: .safetensors, or .pth/.pt/.bin (loaded weights_only).", show_default=False),
-        ] = None,
-        pretrained: Annotated[bool, typer.Option("--pretrained", help="timm's hub weights (online, or from the hub cache).")] = False,
-        random_init: Annotated[bool, typer.Option("--random-init", help="Random weights (seed 0), for testing; recorded.")] = False,
+        extractor: Annotated[str | None, typer.Option("--extractor", "-e", help=_HELP["extractor"], show_default=False)] = None,
+        weights: Annotated[Path | None, typer.Option("--weights", help=_HELP["weights"], show_default=False)] = None,
+        pretrained: Annotated[bool, typer.Option("--pretrained", help=_HELP["pretrained"])] = False,
+        random_init: Annotated[bool, typer.Option("--random-init", help=_HELP["random_init"])] = False,
         batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per forward pass.")] = 64,
-        num_workers: Annotated[
-            int | None,
-            typer.Option("--num-workers", help="Loader processes reading patches (default from the CPUs this job may use).", show_default=False),
-        ] = None,
+        num_workers: Annotated[int | None, typer.Option("--num-workers", help=_HELP["num_workers"], show_default=False)] = None,
         device: DeviceOpt = "auto",
         precision: PrecisionOpt = "auto",
-        compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long GPU runs).")] = False,
+        compile: Annotated[bool, typer.Option("--compile", help=_HELP["compile"])] = False,
         dtype: Annotated[str, typer.Option("--dtype", help="Stored feature dtype: float16 or float32.")] = "float16",
-        export: Annotated[str, typer.Option("--export", help="none, or clam: also write CLAM-style <slide>.pt.")] = "none",
+        export: Annotated[str, typer.Option("--export", help=_HELP["export"])] = "none",
         force: ForceOpt = False,
         shard: ShardOpt = None,
         on_error: OnErrorOpt = "continue",
         json_output: JsonOpt = False,
-        list_extractors: Annotated[bool, typer.Option("--list", help="Print the extractor registry and exit.")] = False,
+        list_extractors: Annotated[bool, typer.Option("--list", help=_HELP["list"])] = False,
     ) -> None:
         """Write one feature matrix per tiled slide to <workdir>/features/<extractor>/.
 
