@@ -64,6 +64,8 @@ class Extractor:
             self.autocast_dtype = None
             return
         self.autocast_dtype = autocast_dtype if self.precision_policy == "amp" else None
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
         model = self.model.eval().to(device)
         model = model.to(memory_format=torch.channels_last)
         if compile:
