@@ -3,9 +3,9 @@
 Usage: ``python benchmarks/tcga.py COHORT_DIR [--quick] [--models healnet,ehpal,snn,coxnet]``
 
 COHORT_DIR holds ``tcga_<cohort>_all_clean.csv.zip`` and ``splits_0..4.csv`` (see
-../shared/data/README.md). The script builds a temporary workspace (omics tables rna/cnv/mut per
-patient + labels; with ``healnet omics`` when that command is installed, else a minimal local
-conversion), runs ``healnet train`` in a subprocess per model with default settings and prints
+../shared/data/README.md). The script builds a temporary workspace with ``healnet omics`` (rna/cnv/mut
+per patient + labels; ``--local-conversion`` uses the script's own minimal conversion instead), runs
+``healnet train`` in a subprocess per model with default settings and prints
 ``<model>_cindex=mean±sd`` and ``<model>_seconds_per_fold=`` lines. ``--quick`` trains fold 0 only.
 """
 
@@ -25,8 +25,20 @@ import pandas as pd
 SUFFIXES = {"rna": "_rnaseq", "cnv": "_cnv", "mut": "_mut"}
 
 
+def omics_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> list[str]:
+    """Run `healnet omics` on the cohort's wide CSV (rna/cnv/mut/clinical + labels); return the modalities."""
+    csv = next(cohort_dir.glob("*.csv.zip"), None) or next(cohort_dir.glob("*.csv"))
+    proc = subprocess.run([sys.executable, "-m", "healnet_cli", "--quiet", "omics", str(csv), "--workdir", str(workdir)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"healnet omics failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    present = {p.stem for p in (workdir / "omics").glob("*.parquet")}
+    return [m for m in (*SUFFIXES, *(["clinical"] if clinical else [])) if m in present]
+
+
 def build_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> list[str]:
-    """Write omics/<modality>.parquet and omics/labels.parquet; return the modalities written."""
+    """Local conversion (before `healnet omics` existed): rna/cnv/mut by column suffix, and with
+    ``clinical`` age + sex only; returns the modalities written."""
     from healnet_cli.artifacts.omics import modality_path, write_labels, write_modality
 
     csv = next(cohort_dir.glob("*.csv.zip"), None) or next(cohort_dir.glob("*.csv"))
@@ -77,11 +89,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fold 0 only")
     parser.add_argument("--models", default="healnet,coxnet,snn,ehpal")
     parser.add_argument("--clinical", action="store_true", help="add age and sex as a 'clinical' modality (the paper's omics input included them)")
+    parser.add_argument("--local-conversion", action="store_true",
+                        help="build the workspace with the script's own minimal conversion instead of `healnet omics` "
+                             "(clinical = age + sex only)")
     parser.add_argument("--extra", default="", help="extra `healnet train` arguments, space-separated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="healnet-tcga-") as tmp:
         workdir = Path(tmp) / "work"
-        modalities = build_workspace(args.cohort_dir, workdir, clinical=args.clinical)
+        build = build_workspace if args.local_conversion else omics_workspace
+        modalities = build(args.cohort_dir, workdir, clinical=args.clinical)
         print(f"cohort={args.cohort_dir.name}")
         print(f"modalities={','.join(modalities)}")
         for model in args.models.split(","):
