@@ -1,5 +1,8 @@
 """Predictions from a run folder: load a fold's model + preprocessing and predict patients.
 
+A fold trained with ``--ensemble N`` loads as one :class:`~healnet_cli.data.ensemble.EnsembleModel`
+(hazards and attention weights averaged over its members), so callers see a single model.
+
 Used by ``healnet train`` (out-of-fold predictions) and ``healnet evaluate`` (metrics, ablations,
 attention maps). ``drop[patient] = {"wsi"}`` marks a modality absent for that patient (the
 missing-modality ablation); for ``coxnet`` a dropped omics modality is imputed with the fold's
@@ -70,9 +73,13 @@ def fold_checkpoint(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = 
     """The ``fold_<k>/checkpoint.pt`` payload (primitives + tensors; ``weights_only=True``-safe)."""
     from healnet_cli.models import model_to_checkpoint
 
+    from healnet_cli.data.ensemble import EnsembleModel
+
     is_cox = fold_model.model_name == COXNET
+    model = fold_model.model
+    members = list(model.members) if isinstance(model, EnsembleModel) else [model]
     payload = {
-        "model": fold_model.model.to_checkpoint() if is_cox else model_to_checkpoint(fold_model.model),
+        "model": model.to_checkpoint() if is_cox else model_to_checkpoint(members[0]),
         "model_name": fold_model.model_name,
         "preprocess": {m: p.to_dict() for m, p in fold_model.preprocess.items()},
         "bin_edges": [float(e) for e in fold_model.bin_edges],
@@ -81,6 +88,9 @@ def fold_checkpoint(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = 
         "loss": fold_model.loss,
         **dict(extra or {}),
     }
+    if len(members) > 1:
+        # Member 0 stays in "model" so that readers of single-model checkpoints still load it.
+        payload["ensemble"] = {"combine": model.combine, "members": [model_to_checkpoint(m) for m in members[1:]]}
     if fold_model.breslow is not None:
         payload["breslow"] = {"times": torch.from_numpy(np.asarray(fold_model.breslow[0], np.float64)),
                               "cum_hazard": torch.from_numpy(np.asarray(fold_model.breslow[1], np.float64))}
@@ -115,6 +125,11 @@ def fold_model_from_checkpoint(payload: Mapping[str, Any], *, cohort: Cohort | N
         model = CoxnetModel.from_checkpoint(payload["model"])
     else:
         model = model_from_checkpoint(payload["model"]).to(device).eval()
+        if "ensemble" in payload:
+            from healnet_cli.data.ensemble import EnsembleModel
+
+            extra = [model_from_checkpoint(c) for c in payload["ensemble"]["members"]]
+            model = EnsembleModel([model, *extra], combine=str(payload["ensemble"]["combine"])).to(device).eval()
     breslow = None
     if "breslow" in payload:
         breslow = (payload["breslow"]["times"].numpy(), payload["breslow"]["cum_hazard"].numpy())

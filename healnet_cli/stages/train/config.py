@@ -71,6 +71,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
+    ensemble: int = 3
     resume: bool = False
     hparams: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +127,7 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.max_patches is None or cfg.max_patches >= 1, f"--max-patches {cfg.max_patches}: must be >= 1"),
         (cfg.top_k is None or cfg.top_k >= 1, f"--top-k {cfg.top_k}: must be >= 1"),
         (cfg.clip >= 0, f"--clip {cfg.clip}: must be >= 0 (0 = no clipping)"),
+        (cfg.ensemble >= 1, f"--ensemble {cfg.ensemble}: must be >= 1"),
         (cfg.grad_accum >= 1, f"--grad-accum {cfg.grad_accum}: must be >= 1"),
         (cfg.splits is not None or cfg.folds >= 2, f"--folds {cfg.folds}: must be >= 2"),
         (cfg.fold is None or cfg.fold >= 0, f"--fold {cfg.fold}: must be >= 0"),

@@ -21,6 +21,7 @@ from healnet_cli.core.fingerprint import file_fingerprint
 from healnet_cli.data.batching import PatientTable, build_table
 from healnet_cli.data.cohort import WSI, Cohort, load_cohort
 from healnet_cli.data.coxnet import fit_coxnet
+from healnet_cli.data.ensemble import EnsembleModel
 from healnet_cli.data.inference import COXNET, FoldModel, fold_checkpoint, predict_logits, predict_table
 from healnet_cli.data.preprocess import fit_omics_preprocess
 from healnet_cli.data.splits import Fold, folds_from_frame, inner_validation, make_folds, read_splits_dir, splits_frame
@@ -28,6 +29,10 @@ from healnet_cli.data.survival import assign_bins, fit_bin_edges, fit_breslow
 from healnet_cli.stages.train.config import TrainConfig, check_config
 from healnet_cli.stages.train.loop import Dist, LoopSettings, Targets, train_fold
 from healnet_cli.stages.train.outputs import PREDICTIONS, environment, gather_predictions, summarise, write_parquet, write_summary
+
+
+# Seed offset between ensemble members (initialisation, batch order, inner validation draw).
+MEMBER_SEED_STRIDE = 7919
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -76,6 +81,21 @@ def plan_folds(cfg: TrainConfig, cohort: Cohort, out: Path, console: Console) ->
     return folds, info
 
 
+def member_validation(fold: Fold, cohort: Cohort, cfg: TrainConfig, member: int) -> list[str]:
+    """The inner validation set of ensemble member ``member`` (member 0 uses ``fold.val``): another
+    stratified draw from the fold's training patients, never from its test patients."""
+    if member == 0:
+        return list(fold.val)
+    return inner_validation(fold.train, cohort.labels["event"], cfg.val_fraction, cfg.seed + fold.index + MEMBER_SEED_STRIDE * member)
+
+
+def _remove_states(fold_dir: Path) -> None:
+    """Delete the resumable per-epoch states of a fold and of its ensemble members."""
+    (fold_dir / "state.pt").unlink(missing_ok=True)
+    for state in fold_dir.glob("member_*/state.pt"):
+        state.unlink(missing_ok=True)
+
+
 def _targets(cohort: Cohort, ids: list[str], edges: list[float]) -> Targets:
     lab = cohort.labels.loc[ids]
     t = lab["time"].to_numpy(np.float64)
@@ -117,7 +137,16 @@ class FoldTrainer:
             if self.dist.is_main:
                 atomic.write_text(fold_dir / "history.jsonl", "".join(json.dumps(d) + "\n" for d in path))
             return fm
-        fm.model = self._train_network(fold, pre, fit_t, fit_y, val_t, val_y, fold_dir)
+        members = [self._train_network(fold, pre, fit_t, fit_y, val_t, val_y, fold_dir)]
+        for m in range(1, cfg.ensemble):
+            val_ids = member_validation(fold, cohort, cfg, m)
+            held = set(val_ids)
+            fit_ids = [p for p in fold.train if p not in held]
+            members.append(self._train_network(
+                fold, pre, build_table(cohort, fit_ids, pre), _targets(cohort, fit_ids, edges),
+                build_table(cohort, val_ids, pre), _targets(cohort, val_ids, edges), fold_dir / f"member_{m}", member=m,
+            ))
+        fm.model = members[0] if len(members) == 1 else EnsembleModel(members, "logit" if cfg.loss == "cox" else "hazard").eval()
         if cfg.loss == "cox":
             all_t = build_table(cohort, fold.train, pre)
             all_y = _targets(cohort, fold.train, edges)
@@ -125,7 +154,8 @@ class FoldTrainer:
             fm.breslow = fit_breslow(logits[:, 0], all_y.time, all_y.event)
         return fm
 
-    def _train_network(self, fold, pre, fit_t, fit_y, val_t, val_y, fold_dir):
+    def _train_network(self, fold, pre, fit_t, fit_y, val_t, val_y, fold_dir, member: int = 0):
+        """One network; ensemble member ``member > 0`` gets its own seed (initialisation, batching)."""
         from healnet_cli.models import ModalitySpec, create_model
 
         cfg, cohort = self.cfg, self.cohort
@@ -133,7 +163,8 @@ class FoldTrainer:
             m: ModalitySpec("bag", int(cohort.wsi_dim)) if m == WSI else ModalitySpec("vector", max(1, len(pre[m].kept)))
             for m in cohort.modalities
         }
-        torch.manual_seed(cfg.seed * 1000 + fold.index)
+        seed = cfg.seed + MEMBER_SEED_STRIDE * member
+        torch.manual_seed(seed * 1000 + fold.index)
         try:
             model = create_model(cfg.model, specs, cfg.n_bins, **cfg.model_hparams())
         except ValueError as exc:
@@ -149,10 +180,13 @@ class FoldTrainer:
             epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
             patience=cfg.patience, l1=cfg.l1, alpha=cfg.alpha, loss=cfg.loss, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, modality_dropout=cfg.modality_dropout, max_patches=cfg.max_patches,
-            seed=cfg.seed, fold=fold.index, device=self.device, autocast=self.autocast, monitor=cfg.monitor,
+            seed=seed, fold=fold.index, device=self.device, autocast=self.autocast, monitor=cfg.monitor,
         )
-        module, _ = train_fold(wrapped, fit_t, fit_y, val_t, val_y, settings, fold_dir=fold_dir, dist=self.dist,
-                               log=self.console.info if self.dist.is_main else (lambda _: None))
+        log = self.console.info if self.dist.is_main else (lambda _: None)
+        if member:
+            log_fold = log
+            log = lambda msg: log_fold(f"{msg} [ensemble member {member}]")  # noqa: E731
+        module, _ = train_fold(wrapped, fit_t, fit_y, val_t, val_y, settings, fold_dir=fold_dir, dist=self.dist, log=log)
         return module.eval()
 
     def write(self, fold: Fold, fm: FoldModel) -> pd.DataFrame:
@@ -172,7 +206,7 @@ class FoldTrainer:
             meta = {"bin_edges": fm.bin_edges, "time_unit": cohort.time_unit, "model": fm.model_name,
                     "modalities": fm.modalities, "loss": fm.loss, "fold": fold.index}
             write_parquet(fold_dir / PREDICTIONS, frame, meta)
-            (fold_dir / "state.pt").unlink(missing_ok=True)
+            _remove_states(fold_dir)
         return frame
 
 
@@ -239,7 +273,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
         raise InputError(f"--out {out} already holds a run; pass --resume to continue it or choose a new --out")
     if not cfg.resume and cfg.fold is None:
         for k_dir in out.glob("fold_*"):
-            (k_dir / "state.pt").unlink(missing_ok=True)
+            _remove_states(k_dir)
     folds, info = plan_folds(cfg, cohort, out, console)
     if cfg.fold is not None and cfg.fold >= len(folds):
         raise InputError(f"--fold {cfg.fold}: the run has folds 0..{len(folds) - 1}")
@@ -257,7 +291,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
             console.info(f"fold {fold.index}: already finished, skipped")
             continue
         if cfg.fold is not None and not cfg.resume:
-            (out / f"fold_{fold.index}" / "state.pt").unlink(missing_ok=True)
+            _remove_states(out / f"fold_{fold.index}")
         console.info(f"fold {fold.index}: {len(fold.fit)} train, {len(fold.val)} inner validation, {len(fold.test)} test patients")
         try:
             fm = trainer.fit(fold)

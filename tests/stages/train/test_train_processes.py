@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from healnet_cli.cli import build_app
 
-from conftest import factories  # noqa: E402
+from train_factories import factories  # noqa: E402
 
 
 def _args(ws: Path, out: Path, epochs: int) -> list[str]:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from healnet_cli.cli import build_app
 from healnet_cli.data.inference import list_folds, load_fold, predict_patients, predictions_meta
 
-from conftest import factories  # noqa: E402
+from train_factories import factories  # noqa: E402
 
 runner = CliRunner()
 SMALL = ["--hparam", "depth=1", "--hparam", "num_latents=4", "--hparam", "latent_dim=8", "--hparam", "cross_dim_head=8"]
