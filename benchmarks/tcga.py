@@ -7,6 +7,8 @@ COHORT_DIR holds ``tcga_<cohort>_all_clean.csv.zip`` and ``splits_0..4.csv`` (se
 per patient + labels; ``--local-conversion`` uses the script's own minimal conversion instead), runs
 ``healnet train`` in a subprocess per model with default settings and prints
 ``<model>_cindex=mean±sd`` and ``<model>_seconds_per_fold=`` lines. ``--quick`` trains fold 0 only.
+Default settings include the per-fold seed ensemble (``--ensemble 3``); ``--extra "--ensemble 1"`` gives
+single networks.
 """
 
 from __future__ import annotations
