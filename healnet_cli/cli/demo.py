@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
             console.info(f"total seconds: {result.total_seconds:.1f}")
             if result.report is not None:
                 console.info(f"report: {result.report.resolve()}")
+                comparison = result.report.parents[2] / "comparison" / "report.html"
+                if comparison.is_file() and comparison != result.report:
+                    console.info(f"comparison of the runs: {comparison.resolve()}")
             else:
                 console.warn("no report.html was found in the runs; see the evaluate log in " + str(out / "logs"))
             if json_output:

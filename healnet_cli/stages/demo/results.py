@@ -75,7 +75,12 @@ def ablation_table(runs_dir: Path, name: str) -> dict[str, float | None]:
 
 
 def find_report(runs_dir: Path, names: Iterable[str]) -> Path | None:
-    """The comparison report of the runs, else the first run's own report (the multimodal run)."""
-    candidates = [Path(runs_dir) / COMPARISON_DIR / REPORT_FILE]
-    candidates += [Path(runs_dir) / name / EVALUATION_DIR / REPORT_FILE for name in names]
+    """The first run's own report (the multimodal run, with every figure), else the comparison report."""
+    candidates = [Path(runs_dir) / name / EVALUATION_DIR / REPORT_FILE for name in names]
+    candidates.append(comparison_report(runs_dir))
     return next((p for p in candidates if p.is_file()), None)
+
+
+def comparison_report(runs_dir: Path) -> Path:
+    """Where the comparison of the demo's runs is written."""
+    return Path(runs_dir) / COMPARISON_DIR / REPORT_FILE

@@ -145,6 +145,11 @@ def test_results_readers(tmp_path: Path) -> None:
     (run / "report.html").write_text("<html></html>")
     assert collect_cindex(tmp_path / "runs", ["wsi_rna", "wsi"]) == {"wsi_rna": 0.71, "wsi": None}
     assert find_report(tmp_path / "runs", ["wsi_rna"]) == run / "report.html"
+    comparison = tmp_path / "runs" / "comparison"
+    comparison.mkdir()
+    (comparison / "report.html").write_text("<html></html>")
+    assert find_report(tmp_path / "runs", ["wsi_rna"]) == run / "report.html"  # the run's full report first
+    assert find_report(tmp_path / "runs", ["absent"]) == comparison / "report.html"
     assert mean_harrell({"pooled": {"harrell_c": {"value": float("nan")}}}) is None
 
 
