@@ -14,12 +14,12 @@ import numpy as np
 
 from healnet_cli.core.errors import ItemError
 from healnet_cli.slides.base import rgba_to_rgb
-from healnet_cli.slides.downsample import read_thumbnail
+from healnet_cli.slides._handle import ProcessLocalHandle
 
 BACKEND = "openslide"
 
 
-class OpenSlideReader:
+class OpenSlideReader(ProcessLocalHandle):
     """A slide read through OpenSlide.
 
     Parameters
@@ -84,25 +84,6 @@ class OpenSlideReader:
             ) from exc
         return rgba_to_rgb(np.asarray(image))
 
-    def thumbnail(self, max_px: int) -> np.ndarray:
-        """RGB thumbnail, longest side <= ``max_px``, read block by block (bounded memory)."""
-        return read_thumbnail(self, max_px)
-
-    def close(self) -> None:
-        if self._handle is not None and self._pid == os.getpid():
-            self._handle.close()
-        self._handle = None
-
-    def __enter__(self) -> OpenSlideReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handle"], state["_pid"] = None, -1
-        return state
 
     def __repr__(self) -> str:
         return f"OpenSlideReader({str(self.path)!r}, dimensions={self.dimensions}, levels={self.level_count})"

@@ -16,13 +16,13 @@ import numpy as np
 
 from healnet_cli.core.errors import ItemError
 from healnet_cli.slides.base import BACKGROUND
-from healnet_cli.slides.downsample import read_thumbnail
+from healnet_cli.slides._handle import ProcessLocalHandle
 
 BACKEND = "tifffile"
 _UNITS = {1: "none", 2: "inch", 3: "centimeter"}
 
 
-class TiffFileReader:
+class TiffFileReader(ProcessLocalHandle):
     """A TIFF read with tifffile (RGB, RGBA or grayscale; 8 or 16 bits).
 
     Raises
@@ -117,25 +117,6 @@ class TiffFileReader:
                     out[ay0 - y : ay1 - y, ax0 - x : ax1 - x] = rgb[ay0 - sy : ay1 - sy, ax0 - sx : ax1 - sx]
         return out
 
-    def thumbnail(self, max_px: int) -> np.ndarray:
-        """RGB thumbnail, longest side <= ``max_px``, read block by block (bounded memory)."""
-        return read_thumbnail(self, max_px)
-
-    def close(self) -> None:
-        if self._handle is not None and self._pid == os.getpid():
-            self._handle.close()
-        self._handle = None
-
-    def __enter__(self) -> TiffFileReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handle"], state["_pid"] = None, -1
-        return state
 
 
 def _level_pages(tif) -> list:
