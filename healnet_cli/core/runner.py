@@ -62,14 +62,7 @@ def run_items(
     """
     store.folder.mkdir(parents=True, exist_ok=True)
     for item in console.track(items, total=len(items), description=description or status.stage):
-        if not force and store.is_fresh(item.id, item.fingerprint):
-            status.add(item.id, "skipped", reason="fresh")
-            continue
-        holder = store.acquire_lock(item.id)
-        if holder is not None:
-            reason = f"locked by {holder}: another job is writing it; rerun once it has finished"
-            status.add(item.id, "failed", reason=reason)
-            console.error(f"{item.id}: {reason}")
+        if not claim(item, store=store, status=status, console=console, force=force):
             continue
         start = time.perf_counter()
         try:
@@ -93,6 +86,21 @@ def run_items(
         finally:
             store.release_lock(item.id)
     return status
+
+
+def claim(item: WorkItem, *, store: ArtifactStore, status: StatusTable, console: Console, force: bool) -> bool:
+    """Whether ``item`` is to be written now: False (recorded) when it is fresh or another job holds its
+    lock; True once its lock is taken (release it with ``store.release_lock``)."""
+    if not force and store.is_fresh(item.id, item.fingerprint):
+        status.add(item.id, "skipped", reason="fresh")
+        return False
+    holder = store.acquire_lock(item.id)
+    if holder is not None:
+        reason = f"locked by {holder}: another job is writing it; rerun once it has finished"
+        status.add(item.id, "failed", reason=reason)
+        console.error(f"{item.id}: {reason}")
+        return False
+    return True
 
 
 def report(status: StatusTable, console: Console, *, folder: Path | None = None) -> int:

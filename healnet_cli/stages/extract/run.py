@@ -14,7 +14,7 @@ from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import one_line
 from healnet_cli.core.hpc import Shard, parse_shard
-from healnet_cli.core.runner import WorkItem, report
+from healnet_cli.core.runner import WorkItem, claim, report
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.core.workspace import Workspace
@@ -135,14 +135,7 @@ def _claim(
     work: list[tuple[WorkItem, SlidePlan]] = []
     locked: list[str] = []
     for item in items:
-        if not config.force and store.is_fresh(item.id, item.fingerprint):
-            status.add(item.id, "skipped", reason="fresh")
-            continue
-        holder = store.acquire_lock(item.id)
-        if holder is not None:
-            reason = f"locked by {holder}: another job is writing it; rerun once it has finished"
-            status.add(item.id, "failed", reason=reason)
-            console.error(f"{item.id}: {reason}")
+        if not claim(item, store=store, status=status, console=console, force=config.force):
             continue
         locked.append(item.id)
         try:
