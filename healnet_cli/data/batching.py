@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from healnet_cli.data.cohort import WSI, Cohort
-from healnet_cli.data.preprocess import OmicsPreprocess
+from healnet_cli.data.preprocess import BagScaler, OmicsPreprocess
 
 
 @dataclass
@@ -18,7 +18,8 @@ class PatientTable:
     """Model-ready inputs of a list of patients (one fold's preprocessing applied).
 
     ``vectors[m]`` is ``[n, f]`` float32 (absent rows hold the imputed medians and are masked by
-    ``present[m]``); bags are read from ``cohort`` on first use and cached.
+    ``present[m]``); bags are read from ``cohort`` on first use, standardised with the fold's
+    ``bag_scaler`` (when there is one) and cached.
     """
 
     ids: list[str]
@@ -27,6 +28,7 @@ class PatientTable:
     present: dict[str, np.ndarray]
     cohort: Cohort | None = None
     bag_lengths: np.ndarray | None = None
+    bag_scaler: BagScaler | None = None
     _bags: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def bag(self, row: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +36,8 @@ class PatientTable:
         pid = self.ids[row]
         if pid not in self._bags:
             feats, coords, _ = self.cohort.load_bag(pid)
+            if self.bag_scaler is not None:
+                feats = self.bag_scaler.transform(feats)
             self._bags[pid] = (torch.from_numpy(feats), torch.from_numpy(coords))
         return self._bags[pid]
 
@@ -47,11 +51,12 @@ class PatientTable:
 def build_table(
     cohort: Cohort,
     ids: Sequence[str],
-    preprocess: Mapping[str, OmicsPreprocess],
+    preprocess: Mapping[str, OmicsPreprocess | BagScaler],
     *,
     drop: Mapping[str, Collection[str]] | None = None,
 ) -> PatientTable:
-    """Apply a fold's fitted preprocessing to ``ids``; ``drop[pid]`` marks modalities absent."""
+    """Apply a fold's fitted preprocessing to ``ids`` (omics states per modality; ``preprocess[WSI]``,
+    when present, standardises bag features); ``drop[pid]`` marks modalities absent."""
     ids = [str(p) for p in ids]
     drop = drop or {}
     vectors, present = {}, {}
@@ -70,7 +75,7 @@ def build_table(
             [sum(r.n_patches for r in cohort.slides.get(p, [])) if present[WSI][i] else 0 for i, p in enumerate(ids)],
             dtype=np.int64,
         )
-    return PatientTable(ids, list(cohort.modalities), vectors, present, cohort, lengths)
+    return PatientTable(ids, list(cohort.modalities), vectors, present, cohort, lengths, preprocess.get(WSI))
 
 
 def drop_modalities(present: Mapping[str, np.ndarray], p: float, rng: np.random.Generator) -> dict[str, np.ndarray]:

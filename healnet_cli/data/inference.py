@@ -27,7 +27,7 @@ from healnet_cli.core.errors import InputError
 from healnet_cli.data.batching import PatientTable, build_table, collate, make_batches
 from healnet_cli.data.cohort import WSI, Cohort, load_cohort
 from healnet_cli.data.coxnet import CoxnetModel
-from healnet_cli.data.preprocess import OmicsPreprocess
+from healnet_cli.data.preprocess import BagScaler, OmicsPreprocess, preprocess_from_dict
 from healnet_cli.data.survival import breslow_survival, risk_from_survival, survival_from_logits
 
 COXNET = "coxnet"
@@ -41,7 +41,7 @@ class FoldModel:
     fold: int
     model_name: str
     model: Any  # SurvivalModel or CoxnetModel
-    preprocess: dict[str, OmicsPreprocess]
+    preprocess: dict[str, OmicsPreprocess | BagScaler]  # omics per modality; "wsi": the bag scaler
     bin_edges: list[float]
     modalities: list[str]
     loss: str = "nll"
@@ -52,7 +52,7 @@ class FoldModel:
     @property
     def feature_names(self) -> dict[str, list[str]]:
         """Kept feature names per omics modality (model input order)."""
-        return {m: list(p.kept) for m, p in self.preprocess.items()}
+        return {m: list(p.kept) for m, p in self.preprocess.items() if isinstance(p, OmicsPreprocess)}
 
     @property
     def n_bins(self) -> int:
@@ -137,7 +137,7 @@ def fold_model_from_checkpoint(payload: Mapping[str, Any], *, cohort: Cohort | N
         fold=int(payload["fold"]),
         model_name=name,
         model=model,
-        preprocess={m: OmicsPreprocess.from_dict(d) for m, d in payload["preprocess"].items()},
+        preprocess={m: preprocess_from_dict(d) for m, d in payload["preprocess"].items()},
         bin_edges=[float(e) for e in payload["bin_edges"]],
         modalities=[str(m) for m in payload["modalities"]],
         loss=str(payload.get("loss", "nll")),

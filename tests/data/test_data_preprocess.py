@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from healnet_cli.data.preprocess import OmicsPreprocess, fit_omics_preprocess
+from healnet_cli.data.preprocess import (
+    BagScaler,
+    OmicsPreprocess,
+    fit_bag_scaler,
+    fit_omics_preprocess,
+    preprocess_from_dict,
+)
 from healnet_cli.data.survival import (
     assign_bins,
     breslow_survival,
@@ -99,3 +105,26 @@ def test_breslow_baseline() -> None:
     np.testing.assert_allclose(cum, [1 / 3, 1 / 3 + 1 / 2])
     s = breslow_survival(np.zeros(1), times, cum, np.array([0.5, 1.5, 10.0]))
     np.testing.assert_allclose(s[0], [1.0, np.exp(-1 / 3), np.exp(-(1 / 3 + 1 / 2))])
+
+
+def test_bag_scaler_standardises_training_patches_and_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(1000.0, 3.0, size=(n, 4)) * [1, 2, 3, 0] for n in (5, 50, 17)]  # last dim constant
+    scaler = fit_bag_scaler(bags)
+    z = np.concatenate([scaler.transform(b) for b in bags])
+    assert z.dtype == np.float32 and scaler.n_patches == 72
+    np.testing.assert_allclose(z[:, :3].mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z[:, :3].std(axis=0), 1.0, atol=1e-4)
+    assert scaler.std[3] == 1.0 and np.all(z[:, 3] == 0.0)
+    back = preprocess_from_dict(scaler.to_dict())
+    assert isinstance(back, BagScaler)
+    np.testing.assert_array_equal(back.mean, scaler.mean)
+    assert isinstance(preprocess_from_dict(fit_omics_preprocess(pd.DataFrame(rng.normal(size=(6, 3)))).to_dict()), OmicsPreprocess)
+
+
+def test_bag_scaler_caps_patches_per_bag_and_ignores_empty_bags() -> None:
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(100, 3))
+    scaler = fit_bag_scaler([big, np.zeros((0, 3)), rng.normal(size=(4, 3))], per_bag=10)
+    assert scaler.n_patches == 14
+    assert fit_bag_scaler([]) is None

@@ -23,7 +23,7 @@ from healnet_cli.data.cohort import WSI, Cohort, load_cohort
 from healnet_cli.data.coxnet import fit_coxnet
 from healnet_cli.data.ensemble import EnsembleModel
 from healnet_cli.data.inference import COXNET, FoldModel, fold_checkpoint, predict_logits, predict_table
-from healnet_cli.data.preprocess import fit_omics_preprocess
+from healnet_cli.data.preprocess import fit_bag_scaler, fit_omics_preprocess
 from healnet_cli.data.splits import Fold, folds_from_frame, inner_validation, make_folds, read_splits_dir, splits_frame
 from healnet_cli.data.survival import assign_bins, fit_bin_edges, fit_breslow
 from healnet_cli.stages.train.config import TrainConfig, check_config
@@ -120,6 +120,10 @@ class FoldTrainer:
             m: fit_omics_preprocess(cohort.omics[m].loc[pres.index[pres[m]]], clip_sd=cfg.clip, top_k=cfg.top_k)
             for m in cohort.modalities if m != WSI
         }
+        if WSI in cohort.modalities:
+            scaler = fit_bag_scaler(cohort.load_bag(p)[0] for p in pres.index[pres[WSI]])
+            if scaler is not None:
+                pre[WSI] = scaler
         lab = cohort.labels.loc[fold.train]
         edges = fit_bin_edges(lab["time"].to_numpy(), lab["event"].to_numpy(bool), cfg.n_bins)
         fit_t, val_t = build_table(cohort, fold.fit, pre), build_table(cohort, fold.val, pre)

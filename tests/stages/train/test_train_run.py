@@ -50,6 +50,7 @@ def test_run_folder_contents(healnet_run: tuple[Path, Path]) -> None:
     assert {"model", "model_name", "preprocess", "bin_edges", "modalities", "fold"} <= set(ckpt)
     assert ckpt["model_name"] == "healnet" and ckpt["modalities"] == ["wsi", "rna", "cnv"]
     assert set(ckpt["preprocess"]["rna"]) >= {"kept", "lower", "upper", "mean", "std", "median"}
+    assert ckpt["preprocess"]["wsi"]["kind"] == "bag_scaler" and len(ckpt["preprocess"]["wsi"]["mean"]) == factories.WSI_DIM
     history = [json.loads(line) for line in (run / "fold_0" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 3 and {"train_loss", "val_loss", "val_cindex", "lr", "seconds"} <= set(history[0])
     pred = pd.read_parquet(run / "predictions.parquet")
@@ -216,3 +217,19 @@ def test_a_failed_fold_is_recorded_and_exits_3(tmp_path: Path, monkeypatch: pyte
     result = train(*base_args(ws, out, mods="rna", model="snn"), "--resume")
     assert result.exit_code == 0, result.output
     assert (out / "predictions.parquet").is_file() and not (out / "failures.json").exists()
+
+
+def test_bag_scaler_is_fitted_on_the_folds_training_patients_only(healnet_run: tuple[Path, Path]) -> None:
+    from healnet_cli.data.cohort import load_cohort
+    from healnet_cli.data.preprocess import fit_bag_scaler
+
+    ws, run = healnet_run
+    splits = pd.read_csv(run / "splits.csv", dtype={"patient_id": str})
+    cohort = load_cohort(ws, ["wsi"])
+    ckpt = torch.load(run / "fold_0" / "checkpoint.pt", weights_only=True)
+    train_ids = splits[(splits["fold"] == 0) & (splits["split"] != "test")]["patient_id"]
+    expected = fit_bag_scaler(cohort.load_bag(p)[0] for p in train_ids if p in cohort.slides)
+    np.testing.assert_allclose(ckpt["preprocess"]["wsi"]["mean"], expected.mean, rtol=1e-12)
+    np.testing.assert_allclose(ckpt["preprocess"]["wsi"]["std"], expected.std, rtol=1e-12)
+    everyone = fit_bag_scaler(cohort.load_bag(p)[0] for p in cohort.slides)
+    assert not np.allclose(everyone.mean, expected.mean)  # test patients would have changed it
