@@ -16,7 +16,7 @@ from healnet_cli.core import atomic
 from healnet_cli.core.config import write_resolved_config
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
-from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, InputError, one_line
+from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, HealnetError, InputError, one_line
 from healnet_cli.core.fingerprint import file_fingerprint
 from healnet_cli.data.batching import PatientTable, build_table
 from healnet_cli.data.cohort import WSI, Cohort, load_cohort
@@ -302,8 +302,15 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
             trainer.write(fold, fm)
         except InputError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one failed fold never sinks the run
+        except Exception as exc:  # noqa: BLE001 - one failed fold never sinks a one-process run
             failed[fold.index] = one_line(exc)
+            if dist.world > 1:
+                # The other ranks may be inside a collective of this fold and would wait for this one
+                # forever: stop the process so that torchrun stops them all; --resume goes on.
+                raise HealnetError(
+                    f"fold {fold.index} failed on rank {dist.rank}: {failed[fold.index]}; under torchrun a failed "
+                    "fold stops every process (finished folds are kept): fix the cause and rerun with --resume"
+                ) from exc
             console.error(f"fold {fold.index} failed: {failed[fold.index]}")
         _barrier(dist)
     summary = finish(out, [f.index for f in folds], failed, console, write=dist.is_main)

@@ -73,3 +73,40 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
     pred = pd.read_parquet(tmp_path / "ddp" / "predictions.parquet")
     assert len(pred) == 40 and np.isfinite(pred["risk"]).all()
     assert abs(a["cindex_mean"] - b["cindex_mean"]) < 0.1, (a["cindex_mean"], b["cindex_mean"])
+
+
+FAIL_ON_RANK_1 = """
+import os, sys
+from healnet_cli.stages.train import run
+
+original = run.FoldTrainer.fit
+
+def fit(self, fold):
+    if fold.index == 1 and os.environ.get("RANK") == "1":
+        raise RuntimeError("injected failure")
+    return original(self, fold)
+
+run.FoldTrainer.fit = fit
+from healnet_cli.cli import main
+sys.exit(main())
+"""
+
+
+def test_torchrun_fold_failing_on_one_rank_stops_every_process_and_resumes(tmp_path: Path) -> None:
+    ws = factories.make_workspace(tmp_path / "ws", n_patients=40, omics={"rna": 8, "cnv": 4})
+    script = tmp_path / "fail_rank1.py"
+    script.write_text(FAIL_ON_RANK_1)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+           *_args(ws, out, 4)]
+    # Before the guard, rank 0 waited in a collective of fold 1 forever (TimeoutExpired here).
+    ddp = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False, timeout=180)
+    assert ddp.returncode != 0
+    assert "fold 1 failed on rank 1: RuntimeError: injected failure" in ddp.stderr
+    assert "Traceback" not in ddp.stderr.split("fold 1 failed on rank 1")[0][-300:]
+    assert (out / "fold_0" / "predictions.parquet").is_file() and not (out / "fold_1" / "predictions.parquet").exists()
+    resumed = subprocess.run([sys.executable, "-m", "healnet_cli", *_args(ws, out, 4), "--resume"], env=_env(),
+                             capture_output=True, text=True, check=False, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fold 0: already finished" in resumed.stderr
+    assert len(pd.read_parquet(out / "predictions.parquet")) == 40
