@@ -49,6 +49,11 @@ class EHPALConfig:
         Final width of the SIR side vectors; None = 256 (R) or 512 (F).
     omics_segments : int
         Number ``T`` of contiguous segment tokens per omics vector (64).
+    segment_weights : {"per_segment", "shared"}
+        Omics tokenizer: one ``Linear(G/T -> c0)`` per segment, so every feature has its own
+        weights ("per_segment", default), or one Linear shared by all segments plus a learned
+        position embedding, as in EHPAL.md section 2.1 ("shared"). Omics features have no
+        order that makes weight sharing across segments meaningful.
     null_tokens : int
         Learned tokens that replace the first modality when a sample lacks it (16).
     bag_stem : bool
@@ -73,6 +78,7 @@ class EHPALConfig:
     widths: tuple[int, ...] | None = None
     sir_max_width: int | None = None
     omics_segments: int = 64
+    segment_weights: Literal["per_segment", "shared"] = "per_segment"
     null_tokens: int = 16
     bag_stem: bool = True
     hilbert: bool = True
@@ -84,6 +90,7 @@ class EHPALConfig:
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, ("R", "F"))
+        check_choice("segment_weights", self.segment_weights, ("per_segment", "shared"))
         if self.widths is not None:
             object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
             if not self.widths or any(w < 8 or w % 8 for w in self.widths):
@@ -135,20 +142,34 @@ class BagTokenizer(nn.Module):
 
 
 class VectorTokenizer(nn.Module):
-    """``[b, f] -> [b, c0, t]``: zero-pad, split into contiguous segments, shared Linear + positions, GELU."""
+    """``[b, f] -> [b, c0, t]``: zero-pad, split into contiguous segments, project each, GELU.
 
-    def __init__(self, in_dim: int, c0: int, segments: int) -> None:
+    ``per_segment``: segment ``k`` has its own ``Linear(seg_len -> c0)`` (its bias acts as the
+    position embedding). ``shared``: one Linear for all segments plus a position embedding.
+    """
+
+    def __init__(self, in_dim: int, c0: int, segments: int, per_segment: bool = True) -> None:
         super().__init__()
         self.seg_len = math.ceil(in_dim / segments)
         self.n_tokens = math.ceil(in_dim / self.seg_len)
         self.pad = self.n_tokens * self.seg_len - in_dim
-        self.proj = nn.Linear(self.seg_len, c0)
-        self.pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, c0))
+        self.per_segment = per_segment
+        if per_segment:
+            bound = 1.0 / math.sqrt(self.seg_len)
+            self.weight = nn.Parameter(torch.empty(self.n_tokens, self.seg_len, c0).uniform_(-bound, bound))
+            self.bias = nn.Parameter(torch.empty(self.n_tokens, c0).uniform_(-bound, bound))
+        else:
+            self.proj = nn.Linear(self.seg_len, c0)
+            self.pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, c0))
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.where(res.present.unsqueeze(1), res.data, 0.0)
         x = F.pad(x, (0, self.pad)).reshape(x.shape[0], self.n_tokens, self.seg_len)
-        tokens = F.gelu(self.proj(x) + self.pos)
+        if self.per_segment:  # [t, b, l] @ [t, l, c] -> [t, b, c]
+            tokens = torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight).transpose(0, 1)
+        else:
+            tokens = self.proj(x) + self.pos
+        tokens = F.gelu(tokens)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return tokens.transpose(1, 2), mask
 
@@ -198,11 +219,12 @@ class EHPAL(SurvivalModel):
         c0, widths = cfg.token_dim, cfg.resolved_widths()
         self.tokenizers = nn.ModuleDict({
             name: BagTokenizer(spec.dim, c0, cfg) if spec.kind == "bag"
-            else VectorTokenizer(spec.dim, c0, cfg.omics_segments)
+            else VectorTokenizer(spec.dim, c0, cfg.omics_segments, cfg.segment_weights == "per_segment")
             for name, spec in self.modalities.items()
         })
         self.null_tokens = nn.Parameter(0.02 * torch.randn(c0, cfg.null_tokens))
         stride = 2 if self.modalities[order[0]].kind == "bag" else 1
+        self._stage_stride = stride
         self.stages = nn.ModuleDict()
         c_s, n_side = c0, 0
         for k, name in enumerate(order[1:], start=1):
@@ -271,4 +293,23 @@ class EHPAL(SurvivalModel):
         if not return_weights:
             return ModelOutput(logits)
         weights["pool"] = pool_w
+        if self.modalities[first].kind == "bag" and inputs[first] is not None:
+            weights[first] = self._patch_weights(inputs[first], pool_w)
         return ModelOutput(logits, weights)
+
+    def _patch_weights(self, res: ResolvedModality, pool_w: torch.Tensor) -> torch.Tensor:
+        """Pool weights of the final (Hilbert-ordered, strided) stream mapped back to the input patches.
+
+        Final token ``i`` was strided from the ordered tokens ``[i*s, (i+1)*s)`` (``s`` = the total
+        stride); its weight is shared evenly by the valid patches among them, then put back in input
+        order. ``[b, n]``, zero on padding, each present row sums to 1.
+        """
+        valid = res.token_mask & res.present.unsqueeze(1)
+        perm = hilbert_order(res.coords if self.config.hilbert else None, valid)
+        n = valid.shape[1]
+        stride = (4 if self.config.bag_stem else 1) * self._stage_stride ** max(len(self.stages), 1 if self.solo is not None else 0)
+        spread = pool_w.repeat_interleave(stride, dim=1)[:, :n]
+        spread = F.pad(spread, (0, n - spread.shape[1]))
+        spread = spread * torch.gather(valid, 1, perm).to(spread.dtype)
+        spread = spread / spread.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        return torch.zeros_like(spread).scatter(1, perm, spread)

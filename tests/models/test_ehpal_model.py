@@ -100,3 +100,26 @@ def test_default_widths_follow_variant_and_stay_small():
     assert n_r < 4_000_000 < n_f < 8_000_000
     with pytest.raises(ValueError, match="variant"):
         create_model("ehpal", big, 4, variant="X")
+
+
+def test_patch_weights_follow_the_patches_and_sum_to_one():
+    torch.manual_seed(0)
+    specs = {"wsi": ModalitySpec("bag", 8), "rna": ModalitySpec("vector", 6)}
+    model = create_model("ehpal", specs, 4, token_dim=16, widths=[16, 16, 16, 16], sir_max_width=16, pool_dim=8,
+                         omics_segments=2).eval()
+    grid = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij"), dim=-1).reshape(-1, 2)
+    coords = (grid * 256.0).unsqueeze(0).repeat(2, 1, 1)
+    feats = torch.randn(2, 64, 8)
+    mask = torch.ones(2, 64, dtype=torch.bool)
+    mask[1, 50:] = False  # padding
+    present = torch.ones(2, dtype=torch.bool)
+    rna = ModalityInput(torch.randn(2, 6), present)
+    out = model({"wsi": ModalityInput(feats, present, mask, coords), "rna": rna}, return_weights=True)
+    w = out.weights["wsi"]
+    assert w.shape == (2, 64) and torch.all(w >= 0)
+    assert torch.allclose(w.sum(dim=1), torch.ones(2)) and torch.all(w[1, 50:] == 0)
+    perm = torch.randperm(64)
+    shuffled = model({"wsi": ModalityInput(feats[:, perm], present, mask[:, perm], coords[:, perm]), "rna": rna},
+                     return_weights=True)
+    torch.testing.assert_close(shuffled.weights["wsi"], w[:, perm])  # a patch keeps its weight wherever it is listed
+    torch.testing.assert_close(shuffled.logits, out.logits)

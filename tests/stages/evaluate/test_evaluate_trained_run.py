@@ -32,3 +32,18 @@ def test_ablation_and_attention_on_a_trained_run(tmp_path):
     assert len(top) == 6 and {t["feature"] for t in top} == {f"G{j}" for j in range(6)}
     assert top[0]["mean_weight"] >= top[-1]["mean_weight"]
     assert (run / "evaluation" / "heatmap_0_highest_risk.png").is_file()
+
+
+def test_ehpal_pooling_weights_reach_the_heatmaps(tmp_path):
+    ws = make_workspace(tmp_path / "ws", n=18)
+    run = tmp_path / "run"
+    app = build_app()
+    trained = CliRunner().invoke(app, ["train", "-m", "wsi,rna", "--model", "ehpal", "-w", str(ws), "--out", str(run),
+                                       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--ensemble", "1",
+                                       "--hparam", "token_dim=16", "--hparam", "widths=[16,16]", "--hparam", "sir_max_width=16"])
+    assert trained.exit_code == 0, trained.stderr
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "0", "--json"])
+    assert result.exit_code == 0, result.stderr
+    heatmaps = json.loads((run / "evaluation" / "metrics.json").read_text())["attention"]["heatmaps"]
+    assert [h["label"] for h in heatmaps] == ["highest risk", "lowest risk"]
+    assert (run / "evaluation" / "heatmap_0_highest_risk.png").is_file()
