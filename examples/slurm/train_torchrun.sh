@@ -20,7 +20,8 @@ GPUS=${SLURM_GPUS_ON_NODE:-4}
 export HF_HUB_OFFLINE=1
 
 # After a walltime kill, resubmit the same script: --resume continues from the last finished
-# fold and epoch (checkpoints are written atomically).
+# fold and epoch (checkpoints are written atomically). A fold that fails on any rank stops the
+# whole job (exit 1, the log names the fold and rank) instead of leaving the other ranks waiting.
 srun torchrun --standalone --nproc-per-node "$GPUS" -m healnet_cli \
     train --workdir "$WORKDIR" --modalities wsi,rna --model healnet \
     --folds 5 --seed 0 --epochs 50 --max-patches 4096 --precision auto \
