@@ -82,7 +82,7 @@ class OpenSlideReader(ProcessLocalHandle):
                 f"{self.path}: cannot read pixels at {tuple(location)} level {level} ({_reason(exc)}); "
                 "the file may be truncated or corrupt"
             ) from exc
-        return rgba_to_rgb(np.asarray(image))
+        return rgba_to_rgb(image)
 
 
     def __repr__(self) -> str:

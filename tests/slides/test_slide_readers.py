@@ -260,3 +260,19 @@ def test_oversized_png_asks_for_a_pyramid(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses images over 2x this
     with pytest.raises(ItemError, match="too large to decode whole.*pyramidal TIFF"):
         open_slide(tmp_path / "big.png")
+
+
+def test_rgba_to_rgb_composites_over_white_exactly() -> None:
+    from PIL import Image
+
+    from healnet_cli.slides.base import rgba_to_rgb
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(7, 9, 4), dtype=np.uint8)
+    out = rgba_to_rgb(Image.fromarray(rgba, "RGBA"))
+    a = rgba[..., 3:].astype(np.int64)
+    expected = (rgba[..., :3].astype(np.int64) * a + 255 * (255 - a) + 127) // 255
+    assert out.dtype == np.uint8 and out.shape == (7, 9, 3)
+    np.testing.assert_array_equal(out, expected)
+    rgba[..., 3] = 255
+    np.testing.assert_array_equal(rgba_to_rgb(Image.fromarray(rgba, "RGBA")), rgba[..., :3])
