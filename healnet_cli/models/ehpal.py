@@ -145,7 +145,8 @@ class VectorTokenizer(nn.Module):
     """``[b, f] -> [b, c0, t]``: zero-pad, split into contiguous segments, project each, GELU.
 
     ``per_segment``: segment ``k`` has its own ``Linear(seg_len -> c0)`` (its bias acts as the
-    position embedding). ``shared``: one Linear for all segments plus a position embedding.
+    position embedding), computed as one grouped 1x1 conv, so weight decay and L1 reach it like
+    any layer weight. ``shared``: one Linear for all segments plus a position embedding.
     """
 
     def __init__(self, in_dim: int, c0: int, segments: int, per_segment: bool = True) -> None:
@@ -154,21 +155,19 @@ class VectorTokenizer(nn.Module):
         self.n_tokens = math.ceil(in_dim / self.seg_len)
         self.pad = self.n_tokens * self.seg_len - in_dim
         self.per_segment = per_segment
-        if per_segment:
-            bound = 1.0 / math.sqrt(self.seg_len)
-            self.weight = nn.Parameter(torch.empty(self.n_tokens, self.seg_len, c0).uniform_(-bound, bound))
-            self.bias = nn.Parameter(torch.empty(self.n_tokens, c0).uniform_(-bound, bound))
+        if per_segment:  # block-diagonal Linear as a grouped 1x1 conv: one group per segment
+            self.proj = nn.Conv1d(self.n_tokens * self.seg_len, self.n_tokens * c0, 1, groups=self.n_tokens)
         else:
             self.proj = nn.Linear(self.seg_len, c0)
             self.pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, c0))
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.where(res.present.unsqueeze(1), res.data, 0.0)
-        x = F.pad(x, (0, self.pad)).reshape(x.shape[0], self.n_tokens, self.seg_len)
-        if self.per_segment:  # [t, b, l] @ [t, l, c] -> [t, b, c]
-            tokens = torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight).transpose(0, 1)
+        x = F.pad(x, (0, self.pad))
+        if self.per_segment:
+            tokens = self.proj(x.unsqueeze(-1)).reshape(x.shape[0], self.n_tokens, -1)
         else:
-            tokens = self.proj(x) + self.pos
+            tokens = self.proj(x.reshape(x.shape[0], self.n_tokens, self.seg_len)) + self.pos
         tokens = F.gelu(tokens)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return tokens.transpose(1, 2), mask

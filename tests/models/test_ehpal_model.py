@@ -123,3 +123,27 @@ def test_patch_weights_follow_the_patches_and_sum_to_one():
                      return_weights=True)
     torch.testing.assert_close(shuffled.weights["wsi"], w[:, perm])  # a patch keeps its weight wherever it is listed
     torch.testing.assert_close(shuffled.logits, out.logits)
+
+
+@pytest.mark.parametrize("segment_weights", ["per_segment", "shared"])
+def test_omics_segments_are_independent_tokens_and_penalised(segment_weights):
+    from healnet_cli.models.batch import resolve_modality
+    from healnet_cli.stages.train.loop import penalised_parameters
+
+    torch.manual_seed(0)
+    model = create_model("ehpal", {"rna": ModalitySpec("vector", 10)}, 4, token_dim=8, widths=[8], sir_max_width=8,
+                         pool_dim=8, omics_segments=3, segment_weights=segment_weights)
+    tok = model.tokenizers["rna"]
+    assert tok.n_tokens == 3 and tok.seg_len == 4
+    x = torch.randn(2, 10)
+    present = torch.ones(2, dtype=torch.bool)
+    base, _ = tok(resolve_modality("rna", ModalitySpec("vector", 10), ModalityInput(x, present), 2))
+    x2 = x.clone()
+    x2[:, 5] += 3.0  # feature 5 lies in segment 1 (features 4..7)
+    moved, _ = tok(resolve_modality("rna", ModalitySpec("vector", 10), ModalityInput(x2, present), 2))
+    changed = (moved - base).abs().sum(dim=(0, 1)) > 0
+    assert changed.tolist() == [False, True, False]
+    assert any(p is tok.proj.weight for p in penalised_parameters(model))
+    if segment_weights == "per_segment":  # segment 0 and segment 1 do not share weights
+        w = tok.proj.weight[:, :, 0].reshape(3, 8, 4)
+        assert not torch.equal(w[0], w[1])
