@@ -35,6 +35,13 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 #: Every extension ``healnet tile`` picks up when it walks a folder.
 SLIDE_EXTENSIONS: tuple[str, ...] = WSI_EXTENSIONS + IMAGE_EXTENSIONS
 
+def companion_folder(path: str | Path) -> Path | None:
+    """The data folder a slide file depends on (MIRAX: ``slide.mrxs`` + ``slide/``), or None."""
+    p = Path(path)
+    folder = p.with_suffix("")
+    return folder if p.suffix.lower() == ".mrxs" and folder.is_dir() else None
+
+
 #: Background value of transparent or out-of-slide pixels.
 BACKGROUND = 255
 

@@ -18,7 +18,7 @@ from healnet_cli.core.runner import ItemResult, WorkItem, report, run_items
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.slides import open_slide, read_downsampled, resolve_mpp
-from healnet_cli.slides.base import SlideReader, best_level_for_downsample
+from healnet_cli.slides.base import SlideReader, best_level_for_downsample, companion_folder
 from healnet_cli.slides.downsample import thumbnail_downsample
 from healnet_cli.stages.tile import export, qc
 from healnet_cli.stages.tile.config import TileConfig
@@ -195,12 +195,19 @@ def process_slide(item: WorkItem, *, store: ArtifactStore, config: TileConfig) -
     return ItemResult(outputs=outputs, meta=summary, warning="; ".join(tiled.warnings))
 
 
+def slide_fingerprint(path: Path) -> str:
+    """Fingerprint of a slide file and, for MIRAX, of its data folder (the pixels live there)."""
+    folder = companion_folder(path)
+    own = file_fingerprint(path)
+    return own if folder is None else combine([own, file_fingerprint(folder)])
+
+
 def work_items(slides: list[SlideInput], store: ArtifactStore, config: TileConfig) -> list[WorkItem]:
     """One item per slide; the fingerprint covers the file, its mpp override and case id, and
     ``--default-mpp`` when the slide's last committed result used it."""
     items = []
     for s in slides:
-        base = combine([file_fingerprint(s.path), f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"])
+        base = combine([slide_fingerprint(s.path), f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"])
         record = store.read_record(s.slide_id)
         used_default = record is not None and record.meta.get("mpp_source") == "default"
         fingerprint = item_fingerprint(base, uses_default_mpp=used_default, default_mpp=config.default_mpp)

@@ -229,3 +229,28 @@ def test_disk_slide_factory_is_readable(tmp_path: Path) -> None:
     path = disk_slide(tmp_path, size=(600, 500))
     with open_slide(path) as reader:
         assert reader.dimensions == (600, 500)
+
+
+def test_mirax_fingerprint_covers_its_data_folder(tmp_path) -> None:
+    import os
+
+    from healnet_cli.stages.tile.run import slide_fingerprint
+
+    slide = tmp_path / "case.mrxs"
+    slide.write_bytes(b"mrxs index")
+    plain = tmp_path / "other.svs"
+    plain.write_bytes(b"svs")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.dat").write_bytes(b"not a companion of an .svs")
+    before_plain = slide_fingerprint(plain)
+    (tmp_path / "other" / "x.dat").write_bytes(b"changed")
+    assert slide_fingerprint(plain) == before_plain
+    alone = slide_fingerprint(slide)
+    data = tmp_path / "case" / "Data0000.dat"
+    data.parent.mkdir()
+    data.write_bytes(b"pixels v1")
+    with_folder = slide_fingerprint(slide)
+    assert with_folder != alone
+    data.write_bytes(b"pixels v2")
+    os.utime(data, ns=(1, 1))
+    assert slide_fingerprint(slide) != with_folder
