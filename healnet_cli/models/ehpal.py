@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from healnet_cli.models.base import SurvivalModel, check_choice
 from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
 from healnet_cli.models.blocks import GatedAttentionPool
-from healnet_cli.models.ehpal_blocks import RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
+from healnet_cli.models.ehpal_blocks import NORMS, RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
 from healnet_cli.models.ehpal_fusion import LLF, PCMFA
 
 __all__ = ["EHPAL", "EHPALConfig"]
@@ -54,6 +54,9 @@ class EHPALConfig:
         weights ("per_segment", default), or one Linear shared by all segments plus a learned
         position embedding, as in EHPAL.md section 2.1 ("shared"). Omics features have no
         order that makes weight sharing across segments meaningful.
+    omics_dropout : float
+        Dropout on the omics feature values before tokenization, in training only (0.0): with
+        a few hundred patients, per-feature weights otherwise memorise the training set fast.
     null_tokens : int
         Learned tokens that replace the first modality when a sample lacks it (16).
     bag_stem : bool
@@ -68,6 +71,10 @@ class EHPALConfig:
         Cascade order; None = bags first, then vectors, each in construction order.
     chunk_tokens : int
         Tokens per chunk in the bag projection (16384).
+    norm : {"layer", "group"}
+        Norm used wherever the authors used BatchNorm: a per-token LayerNorm over channels
+        ("layer") or a masked GroupNorm with 8 groups over each sample's valid tokens ("group";
+        EHPAL.md section 2.2 allows either). Both are per sample.
     activation_checkpointing : bool
         Recompute tokenizer and stage activations in the backward pass (False): less
         training memory on large bags for about a third more compute.
@@ -79,6 +86,7 @@ class EHPALConfig:
     sir_max_width: int | None = None
     omics_segments: int = 64
     segment_weights: Literal["per_segment", "shared"] = "per_segment"
+    omics_dropout: float = 0.0
     null_tokens: int = 16
     bag_stem: bool = True
     hilbert: bool = True
@@ -86,11 +94,13 @@ class EHPALConfig:
     dropout: float = 0.25
     modality_order: tuple[str, ...] | None = None
     chunk_tokens: int = 16384
+    norm: Literal["layer", "group"] = "layer"
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, ("R", "F"))
         check_choice("segment_weights", self.segment_weights, ("per_segment", "shared"))
+        check_choice("norm", self.norm, NORMS)
         if self.widths is not None:
             object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
             if not self.widths or any(w < 8 or w % 8 for w in self.widths):
@@ -102,8 +112,9 @@ class EHPALConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.token_dim % 8:
             raise ValueError(f"token_dim must be a multiple of 8, got {self.token_dim!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "omics_dropout"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
 
     def resolved_widths(self) -> tuple[int, ...]:
         return self.widths if self.widths is not None else _DEFAULT_WIDTHS[self.variant]
@@ -119,7 +130,7 @@ class BagTokenizer(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(in_dim)
         self.proj = nn.Linear(in_dim, c0)
-        self.stem = BagStem(c0) if cfg.bag_stem else None
+        self.stem = BagStem(c0, cfg.norm) if cfg.bag_stem else None
         self.hilbert, self.chunk = cfg.hilbert, cfg.chunk_tokens
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,8 +160,9 @@ class VectorTokenizer(nn.Module):
     any layer weight. ``shared``: one Linear for all segments plus a position embedding.
     """
 
-    def __init__(self, in_dim: int, c0: int, segments: int, per_segment: bool = True) -> None:
+    def __init__(self, in_dim: int, c0: int, segments: int, per_segment: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         self.seg_len = math.ceil(in_dim / segments)
         self.n_tokens = math.ceil(in_dim / self.seg_len)
         self.pad = self.n_tokens * self.seg_len - in_dim
@@ -162,7 +174,7 @@ class VectorTokenizer(nn.Module):
             self.pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, c0))
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.where(res.present.unsqueeze(1), res.data, 0.0)
+        x = torch.where(res.present.unsqueeze(1), self.dropout(res.data), 0.0)
         x = F.pad(x, (0, self.pad))
         if self.per_segment:
             tokens = self.proj(x.unsqueeze(-1)).reshape(x.shape[0], self.n_tokens, -1)
@@ -178,13 +190,14 @@ class _Stage(nn.Module):
 
     def __init__(self, c_s: int, c_x: int, c_a: int, c_b: int, stride: int, cfg: EHPALConfig) -> None:
         super().__init__()
-        self.s1, self.x1 = RGSA(c_s, c_a, 1), RGSA(c_x, c_a, 1)
+        norm = cfg.norm
+        self.s1, self.x1 = RGSA(c_s, c_a, 1, norm), RGSA(c_x, c_a, 1, norm)
         self.fuse1 = PCMFA(c_a, cfg.variant)
-        self.s2, self.x2 = RGSA(c_a, c_b, stride), RGSA(c_a, c_b, 1)
-        self.norm_s, self.norm_x = ChannelNorm(c_b), ChannelNorm(c_b)
+        self.s2, self.x2 = RGSA(c_a, c_b, stride, norm), RGSA(c_a, c_b, 1, norm)
+        self.norm_s, self.norm_x = ChannelNorm(c_b, norm), ChannelNorm(c_b, norm)
         self.fuse2 = PCMFA(c_b, cfg.variant)
-        self.sir_s, self.sir_x = SIR(c_b, cfg.resolved_sir_max()), SIR(c_b, cfg.resolved_sir_max())
-        self.llf = LLF(c_b)
+        self.sir_s, self.sir_x = SIR(c_b, cfg.resolved_sir_max(), norm), SIR(c_b, cfg.resolved_sir_max(), norm)
+        self.llf = LLF(c_b, norm)
 
     def forward(self, s, s_mask, x, x_mask, present):
         s, s_mask = self.s1(s, s_mask)
@@ -192,7 +205,7 @@ class _Stage(nn.Module):
         s, x, _ = self.fuse1(s, s_mask, x, x_mask, present)
         s, s_mask = self.s2(s, s_mask)
         x, x_mask = self.x2(x, x_mask)
-        s, x = masked(self.norm_s(s), s_mask), masked(self.norm_x(x), x_mask)
+        s, x = masked(self.norm_s(s, s_mask), s_mask), masked(self.norm_x(x, x_mask), x_mask)
         s, x, gate = self.fuse2(s, s_mask, x, x_mask, present)
         side_s = self.sir_s(s, s_mask)
         side_x = torch.where(present.unsqueeze(1), self.sir_x(x, x_mask), 0.0)
@@ -218,7 +231,7 @@ class EHPAL(SurvivalModel):
         c0, widths = cfg.token_dim, cfg.resolved_widths()
         self.tokenizers = nn.ModuleDict({
             name: BagTokenizer(spec.dim, c0, cfg) if spec.kind == "bag"
-            else VectorTokenizer(spec.dim, c0, cfg.omics_segments, cfg.segment_weights == "per_segment")
+            else VectorTokenizer(spec.dim, c0, cfg.omics_segments, cfg.segment_weights == "per_segment", cfg.omics_dropout)
             for name, spec in self.modalities.items()
         })
         self.null_tokens = nn.Parameter(0.02 * torch.randn(c0, cfg.null_tokens))
@@ -232,8 +245,8 @@ class EHPAL(SurvivalModel):
             c_s, n_side = c_b, n_side + 2
         self.solo = None
         if len(order) == 1:
-            self.solo = RGSA(c0, widths[0], stride)
-            self.solo_sir = SIR(widths[0], cfg.resolved_sir_max())
+            self.solo = RGSA(c0, widths[0], stride, cfg.norm)
+            self.solo_sir = SIR(widths[0], cfg.resolved_sir_max(), cfg.norm)
             c_s, n_side = widths[0], 1
         self.pool = GatedAttentionPool(c_s, cfg.pool_dim)
         feat = c_s + n_side * cfg.resolved_sir_max() + len(order)

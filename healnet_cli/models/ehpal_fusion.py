@@ -170,12 +170,12 @@ class LLF(nn.Module):
     then a grouped pointwise layer (after a channel shuffle) maps ``2c -> c``.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "layer") -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(2))
         self.u = nn.Parameter(torch.zeros(2, channels))
         self.mix = nn.Conv1d(2 * channels, channels, 1, groups=8 if channels % 8 == 0 else 1)
-        self.norm = ChannelNorm(channels)
+        self.norm = ChannelNorm(channels, norm)
 
     def forward(self, s, s_mask, x, x_mask, x_present):
         z_s, z_x = pooled(s, s_mask), pooled(x, x_mask)
@@ -186,5 +186,5 @@ class LLF(nn.Module):
         w = torch.stack([w_s / total, w_x / total], dim=1)
         stream_x = (w[:, 1:2] * z_x).unsqueeze(-1).expand(-1, -1, s.shape[2])
         cat = torch.cat([w[:, 0, None, None] * s, stream_x], dim=1)
-        out = self.norm(self.mix(channel_shuffle(cat, 8)))
+        out = self.norm(self.mix(channel_shuffle(cat, 8)), s_mask)
         return masked(out, s_mask), w

@@ -24,6 +24,7 @@ EXTRA_CASES = [
     ("healnet", dict(TOY_HPARAMS["healnet"], share_weights_across_layers=True, self_per_cross_attn=0)),
     ("ehpal", dict(TOY_HPARAMS["ehpal"], variant="F")),
     ("ehpal", dict(TOY_HPARAMS["ehpal"], hilbert=False, bag_stem=False, activation_checkpointing=True)),
+    ("ehpal", dict(TOY_HPARAMS["ehpal"], norm="group", segment_weights="shared", omics_dropout=0.2)),
 ]
 MODEL_CASES = [(name, TOY_HPARAMS[name]) for name in list_models()] + EXTRA_CASES
 MODALITY_SETS = [("wsi", "rna", "cnv", "mut"), ("rna", "cnv", "mut"), ("wsi", "rna"), ("wsi",), ("rna",)]
