@@ -94,7 +94,7 @@ class EHPALConfig:
     dropout: float = 0.25
     modality_order: tuple[str, ...] | None = None
     chunk_tokens: int = 16384
-    norm: Literal["layer", "group"] = "layer"
+    norm: Literal["layer", "group"] = "group"
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:

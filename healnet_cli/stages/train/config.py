@@ -30,7 +30,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "ff_mult": 2,
     },
     "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3,
-              "omics_segments": 16},
+              "omics_segments": 16, "omics_dropout": 0.3},
     "snn": {"hidden_dim": 64, "depth": 2, "dropout": 0.25},
     "abmil": {"hidden_dim": 128, "attn_dim": 64, "dropout": 0.25},
     "concat": {"hidden_dim": 64, "attn_dim": 64, "fusion_dim": 64, "dropout": 0.25},
