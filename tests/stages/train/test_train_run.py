@@ -233,3 +233,17 @@ def test_bag_scaler_is_fitted_on_the_folds_training_patients_only(healnet_run: t
     np.testing.assert_allclose(ckpt["preprocess"]["wsi"]["std"], expected.std, rtol=1e-12)
     everyone = fit_bag_scaler(cohort.load_bag(p)[0] for p in cohort.slides)
     assert not np.allclose(everyone.mean, expected.mean)  # test patients would have changed it
+
+
+def test_cpu_threads_one_for_omics_only_all_for_bags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from healnet_cli.core.hpc import available_cpus
+    from healnet_cli.stages.train.config import TrainConfig
+    from healnet_cli.stages.train.run import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpu = torch.device("cpu")
+    assert cpu_threads(TrainConfig(modalities=["rna", "cnv"]), cpu) == 1
+    assert cpu_threads(TrainConfig(modalities=["wsi", "rna"]), cpu) == available_cpus()
+    assert cpu_threads(TrainConfig(modalities=["rna"]), torch.device("cuda")) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads(TrainConfig(modalities=["rna"]), cpu) is None  # the user's choice wins
