@@ -10,15 +10,19 @@ from typer.testing import CliRunner
 from healnet_cli.cli import build_app
 
 
-def test_ablation_and_attention_on_a_trained_run(tmp_path):
+def _trained_run(tmp_path, model: str, *extra: str):
+    """A one-epoch, two-fold wsi+rna run of ``model`` on an 18-patient workspace."""
     ws = make_workspace(tmp_path / "ws", n=18)
     run = tmp_path / "run"
-    app = build_app()
-    trained = CliRunner().invoke(app, ["train", "-m", "wsi,rna", "--model", "healnet", "-w", str(ws), "--out", str(run),
-                                       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--hparam", "depth=1",
-                                       "--hparam", "omics_tokens=per_feature"])
+    trained = CliRunner().invoke(build_app(), ["train", "-m", "wsi,rna", "--model", model, "-w", str(ws), "--out", str(run),
+                                               "--folds", "2", "--epochs", "1", "--batch-size", "8", *extra])
     assert trained.exit_code == 0, trained.stderr
-    result = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "0", "--ablate", "--json"])
+    return run
+
+
+def test_ablation_and_attention_on_a_trained_run(tmp_path):
+    run = _trained_run(tmp_path, "healnet", "--hparam", "depth=1", "--hparam", "omics_tokens=per_feature")
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run), "--bootstrap", "0", "--ablate", "--json"])
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     rows = {r["condition"]: r for r in metrics["ablation"]["conditions"]}
@@ -35,14 +39,9 @@ def test_ablation_and_attention_on_a_trained_run(tmp_path):
 
 
 def test_ehpal_pooling_weights_reach_the_heatmaps(tmp_path):
-    ws = make_workspace(tmp_path / "ws", n=18)
-    run = tmp_path / "run"
-    app = build_app()
-    trained = CliRunner().invoke(app, ["train", "-m", "wsi,rna", "--model", "ehpal", "-w", str(ws), "--out", str(run),
-                                       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--ensemble", "1",
-                                       "--hparam", "token_dim=16", "--hparam", "widths=[16,16]", "--hparam", "sir_max_width=16"])
-    assert trained.exit_code == 0, trained.stderr
-    result = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "0", "--json"])
+    run = _trained_run(tmp_path, "ehpal", "--ensemble", "1", "--hparam", "token_dim=16", "--hparam", "widths=[16,16]",
+                       "--hparam", "sir_max_width=16")
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run), "--bootstrap", "0", "--json"])
     assert result.exit_code == 0, result.stderr
     heatmaps = json.loads((run / "evaluation" / "metrics.json").read_text())["attention"]["heatmaps"]
     assert [h["label"] for h in heatmaps] == ["highest risk", "lowest risk"]
