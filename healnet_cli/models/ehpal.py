@@ -319,7 +319,8 @@ class EHPAL(SurvivalModel):
         valid = res.token_mask & res.present.unsqueeze(1)
         perm = hilbert_order(res.coords if self.config.hilbert else None, valid)
         n = valid.shape[1]
-        stride = (4 if self.config.bag_stem else 1) * self._stage_stride ** max(len(self.stages), 1 if self.solo is not None else 0)
+        strided_blocks = len(self.stages) or 1  # one stride per fusion stage, or the single solo block
+        stride = (4 if self.config.bag_stem else 1) * self._stage_stride**strided_blocks
         spread = pool_w.repeat_interleave(stride, dim=1)[:, :n]
         spread = F.pad(spread, (0, n - spread.shape[1]))
         spread = spread * torch.gather(valid, 1, perm).to(spread.dtype)

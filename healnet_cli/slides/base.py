@@ -35,13 +35,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 #: Every extension ``healnet tile`` picks up when it walks a folder.
 SLIDE_EXTENSIONS: tuple[str, ...] = WSI_EXTENSIONS + IMAGE_EXTENSIONS
 
-def companion_folder(path: str | Path) -> Path | None:
-    """The data folder a slide file depends on (MIRAX: ``slide.mrxs`` + ``slide/``), or None."""
-    p = Path(path)
-    folder = p.with_suffix("")
-    return folder if p.suffix.lower() == ".mrxs" and folder.is_dir() else None
-
-
 #: Background value of transparent or out-of-slide pixels.
 BACKGROUND = 255
 
@@ -76,6 +69,13 @@ class SlideReader(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+def companion_folder(path: str | Path) -> Path | None:
+    """The data folder a slide file depends on (MIRAX: ``slide.mrxs`` + ``slide/``), or None."""
+    p = Path(path)
+    folder = p.with_suffix("")
+    return folder if p.suffix.lower() == ".mrxs" and folder.is_dir() else None
+
+
 def best_level_for_downsample(level_downsamples: list[float], downsample: float, *, tolerance: float = 1e-3) -> int:
     """The coarsest level whose downsample does not exceed ``downsample`` (never finer than needed,
     never coarser than asked: reading from it and shrinking by the rest loses no resolution)."""
@@ -89,8 +89,8 @@ def best_level_for_downsample(level_downsamples: list[float], downsample: float,
 def rgba_to_rgb(image: "Image.Image") -> np.ndarray:
     """RGB ``uint8`` ``[h, w, 3]`` of a (non-premultiplied) RGBA PIL image composited over white.
 
-    Runs in PIL's C code: an opaque region (the usual case) is a plain band drop, ~4x faster than
-    the same steps on numpy arrays.
+    Runs in PIL's C code: an opaque region (the usual case) is a plain band drop; faster than the
+    same steps on numpy arrays (``benchmarks/slide_read.py``).
     """
     from PIL import Image
 

@@ -84,7 +84,6 @@ class OpenSlideReader(ProcessLocalHandle):
             ) from exc
         return rgba_to_rgb(image)
 
-
     def __repr__(self) -> str:
         return f"OpenSlideReader({str(self.path)!r}, dimensions={self.dimensions}, levels={self.level_count})"
 

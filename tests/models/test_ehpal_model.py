@@ -147,3 +147,19 @@ def test_omics_segments_are_independent_tokens_and_penalised(segment_weights):
     if segment_weights == "per_segment":  # segment 0 and segment 1 do not share weights
         w = tok.proj.weight[:, :, 0].reshape(3, 8, 4)
         assert not torch.equal(w[0], w[1])
+
+
+def test_masked_group_norm_equals_group_norm_on_the_valid_tokens():
+    from healnet_cli.models.ehpal_blocks import ChannelNorm
+
+    norm = ChannelNorm(16, "group")
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 16, 7)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    out = norm(x, mask)  # the masked path (the one CUDA always takes)
+    for i, n in ((0, 7), (1, 5)):
+        ref = torch.nn.functional.group_norm(x[i : i + 1, :, :n], 8, norm.weight, norm.bias, norm.eps)
+        torch.testing.assert_close(out[i : i + 1, :, :n], ref)

@@ -18,6 +18,7 @@ from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, HealnetError, InputError, one_line
 from healnet_cli.core.fingerprint import file_fingerprint
+from healnet_cli.core.hpc import available_cpus
 from healnet_cli.data.batching import PatientTable, build_table
 from healnet_cli.data.cohort import WSI, Cohort, load_cohort
 from healnet_cli.data.coxnet import fit_coxnet
@@ -67,8 +68,6 @@ def cpu_threads(cfg: TrainConfig, device: torch.device) -> int | None:
     ``OMP_WAIT_POLICY=PASSIVE``). Runs with WSI bags use the job's CPUs."""
     if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
         return None
-    from healnet_cli.core.hpc import available_cpus
-
     return available_cpus() if WSI in cfg.modalities else 1
 
 
