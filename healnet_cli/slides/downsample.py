@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from healnet_cli.core.hpc import available_cpus
-
 from healnet_cli.slides.base import SlideReader, best_level_for_downsample
+from healnet_cli.slides.tiff_pages import open_direct_level
 
 #: Largest side (in pixels of the level read) of one block.
 BLOCK_PX = 2048
@@ -64,24 +64,34 @@ def read_downsampled(
         for oy0 in range(0, out_h, step)
         for ox0 in range(0, out_w, step)
     ]
+    direct = open_direct_level(reader, level)
+
+    def read_level(x: int, y: int, w: int, h: int) -> np.ndarray:
+        if direct is not None:
+            return direct.read(x, y, w, h)
+        return reader.read_region((int(round(x * level_ds)), int(round(y * level_ds))), level, (w, h))
 
     def read_block(block: tuple[int, int, int, int]) -> None:
         oy0, oy1, ox0, ox1 = block
         ly0, ly1 = _span(oy0, oy1, factor, level_h)
         lx0, lx1 = _span(ox0, ox1, factor, level_w)
-        location = (int(round(lx0 * level_ds)), int(round(ly0 * level_ds)))
-        pixels = reader.read_region(location, level, (lx1 - lx0, ly1 - ly0))
+        pixels = read_level(lx0, ly0, lx1 - lx0, ly1 - ly0)
         box = (ox0 * factor - lx0, oy0 * factor - ly0, ox1 * factor - lx0, oy1 * factor - ly0)
         out[oy0:oy1, ox0:ox1] = _shrink(pixels, (ox1 - ox0, oy1 - oy0), box)
 
-    threads = min(max_threads, available_cpus(), len(blocks)) if getattr(reader, "thread_safe", False) else 1
-    if threads <= 1:
-        for block in blocks:
-            read_block(block)
-    else:  # OpenSlide releases the GIL while decoding; memory stays ~ threads blocks
-        with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(read_block, blocks):
-                pass
+    thread_safe = direct is not None or getattr(reader, "thread_safe", False)
+    threads = min(max_threads, available_cpus(), len(blocks)) if thread_safe else 1
+    try:
+        if threads <= 1:
+            for block in blocks:
+                read_block(block)
+        else:  # decoders release the GIL; memory stays ~ threads blocks
+            with ThreadPoolExecutor(threads) as pool:
+                for _ in pool.map(read_block, blocks):
+                    pass
+    finally:
+        if direct is not None:
+            direct.close()
     return out
 
 
@@ -102,6 +112,8 @@ def _shrink(block: np.ndarray, size: tuple[int, int], box: tuple[float, float, f
         k = int(fx)
         if k == 1:
             return block
+        if k & (k - 1) == 0:  # PIL's box reduction: exact (round half up) for powers of two, ~8x faster
+            return np.asarray(Image.fromarray(block).reduce(k))
         view = block.reshape(size[1], k, size[0], k, 3)
         return (view.mean(axis=(1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
     return np.asarray(Image.fromarray(block).resize(size, Image.BOX, box=box))
