@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -137,17 +136,21 @@ def profile_healnet(slides_dir: Path, out: Path, extra_args: tuple[str, ...] = (
     return results
 
 
+def emit(results: dict, json_path: Path | None) -> None:
+    """Print ``name=value`` lines and, with ``json_path``, write the same as JSON."""
+    for key, value in results.items():
+        print(f"{key}={value}")
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("slides", type=Path, help="folder of slides")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="healnet-profile-tile-") as tmp:
-        results = profile_healnet(args.slides, Path(tmp))
-    for key, value in results.items():
-        print(f"{key}={value}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        emit(profile_healnet(args.slides, Path(tmp)), args.json)
     return 0
 
 

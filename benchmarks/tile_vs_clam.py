@@ -61,6 +61,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from profile_tile import emit, profile_healnet  # benchmarks/profile_tile.py, beside this script
+
 from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
 
 SLIDE_MPP = 0.5
@@ -328,13 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(summarize("clam", theirs))
             results.update(ratios("tile_over_clam", ours, theirs))
         if args.profile:
-            from profile_tile import profile_healnet  # benchmarks/profile_tile.py
-
             results.update(profile_healnet(slides_dir, root / "profile"))
-    for key, value in results.items():
-        print(f"{key}={value}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    emit(results, args.json)
     return 0
 
 
