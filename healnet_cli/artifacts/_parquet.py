@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -15,12 +14,20 @@ from healnet_cli import __version__
 from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 META_KEY = b"healnet"
 
 
 def write_table(path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[str, Any], *, schema: str) -> Path:
     """Atomically write ``frame`` (index kept) with ``meta`` + schema name + version as metadata."""
-    table = pa.Table.from_pandas(frame, preserve_index=True)
+    return write_arrow(path, pa.Table.from_pandas(frame, preserve_index=True), meta, schema=schema)
+
+
+def write_arrow(path: str | os.PathLike[str], table: pa.Table, meta: dict[str, Any], *, schema: str) -> Path:
+    """Atomically write an Arrow ``table`` with ``meta`` + schema name + version as metadata (no
+    pandas needed: ``healnet tile`` does not import it)."""
     payload = {**meta, "schema": schema, "healnet_version": __version__}
     existing = table.schema.metadata or {}
     table = table.replace_schema_metadata({**existing, META_KEY: json.dumps(payload, default=str).encode()})

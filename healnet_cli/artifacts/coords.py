@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
-from healnet_cli.artifacts._parquet import read_meta, read_table, write_table
+from healnet_cli.artifacts._parquet import read_meta, read_table, write_arrow
 
 SCHEMA = "healnet.coords/1"
 SUFFIX = ".parquet"
@@ -73,14 +73,17 @@ def write_coords(path: str | os.PathLike[str], coords: SlideCoords) -> Path:
     missing = [k for k in REQUIRED_META if k not in coords.meta]
     if missing:
         raise ValueError(f"coords metadata lacks {missing}")
-    frame = pd.DataFrame(
-        {
-            "x": np.asarray(coords.x, dtype=np.int64),
-            "y": np.asarray(coords.y, dtype=np.int64),
-            "tissue": np.asarray(coords.tissue, dtype=np.float32),
-        }
+    table = pa.Table.from_arrays(
+        [_column(coords.x, np.int64), _column(coords.y, np.int64), _column(coords.tissue, np.float32)],
+        names=["x", "y", "tissue"],
     )
-    return write_table(path, frame, {**coords.meta, "n_patches": len(frame)}, schema=SCHEMA)
+    return write_arrow(path, table, {**coords.meta, "n_patches": table.num_rows}, schema=SCHEMA)
+
+
+def _column(values: np.ndarray, dtype: type) -> pa.Array:
+    """An Arrow column of a 1-D numpy array, built from its buffer (``pa.array`` would import pandas)."""
+    array = np.ascontiguousarray(values, dtype=dtype).ravel()
+    return pa.Array.from_buffers(pa.from_numpy_dtype(array.dtype), len(array), [None, pa.py_buffer(array)])
 
 
 def read_coords(path: str | os.PathLike[str]) -> SlideCoords:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from healnet_cli.core.errors import ItemError
-from healnet_cli.slides.base import BACKGROUND
 from healnet_cli.slides._handle import ProcessLocalHandle
+from healnet_cli.slides.tiff_pages import read_page_region
 
 BACKEND = "tifffile"
 _UNITS = {1: "none", 2: "inch", 3: "centimeter"}
@@ -80,43 +80,12 @@ class TiffFileReader(ProcessLocalHandle):
         ds = self.level_downsamples[int(level)]
         x = int(round(location[0] / ds))
         y = int(round(location[1] / ds))
-        w, h = int(size[0]), int(size[1])
-        out = np.full((h, w, 3), BACKGROUND, dtype=np.uint8)
-        width, height = int(page.imagewidth), int(page.imagelength)
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
-        if x1 <= x0 or y1 <= y0:
-            return out
-        if page.is_tiled:
-            seg_h, seg_w = int(page.tilelength), int(page.tilewidth)
-        else:
-            seg_h, seg_w = min(int(page.rowsperstrip or height), height), width
-        per_row = -(-width // seg_w)
-        fh = page.parent.filehandle
-        jpegtables = getattr(page, "jpegtables", None)
-        for row in range(y0 // seg_h, (y1 - 1) // seg_h + 1):
-            for col in range(x0 // seg_w, (x1 - 1) // seg_w + 1):
-                index = row * per_row + col
-                try:
-                    fh.seek(page.dataoffsets[index])
-                    data = fh.read(page.databytecounts[index])
-                    if len(data) < page.databytecounts[index]:
-                        raise ValueError(f"file ends inside segment {index}")
-                    segment = page.decode(data, index, jpegtables=jpegtables)[0]
-                except Exception as exc:
-                    raise ItemError(
-                        f"{self.path}: cannot decode segment {index} ({' '.join(str(exc).split())}); "
-                        "the file may be truncated or corrupt"
-                    ) from exc
-                if segment is None:
-                    continue
-                rgb = _to_rgb(np.asarray(segment).reshape(segment.shape[-3], segment.shape[-2], -1))
-                sy, sx = row * seg_h, col * seg_w
-                ay0, ay1 = max(y0, sy), min(y1, sy + rgb.shape[0])
-                ax0, ax1 = max(x0, sx), min(x1, sx + rgb.shape[1])
-                if ay1 > ay0 and ax1 > ax0:
-                    out[ay0 - y : ay1 - y, ax0 - x : ax1 - x] = rgb[ay0 - sy : ay1 - sy, ax0 - sx : ax1 - sx]
-        return out
+        return read_page_region(page, self.path, x, y, int(size[0]), int(size[1]), self._fetch)
 
+    def _fetch(self, offset: int, count: int) -> bytes:
+        fh = self._open().filehandle
+        fh.seek(offset)
+        return fh.read(count)
 
 
 def _level_pages(tif) -> list:
@@ -146,19 +115,6 @@ def _check_layout(path: Path, page) -> None:
         raise ItemError(f"{path}: {page.dtype} pixels are not supported (expected 8- or 16-bit RGB or grayscale)")
     if page.samplesperpixel not in (1, 3, 4):
         raise ItemError(f"{path}: {page.samplesperpixel} samples per pixel are not supported (expected RGB, RGBA or gray)")
-
-
-def _to_rgb(segment: np.ndarray) -> np.ndarray:
-    if segment.dtype == np.uint16:
-        segment = (segment >> 8).astype(np.uint8)
-    channels = segment.shape[-1]
-    if channels == 1:
-        return np.repeat(segment, 3, axis=-1)
-    if channels == 4:
-        alpha = segment[..., 3:4].astype(np.uint16)
-        rgb = (segment[..., :3].astype(np.uint16) * alpha + BACKGROUND * (255 - alpha) + 127) // 255
-        return rgb.astype(np.uint8)
-    return segment[..., :3]
 
 
 def _properties(page) -> dict[str, str]:

@@ -9,11 +9,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from healnet_cli.core.errors import InputError
 from healnet_cli.slides.base import SLIDE_EXTENSIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _TCGA = re.compile(r"^(TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4})")
 _MAX_LISTED = 10
@@ -108,6 +110,8 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    import pandas as pd  # lazily: a run without CSVs does not pay for importing pandas
+
     if not Path(path).is_file():
         raise InputError(f"{what} {path}: file not found; check the path")
     try:

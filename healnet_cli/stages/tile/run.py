@@ -56,22 +56,32 @@ def segmentation_mpp(config: TileConfig) -> float:
     return min(config.seg_mpp, patch_um / MIN_MASK_PX_PER_PATCH)
 
 
-def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> TiledSlide:
-    """Tile one open slide in memory (bounded by the segmentation image, not the slide size)."""
-    mpp, mpp_source = resolve_mpp(reader, override=slide.mpp_override, default_mpp=config.default_mpp)
+def segmentation_image(reader: SlideReader, mpp: float, config: TileConfig) -> tuple[np.ndarray, float]:
+    """The whole slide at the segmentation resolution (RGB) and its downsample (level-0 px per px)."""
     width, height = reader.dimensions
     seg_ds = max(1.0, segmentation_mpp(config) / mpp, max(width, height) / MAX_SEG_PX)
-    seg_rgb = read_downsampled(reader, seg_ds)
-    seg_um_per_px = mpp * seg_ds
-    mask, threshold = detect_tissue(seg_rgb, seg_um_per_px, min_area_um2=config.min_area)
-    thumb_ds = thumbnail_downsample((width, height), qc.THUMB_MIN_PX)
+    return read_downsampled(reader, seg_ds), seg_ds
+
+
+def thumbnail_image(reader: SlideReader, seg_rgb: np.ndarray, seg_ds: float) -> tuple[np.ndarray, float]:
+    """The QC thumbnail and its downsample: the segmentation image shrunk, or, for a small slide whose
+    segmentation image is under :data:`qc.THUMB_MIN_PX`, a cheap sharper read."""
+    thumb_ds = thumbnail_downsample(reader.dimensions, qc.THUMB_MIN_PX)
     thumb_level = best_level_for_downsample(list(reader.level_downsamples), thumb_ds)
     thumb_read_px = reader.level_dimensions[thumb_level][0] * reader.level_dimensions[thumb_level][1]
     if max(seg_rgb.shape[:2]) >= qc.THUMB_MIN_PX or seg_ds <= thumb_ds or thumb_read_px > MAX_THUMB_READ_PX:
         thumb = qc.shrink_to(seg_rgb)
-        thumb_ds = seg_ds * seg_rgb.shape[1] / thumb.shape[1]
-    else:  # a small slide: a sharper thumbnail than the segmentation image is cheap
-        thumb = read_downsampled(reader, thumb_ds)
+        return thumb, seg_ds * seg_rgb.shape[1] / thumb.shape[1]
+    return read_downsampled(reader, thumb_ds), thumb_ds
+
+
+def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> TiledSlide:
+    """Tile one open slide in memory (bounded by the segmentation image, not the slide size)."""
+    mpp, mpp_source = resolve_mpp(reader, override=slide.mpp_override, default_mpp=config.default_mpp)
+    seg_rgb, seg_ds = segmentation_image(reader, mpp, config)
+    seg_um_per_px = mpp * seg_ds
+    mask, threshold = detect_tissue(seg_rgb, seg_um_per_px, min_area_um2=config.min_area)
+    thumb, thumb_ds = thumbnail_image(reader, seg_rgb, seg_ds)
     del seg_rgb
 
     spec = grid_spec(
@@ -81,26 +91,12 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
         overlap_px=config.overlap,
         level_downsamples=list(reader.level_downsamples),
     )
-    x, y = grid_coords((width, height), spec)
+    x, y = grid_coords(reader.dimensions, spec)
     tissue = tissue_fraction(mask, seg_ds, x, y, spec.patch_px_level0)
     keep = tissue >= config.min_tissue if config.min_tissue > 0 else np.ones_like(tissue, dtype=bool)
     tissue_area_um2 = float(mask.sum()) * seg_um_per_px**2
-
-    warnings = []
-    if x.size == 0:
-        warnings.append(
-            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 patches written"
-        )
-    elif not keep.any():
-        if not mask.any():
-            warnings.append("no tissue found (blank slide?): 0 patches written")
-        else:
-            warnings.append(
-                f"tissue found ({tissue_area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 patches written"
-            )
-    if spec.upsampled:
-        warnings.append(f"slide resolution {mpp:g} µm/px is coarser than --mpp {config.mpp:g}: patches will be upsampled")
-
+    warnings = slide_warnings(reader, spec, config, n_grid=int(x.size), n_kept=int(keep.sum()), area_um2=tissue_area_um2)
+    width, height = reader.dimensions
     meta: dict[str, Any] = {
         "slide_id": slide.slide_id,
         "case_id": slide.case_id,
@@ -130,6 +126,28 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
     }
     coords = SlideCoords(x[keep], y[keep], tissue[keep], meta)
     return TiledSlide(coords, mask, seg_ds, thumb, thumb_ds, spec, warnings)
+
+
+def slide_warnings(
+    reader: SlideReader, spec: GridSpec, config: TileConfig, *, n_grid: int, n_kept: int, area_um2: float
+) -> list[str]:
+    """The warnings of one tiled slide (no patch fits, no tissue, tissue but no patch kept, upsampling)."""
+    width, height = reader.dimensions
+    warnings = []
+    if n_grid == 0:
+        warnings.append(
+            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 patches written"
+        )
+    elif n_kept == 0:
+        if area_um2 == 0:
+            warnings.append("no tissue found (blank slide?): 0 patches written")
+        else:
+            warnings.append(
+                f"tissue found ({area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 patches written"
+            )
+    if spec.upsampled:
+        warnings.append(f"slide resolution {spec.mpp:g} µm/px is coarser than --mpp {config.mpp:g}: patches will be upsampled")
+    return warnings
 
 
 def write_outputs(tiled: TiledSlide, store: ArtifactStore, config: TileConfig) -> list[Path]:

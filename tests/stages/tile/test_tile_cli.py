@@ -292,3 +292,30 @@ def test_config_file_and_environment(tmp_path: Path, slides_dir: Path, monkeypat
     assert resolved["options"]["mpp"] == 1.0 and resolved["sources"]["mpp"] == "environment"
     assert resolved["sources"]["patch_size"] == "config" and resolved["sources"]["min_tissue"] == "cli"
     assert resolved["options"]["export"] == ["clam"]
+
+
+_MODULES_AFTER_TILE = """
+import sys
+from healnet_cli.cli import main
+sys.argv = ["healnet", "-q", "tile", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print("MODULES=" + ",".join(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+
+
+def test_a_tile_process_imports_no_heavy_libraries(tmp_path: Path, slides_dir: Path) -> None:
+    """Whole-process time counts: torch, pandas, matplotlib, scikit-image, scikit-learn and h5py
+    (without --export clam) stay out of a tile run."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _MODULES_AFTER_TILE, str(slides_dir), "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    modules = set(proc.stderr.rsplit("MODULES=", 1)[1].split()[0].split(","))
+    assert {"openslide", "pyarrow", "scipy"} <= modules
+    assert not modules & {"torch", "pandas", "matplotlib", "skimage", "sklearn", "sksurv", "timm", "h5py"}
