@@ -98,11 +98,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         os.chmod(tmp, mode)
         yield tmp
-        os.chmod(tmp, mode)  # the writer may have replaced the file
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        _publish(tmp, target, mode)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -110,6 +106,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if full is not None:
             raise full from exc
         raise
+
+
+def _publish(tmp: Path, target: Path, mode: int) -> None:
+    """Give the written temporary file its mode, flush it to disk and rename it onto ``target``
+    (the seam where a full disk shows: delayed allocation reports ENOSPC at fsync)."""
+    os.chmod(tmp, mode)  # the writer may have replaced the file
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
