@@ -88,15 +88,15 @@ def wide_table(path: Path, n_patients: int = 12, *, seed: int = 0) -> Path:
 
 
 def run_healnet(args: list[str], *, env: dict[str, str] | None = None, kill: tuple[str, int, str] | None = None,
-                timeout: float = 180) -> subprocess.CompletedProcess:  # fmt: skip
+                prefix: list[str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:  # fmt: skip
     """``healnet ARGS`` in a subprocess; with ``kill=(seam, n, signal)`` it signals itself at the
-    n-th call of the seam (see :data:`DRIVER`)."""
+    n-th call of the seam (see :data:`DRIVER`); ``prefix`` wraps the command (``unshare --user``)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     if kill is None:
         command = [sys.executable, "-m", "healnet_cli", *args]
     else:
         command = [sys.executable, "-c", DRIVER, kill[0], str(kill[1]), kill[2], *args]
-    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*(prefix or []), *command], env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def snapshot(folder: Path, *, suffixes: tuple[str, ...]) -> dict[str, str]:

@@ -201,7 +201,8 @@ def os_error(exc: OSError) -> HealnetError | None:
         return InputError(f"{where}: read-only file system; choose a writable --workdir (or --out)")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return InputError(
-            f"{where}: permission denied; make it readable/writable for you, or choose another --workdir (or --out)"
+            f"{where}: permission denied (a read-only folder?); make it writable for you, or choose another "
+            "--workdir (or --out)"
         )
     return None
 

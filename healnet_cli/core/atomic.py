@@ -90,8 +90,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.{writer_tag()}.", dir=target.parent)
-    except OSError as exc:
-        raise disk_full_error(exc, target) or exc from None
+    except OSError as exc:  # name the target, not the temporary file
+        raise disk_full_error(exc, target) or type(exc)(exc.errno, exc.strerror, str(target)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     mode = file_mode()

@@ -194,7 +194,10 @@ def pid_alive(pid: int) -> bool:
 def _create_exclusive(lock: Path, payload: str) -> bool:
     """Create ``lock`` holding ``payload``, atomically; False when it exists."""
     tmp = lock.parent / f"{LOCK_TMP_PREFIX}{lock.name}.{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except OSError as exc:  # name the lock, not the temporary file
+        raise type(exc)(exc.errno, exc.strerror, str(lock)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(payload)
