@@ -69,18 +69,7 @@ def run_items(
             continue
         start = time.perf_counter()
         try:
-            atomic.sweep_temporaries(store.folder, item=item.id)
-            store.invalidate(item.id)
-            result = process(item)
-            seconds = time.perf_counter() - start
-            if not store.holds_lock(item.id):
-                status.add(item.id, "skipped", reason=f"{HELD_PREFIX}another job: this job's lock expired while it wrote")
-                console.warn(f"{item.id}: the lock expired while it was written (job suspended?); left to the job that took it over")
-                continue
-            store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
-            status.add(item.id, "done", seconds=seconds, warning=result.warning)
-            if result.warning:
-                console.warn(f"{item.id}: {result.warning}")
+            _write_item(item, process, store=store, status=status, console=console, start=start)
         except KeyboardInterrupt:
             done = status.counts()["done"]
             console.error(f"{status.stage}: interrupted while writing {item.id} ({done} item(s) finished in this run are kept)")
@@ -99,6 +88,30 @@ def run_items(
         finally:
             store.release_lock(item.id)
     return status
+
+
+def _write_item(
+    item: WorkItem,
+    process: Callable[[WorkItem], ItemResult],
+    *,
+    store: ArtifactStore,
+    status: StatusTable,
+    console: Console,
+    start: float,
+) -> None:
+    """Sweep the item's stale temporaries, invalidate, process and commit one locked item."""
+    atomic.sweep_temporaries(store.folder, item=item.id)
+    store.invalidate(item.id)
+    result = process(item)
+    seconds = time.perf_counter() - start
+    if not store.holds_lock(item.id):  # suspended past the lease expiry: another job took it over
+        status.add(item.id, "skipped", reason=f"{HELD_PREFIX}another job: this job's lock expired while it wrote")
+        console.warn(f"{item.id}: the lock expired while it was written (job suspended?); left to the job that took it over")
+        return
+    store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
+    status.add(item.id, "done", seconds=seconds, warning=result.warning)
+    if result.warning:
+        console.warn(f"{item.id}: {result.warning}")
 
 
 def claim(item: WorkItem, *, store: ArtifactStore, status: StatusTable, console: Console, force: bool) -> bool:

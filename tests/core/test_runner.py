@@ -172,3 +172,21 @@ def test_a_full_disk_stops_the_batch_and_keeps_what_is_done(tmp_path: Path) -> N
     assert store.is_fresh("a", "fp-ok") and not (tmp_path / "b.txt").exists()
     assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob("*.lock"))
     assert [r.status for r in status.records] == ["done", "failed"]
+
+
+def test_an_item_whose_lease_was_taken_over_meanwhile_is_not_committed(tmp_path: Path) -> None:
+    import json
+    import time
+
+    store = ArtifactStore(tmp_path, "demo", {})
+
+    def process(item: WorkItem) -> ItemResult:  # this job is suspended past the expiry; another takes over
+        thief = {"host": "node9", "pid": 9, "token": "other", "time": time.time(), "refresh_s": 30}
+        store.lock_path(item.id).write_text(json.dumps(thief))
+        out = store.output_path(item.id, ".txt")
+        atomic.write_text(out, "late")
+        return ItemResult([out])
+
+    status = run_items(_items({"a": "ok"}), process, store=store, status=StatusTable("demo"), console=Console(quiet=True))
+    assert status.exit_code == 0 and len(status.held) == 1 and not store.manifest_path("a").exists()
+    assert json.loads(store.lock_path("a").read_text())["token"] == "other"  # the other job's lock stays
