@@ -20,8 +20,9 @@ WEIGHTS=${2:?usage: extract_array.sh WORKDIR WEIGHTS_FILE}
 export HF_HUB_OFFLINE=1
 
 # Loader workers default to the CPUs SLURM gave this task (sched_getaffinity), not the node's cores.
-# A rerun after a walltime kill resumes: finished slides are fresh and skipped, a half-written
-# file is never taken for done.
+# A rerun after a walltime kill (exit 143) resumes: finished slides are fresh and skipped, a
+# half-written file is never taken for done. extract locks the task's slides up front; after a node
+# failure the rerun takes them over once their locks expire (5 minutes).
 rc=0
 healnet extract --workdir "$WORKDIR" --extractor uni --weights "$WEIGHTS" \
     --batch-size 256 --precision auto --device cuda --on-error continue || rc=$?

@@ -8,7 +8,9 @@ them in ``--help`` (the pipeline order). Command bodies import their stage lazil
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import sys
 
 import typer
 
@@ -24,10 +26,27 @@ Exit codes: 0 all done, 3 some items failed (outputs usable), 2 usage or input e
 """
 
 
+#: The only environment variables the root options read (``--version`` reads none: container
+#: images often set ``HEALNET_VERSION`` for their own purposes).
+ROOT_ENV = {"debug": "HEALNET_DEBUG", "quiet": "HEALNET_QUIET"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"healnet {__version__}")
         raise typer.Exit(0)
+
+
+def env_flag(name: str) -> bool:
+    """``HEALNET_DEBUG``/``HEALNET_QUIET``: 1/true/yes/on or 0/false/no/off (any case); any other
+    value is ignored with a warning instead of breaking every command."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text not in _FALSE:
+        print(f"warning: ignoring {name}={os.environ[name]!r} (expected 1 or 0)", file=sys.stderr, flush=True)
+    return False
 
 
 def build_app() -> typer.Typer:
@@ -45,12 +64,16 @@ def build_app() -> typer.Typer:
     def root(
         ctx: typer.Context,
         version: bool = typer.Option(
-            False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            False, "--version", callback=_version, is_eager=True, allow_from_autoenv=False, help="Print the version and exit."
         ),
-        debug: bool = typer.Option(False, "--debug", envvar="HEALNET_DEBUG", help="Show tracebacks on errors."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", envvar="HEALNET_QUIET", help="Only warnings and errors."),
+        debug: bool = typer.Option(
+            False, "--debug", allow_from_autoenv=False, help="Show tracebacks on errors (or HEALNET_DEBUG=1)."
+        ),
+        quiet: bool = typer.Option(
+            False, "--quiet", "-q", allow_from_autoenv=False, help="Only warnings and errors (or HEALNET_QUIET=1)."
+        ),
     ) -> None:
-        ctx.obj = AppState(debug=debug, quiet=quiet)
+        ctx.obj = AppState(debug=debug or env_flag(ROOT_ENV["debug"]), quiet=quiet or env_flag(ROOT_ENV["quiet"]))
 
     modules = []
     for info in pkgutil.iter_modules(__path__):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,9 +16,9 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click_exceptions
 
-from healnet_cli.core.config import command_section, read_config_file
+from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
 from healnet_cli.core.console import Console
-from healnet_cli.core.errors import EXIT_CRASH, EXIT_INPUT, HealnetError, InputError, one_line
+from healnet_cli.core.errors import EXIT_CRASH, EXIT_INPUT, HealnetError, InputError, Interrupted, one_line
 
 
 @dataclass
@@ -34,22 +37,34 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | N
     """
     if value is None:
         return None
+    path = _command_path(ctx)
     try:
         config = read_config_file(value)
-        section = command_section(config, _command_path(ctx), source=f"config file {value}")
+        check_sections(config, _command_tree(ctx), source=f"config file {value}")
+        section = command_section(config, path, source=f"config file {value}")
     except InputError as exc:
         raise typer.BadParameter(str(exc), ctx=ctx, param=param) from exc
-    known = {p.name for p in ctx.command.params if p.name}
-    unknown = sorted(set(section) - known)
+    keys, shown = option_keys(ctx.command.params, exclude={"config"})
+    unknown = sorted(set(section) - set(keys))
     if unknown:
         raise typer.BadParameter(
-            f"{value}: unknown option(s) {', '.join(unknown)} in section {'.'.join(_command_path(ctx))!r}; "
-            f"valid: {', '.join(sorted(known - {'config'}))}",
+            f"{value}: unknown option(s) {', '.join(unknown)} in section {'.'.join(path)!r}; valid: {', '.join(shown)}",
             ctx=ctx,
             param=param,
         )
-    ctx.default_map = {**(ctx.default_map or {}), **section}
+    ctx.default_map = {**(ctx.default_map or {}), **{keys[k]: v for k, v in section.items()}}
     return value
+
+
+def _command_tree(ctx: typer.Context) -> dict[str, object]:
+    """The root command's sub-commands as nested dicts (``{"omics": {"labels": {}}, "tile": {}}``)."""
+    root = ctx.find_root().command
+
+    def tree(command: object) -> dict[str, object]:
+        subs = getattr(command, "commands", {}) or {}
+        return {name: tree(sub) for name, sub in subs.items()}
+
+    return tree(root)
 
 
 def _command_path(ctx: typer.Context) -> list[str]:
@@ -132,28 +147,84 @@ def resolved_options(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]
 def cli_errors(ctx: typer.Context) -> Iterator[None]:
     """Turn exceptions into one readable line and the documented exit code.
 
-    HealnetError subclasses carry their exit code (2 input, 3 partial, 1 crash); anything else is
-    an unexpected failure (1). ``healnet --debug`` prints the traceback too.
+    HealnetError subclasses carry their exit code (2 input, 3 partial, 1 crash or full disk);
+    permission and read-only errors are input errors (2) naming the path; anything else is an
+    unexpected failure (1). SIGTERM (walltime, ``scancel``) and SIGINT unwind like an exception,
+    so locks are released, and exit 143 / 130. ``healnet --debug`` prints the traceback too.
     """
     debug = app_state(ctx).debug
     try:
-        yield
+        with terminate_as_interrupt():
+            yield
     except (typer.Exit, typer.Abort, click_exceptions.ClickException):
         raise
     except HealnetError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
-        raise typer.Exit(130) from None
+        _fail(exc, debug, exc.exit_code)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        what = "terminated by SIGTERM (walltime or scancel)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
+        print(
+            f"{what}: locks released, finished items kept; rerun (resubmit) the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise typer.Exit(128 + int(signum)) from None
+    except OSError as exc:
+        mapped = os_error(exc)
+        if mapped is None:
+            _fail(exc, debug, EXIT_CRASH, unexpected=True)
+        _fail(mapped, debug, mapped.exit_code, cause=exc)
     except Exception as exc:
-        if debug:
-            traceback.print_exc()
+        _fail(exc, debug, EXIT_CRASH, unexpected=True)
+
+
+def _fail(exc: BaseException, debug: bool, code: int, *, unexpected: bool = False, cause: BaseException | None = None) -> None:
+    if debug:
+        traceback.print_exception(cause or exc)
+    if unexpected:
         hint = "" if debug else " (rerun with `healnet --debug ...` for the traceback)"
         print(f"error: unexpected failure: {one_line(exc)}{hint}", file=sys.stderr, flush=True)
-        raise typer.Exit(EXIT_CRASH) from None
+    else:
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+    raise typer.Exit(code) from None
+
+
+def os_error(exc: OSError) -> HealnetError | None:
+    """A readable error for an ``OSError`` that reached the command: a full disk (exit 1), or a
+    path that cannot be written or read (exit 2, naming it); None for anything else."""
+    from healnet_cli.core.atomic import disk_full_error
+
+    where = exc.filename or "?"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full_error(exc, where)
+    if exc.errno == errno.EROFS:
+        return InputError(f"{where}: read-only file system; choose a writable --workdir (or --out)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return InputError(
+            f"{where}: permission denied (a read-only folder?); make it writable for you, or choose another "
+            "--workdir (or --out)"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises :class:`Interrupted` in the main thread (like Ctrl-C raises
+    KeyboardInterrupt), so ``finally`` blocks release locks. A second SIGTERM is ignored while
+    unwinding (SLURM sends SIGKILL after its KillWait anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def require_paths(paths: list[Path], what: str) -> None:

@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
             )
             result = run_extract(cfg, console=console, debug=app_state(ctx).debug)
             values, sources = resolved_options(ctx)
-            write_resolved_config(result.folder, values, command="extract", sources=sources)
+            write_resolved_config(result.folder, values, command="extract", sources=sources, shard=result.status.shard)
         if result.exit_code != 0:
             raise typer.Exit(result.exit_code)
 

@@ -2,7 +2,10 @@
 
 A stage supplies the list of :class:`WorkItem` and a ``process`` function that writes the item's
 outputs (atomically) and returns them as an :class:`ItemResult`. Failures of one item are recorded
-with a one-line reason and the batch goes on, unless ``on_error="fail"``.
+with a one-line reason and the batch goes on, unless ``on_error="fail"``. Two things stop the
+batch whatever ``on_error`` says: a full disk (:class:`~healnet_cli.core.errors.DiskFullError`,
+every further write would fail too) and SIGTERM/SIGINT; both release the item's lock first and keep
+every finished item.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Literal
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import one_line
-from healnet_cli.core.status import StatusTable
+from healnet_cli.core.status import HELD_PREFIX, StatusTable
 from healnet_cli.core.store import ArtifactStore
 
 OnError = Literal["continue", "fail"]
@@ -66,21 +69,20 @@ def run_items(
             continue
         start = time.perf_counter()
         try:
-            for tmp in store.folder.glob(f"{atomic.TMP_PREFIX}{item.id}.*"):
-                tmp.unlink(missing_ok=True)
-            store.invalidate(item.id)
-            result = process(item)
-            seconds = time.perf_counter() - start
-            store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
-            status.add(item.id, "done", seconds=seconds, warning=result.warning)
-            if result.warning:
-                console.warn(f"{item.id}: {result.warning}")
+            _write_item(item, process, store=store, status=status, console=console, start=start)
+        except KeyboardInterrupt:
+            done = status.counts()["done"]
+            console.error(f"{status.stage}: interrupted while writing {item.id} ({done} item(s) finished in this run are kept)")
+            raise
         except Exception as exc:  # one bad item never sinks the batch
-            reason = one_line(exc)
+            full = atomic.disk_full_error(exc, store.folder / item.id)
+            reason = one_line(full or exc)
             status.add(item.id, "failed", reason=reason, seconds=time.perf_counter() - start)
             console.error(f"{item.id}: {reason}")
             if debug:
                 traceback.print_exc()
+            if full is not None:
+                raise full from exc
             if on_error == "fail":
                 break
         finally:
@@ -88,17 +90,49 @@ def run_items(
     return status
 
 
+def _write_item(
+    item: WorkItem,
+    process: Callable[[WorkItem], ItemResult],
+    *,
+    store: ArtifactStore,
+    status: StatusTable,
+    console: Console,
+    start: float,
+) -> None:
+    """Sweep the item's stale temporaries, invalidate, process and commit one locked item."""
+    atomic.sweep_temporaries(store.folder, item=item.id)
+    store.invalidate(item.id)
+    result = process(item)
+    seconds = time.perf_counter() - start
+    if not store.holds_lock(item.id):  # suspended past the lease expiry: another job took it over
+        status.add(item.id, "skipped", reason=f"{HELD_PREFIX}another job: this job's lock expired while it wrote")
+        console.warn(f"{item.id}: the lock expired while it was written (job suspended?); left to the job that took it over")
+        return
+    store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
+    status.add(item.id, "done", seconds=seconds, warning=result.warning)
+    if result.warning:
+        console.warn(f"{item.id}: {result.warning}")
+
+
 def claim(item: WorkItem, *, store: ArtifactStore, status: StatusTable, console: Console, force: bool) -> bool:
-    """Whether ``item`` is to be written now: False (recorded) when it is fresh or another job holds its
-    lock; True once its lock is taken (release it with ``store.release_lock``)."""
+    """Whether ``item`` is to be written now: False (recorded as skipped) when it is fresh or another
+    live job holds its lock; True once its lock is taken (release it with ``store.release_lock``).
+
+    An item held by another job is not a failure: that job writes it. If that job dies, its lease
+    expires within minutes and a rerun takes the item over.
+    """
     if not force and store.is_fresh(item.id, item.fingerprint):
         status.add(item.id, "skipped", reason="fresh")
         return False
     holder = store.acquire_lock(item.id)
     if holder is not None:
-        reason = f"locked by {holder}: another job is writing it; rerun once it has finished"
-        status.add(item.id, "failed", reason=reason)
-        console.error(f"{item.id}: {reason}")
+        reason = f"{HELD_PREFIX}{holder} (another job is writing it)"
+        status.add(item.id, "skipped", reason=reason)
+        console.info(f"{item.id}: skipped, {reason}")
+        return False
+    if not force and store.is_fresh(item.id, item.fingerprint):  # committed by that job meanwhile
+        store.release_lock(item.id)
+        status.add(item.id, "skipped", reason="fresh")
         return False
     return True
 
@@ -106,8 +140,14 @@ def claim(item: WorkItem, *, store: ArtifactStore, status: StatusTable, console:
 def report(status: StatusTable, console: Console, *, folder: Path | None = None) -> int:
     """Write the status table (when ``folder``), print the summary, and return the exit code."""
     path = status.write(folder) if folder is not None else None
+    if folder is not None:
+        atomic.sweep_temporaries(folder)
     counts = status.counts()
-    line = f"{status.stage}: {counts['done']} done, {counts['skipped']} skipped (fresh), {counts['failed']} failed"
+    held = len(status.held)
+    skipped = f"{counts['skipped']} skipped (fresh)" if not held else (
+        f"{counts['skipped']} skipped ({counts['skipped'] - held} fresh, {held} held by other jobs)"
+    )
+    line = f"{status.stage}: {counts['done']} done, {skipped}, {counts['failed']} failed"
     if path is not None:
         line += f"; status table: {path}"
     console.info(line)

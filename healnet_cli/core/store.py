@@ -6,15 +6,16 @@ version and the size and modification time of every output. The manifest is the 
 
 1. :meth:`ArtifactStore.invalidate` removes the old manifest before any output is rewritten;
 2. the stage writes its outputs atomically (:mod:`healnet_cli.core.atomic`);
-3. :meth:`ArtifactStore.commit` writes the manifest atomically, last.
+3. :meth:`ArtifactStore.commit` removes the outputs of the old manifest that were not written
+   again (e.g. an export no longer asked for), then writes the manifest atomically, last.
 
 An item is reused only when its manifest matches the current parameters, input and version and
 every output is still the file that was committed (:meth:`ArtifactStore.is_fresh`). A job killed at
 any point therefore leaves either a committed item or one that the rerun recomputes.
 
-Exclusive-create lock files (``<item>.lock``, holding host, pid and time) keep two jobs from
-writing the same item; locks of dead processes on the same host, or older than ``stale_after_s``,
-are taken over.
+Lock files (``<item>.lock``) keep two jobs from writing the same item. They are leases
+(:mod:`healnet_cli.core.locks`): created atomically, refreshed by a heartbeat while held, and taken
+over minutes after their holder stopped, on whichever host it ran.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from healnet_cli import __version__
-from healnet_cli.core import atomic
+from healnet_cli.core import atomic, locks
 from healnet_cli.core.fingerprint import params_hash as hash_params
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -70,6 +70,7 @@ class ArtifactStore:
         self.stage = stage
         self.params = dict(params)
         self.params_hash = hash_params(self.params)
+        self._previous: dict[str, list[str]] = {}
 
     # -- paths -------------------------------------------------------------------------------
     def manifest_path(self, item: str) -> Path:
@@ -111,7 +112,13 @@ class ArtifactStore:
 
     # -- writing -----------------------------------------------------------------------------
     def invalidate(self, item: str) -> None:
-        """Remove ``item``'s manifest so that a half-rewritten item is never taken for done."""
+        """Remove ``item``'s manifest so that a half-rewritten item is never taken for done.
+
+        The outputs it listed are remembered: :meth:`commit` removes those not written again.
+        """
+        record = self.read_record(item)
+        if record is not None:
+            self._previous[item] = list(record.outputs)
         with contextlib.suppress(FileNotFoundError):
             self.manifest_path(item).unlink()
 
@@ -141,33 +148,37 @@ class ArtifactStore:
             created=time.time(),
             seconds=round(seconds, 4),
         )
+        self._remove_stale_outputs(item, set(stats))
         atomic.write_json(self.manifest_path(item), asdict(record))
         return record
 
+    def _remove_stale_outputs(self, item: str, current: set[str]) -> None:
+        """Delete the outputs of ``item``'s previous commit that this commit does not list."""
+        root = self.folder.resolve()
+        for name in self._previous.pop(item, []):
+            path = (self.folder / name).resolve()
+            if name in current or root not in path.parents:
+                continue
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                path.unlink()
+
     # -- locks -------------------------------------------------------------------------------
-    def acquire_lock(self, item: str, *, stale_after_s: float = 24 * 3600) -> str | None:
-        """Take ``item``'s lock; return None on success, else who holds it (``host:pid``)."""
+    def acquire_lock(self, item: str, *, stale_after_s: float | None = None) -> str | None:
+        """Take ``item``'s lock; return None on success, else who holds it (``host:pid``).
+
+        ``stale_after_s`` overrides the lease expiry (default: ``HEALNET_LOCK_EXPIRY_S`` or 5
+        minutes); see :mod:`healnet_cli.core.locks`.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.lock_path(item)
-        payload = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _lock_holder(path)
-                if holder is None or _lock_is_stale(holder, stale_after_s):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    continue
-                return f"{holder.get('host')}:{holder.get('pid')}"
-            with os.fdopen(fd, "w") as handle:
-                handle.write(payload)
-            return None
-        return "unknown"
+        return locks.acquire(self.lock_path(item), expiry_s=stale_after_s)
 
     def release_lock(self, item: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.lock_path(item).unlink()
+        """Release ``item``'s lock if this process holds it."""
+        locks.release(self.lock_path(item))
+
+    def holds_lock(self, item: str) -> bool:
+        """Whether this process still holds ``item``'s lock (False once it was taken over)."""
+        return locks.holds(self.lock_path(item))
 
 
 def _stat_matches(path: Path, expected: Mapping[str, int]) -> bool:
@@ -176,27 +187,3 @@ def _stat_matches(path: Path, expected: Mapping[str, int]) -> bool:
     except OSError:
         return False
     return st.st_size == expected.get("size") and st.st_mtime_ns == expected.get("mtime_ns")
-
-
-def _lock_holder(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _lock_is_stale(holder: Mapping[str, Any], stale_after_s: float) -> bool:
-    if time.time() - float(holder.get("time", 0)) > stale_after_s:
-        return True
-    if holder.get("host") != socket.gethostname():
-        return False
-    pid = int(holder.get("pid", -1))
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

@@ -29,6 +29,7 @@ def _app_with_probe() -> typer.Typer:
         mpp: float = 0.5,
         patch_size: int = 256,
         fail: str = "",
+        json_output: bool = typer.Option(False, "--json"),
     ) -> None:
         with cli_errors(ctx):
             if fail == "input":
@@ -124,3 +125,26 @@ def test_doctor_fails_on_unwritable_workdir(tmp_path: Path) -> None:
 def test_console_script_and_module_entry_points() -> None:
     result = subprocess.run([sys.executable, "-m", "healnet_cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_config_keys_may_be_the_flag_names(tmp_path: Path) -> None:
+    app = _app_with_probe()
+    cfg = tmp_path / "c.yaml"
+    for text in ("probe:\n  json: true\n", "probe:\n  json_output: true\n"):  # the flag's name, or the parameter's
+        cfg.write_text(text)
+        out = json.loads(runner.invoke(app, ["probe", "--config", str(cfg)]).output)
+        assert out["values"]["json_output"] == "True" and out["sources"]["json_output"] == "config"
+    cfg.write_text("probe:\n  jsn: true\n")
+    result = runner.invoke(app, ["probe", "--config", str(cfg)])
+    assert result.exit_code == 2 and "jsn" in result.output and "json" in result.output
+
+
+def test_root_flags_read_only_their_documented_variables(tmp_path: Path) -> None:
+    app = _app_with_probe()
+    for env in ({"HEALNET_VERSION": "true"}, {"HEALNET_VERSION": "0.1.0"}):
+        result = runner.invoke(app, ["probe"], env=env)
+        assert result.exit_code == 0 and '"values"' in result.output, result.output
+    result = runner.invoke(app, ["probe", "--fail", "crash"], env={"HEALNET_DEBUG": "1"})
+    assert result.exit_code == 1 and "Traceback" in result.output
+    result = runner.invoke(app, ["probe", "--fail", "crash"], env={"HEALNET_DEBUG": "no"})
+    assert "Traceback" not in result.output

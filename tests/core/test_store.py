@@ -113,3 +113,68 @@ def test_sigkill_mid_write_leaves_old_or_new_never_partial(tmp_path: Path) -> No
     assert out.read_bytes() == b"N" * 4096 * 10_000
     atomic.remove_stale_temporaries(folder)
     assert not list(folder.glob(".tmp-*"))
+
+
+def test_outputs_not_written_again_are_removed_at_commit(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, "test", {"export": ["clam"]})
+    main, extra = store.output_path("s1", ".bin"), store.output_path("s1", ".h5")
+    store.invalidate("s1")
+    atomic.write_bytes(main, b"a")
+    atomic.write_bytes(extra, b"old coordinates")
+    store.commit("s1", "fp", [main, extra])
+    other = store.output_path("s2", ".h5")
+    atomic.write_bytes(other, b"another item's file")
+    rerun = ArtifactStore(tmp_path, "test", {"export": []})
+    rerun.invalidate("s1")
+    atomic.write_bytes(main, b"b")
+    rerun.commit("s1", "fp", [main])
+    assert not extra.exists() and other.exists() and rerun.is_fresh("s1", "fp")
+
+
+def test_sweep_removes_only_temporaries_of_writers_that_are_gone(tmp_path: Path, monkeypatch) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    host = atomic.writer_tag().split("+")[0]
+    dead = tmp_path / f".tmp-s1.parquet.{host}+{proc.pid}.abc123"
+    live = tmp_path / f".tmp-s2.parquet.{host}+{os.getppid()}.abc123"
+    mine = tmp_path / f".tmp-s3.parquet.{atomic.writer_tag()}.abc123"
+    foreign = tmp_path / ".tmp-s4.parquet.node017+123.abc123"
+    old_foreign = tmp_path / ".tmp-s5.parquet.node017+123.abc123"
+    for path in (dead, live, mine, foreign, old_foreign):
+        path.write_bytes(b"x")
+    os.utime(old_foreign, (time.time() - 3600, time.time() - 3600))
+    assert atomic.sweep_temporaries(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, mine, foreign))
+    # the item whose lock this process holds: another host's temporary of it goes once it is idle
+    monkeypatch.setenv("HEALNET_LOCK_EXPIRY_S", "0.3")
+    os.utime(foreign, (time.time() - 0.2, time.time() - 0.2))
+    assert atomic.sweep_temporaries(tmp_path, item="s4") == 1 and not foreign.exists()
+
+
+def test_a_full_disk_is_recognised_in_library_errors(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from healnet_cli.core.errors import DiskFullError
+
+    target = tmp_path / "fold_0" / "checkpoint.pt"
+    assert atomic.disk_full_error(RuntimeError("boom"), target) is None
+    err = OSError(errno.EDQUOT, "Disk quota exceeded")
+    wrapped = RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+    wrapped.__cause__ = err
+    full = atomic.disk_full_error(wrapped, target)
+    assert isinstance(full, DiskFullError) and str(target) in str(full) and "free on its file system" in str(full)
+    monkeypatch.setattr(atomic, "free_bytes", lambda path: 4096)  # torch's "unexpected pos" on a full disk
+    full = atomic.disk_full_error(RuntimeError("unexpected pos 1234 vs 5678"), target)
+    assert full is not None and "(4.0 KiB free" in str(full)
+
+
+def test_written_files_get_the_umask_mode(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        atomic.write_text(tmp_path / "a.txt", "x")
+        with atomic.atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.unlink()  # a writer that replaces the file
+            tmp.write_bytes(b"y")
+    finally:
+        os.umask(old)
+    assert {oct((tmp_path / n).stat().st_mode & 0o777) for n in ("a.txt", "b.bin")} == {"0o664"}

@@ -157,6 +157,10 @@ def _finish(
         seconds = clock.lap()
         store.commit(slide.item.id, slide.item.fingerprint, outputs, meta=meta, seconds=seconds)
     except Exception as exc:  # noqa: BLE001 - one bad slide never sinks the batch
+        full = atomic.disk_full_error(exc, store.folder / slide.item.id)
+        if full is not None:  # every further slide would fail too: stop, keep what is committed
+            _fail(slide, one_line(full), status, console, options, clock, exc=exc)
+            raise full from exc
         return not _fail(slide, one_line(exc), status, console, options, clock, exc=exc)
     finally:
         slide.done = True
@@ -207,8 +211,7 @@ def _write_slide(
     if not torch.isfinite(out).all():
         raise ItemError(f"features overflow {options.out_dtype} (max |x| = {features.abs().max():.3g}); rerun with --dtype float32")
     item_id = slide.item.id
-    for tmp in store.folder.glob(f"{atomic.TMP_PREFIX}{item_id}.*"):
-        tmp.unlink(missing_ok=True)
+    atomic.sweep_temporaries(store.folder, item=item_id)
     store.invalidate(item_id)
     path = features_path(store.folder, item_id)
     coords = torch.from_numpy(slide.plan.xy).to(torch.int64)

@@ -12,6 +12,23 @@ import numpy as np
 from healnet_cli.core import atomic
 
 EXPORTS = ("clam", "geojson")
+#: The file each export writes per slide, ``<slide_id><suffix>`` in the tiles folder.
+EXPORT_SUFFIXES = {"clam": ".h5", "geojson": ".geojson"}
+
+
+def remove_stale_exports(folder: str | os.PathLike[str], slide_id: str, *, keep: tuple[str, ...] | list[str]) -> list[Path]:
+    """Delete the exports of ``slide_id`` that this run does not write (``keep``: the requested
+    formats), so a re-tile without ``--export`` leaves no CLAM/GeoJSON file with old coordinates.
+
+    Returns the removed paths.
+    """
+    removed = []
+    for name, suffix in EXPORT_SUFFIXES.items():
+        path = Path(folder) / f"{slide_id}{suffix}"
+        if name not in keep and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def write_clam_h5(path: str | os.PathLike[str], xy: np.ndarray, meta: dict[str, Any]) -> Path:

@@ -1,8 +1,11 @@
 """The slides of one ``healnet tile`` run: from files, folders and ``--slides-csv``; ids, case ids and
-per-slide mpp overrides. Everything here fails before any work (``InputError``, exit 2)."""
+per-slide mpp overrides. Bad options and tables fail before any work (``InputError``, exit 2); a
+slide that cannot be read (no permission, a dangling symlink, a symlink loop) fails on its own
+when it is fingerprinted (:func:`unreadable_reason`), the others are tiled."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -29,6 +32,7 @@ class SlideInput:
     path: Path
     case_id: str
     mpp_override: float | None = None
+    problem: str = ""
 
 
 def slide_id_of(path: Path) -> str:
@@ -77,9 +81,7 @@ def collect_slides(
     by_id: dict[str, list[tuple[Path, str | None, float | None]]] = defaultdict(list)
     for entry in found:
         by_id[slide_id_of(entry[0])].append(entry)
-    duplicates = {
-        sid: sorted({str(e[0].resolve()) for e in entries}) for sid, entries in by_id.items()
-    }
+    duplicates = {sid: sorted({_resolved(e[0]) for e in entries}) for sid, entries in by_id.items()}
     duplicates = {sid: files for sid, files in duplicates.items() if len(files) > 1}
     if duplicates:
         listed = "; ".join(f"{sid}: {', '.join(files)}" for sid, files in sorted(duplicates.items())[:_MAX_LISTED])
@@ -97,6 +99,25 @@ def collect_slides(
             mpp = next((e[2] for e in entries if e[2] is not None), None)
         slides.append(SlideInput(sid, path, case, mpp))
     return sorted(slides, key=lambda s: s.slide_id)
+
+
+def _resolved(path: Path) -> str:
+    """The real path of ``path``; the absolute path itself for a symlink loop."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: symlink loop (Python < 3.13)
+        return str(path.absolute())
+
+
+def unreadable_reason(path: Path, exc: OSError) -> str:
+    """A one-line reason, with the fix, for a slide that could not be opened."""
+    if exc.errno == errno.ELOOP:
+        return f"{path}: symlink loop; point the link at the slide file or remove it"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{path}: dangling symlink to {os.readlink(path)}; fix or remove the link"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{path}: permission denied; make the slide readable (chmod a+r) or leave it out"
+    return f"{path}: cannot be read ({exc.strerror or exc}); check the file"
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -149,6 +170,7 @@ def read_slides_csv(path: Path) -> list[tuple[Path, str | None, float | None]]:
         )
     base = Path(path).parent
     rows, missing, bad_ext = [], [], []
+    seen: dict[str, tuple[int, float]] = {}
     for i, row in frame.iterrows():
         text = str(row["path"]).strip()
         if not text:
@@ -163,6 +185,14 @@ def read_slides_csv(path: Path) -> list[tuple[Path, str | None, float | None]]:
             continue
         case = str(row.get("case_id", "")).strip() or None
         mpp = _mpp_value(row.get("mpp", ""), f"--slides-csv {path} row {i + 2}")
+        if mpp is not None:
+            key = _resolved(slide)
+            if key in seen and seen[key][1] != mpp:
+                raise InputError(
+                    f"--slides-csv {path}: {slide} has mpp {seen[key][1]:g} in row {seen[key][0]} and {mpp:g} in row {i + 2}; "
+                    "keep one row per slide"
+                )
+            seen[key] = (i + 2, mpp)
         rows.append((slide, case, mpp))
     if missing:
         raise InputError(f"--slides-csv {path}: {len(missing)} slide file(s) not found: {_listed(missing)}; fix the paths")
@@ -182,6 +212,7 @@ def read_mpp_csv(path: Path) -> dict[str, float]:
             f"--mpp-csv {path}: needs columns slide_id and mpp (found: {', '.join(frame.columns) or 'none'})"
         )
     out: dict[str, float] = {}
+    rows: dict[str, int] = {}
     for i, row in frame.iterrows():
         name = str(row[key]).strip()
         if not name:
@@ -189,7 +220,12 @@ def read_mpp_csv(path: Path) -> dict[str, float]:
         value = _mpp_value(row["mpp"], f"--mpp-csv {path} row {i + 2}")
         if value is not None:
             sid = slide_id_of(Path(name)) if Path(name).suffix.lower() in SLIDE_EXTENSIONS else name
-            out[sid] = value
+            if sid in out and out[sid] != value:
+                raise InputError(
+                    f"--mpp-csv {path}: slide {sid!r} has mpp {out[sid]:g} in row {rows[sid]} and {value:g} in row {i + 2}; "
+                    "keep one row per slide"
+                )
+            out[sid], rows[sid] = value, i + 2
     return out
 
 

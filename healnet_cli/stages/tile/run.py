@@ -3,7 +3,7 @@ grid at the target mpp, keep patches with enough tissue, and write coordinates +
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
 from healnet_cli.core.config import write_resolved_config
 from healnet_cli.core.console import Console
+from healnet_cli.core.errors import ItemError
 from healnet_cli.core.fingerprint import combine, file_fingerprint
 from healnet_cli.core.hpc import parse_shard
 from healnet_cli.core.runner import ItemResult, WorkItem, report, run_items
@@ -23,7 +24,7 @@ from healnet_cli.slides.downsample import thumbnail_downsample
 from healnet_cli.stages.tile import export, qc
 from healnet_cli.stages.tile.config import TileConfig
 from healnet_cli.stages.tile.grid import GridSpec, grid_coords, grid_spec, tissue_fraction
-from healnet_cli.stages.tile.inputs import SlideInput, collect_slides, read_mpp_csv
+from healnet_cli.stages.tile.inputs import SlideInput, collect_slides, read_mpp_csv, unreadable_reason
 from healnet_cli.stages.tile.tissue import detect_tissue
 
 #: Longest side of the segmentation image: bounds memory even for a wrong, huge mpp.
@@ -168,6 +169,7 @@ def write_outputs(tiled: TiledSlide, store: ArtifactStore, config: TileConfig) -
     if "geojson" in config.export:
         polygons = export.tissue_polygons(tiled.mask, tiled.mask_downsample)
         outputs.append(export.write_geojson(store.output_path(sid, ".geojson"), polygons, slide_id=sid))
+    export.remove_stale_exports(store.folder, sid, keep=config.export)
     # the coordinates last: extract looks for them
     outputs.append(write_coords(coords_path(store.folder, sid), tiled.coords))
     return outputs
@@ -196,6 +198,8 @@ def process_slide(item: WorkItem, *, store: ArtifactStore, config: TileConfig) -
     by :func:`run_items` after this returns).
     """
     source: SlideItem = item.source
+    if source.slide.problem:
+        raise ItemError(source.slide.problem)
     with open_slide(source.slide.path) as reader:
         tiled = tile_slide(reader, source.slide, config)
     outputs = write_outputs(tiled, store, config)
@@ -225,7 +229,13 @@ def work_items(slides: list[SlideInput], store: ArtifactStore, config: TileConfi
     ``--default-mpp`` when the slide's last committed result used it."""
     items = []
     for s in slides:
-        base = combine([slide_fingerprint(s.path), f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"])
+        try:
+            own = slide_fingerprint(s.path)
+        except OSError as exc:  # unreadable, dangling symlink, symlink loop: that slide fails, not the batch
+            s = replace(s, problem=unreadable_reason(s.path, exc))
+            items.append(WorkItem(s.slide_id, SlideItem(s, "unreadable"), "unreadable"))
+            continue
+        base = combine([own, f"mpp_override={s.mpp_override}", f"case_id={s.case_id}"])
         record = store.read_record(s.slide_id)
         used_default = record is not None and record.meta.get("mpp_source") == "default"
         fingerprint = item_fingerprint(base, uses_default_mpp=used_default, default_mpp=config.default_mpp)
@@ -260,7 +270,7 @@ def run(
             )
     tiles_dir = config.tiles_dir
     tiles_dir.mkdir(parents=True, exist_ok=True)
-    write_resolved_config(tiles_dir, resolved if resolved is not None else _plain_config(config), command="tile", sources=sources)
+    write_resolved_config(tiles_dir, resolved if resolved is not None else _plain_config(config), command="tile", sources=sources, shard=str(shard))
     store = ArtifactStore(tiles_dir, "tile", config.output_params())
     status = StatusTable("tile", shard=str(shard))
     console.info(f"tile: {len(selected)} of {len(slides)} slide(s) in shard {shard} -> {tiles_dir}")

@@ -16,7 +16,7 @@ from healnet_cli.core import atomic
 from healnet_cli.core.config import write_resolved_config
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
-from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, HealnetError, InputError, one_line
+from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, DiskFullError, HealnetError, InputError, one_line
 from healnet_cli.core.fingerprint import file_fingerprint
 from healnet_cli.core.hpc import available_cpus
 from healnet_cli.data.batching import PatientTable, build_table
@@ -314,7 +314,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
         try:
             fm = trainer.fit(fold)
             trainer.write(fold, fm)
-        except InputError:
+        except (InputError, DiskFullError):  # a full disk fails every further fold too: stop, keep the finished ones
             raise
         except Exception as exc:  # noqa: BLE001 - one failed fold never sinks a one-process run
             failed[fold.index] = one_line(exc)
