@@ -29,16 +29,21 @@ def write_table(path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[st
     return Path(path)
 
 
+def decode_meta(metadata: dict[bytes, bytes] | None) -> dict[str, Any] | None:
+    """The healnet JSON object of a Parquet schema's metadata (None when absent): the one decoder."""
+    raw = (metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw is not None else None
+
+
 def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str) -> dict[str, Any]:
     """The healnet metadata of a Parquet file, checked against ``schema``; reads no rows."""
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc}); {hint}") from exc
-    raw = metadata.get(META_KEY)
-    if raw is None:
+    meta = decode_meta(metadata)
+    if meta is None:
         raise InputError(f"{path}: no healnet metadata (not written by healnet); {hint}")
-    meta = json.loads(raw)
     found = meta.get("schema", "")
     if found.split("/")[0] != schema.split("/")[0]:
         raise InputError(f"{path}: schema {found!r}, expected {schema!r}; {hint}")

@@ -13,7 +13,7 @@ import numpy as np
 from healnet_cli.stages.evaluate.inference_port import FoldModels
 from healnet_cli.stages.evaluate.run_folder import RunData
 
-WSI = "wsi"
+from healnet_cli.artifacts.run import WSI
 
 
 @dataclass
