@@ -188,7 +188,7 @@ def load_cohort(
         presence[WSI] = pd.Series(True, index=pd.Index(sorted(slides), dtype=object))
     candidates = labels.index.astype(str)
     if not require_labels:
-        candidates = candidates.union(pd.Index([str(p) for s in presence.values() for p in s.index]))
+        candidates = pd.Index(sorted(set(candidates) | {str(p) for s in presence.values() for p in s.index}), dtype=object)
     pres = pd.DataFrame({m: candidates.isin(presence[m].index) for m in mods}, index=candidates)
     keep = pres.all(axis=1) if require_all else pres.any(axis=1)
     pres = pres[keep].sort_index()

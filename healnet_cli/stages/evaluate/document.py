@@ -53,7 +53,7 @@ def conventions(ev: RunEvaluation) -> dict[str, Any]:
         out["risk_groups"] = "cut at the training run's cut-offs (quantiles of its pooled out-of-fold risk)"
     if ev.scores is not None:
         out["tau"] = ev.scores.tau
-        out["tau_rule"] = ("min(largest external time, largest external time with censoring weights)" if ev.run.external
+        out["tau_rule"] = ("the largest external follow-up time" if ev.run.external
                            else "smallest over folds of min(largest test time, largest training time)")
         out["time_grid"] = ev.scores.grid.tolist()
     return out

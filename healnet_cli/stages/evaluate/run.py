@@ -66,19 +66,27 @@ def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Conso
         return None
 
 
+def _curves(ev: RunEvaluation, name: str) -> tuple[dict[str, Any], str]:
+    """The curves ``name`` (``td_auc`` / ``brier``) to draw, and whose they are for the caption."""
+    pooled = getattr(ev.scores.pooled, name)
+    if ev.run.external is not None:
+        return {"external cohort": pooled}, "on the external cohort"
+    return {f"fold {k}": getattr(s, name) for k, s in ev.scores.folds.items()} | {"pooled": pooled}, "per fold and pooled"
+
+
 def _figures(ev: RunEvaluation) -> None:
     unit = ev.run.time_unit
     if ev.scores is not None:
-        curves = {f"fold {k}": s.td_auc for k, s in ev.scores.folds.items()} | {"pooled": ev.scores.pooled.td_auc}
+        curves, whose = _curves(ev, "td_auc")
         if any(curves.values()):
             ev.figures["td_auc"] = Figure("td_auc.png", plots.curve_figure(
                 curves, key="auc", ylabel="AUC(t)", title="Time-dependent AUC (cumulative/dynamic)", time_unit=unit,
-                reference=0.5), "Time-dependent AUC per fold and pooled; dashed: chance")
-        curves = {f"fold {k}": s.brier for k, s in ev.scores.folds.items()} | {"pooled": ev.scores.pooled.brier}
+                reference=0.5), f"Time-dependent AUC {whose}; dashed: chance")
+        curves, whose = _curves(ev, "brier")
         if any(curves.values()):
             ev.figures["brier"] = Figure("brier.png", plots.curve_figure(
                 curves, key="score", ylabel="Brier score", title="Brier score over time (IPCW)", time_unit=unit,
-                reference=0.25), "Brier score per fold and pooled; dashed: 0.25 (a constant 0.5 prediction)")
+                reference=0.25), f"Brier score {whose}; dashed: 0.25 (a constant 0.5 prediction)")
     if ev.groups is not None:
         ev.figures["km"] = Figure("km_risk_groups.png", plots.km_figure(ev.groups, time_unit=unit),
                                   "Kaplan–Meier curves of the predicted risk groups with numbers at risk")
