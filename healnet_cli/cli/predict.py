@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         predict.json (run, members, coverage, imputed features, warnings, patients shared with the
         training cohort). Score them with `healnet evaluate OUT`.
         """
+        import os
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle threads sleep (see `train`)
         from healnet_cli.stages.predict.config import PredictConfig, parse_modalities
         from healnet_cli.stages.predict.run import run_predict
 

@@ -178,7 +178,10 @@ def _shared(layout: RunLayout, cohort: Cohort) -> dict[str, Any]:
 
 def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     """Check, predict, write; return the exit code and ``predict.json``'s content."""
+    import torch
+
     from healnet_cli.core.device import resolve_device
+    from healnet_cli.data.inference import cpu_threads
     from healnet_cli.stages.predict.apply import predict_frame
 
     layout = require_run(cfg.run)
@@ -201,8 +204,11 @@ def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any]
     what = "refit model" if cfg.model == REFIT else (f"fold {cfg.fold}" if cfg.fold is not None else f"fold ensemble of {len(members)} folds")
     console.info(f"predict: run {layout.root} ({manifest.model}, {'+'.join(run_mods)}), {what} -> "
                  f"{len(cohort.patients)} patients of {cohort.workdir} ({', '.join(f'{k}: {v}' for k, v in cohort.pattern_counts().items())})")
-    device = str(resolve_device(cfg.device))
-    frame, edges = predict_frame([m.payload for m in members], cohort, run_mods, device=device, batch_size=cfg.batch_size,
+    device = resolve_device(cfg.device)
+    threads = cpu_threads(cohort.modalities, device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    frame, edges = predict_frame([m.payload for m in members], cohort, run_mods, device=str(device), batch_size=cfg.batch_size,
                                  grid=manifest.bin_edges_all or _grid(layout, members))
     record = {
         "run": {"path": str(layout.root.resolve()), "name": layout.root.resolve().name, "model": manifest.model,

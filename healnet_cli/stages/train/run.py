@@ -21,8 +21,8 @@ from healnet_cli.artifacts.run_tables import (
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, HealnetError, InputError, one_line
-from healnet_cli.core.hpc import available_cpus
 from healnet_cli.data.cohort import Cohort, load_cohort
+from healnet_cli.data.inference import cpu_threads as inference_threads
 from healnet_cli.data.splits import Fold, folds_from_frame, inner_validation, make_folds, read_splits_dir
 from healnet_cli.stages.train.config import TrainConfig, check_config
 from healnet_cli.stages.train.contract import (
@@ -64,13 +64,8 @@ def _barrier(dist: Dist) -> None:
 
 
 def cpu_threads(cfg: TrainConfig, device: torch.device) -> int | None:
-    """Intra-op threads for CPU training, or None to leave torch's setting (CUDA, or the user set
-    ``OMP_NUM_THREADS``). Omics-only runs use 1: their tensors are tiny, so every extra thread only
-    adds synchronisation (EHPAL on BLCA: 139 ms per step with 1 thread, 349 ms with 2 under
-    ``OMP_WAIT_POLICY=PASSIVE``). Runs with WSI bags use the job's CPUs."""
-    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
-        return None
-    return available_cpus() if WSI in cfg.modalities else 1
+    """Intra-op threads for CPU training (see :func:`healnet_cli.data.inference.cpu_threads`)."""
+    return inference_threads(cfg.modalities, device)
 
 
 def plan_folds(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Console) -> tuple[list[Fold], dict[str, Any]]:
