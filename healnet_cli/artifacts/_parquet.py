@@ -20,13 +20,16 @@ META_KEY = b"healnet"
 
 def write_table(path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[str, Any], *, schema: str) -> Path:
     """Atomically write ``frame`` (index kept) with ``meta`` + schema name + version as metadata."""
-    table = pa.Table.from_pandas(frame, preserve_index=True)
-    payload = {**meta, "schema": schema, "healnet_version": __version__}
-    existing = table.schema.metadata or {}
-    table = table.replace_schema_metadata({**existing, META_KEY: json.dumps(payload, default=str).encode()})
+    table = attach_meta(pa.Table.from_pandas(frame, preserve_index=True), {**meta, "schema": schema})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return Path(path)
+
+
+def attach_meta(table: pa.Table, payload: dict[str, Any]) -> pa.Table:
+    """``table`` with ``payload`` (+ the healnet version) as its healnet metadata: the one encoder."""
+    meta = {**payload, "healnet_version": __version__}
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str).encode()})
 
 
 def decode_meta(metadata: dict[bytes, bytes] | None) -> dict[str, Any] | None:

@@ -22,8 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from healnet_cli import __version__
-from healnet_cli.artifacts._parquet import META_KEY, decode_meta
+from healnet_cli.artifacts._parquet import attach_meta, decode_meta
 from healnet_cli.artifacts.run import HINT, PREDICTIONS_FILE, RunLayout
 from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
@@ -38,9 +37,7 @@ GROUP_COUNTS = range(2, 7)
 
 def write_predictions(path: str | os.PathLike[str], frame: pd.DataFrame, meta: Mapping[str, Any]) -> Path:
     """Atomically write a predictions table (no index) with ``meta`` + schema + version."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    payload = {**meta, "schema": PREDICTIONS_SCHEMA, "healnet_version": __version__}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(payload, default=str).encode()})
+    table = attach_meta(pa.Table.from_pandas(frame, preserve_index=False), {**meta, "schema": PREDICTIONS_SCHEMA})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)

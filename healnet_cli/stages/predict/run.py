@@ -2,8 +2,9 @@
 
 Every patient of ``W`` with at least one of the run's modalities is predicted, by the fold ensemble
 (each fold's model with its own preprocessing; hazards averaged on the time bins fitted on every
-training patient, ``run.json → bin_edges_all``), by one fold (``--fold K``: that fold's own bins,
-exactly ``predict_patients``), or by the refit model (``--model refit``). Compatibility of the
+training patient, ``run.json → bin_edges_all``; risk = the mean of the folds' risks), by one fold
+(``--fold K``: that fold's own bins, exactly ``predict_patients``), or by the refit model
+(``--model refit``). Compatibility of the
 features and tables is checked first (:mod:`~healnet_cli.stages.predict.compat`); nothing is
 written when it fails. Output: :mod:`healnet_cli.artifacts.run_external`.
 """
@@ -70,7 +71,7 @@ def select_members(layout: RunLayout, manifest: RunManifest, cfg: PredictConfig)
     if missing or not folds:
         raise InputError(f"{layout.root}: fold(s) {missing or 'none'} have no checkpoint; finish the run "
                          "(`healnet train --resume`) or predict with one fold (--fold K)")
-    return [Member(f"fold_{k}", layout.checkpoint(k), read_bundle(layout.checkpoint(k))) for k in folds]
+    return [Member(layout.fold_dir(k).name, layout.checkpoint(k), read_bundle(layout.checkpoint(k))) for k in folds]
 
 
 def _modalities(cfg: PredictConfig, run_mods: list[str], ws: Workspace, warnings: list[str]) -> list[str]:
@@ -176,20 +177,32 @@ def _shared(layout: RunLayout, cohort: Cohort) -> dict[str, Any]:
     return {"n": len(ids), "ids": ids}
 
 
-def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    """Check, predict, write; return the exit code and ``predict.json``'s content."""
-    import torch
+@dataclass
+class Plan:
+    """Everything checked before the first prediction."""
 
-    from healnet_cli.core.device import resolve_device
-    from healnet_cli.data.inference import cpu_threads
-    from healnet_cli.stages.predict.apply import predict_frame
+    layout: RunLayout
+    manifest: RunManifest
+    members: list[Member]
+    cohort: Cohort
+    time_unit: str
+    checks: Checks
+    shared: dict[str, Any]
+    warnings: list[str]
+    what: str
 
+    @property
+    def modalities(self) -> list[str]:
+        return [str(m) for m in self.members[0].payload["modalities"]]
+
+
+def plan_prediction(cfg: PredictConfig) -> Plan:
+    """Read the run, pick the models, load the external cohort and run every check (exit 2 on failure)."""
     layout = require_run(cfg.run)
     manifest = read_manifest(layout)
     members = select_members(layout, manifest, cfg)
-    run_mods = [str(m) for m in members[0].payload["modalities"]]
     warnings: list[str] = []
-    cohort = external_cohort(cfg, manifest, run_mods, warnings)
+    cohort = external_cohort(cfg, manifest, [str(m) for m in members[0].payload["modalities"]], warnings)
     unit = _time_unit(layout, manifest)
     check_time_unit(cohort, unit)
     checks = check_inputs(members, cohort, manifest, cfg)
@@ -198,35 +211,55 @@ def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any]
     if shared["n"]:
         warnings.append(f"{shared['n']} patient(s) are also in the training cohort of the run (e.g. {shared['ids'][0]}): "
                         "for them this is not an external validation")
-    out = prepare_predict_dir(cfg.out if cfg.out is not None else default_predict_dir(cfg.workdir, layout.root.resolve().name))
-    for w in warnings:
-        console.warn(w)
     what = "refit model" if cfg.model == REFIT else (f"fold {cfg.fold}" if cfg.fold is not None else f"fold ensemble of {len(members)} folds")
-    console.info(f"predict: run {layout.root} ({manifest.model}, {'+'.join(run_mods)}), {what} -> "
-                 f"{len(cohort.patients)} patients of {cohort.workdir} ({', '.join(f'{k}: {v}' for k, v in cohort.pattern_counts().items())})")
+    return Plan(layout, manifest, members, cohort, unit, checks, shared, warnings, what)
+
+
+def _record(plan: Plan, edges: list[float], options: dict[str, Any]) -> dict[str, Any]:
+    """``predict.json``'s content (see :mod:`healnet_cli.artifacts.run_external`)."""
+    layout, cohort, members = plan.layout, plan.cohort, plan.members
+    prints = [file_fingerprint(p) for p in (layout.manifest, layout.config) if p.is_file()]
+    coverage = {m: {"n_patients": int(cohort.presence[m].sum()) if m in cohort.modalities else 0,
+                    "fraction": float(cohort.presence[m].mean()) if m in cohort.modalities else 0.0} for m in plan.modalities}
+    return {
+        "run": {"path": str(layout.root.resolve()), "name": layout.root.resolve().name, "model": plan.manifest.model,
+                "modalities": plan.modalities, "schema_version": plan.manifest.schema_version, "time_unit": plan.time_unit,
+                "fingerprint": combine(prints + [file_fingerprint(m.path) for m in members])},
+        "model_used": plan.what,
+        "members": [{"name": m.name, "checkpoint": str(m.path.relative_to(layout.root)), "fingerprint": file_fingerprint(m.path),
+                     "networks": 1 + len(m.payload.get("ensemble", {}).get("members", []))} for m in members],
+        "workdir": str(cohort.workdir), "modalities_used": list(cohort.modalities),
+        "n_patients": len(cohort.patients), "n_labelled": int(cohort.labels["time"].notna().sum()), "coverage": coverage,
+        "features": plan.checks.features, "wsi": plan.checks.wsi, "warnings": plan.warnings, "shared_patients": plan.shared,
+        "risk_cutoffs": _cutoffs(layout, plan.manifest), "bin_edges": [float(e) for e in edges], "options": plain(options),
+    }
+
+
+def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """Check, predict, write; return the exit code and ``predict.json``'s content."""
+    import torch
+
+    from healnet_cli.core.device import resolve_device
+    from healnet_cli.data.inference import cpu_threads
+    from healnet_cli.stages.predict.apply import predict_frame
+
+    plan = plan_prediction(cfg)
+    layout, cohort = plan.layout, plan.cohort
+    out = prepare_predict_dir(cfg.out if cfg.out is not None else default_predict_dir(cfg.workdir, layout.root.resolve().name))
+    for w in plan.warnings:
+        console.warn(w)
+    patterns = ", ".join(f"{k}: {v}" for k, v in cohort.pattern_counts().items())
+    console.info(f"predict: run {layout.root} ({plan.manifest.model}, {'+'.join(plan.modalities)}), {plan.what} -> "
+                 f"{len(cohort.patients)} patients of {cohort.workdir} ({patterns})")
     device = resolve_device(cfg.device)
     threads = cpu_threads(cohort.modalities, device)
     if threads is not None:
         torch.set_num_threads(threads)
-    frame, edges = predict_frame([m.payload for m in members], cohort, run_mods, device=str(device), batch_size=cfg.batch_size,
-                                 grid=manifest.bin_edges_all or _grid(layout, members))
-    record = {
-        "run": {"path": str(layout.root.resolve()), "name": layout.root.resolve().name, "model": manifest.model,
-                "modalities": run_mods, "schema_version": manifest.schema_version, "time_unit": unit,
-                "fingerprint": combine([file_fingerprint(p) for p in (layout.manifest, layout.config) if p.is_file()]
-                                       + [file_fingerprint(m.path) for m in members])},
-        "model_used": what,
-        "members": [{"name": m.name, "checkpoint": str(m.path.relative_to(layout.root)), "fingerprint": file_fingerprint(m.path),
-                     "networks": 1 + len(m.payload.get("ensemble", {}).get("members", []))} for m in members],
-        "workdir": str(cohort.workdir), "modalities_used": list(cohort.modalities),
-        "n_patients": len(cohort.patients), "n_labelled": int(cohort.labels["time"].notna().sum()),
-        "coverage": {m: {"n_patients": int(cohort.presence[m].sum()) if m in cohort.modalities else 0,
-                         "fraction": float(cohort.presence[m].mean()) if m in cohort.modalities else 0.0} for m in run_mods},
-        "features": checks.features, "wsi": checks.wsi, "warnings": warnings, "shared_patients": shared,
-        "risk_cutoffs": _cutoffs(layout, manifest), "bin_edges": [float(e) for e in edges], "options": plain(dict(options or {})),
-    }
-    meta = {"bin_edges": [float(e) for e in edges], "time_unit": unit, "model": manifest.model, "modalities": run_mods,
-            "loss": str(members[0].payload.get("loss", "nll"))}
+    frame, edges = predict_frame([m.payload for m in plan.members], cohort, plan.modalities, device=str(device),
+                                 batch_size=cfg.batch_size, grid=plan.manifest.bin_edges_all or _grid(layout, plan.members))
+    record = _record(plan, edges, dict(options or {}))
+    meta = {"bin_edges": [float(e) for e in edges], "time_unit": plan.time_unit, "model": plan.manifest.model,
+            "modalities": plan.modalities, "loss": str(plan.members[0].payload.get("loss", "nll"))}
     write_external(out, frame, meta, record)
     console.info(f"predictions: {out.predictions} ({len(frame)} patients); evaluate with `healnet evaluate {out.root}`")
     return EXIT_OK, {**record, "output": str(out.root)}
