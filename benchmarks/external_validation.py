@@ -1,8 +1,8 @@
 """External validation on a real TCGA cohort: train on some tissue-source sites, predict the others.
 
-Usage: ``python benchmarks/external_validation.py COHORT_DIR [--holdout-sites XF,DK,E7,BT] [--quick]``
+Usage: ``python benchmarks/external_validation.py [COHORT_DIR] [--holdout-sites XF,DK,E7,BT] [--quick]``
 
-COHORT_DIR holds ``tcga_<cohort>_all_clean.csv.zip`` (see ../shared/data/README.md). The patients of
+COHORT_DIR (default ``../shared/data/tcga/blca``; the script says so and exits 0 when it is absent) holds ``tcga_<cohort>_all_clean.csv.zip`` (see ../shared/data/README.md). The patients of
 the ``--holdout-sites`` (TCGA tissue-source site, the barcode's second field) become the external
 cohort B; the others the training cohort A. Each gets its own workspace from its own table
 (``healnet omics``: B's cleaning may drop other features than A's, as a hospital's table would),
@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+DEFAULT_COHORT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tcga" / "blca"
 
 
 def split_table(csv: Path, sites: list[str], out: Path) -> tuple[Path, Path, int, int]:
@@ -61,13 +63,16 @@ def _metric(metrics: dict, name: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cohort_dir", type=Path)
+    parser.add_argument("cohort_dir", type=Path, nargs="?", default=DEFAULT_COHORT)
     parser.add_argument("--holdout-sites", default="XF,DK,E7,BT")
     parser.add_argument("--modalities", default="rna,cnv,mut")
     parser.add_argument("--model", default="healnet")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if not args.cohort_dir.is_dir():
+        print(f"skipped: no cohort folder {args.cohort_dir} (see ../shared/data/README.md)")
+        return 0
     root = args.out or Path(tempfile.mkdtemp(prefix="healnet_external_"))
     root.mkdir(parents=True, exist_ok=True)
     csv = next(args.cohort_dir.glob("*.csv.zip"), None) or next(args.cohort_dir.glob("*.csv"))

@@ -130,6 +130,16 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
     return slides, (dims.pop() if dims else None), prints
 
 
+def _labels(path: Path, *, required: bool) -> tuple[pd.DataFrame, dict, dict[str, str]]:
+    """The labels table, its metadata and fingerprint; without the file (and not ``required``) empty."""
+    if path.is_file():
+        labels, meta = read_labels(path)
+        return labels, meta, {str(path): file_fingerprint(path)}
+    if required:
+        raise InputError(f"no labels at {path}; run `healnet omics labels` first")
+    return pd.DataFrame({"time": [], "event": []}, index=pd.Index([], dtype=object)), {}, {}
+
+
 def load_cohort(
     workdir: str | os.PathLike[str],
     modalities: Sequence[str],
@@ -153,13 +163,7 @@ def load_cohort(
     if not mods:
         raise InputError("--modalities is empty; name at least one, e.g. --modalities rna or wsi,rna")
     labels_file = modality_path(ws.omics_dir, LABELS_NAME)
-    if labels_file.is_file():
-        labels, lmeta = read_labels(labels_file)
-        prints = {str(labels_file): file_fingerprint(labels_file)}
-    elif require_labels:
-        raise InputError(f"no labels at {labels_file}; run `healnet omics labels` first")
-    else:
-        labels, lmeta, prints = pd.DataFrame({"time": [], "event": []}, index=pd.Index([], dtype=object)), {}, {}
+    labels, lmeta, prints = _labels(labels_file, required=require_labels)
     available = list_modalities(ws.omics_dir)
     unknown = [m for m in mods if m != WSI and m not in available]
     if unknown:

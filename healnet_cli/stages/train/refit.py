@@ -25,6 +25,7 @@ from healnet_cli.data.fitted import FITTERS, is_fitted
 from healnet_cli.data.splits import Fold
 from healnet_cli.stages.train.config import TrainConfig
 from healnet_cli.stages.train.fold import REFIT_SEED_INDEX, FoldTrainer, median_best_epochs, remove_states
+
 EPOCH_RULE = "round(median over folds and ensemble members of (best early-stopping epoch + 1)); no inner validation"
 
 
