@@ -28,12 +28,22 @@ def write_table(path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[st
 def write_arrow(path: str | os.PathLike[str], table: pa.Table, meta: dict[str, Any], *, schema: str) -> Path:
     """Atomically write an Arrow ``table`` with ``meta`` + schema name + version as metadata (no
     pandas needed: ``healnet tile`` does not import it)."""
-    payload = {**meta, "schema": schema, "healnet_version": __version__}
-    existing = table.schema.metadata or {}
-    table = table.replace_schema_metadata({**existing, META_KEY: json.dumps(payload, default=str).encode()})
+    table = attach_meta(table, {**meta, "schema": schema})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return Path(path)
+
+
+def attach_meta(table: pa.Table, payload: dict[str, Any]) -> pa.Table:
+    """``table`` with ``payload`` (+ the healnet version) as its healnet metadata: the one encoder."""
+    meta = {**payload, "healnet_version": __version__}
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str).encode()})
+
+
+def decode_meta(metadata: dict[bytes, bytes] | None) -> dict[str, Any] | None:
+    """The healnet JSON object of a Parquet schema's metadata (None when absent): the one decoder."""
+    raw = (metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw is not None else None
 
 
 def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str) -> dict[str, Any]:
@@ -42,10 +52,9 @@ def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str) -> dict[s
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc}); {hint}") from exc
-    raw = metadata.get(META_KEY)
-    if raw is None:
+    meta = decode_meta(metadata)
+    if meta is None:
         raise InputError(f"{path}: no healnet metadata (not written by healnet); {hint}")
-    meta = json.loads(raw)
     found = meta.get("schema", "")
     if found.split("/")[0] != schema.split("/")[0]:
         raise InputError(f"{path}: schema {found!r}, expected {schema!r}; {hint}")

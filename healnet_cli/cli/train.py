@@ -57,14 +57,16 @@ def register(app: typer.Typer) -> None:
         precision: PrecisionOpt = "auto",
         seed: Annotated[int, typer.Option("--seed", help="Seed of folds, inner validation, initialisation and batching.")] = 0,
         ensemble: Annotated[int, typer.Option("--ensemble", help="Networks per fold (seeds and inner-validation draws differ); their hazards are averaged. Ignored by coxnet.")] = 3,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out from the last finished epoch.")] = False,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out from the last finished epoch (same run-defining options).")] = False,
+        refit_all: Annotated[bool, typer.Option("--refit-all", help="After the folds, also train one model on all patients (epochs: median of the folds' early-stopping epochs) for `healnet predict --model refit`.")] = False,
         hparam: Annotated[list[str] | None, typer.Option("--hparam", help="Model hyper-parameter KEY=VALUE (repeatable).", show_default=False)] = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Train a survival model per cross-validation fold and write a run folder.
 
-        Writes config.yaml, env.json, labels.parquet, cohort.json, splits.csv, fold_<k>/{checkpoint.pt,
-        history.jsonl, predictions.parquet}, predictions.parquet and summary.{json,csv} under --out.
+        Writes run.json, config.yaml, env.json, labels.parquet, cohort.json, splits.csv,
+        fold_<k>/{checkpoint.pt, history.jsonl, predictions.parquet}, predictions.parquet and
+        summary.{json,csv} under --out (and refit/ with --refit-all).
         """
         import os
 
@@ -91,7 +93,8 @@ def register(app: typer.Typer) -> None:
                     epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                     patience=patience, monitor=monitor, val_fraction=val_fraction, l1=l1, modality_dropout=modality_dropout,
                     max_patches=max_patches, top_k=top_k, clip=clip, grad_accum=grad_accum, device=device,
-                    precision=precision, seed=seed, ensemble=ensemble, resume=resume, hparams=parse_hparams(hparam),
+                    precision=precision, seed=seed, ensemble=ensemble, resume=resume, refit_all=refit_all,
+                    hparams=parse_hparams(hparam),
                 )
                 values, sources = resolved_options(ctx)
                 code, summary = run_train(cfg, console, options=values, sources=sources)

@@ -18,11 +18,12 @@ import pandas as pd
 
 from healnet_cli.artifacts.features import SUFFIX, read_features, read_provenance
 from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, read_labels, read_modality
+from healnet_cli.artifacts.run import WSI
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.fingerprint import file_fingerprint
 from healnet_cli.core.workspace import Workspace
 
-WSI = "wsi"
+__all__ = ["WSI", "Cohort", "SlideRef", "load_cohort", "resolve_extractor"]
 
 
 @dataclass
@@ -129,14 +130,28 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
     return slides, (dims.pop() if dims else None), prints
 
 
+def _labels(path: Path, *, required: bool) -> tuple[pd.DataFrame, dict, dict[str, str]]:
+    """The labels table, its metadata and fingerprint; without the file (and not ``required``) empty."""
+    if path.is_file():
+        labels, meta = read_labels(path)
+        return labels, meta, {str(path): file_fingerprint(path)}
+    if required:
+        raise InputError(f"no labels at {path}; run `healnet omics labels` first")
+    return pd.DataFrame({"time": [], "event": []}, index=pd.Index([], dtype=object)), {}, {}
+
+
 def load_cohort(
     workdir: str | os.PathLike[str],
     modalities: Sequence[str],
     *,
     extractor: str | None = None,
     require_all: bool = False,
+    require_labels: bool = True,
 ) -> Cohort:
     """Assemble the cohort of a run from a workspace.
+
+    With ``require_labels=False`` (``healnet predict``) patients need only a modality: the labels
+    file may be absent, and unlabelled patients get ``time`` NaN and ``event`` False.
 
     Raises
     ------
@@ -148,10 +163,7 @@ def load_cohort(
     if not mods:
         raise InputError("--modalities is empty; name at least one, e.g. --modalities rna or wsi,rna")
     labels_file = modality_path(ws.omics_dir, LABELS_NAME)
-    if not labels_file.is_file():
-        raise InputError(f"no labels at {labels_file}; run `healnet omics labels` first")
-    labels, lmeta = read_labels(labels_file)
-    prints = {str(labels_file): file_fingerprint(labels_file)}
+    labels, lmeta, prints = _labels(labels_file, required=require_labels)
     available = list_modalities(ws.omics_dir)
     unknown = [m for m in mods if m != WSI and m not in available]
     if unknown:
@@ -178,7 +190,10 @@ def load_cohort(
         slides, wsi_dim, slide_prints = _index_slides(ws.features_dir(used_extractor))
         prints.update(slide_prints)
         presence[WSI] = pd.Series(True, index=pd.Index(sorted(slides), dtype=object))
-    pres = pd.DataFrame({m: labels.index.isin(presence[m].index) for m in mods}, index=labels.index.astype(str))
+    candidates = labels.index.astype(str)
+    if not require_labels:
+        candidates = pd.Index(sorted(set(candidates) | {str(p) for s in presence.values() for p in s.index}), dtype=object)
+    pres = pd.DataFrame({m: candidates.isin(presence[m].index) for m in mods}, index=candidates)
     keep = pres.all(axis=1) if require_all else pres.any(axis=1)
     pres = pres[keep].sort_index()
     if pres.empty:
@@ -187,8 +202,9 @@ def load_cohort(
             f"no patients: none of the {len(labels)} labelled patients in {labels_file} has {need} of "
             f"{', '.join(mods)}; check that patient ids match between labels and the modality tables"
         )
-    lab = labels.loc[pres.index, ["time", "event"]].copy()
-    lab["event"] = lab["event"].astype(bool)
+    lab = labels.reindex(pres.index)[["time", "event"]].copy()
+    lab["time"] = lab["time"].astype(float)
+    lab["event"] = lab["event"].eq(True).astype(bool)
     omics = {m: f.loc[f.index.intersection(pres.index[pres[m]])] for m, f in omics.items()}
     slides = {p: s for p, s in slides.items() if p in pres.index}
     return Cohort(

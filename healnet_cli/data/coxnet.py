@@ -9,6 +9,7 @@ Survival curves use a Breslow baseline fitted on the training risks.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,16 @@ import numpy as np
 import torch
 
 from healnet_cli.data.survival import breslow_survival, fit_breslow, harrell_cindex
+from healnet_cli.models.cox import CoxnetConfig
 
-COXNET_DEFAULTS: dict[str, Any] = {"l1_ratio": 0.5, "n_alphas": 50, "alpha_min_ratio": 0.01, "max_iter": 10000}
+# The fit settings and their defaults are the registered model's config (models/cox.py).
+COXNET_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(CoxnetConfig) if f.name != "alpha"}
 
 
 @dataclass
 class CoxnetModel:
-    """A fitted linear Cox model: ``risk = x @ coef``; ``H0`` on ``times``."""
+    """A fitted linear Cox model: ``risk = x @ coef``; ``H0`` on ``times`` (the fit's result; the
+    run stores it as the registered ``coxnet`` model plus the fold's Breslow baseline)."""
 
     coef: np.ndarray
     alpha: float
@@ -37,20 +41,26 @@ class CoxnetModel:
     def survival(self, x: np.ndarray, at: np.ndarray) -> np.ndarray:
         return breslow_survival(self.risk(x), self.times, self.cum_hazard, at)
 
-    def to_checkpoint(self) -> dict[str, Any]:
-        return {
-            "coef": torch.from_numpy(self.coef.astype(np.float64)),
-            "alpha": float(self.alpha),
-            "breslow_times": torch.from_numpy(self.times.astype(np.float64)),
-            "breslow_cum_hazard": torch.from_numpy(np.asarray(self.cum_hazard, dtype=np.float64)),
-            "hparams": dict(self.hparams),
-        }
 
-    @classmethod
-    def from_checkpoint(cls, d: dict[str, Any]) -> CoxnetModel:
-        return cls(
-            d["coef"].numpy(), float(d["alpha"]), d["breslow_times"].numpy(), d["breslow_cum_hazard"].numpy(), dict(d["hparams"])
-        )
+def upgrade_legacy_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
+    """A fold checkpoint of a run written before coxnet was a registered model (run schema 1,
+    ``payload["model"] = {coef, alpha, breslow_times, breslow_cum_hazard, hparams}``) in today's
+    form: the registry's ``{name, config, state_dict}``, the Breslow baseline beside it, loss cox."""
+    old = payload["model"]
+    mods = [str(m) for m in payload["modalities"]]
+    dims = {m: len(payload["preprocess"][m]["kept"]) for m in mods}
+    impute = np.concatenate([np.asarray(payload["preprocess"][m]["median"], np.float64) for m in mods])
+    fields = {f.name for f in dataclasses.fields(CoxnetConfig)}
+    model = {
+        "name": "coxnet",
+        "config": {"modalities": {m: {"kind": "vector", "dim": max(1, dims[m])} for m in mods},
+                   "n_bins": len(payload["bin_edges"]) - 1,
+                   "hparams": {k: v for k, v in dict(old.get("hparams", {})).items() if k in fields}},
+        "state_dict": {"coef": old["coef"].to(torch.float64), "impute": torch.from_numpy(impute),
+                       "fitted_alpha": torch.tensor(float(old["alpha"]), dtype=torch.float64)},
+    }
+    breslow = {"times": old["breslow_times"], "cum_hazard": old["breslow_cum_hazard"]}
+    return {**payload, "model": model, "breslow": breslow, "loss": "cox"}
 
 
 def _surv_y(time: np.ndarray, event: np.ndarray) -> np.ndarray:

@@ -1,19 +1,20 @@
 """Predictions from a run folder: load a fold's model + preprocessing and predict patients.
 
-A fold trained with ``--ensemble N`` loads as one :class:`~healnet_cli.data.ensemble.EnsembleModel`
-(hazards and attention weights averaged over its members), so callers see a single model.
+Every model a fold holds is rebuilt through the model registry (``coxnet`` included), and a fold
+trained with ``--ensemble N`` loads as one :class:`~healnet_cli.data.ensemble.EnsembleModel`
+(hazards and attention weights averaged over its members), so callers see a single model and
+``predict_table`` has one path: discrete-time hazards (``loss == "nll"``) or a Cox log-risk with
+the fold's Breslow baseline (``loss == "cox"``).
 
-Used by ``healnet train`` (out-of-fold predictions) and ``healnet evaluate`` (metrics, ablations,
-attention maps). ``drop[patient] = {"wsi"}`` marks a modality absent for that patient (the
-missing-modality ablation); for ``coxnet`` a dropped omics modality is imputed with the fold's
-training medians.
+Used by ``healnet train`` (out-of-fold predictions), ``healnet evaluate`` (metrics, ablations,
+attention maps) and ``healnet predict``. ``drop[patient] = {"wsi"}`` marks a modality absent for
+that patient (the missing-modality ablation); an absent omics modality enters a Cox-type model
+as the fold's training medians.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,24 +24,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from healnet_cli.artifacts.run import RunLayout, read_manifest, require_run
+from healnet_cli.artifacts.run_bundle import read_bundle
 from healnet_cli.core.errors import InputError
 from healnet_cli.data.batching import PatientTable, build_table, collate, make_batches
 from healnet_cli.data.cohort import WSI, Cohort, load_cohort
-from healnet_cli.data.coxnet import CoxnetModel
 from healnet_cli.data.preprocess import BagScaler, OmicsPreprocess, preprocess_from_dict
 from healnet_cli.data.survival import breslow_survival, risk_from_survival, survival_from_logits
-
-COXNET = "coxnet"
-_FOLD_DIR = re.compile(r"^fold_(\d+)$")
 
 
 @dataclass
 class FoldModel:
-    """Everything needed to predict with one fold of a run."""
+    """Everything needed to predict with one fold (or the refit) of a run."""
 
     fold: int
     model_name: str
-    model: Any  # SurvivalModel or CoxnetModel
+    model: Any  # a registered SurvivalModel, or an EnsembleModel of them
     preprocess: dict[str, OmicsPreprocess | BagScaler]  # omics per modality; "wsi": the bag scaler
     bin_edges: list[float]
     modalities: list[str]
@@ -48,6 +47,8 @@ class FoldModel:
     breslow: tuple[np.ndarray, np.ndarray] | None = None
     cohort: Cohort | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> dict[str, list[str]]:
@@ -57,6 +58,13 @@ class FoldModel:
     @property
     def n_bins(self) -> int:
         return len(self.bin_edges) - 1
+
+    @property
+    def members(self) -> list[Any]:
+        """The networks of the fold (one, or the seed ensemble's)."""
+        from healnet_cli.data.ensemble import EnsembleModel
+
+        return list(self.model.members) if isinstance(self.model, EnsembleModel) else [self.model]
 
 
 @dataclass
@@ -69,26 +77,28 @@ class PredictionResult:
     bags: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
 
 
-def fold_checkpoint(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``fold_<k>/checkpoint.pt`` payload (primitives + tensors; ``weights_only=True``-safe)."""
+def fold_bundle(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The bundle payload of a fold (primitives + tensors; ``weights_only=True``-safe); see
+    :mod:`healnet_cli.artifacts.run_bundle` for the keys."""
     from healnet_cli.models import model_to_checkpoint
 
     from healnet_cli.data.ensemble import EnsembleModel
 
-    is_cox = fold_model.model_name == COXNET
     model = fold_model.model
-    members = list(model.members) if isinstance(model, EnsembleModel) else [model]
+    members = fold_model.members
     payload = {
-        "model": model.to_checkpoint() if is_cox else model_to_checkpoint(members[0]),
+        "model": model_to_checkpoint(members[0]),
         "model_name": fold_model.model_name,
         "preprocess": {m: p.to_dict() for m, p in fold_model.preprocess.items()},
         "bin_edges": [float(e) for e in fold_model.bin_edges],
         "modalities": list(fold_model.modalities),
         "fold": int(fold_model.fold),
         "loss": fold_model.loss,
+        "provenance": dict(fold_model.provenance),
+        "training": dict(fold_model.training),
         **dict(extra or {}),
     }
-    if len(members) > 1:
+    if isinstance(model, EnsembleModel) and len(members) > 1:
         # Member 0 stays in "model" so that readers of single-model checkpoints still load it.
         payload["ensemble"] = {"combine": model.combine, "members": [model_to_checkpoint(m) for m in members[1:]]}
     if fold_model.breslow is not None:
@@ -97,45 +107,34 @@ def fold_checkpoint(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = 
     return payload
 
 
-def list_folds(run_dir: str | os.PathLike[str]) -> list[int]:
-    """Fold indices with a ``fold_<k>/checkpoint.pt`` in ``run_dir``, sorted."""
-    base = Path(run_dir)
-    if not base.is_dir():
-        raise InputError(f"run folder {base} not found; pass the --out folder of `healnet train`")
-    return sorted(int(m.group(1)) for p in base.iterdir() if (m := _FOLD_DIR.match(p.name)) and (p / "checkpoint.pt").is_file())
+def _upgrade(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A bundle of a schema-1 run in today's form (coxnet was not a registered model then)."""
+    payload = dict(payload)
+    if payload.get("model_name") == "coxnet" and "coef" in payload["model"]:
+        from healnet_cli.data.coxnet import upgrade_legacy_checkpoint
+
+        payload = upgrade_legacy_checkpoint(payload)
+    return payload
 
 
-def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The resolved ``options`` of a run's ``config.yaml``."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise InputError(f"{path} not found; is {run_dir} a `healnet train` run folder?")
-    return (yaml.safe_load(path.read_text()) or {}).get("options", {})
-
-
-def fold_model_from_checkpoint(payload: Mapping[str, Any], *, cohort: Cohort | None, device: str | torch.device = "cpu") -> FoldModel:
-    """Rebuild a :class:`FoldModel` from a checkpoint payload."""
+def fold_model_from_bundle(payload: Mapping[str, Any], *, cohort: Cohort | None, device: str | torch.device = "cpu") -> FoldModel:
+    """Rebuild a :class:`FoldModel` from a bundle (any schema :func:`read_bundle` accepts)."""
     from healnet_cli.models import model_from_checkpoint
 
+    payload = _upgrade(payload)
     device = torch.device(device)
-    name = str(payload["model_name"])
-    if name == COXNET:
-        model = CoxnetModel.from_checkpoint(payload["model"])
-    else:
-        model = model_from_checkpoint(payload["model"]).to(device).eval()
-        if "ensemble" in payload:
-            from healnet_cli.data.ensemble import EnsembleModel
+    model = model_from_checkpoint(payload["model"]).to(device).eval()
+    if "ensemble" in payload:
+        from healnet_cli.data.ensemble import EnsembleModel
 
-            extra = [model_from_checkpoint(c) for c in payload["ensemble"]["members"]]
-            model = EnsembleModel([model, *extra], combine=str(payload["ensemble"]["combine"])).to(device).eval()
+        extra = [model_from_checkpoint(c) for c in payload["ensemble"]["members"]]
+        model = EnsembleModel([model, *extra], combine=str(payload["ensemble"]["combine"])).to(device).eval()
     breslow = None
     if "breslow" in payload:
         breslow = (payload["breslow"]["times"].numpy(), payload["breslow"]["cum_hazard"].numpy())
     return FoldModel(
         fold=int(payload["fold"]),
-        model_name=name,
+        model_name=str(payload["model_name"]),
         model=model,
         preprocess={m: preprocess_from_dict(d) for m, d in payload["preprocess"].items()},
         bin_edges=[float(e) for e in payload["bin_edges"]],
@@ -144,7 +143,17 @@ def fold_model_from_checkpoint(payload: Mapping[str, Any], *, cohort: Cohort | N
         breslow=breslow,
         cohort=cohort,
         device=device,
+        provenance=dict(payload.get("provenance") or {}),
+        training=dict(payload.get("training") or {}),
     )
+
+
+def list_folds(run_dir: str | os.PathLike[str]) -> list[int]:
+    """Fold indices with a ``fold_<k>/checkpoint.pt`` in ``run_dir``, sorted."""
+    base = Path(run_dir)
+    if not base.is_dir():
+        raise InputError(f"run folder {base} not found; pass the --out folder of `healnet train`")
+    return RunLayout(base).folds_with_checkpoint()
 
 
 def load_fold(
@@ -152,18 +161,31 @@ def load_fold(
 ) -> FoldModel:
     """Load fold ``fold`` of a run; its data come from the run's recorded workdir and extractor
     unless ``workdir`` is given."""
-    path = Path(run_dir) / f"fold_{fold}" / "checkpoint.pt"
+    layout = require_run(run_dir)
+    path = layout.checkpoint(fold)
     if not path.is_file():
-        raise InputError(f"{path} not found; folds with a checkpoint: {list_folds(run_dir)}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    opts = read_run_config(run_dir)
+        raise InputError(f"{path} not found; folds with a checkpoint: {layout.folds_with_checkpoint()}")
+    payload = read_bundle(path)
+    manifest = read_manifest(layout)
     cohort = load_cohort(
-        workdir if workdir is not None else opts.get("workdir", "healnet_work"),
+        workdir if workdir is not None else (manifest.workdir or "healnet_work"),
         payload["modalities"],
-        extractor=opts.get("extractor_used") or opts.get("extractor"),
+        extractor=manifest.extractor,
         require_all=False,
     )
-    return fold_model_from_checkpoint(payload, cohort=cohort, device=device)
+    return fold_model_from_bundle(payload, cohort=cohort, device=device)
+
+
+def cpu_threads(modalities: Sequence[str], device: torch.device) -> int | None:
+    """Intra-op threads for CPU work on these modalities, or None to leave torch's setting (CUDA, or
+    the user set ``OMP_NUM_THREADS``). Omics-only models use 1: their tensors are tiny, so every extra
+    thread only adds synchronisation (EHPAL on BLCA: 139 ms per training step with 1 thread, 349 ms
+    with 2 under ``OMP_WAIT_POLICY=PASSIVE``). Runs with WSI bags use the job's CPUs."""
+    from healnet_cli.core.hpc import available_cpus
+
+    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return available_cpus() if WSI in modalities else 1
 
 
 def _token_weights(weights: Mapping[str, torch.Tensor] | None, table: PatientTable, rows: np.ndarray, batch: dict) -> list[dict[str, np.ndarray]]:
@@ -181,11 +203,6 @@ def _token_weights(weights: Mapping[str, torch.Tensor] | None, table: PatientTab
             if present[j]:
                 out[j][m] = w[j][mask[j]] if mask is not None else w[j]
     return out
-
-
-def _vector_input(fm: FoldModel, table: PatientTable) -> np.ndarray:
-    parts = [table.vectors[m] for m in fm.modalities if m != WSI]
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(table.ids), 0), np.float32)
 
 
 @torch.no_grad()
@@ -208,22 +225,17 @@ def predict_table(fm: FoldModel, table: PatientTable, *, batch_size: int = 8, re
                   autocast: torch.dtype | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """Risk and survival per bin for each row of ``table``."""
     at = np.asarray(fm.bin_edges[1:], dtype=np.float64)
-    weights: list[dict] = [{} for _ in table.ids]
-    if fm.model_name == COXNET:
-        x = _vector_input(fm, table)
-        risk = fm.model.risk(x)
-        surv = fm.model.survival(x, at)
+    logits, w = predict_logits(fm.model, table, batch_size=batch_size, device=fm.device,
+                               return_weights=return_weights, autocast=autocast)
+    weights: list[dict] = w if return_weights else [{} for _ in table.ids]
+    if fm.loss == "cox":
+        if fm.breslow is None:
+            raise InputError(f"fold {fm.fold}: a Cox-type model without its Breslow baseline in the checkpoint; retrain the run")
+        risk = logits[:, 0].astype(np.float64)
+        surv = breslow_survival(risk, fm.breslow[0], fm.breslow[1], at)
     else:
-        logits, w = predict_logits(fm.model, table, batch_size=batch_size, device=fm.device,
-                                   return_weights=return_weights, autocast=autocast)
-        if return_weights:
-            weights = w
-        if fm.loss == "cox":
-            risk = logits[:, 0].astype(np.float64)
-            surv = breslow_survival(risk, fm.breslow[0], fm.breslow[1], at)
-        else:
-            surv = survival_from_logits(logits)
-            risk = risk_from_survival(surv)
+        surv = survival_from_logits(logits)
+        risk = risk_from_survival(surv)
     frame = pd.DataFrame({"patient_id": table.ids, "risk": risk})
     for j in range(surv.shape[1]):
         frame[f"surv_{j}"] = surv[:, j]
@@ -259,11 +271,3 @@ def predict_patients(
                 bags[p] = cohort.load_bag(p)[2]
     result_w = {p: weights[i] for i, p in enumerate(ids)} if return_weights else None
     return PredictionResult(frame, result_w, bags)
-
-
-def predictions_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``healnet`` metadata JSON of a predictions Parquet file."""
-    import pyarrow.parquet as pq
-
-    raw = (pq.read_schema(path).metadata or {}).get(b"healnet")
-    return json.loads(raw) if raw else {}

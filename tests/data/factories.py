@@ -23,16 +23,21 @@ def make_workspace(
     wsi: bool = False,
     seed: int = 0,
     missing: dict[str, float] | None = None,
+    id_prefix: str = "P",
+    extractor: str = "toy",
+    provenance: dict | None = None,
 ) -> Path:
     """Write ``omics/<m>.parquet``, ``omics/labels.parquet`` and optionally ``features/toy/*``.
 
     Survival depends on the first RNA feature (and the mean WSI feature), so models can learn.
-    ``missing[m]`` is the share of patients without modality ``m``.
+    ``missing[m]`` is the share of patients without modality ``m``. ``id_prefix`` names the
+    patients (``P000``...: another prefix gives a disjoint cohort); ``provenance`` is added to every
+    feature file's provenance (written to ``features/<extractor>/``).
     """
     rng = np.random.default_rng(seed)
     omics = {"rna": 12, "cnv": 5} if omics is None else omics
     missing = missing or {}
-    ids = [f"P{i:03d}" for i in range(n_patients)]
+    ids = [f"{id_prefix}{i:03d}" for i in range(n_patients)]
     signal = rng.normal(size=n_patients)
     hazard = np.exp(0.8 * signal)
     time = rng.exponential(12.0 / hazard) + 0.5
@@ -46,7 +51,7 @@ def make_workspace(
         keep = rng.random(n_patients) >= missing.get(name, 0.0)
         write_modality(modality_path(root / "omics", name), frame[keep], {"modality": name})
     if wsi:
-        folder = root / "features" / "toy"
+        folder = root / "features" / extractor
         keep = rng.random(n_patients) >= missing.get("wsi", 0.0)
         for i, pid in enumerate(ids):
             if not keep[i]:
@@ -57,5 +62,5 @@ def make_workspace(
                 coords = torch.from_numpy(rng.integers(0, 20, size=(n, 2)) * 256)
                 slide = f"{pid}-slide{s}"
                 write_features(features_path(folder, slide), feats, coords,
-                               {"slide_id": slide, "case_id": pid, "extractor": "toy"})
+                               {"slide_id": slide, "case_id": pid, "extractor": extractor, **(provenance or {})})
     return root

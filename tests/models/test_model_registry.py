@@ -17,7 +17,7 @@ SPECS = {"wsi": ModalitySpec("bag", 8), "rna": ModalitySpec("vector", 6)}
 
 
 def test_registry_lists_every_model():
-    assert list_models() == ["healnet", "ehpal", "abmil", "snn", "concat", "late"]
+    assert list_models() == ["healnet", "ehpal", "abmil", "snn", "concat", "late", "coxnet"]
 
 
 def test_unknown_model_lists_valid_names():
@@ -51,6 +51,8 @@ def test_baselines_require_their_modality_kind():
         create_model("abmil", {"rna": ModalitySpec("vector", 6)}, 4)
     with pytest.raises(ValueError, match="vector modality"):
         create_model("snn", {"wsi": ModalitySpec("bag", 6)}, 4)
+    with pytest.raises(ValueError, match="omics only"):
+        create_model("coxnet", SPECS, 4)
     with pytest.raises(ValueError, match="kind"):
         ModalitySpec("image", 3)
 
@@ -65,10 +67,11 @@ def _is_plain(obj) -> bool:
 
 @pytest.mark.parametrize("name", list_models())
 def test_checkpoint_dict_is_plain_and_rebuilds(name):
-    model = create_model(name, SPECS, 4)
+    specs = {"rna": SPECS["rna"]} if name == "coxnet" else SPECS  # coxnet: omics only
+    model = create_model(name, specs, 4)
     ckpt = model_to_checkpoint(model)
     assert set(ckpt) == {"name", "config", "state_dict"} and _is_plain(ckpt)
-    assert ckpt["config"]["modalities"] == {"wsi": {"kind": "bag", "dim": 8}, "rna": {"kind": "vector", "dim": 6}}
+    assert ckpt["config"]["modalities"] == {k: {"kind": v.kind, "dim": v.dim} for k, v in specs.items()}
     rebuilt = model_from_checkpoint(ckpt)
     assert rebuilt.config == model.config
     for (k1, v1), (k2, v2) in zip(model.state_dict().items(), rebuilt.state_dict().items()):

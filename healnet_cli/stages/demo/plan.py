@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from healnet_cli.artifacts.run import COMPARISON_DIR
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.demo.cohort import DemoCohort
-from healnet_cli.stages.demo.results import COMPARISON_DIR
 from healnet_cli.stages.demo.steps import Step
 
 MARKER = ".healnet-demo"

@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from healnet_cli.artifacts.run import WSI
 from healnet_cli.stages.evaluate.inference_port import FoldModels
 from healnet_cli.stages.evaluate.run_folder import RunData
-
-WSI = "wsi"
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Kaplan–Meier curves of risk groups (log-rank, numbers at risk) and calibration at chosen times,
-computed on the pooled out-of-fold predictions."""
+computed on the pooled out-of-fold predictions (or on external predictions, whose groups are cut at
+the training run's out-of-fold cut-offs)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ class RiskGroups:
     chisq: float | None = None
     p_value: float | None = None
     reason: str = ""
+    cutoff_source: str = "quantiles of the pooled out-of-fold risk"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "cutoffs": self.cutoffs,
-            "cutoff_source": "quantiles of the pooled out-of-fold risk",
+            "cutoff_source": self.cutoff_source,
             "groups": [
                 {"name": n, "n": s, "events": e, "at_risk": r}
                 for n, s, e, r in zip(self.names, self.sizes, self.events, self.at_risk)
@@ -56,13 +58,30 @@ def tick_times(t_max: float, n: int = 5) -> list[float]:
     return [float(t) for t in ticks if 0 <= t <= t_max]
 
 
+TRAINING_CUTOFFS = "the training run's cut-offs (quantiles of its pooled out-of-fold risk)"
+
+
+def _groups(run: RunData, risk: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Group labels (0 = lowest risk), cut-offs and where they came from: external predictions use
+    the training run's cut-offs (a patient on a cut-off goes to the lower group, as for quantiles)."""
+    if run.external is None:
+        labels, cuts = risk_groups(risk, n_groups)
+        return labels, cuts, "quantiles of the pooled out-of-fold risk"
+    cuts = run.risk_cutoffs.get(str(n_groups))
+    if not cuts:
+        raise NotComputable(f"the training run records no cut-offs for {n_groups} risk groups")
+    cuts = np.asarray(cuts, dtype=float)
+    return np.searchsorted(cuts, risk, side="left").astype(int), cuts, TRAINING_CUTOFFS
+
+
 def km_risk_groups(run: RunData, n_groups: int) -> RiskGroups:
-    """Split pooled out-of-fold risk into ``n_groups`` quantile groups; KM + log-rank per group."""
+    """Split pooled out-of-fold risk into ``n_groups`` quantile groups (external predictions: at the
+    training run's cut-offs); KM + log-rank per group."""
     p = run.predictions
     time, event, risk = p["time"].to_numpy(float), p["event"].to_numpy(bool), p["risk"].to_numpy(float)
     if time.size < 2 * n_groups:
         raise NotComputable(f"too few patients ({time.size}) for {n_groups} risk groups")
-    labels, cuts = risk_groups(risk, n_groups)
+    labels, cuts, source = _groups(run, risk, n_groups)
     curves, sizes, events = [], [], []
     for g in range(n_groups):
         mask = labels == g
@@ -77,7 +96,8 @@ def km_risk_groups(run: RunData, n_groups: int) -> RiskGroups:
     nar = numbers_at_risk(time, labels, np.asarray(at))
     rows = {int(g): r for g, r in zip(np.unique(labels), nar.tolist())}
     groups = RiskGroups(
-        group_names(n_groups), cuts.tolist(), curves, sizes, events, at, [rows.get(g, [0] * len(at)) for g in range(n_groups)]
+        group_names(n_groups), cuts.tolist(), curves, sizes, events, at, [rows.get(g, [0] * len(at)) for g in range(n_groups)],
+        cutoff_source=source,
     )
     try:
         lr = logrank(time, event, labels)

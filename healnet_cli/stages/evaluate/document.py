@@ -46,11 +46,30 @@ def conventions(ev: RunEvaluation) -> dict[str, Any]:
         "ci": "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed",
         "time_unit": ev.run.time_unit,
     }
+    if ev.run.external is not None:
+        out["censoring_distribution"] = ("Kaplan–Meier of the external cohort's own censoring (the training cohort's "
+                                         "follow-up does not apply to another cohort)")
+        out["ci"] = "95% percentile bootstrap over the external patients; censoring weights fixed"
+        out["risk_groups"] = "cut at the training run's cut-offs (quantiles of its pooled out-of-fold risk)"
     if ev.scores is not None:
         out["tau"] = ev.scores.tau
-        out["tau_rule"] = "smallest over folds of min(largest test time, largest training time)"
+        out["tau_rule"] = ("the largest external follow-up time" if ev.run.external
+                           else "smallest over folds of min(largest test time, largest training time)")
         out["time_grid"] = ev.scores.grid.tolist()
     return out
+
+
+def external_summary(run: RunData) -> dict[str, Any]:
+    """What ``metrics.json → external_validation`` and the report say about external predictions."""
+    ext = run.external or {}
+    shared = ext.get("shared_patients") or {}
+    return {
+        "training_run": ext.get("run", {}), "workdir": ext.get("workdir"), "model_used": ext.get("model_used"),
+        "members": [m.get("name") for m in ext.get("members", [])], "n_predicted": ext.get("n_predicted"),
+        "n_scored": ext.get("n_scored"), "n_unlabelled": ext.get("n_unlabelled"), "coverage": ext.get("coverage", {}),
+        "features": ext.get("features", {}), "shared_with_training": int(shared.get("n", 0)),
+        "shared_ids": list(shared.get("ids", [])), "warnings": list(ext.get("warnings", [])),
+    }
 
 
 def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
@@ -70,10 +89,13 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
         "failed": ev.failed,
         "skipped": ev.skipped,
     }
+    if run.external is not None:
+        payload["external_validation"] = external_summary(run)
     if ev.scores is not None:
-        payload["folds"] = {str(k): s.as_dict() for k, s in ev.scores.folds.items()}
         payload["pooled"] = ev.scores.pooled.as_dict()
-        payload["across_folds"] = ev.scores.across_folds()
+        if run.external is None:
+            payload["folds"] = {str(k): s.as_dict() for k, s in ev.scores.folds.items()}
+            payload["across_folds"] = ev.scores.across_folds()
     if ev.groups is not None:
         payload["risk_groups"] = ev.groups.as_dict()
     if ev.calibration is not None:
@@ -96,6 +118,13 @@ def _metric_sections(report: Report, ev: RunEvaluation) -> None:
     if scores is None:
         return
     report.heading("Discrimination and calibration")
+    if ev.run.external is not None:
+        report.table(["metric", "external cohort (95% CI)"], [[LABELS[m], scores.pooled.values[m].text()] for m in METRICS])
+        report.bullets([f"external: {scores.pooled.grid_note}"] if scores.pooled.grid_note else [])
+        for name in ("td_auc", "brier"):
+            if name in ev.figures:
+                report.figure(ev.figures[name])
+        return
     across = scores.across_folds()
     report.table(
         ["metric", "pooled out-of-fold (95% CI)", "mean ± sd over folds"],
@@ -120,7 +149,8 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
         g = ev.groups
         report.heading("Risk groups")
         lr = f"log-rank p = {g.p_value:.3g} (χ² = {g.chisq:.2f})" if g.p_value is not None else f"log-rank: n/a ({g.reason})"
-        report.text(f"Patients split at quantiles of the pooled out-of-fold risk ({len(g.names)} groups); {lr}.")
+        report.text(f"Patients split at {g.cutoff_source} ({len(g.names)} groups; cut-offs "
+                    f"{', '.join(f'{c:.4g}' for c in g.cutoffs)}); {lr}.")
         report.table(
             ["group", "patients", "events"] + [f"at risk t={t:g}" for t in g.at_times],
             [[n, str(s), str(e)] + [str(c) for c in r] for n, s, e, r in zip(g.names, g.sizes, g.events, g.at_risk)],
@@ -164,14 +194,49 @@ def _attention_section(report: Report, att: AttentionResult | None, figures: dic
             report.figure(fig)
 
 
+def _external_section(report: Report, run: RunData) -> None:
+    ext = external_summary(run)
+    train = ext["training_run"]
+    report.heading("External validation")
+    n_shared = ext["shared_with_training"]
+    if n_shared:
+        report.text(f"⚠ {n_shared} of these patients are also in the training cohort of the run: for them this is "
+                    f"not an external validation (ids in metrics.json → external_validation.shared_ids).")
+    cov = ", ".join(f"{m} {c.get('n_patients', 0)}/{ext['n_predicted']}" for m, c in ext["coverage"].items())
+    imputed = [f"{m}: {f['n_imputed']} of {f['n_features']} features imputed with the training medians"
+               for m, f in ext["features"].items() if f.get("n_imputed")]
+    report.bullets([
+        f"run {train.get('path')} (model {train.get('model')}, modalities {', '.join(train.get('modalities') or [])}), "
+        f"{ext['model_used']}: {', '.join(ext['members'])}",
+        f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with labels scored"
+        + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
+        f"patients with each modality: {cov}",
+        *imputed, *ext["warnings"],
+    ])
+
+
 def build_report(ev: RunEvaluation) -> Report:
     """The report of one run (also rendered as ``summary.md``)."""
     run, p = ev.run, ev.run.predictions
+    if run.external is not None:
+        train = run.external.get("run", {})
+        report = Report(
+            f"healnet external validation: {train.get('name', run.name)}",
+            f"external validation of run {train.get('name')} (model {run.model_name}, modalities "
+            f"{', '.join(run.modalities) or '?'}) on {p['patient_id'].nunique()} patients, {int(p['event'].sum())} events · "
+            f"times in {run.time_unit}",
+        )
+        _external_section(report, run)
+        return _report_body(report, ev)
     report = Report(
         f"healnet evaluation: {run.name}",
         f"model {run.model_name} · modalities {', '.join(run.modalities) or '?'} · {p['patient_id'].nunique()} patients, "
         f"{int(p['event'].sum())} events · {len(run.folds)} folds · times in {run.time_unit}",
     )
+    return _report_body(report, ev)
+
+
+def _report_body(report: Report, ev: RunEvaluation) -> Report:
     if ev.failed:
         report.heading("Not computed")
         report.bullets([f"{g}: {why}" for g, why in ev.failed.items()])
@@ -192,7 +257,10 @@ def headline(ev: RunEvaluation) -> dict[str, Any]:
     if ev.scores is not None:
         out["pooled"] = {m: ev.scores.pooled.values[m].value for m in METRICS}
         out["pooled_ci95"] = {m: _ci(ev.scores.pooled.values[m]) for m in METRICS}
-        out["across_folds"] = {m: {"mean": v["mean"], "sd": v["sd"]} for m, v in ev.scores.across_folds().items()}
+        if ev.run.external is None:
+            out["across_folds"] = {m: {"mean": v["mean"], "sd": v["sd"]} for m, v in ev.scores.across_folds().items()}
+        else:
+            out["external"] = True
     return out
 
 

@@ -18,6 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from healnet_cli import __version__
+from healnet_cli.artifacts.run import (
+    COMPARISON_DIR,
+    COMPARISON_FILE,
+    EVALUATION_DIR,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    REPORT_HTML,
+    SPLITS_FILE,
+    SUMMARY_MD,
+)
 from healnet_cli.core import atomic
 from healnet_cli.core.config import plain, write_resolved_config
 from healnet_cli.core.console import Console
@@ -29,8 +39,6 @@ from healnet_cli.stages.evaluate.document import RunEvaluation, build_report, he
 from healnet_cli.stages.evaluate.inference_port import FoldModels, Inference, default_inference
 from healnet_cli.stages.evaluate.report import Figure, Report, to_html, to_markdown
 from healnet_cli.stages.evaluate.run_folder import RunData, read_run, require_checkpoints
-
-EVALUATION_DIR = "evaluation"
 
 
 @dataclass
@@ -58,19 +66,27 @@ def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Conso
         return None
 
 
+def _curves(ev: RunEvaluation, name: str) -> tuple[dict[str, Any], str]:
+    """The curves ``name`` (``td_auc`` / ``brier``) to draw, and whose they are for the caption."""
+    pooled = getattr(ev.scores.pooled, name)
+    if ev.run.external is not None:
+        return {"external cohort": pooled}, "on the external cohort"
+    return {f"fold {k}": getattr(s, name) for k, s in ev.scores.folds.items()} | {"pooled": pooled}, "per fold and pooled"
+
+
 def _figures(ev: RunEvaluation) -> None:
     unit = ev.run.time_unit
     if ev.scores is not None:
-        curves = {f"fold {k}": s.td_auc for k, s in ev.scores.folds.items()} | {"pooled": ev.scores.pooled.td_auc}
+        curves, whose = _curves(ev, "td_auc")
         if any(curves.values()):
             ev.figures["td_auc"] = Figure("td_auc.png", plots.curve_figure(
                 curves, key="auc", ylabel="AUC(t)", title="Time-dependent AUC (cumulative/dynamic)", time_unit=unit,
-                reference=0.5), "Time-dependent AUC per fold and pooled; dashed: chance")
-        curves = {f"fold {k}": s.brier for k, s in ev.scores.folds.items()} | {"pooled": ev.scores.pooled.brier}
+                reference=0.5), f"Time-dependent AUC {whose}; dashed: chance")
+        curves, whose = _curves(ev, "brier")
         if any(curves.values()):
             ev.figures["brier"] = Figure("brier.png", plots.curve_figure(
                 curves, key="score", ylabel="Brier score", title="Brier score over time (IPCW)", time_unit=unit,
-                reference=0.25), "Brier score per fold and pooled; dashed: 0.25 (a constant 0.5 prediction)")
+                reference=0.25), f"Brier score {whose}; dashed: 0.25 (a constant 0.5 prediction)")
     if ev.groups is not None:
         ev.figures["km"] = Figure("km_risk_groups.png", plots.km_figure(ev.groups, time_unit=unit),
                                   "Kaplan–Meier curves of the predicted risk groups with numbers at risk")
@@ -101,10 +117,13 @@ def _needs_models(config: EvaluateConfig) -> bool:
     return config.ablate or config.attention
 
 
+EXTERNAL_SKIP = "not for external predictions (they are scored from predictions.parquet alone)"
+
+
 def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Inference | None, console: Console, debug: bool) -> None:
-    if not _needs_models(config):
-        ev.skipped["ablation"] = "not requested (--ablate)"
-        ev.skipped["attention"] = "disabled (--no-attention)"
+    if not _needs_models(config) or ev.run.external is not None:
+        ev.skipped["ablation"] = EXTERNAL_SKIP if ev.run.external is not None and config.ablate else "not requested (--ablate)"
+        ev.skipped["attention"] = EXTERNAL_SKIP if ev.run.external is not None and config.attention else "disabled (--no-attention)"
         return
     workdir = config.workdir if config.workdir is not None else ev.run.options.get("workdir")
     models = FoldModels(inference or default_inference(), ev.run.path, workdir=config.workdir, device=config.device)
@@ -148,8 +167,8 @@ def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, infe
 
 def _write_report(folder: Path, report: Report, figures: Sequence[Figure], footer: str) -> list[Path]:
     written = [atomic.write_bytes(folder / f.name, f.png) for f in figures]
-    written.append(atomic.write_text(folder / "summary.md", to_markdown(report)))
-    written.append(atomic.write_text(folder / "report.html", to_html(report, footer=footer)))
+    written.append(atomic.write_text(folder / SUMMARY_MD, to_markdown(report)))
+    written.append(atomic.write_text(folder / REPORT_HTML, to_html(report, footer=footer)))
     return written
 
 
@@ -173,7 +192,7 @@ def write_run_outputs(ev: RunEvaluation, folder: Path, options: dict[str, Any]) 
     """``metrics.json``, figures, ``summary.md``, ``report.html`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_figures(folder, {f.name for f in ev.figures.values()})
-    written = [atomic.write_json(folder / "metrics.json", metrics_json(ev, options))]
+    written = [atomic.write_json(folder / METRICS_FILE, metrics_json(ev, options))]
     return written + _write_report(folder, build_report(ev), list(ev.figures.values()), _footer())
 
 
@@ -195,7 +214,7 @@ def evaluate_runs(
         A run folder lacks predictions, labels or splits, or (with --ablate / attention) a
         checkpoint — before any work.
     """
-    if config.out is not None and any((Path(config.out) / name).exists() for name in ("splits.csv", "predictions.parquet")):
+    if config.out is not None and any((Path(config.out) / name).exists() for name in (SPLITS_FILE, PREDICTIONS_FILE)):
         raise InputError(
             f"--out {config.out}: is a training run folder (its config.yaml would be overwritten); "
             "pass a new folder, or leave --out out to write RUN/evaluation/"
@@ -205,7 +224,8 @@ def evaluate_runs(
         from healnet_cli.core.device import resolve_device
 
         for run in runs:
-            require_checkpoints(run)
+            if run.external is None:
+                require_checkpoints(run)
         config = dataclasses.replace(config, device=str(resolve_device(config.device)))
     options = plain(dict(options) if options is not None else dataclasses.asdict(config))
     outcome = Outcome(EXIT_OK)
@@ -219,7 +239,7 @@ def evaluate_runs(
         if ev.failed or run.unfinished:
             outcome.exit_code = EXIT_PARTIAL
         evals.append(ev)
-        console.info(f"{run.name}: report {folder / 'report.html'}")
+        console.info(f"{run.name}: report {folder / REPORT_HTML}")
     if len(evals) > 1:
         outcome.comparison = _write_comparison(evals, config, options, sources, console)
     return outcome
@@ -229,12 +249,12 @@ def _write_comparison(evals: list[RunEvaluation], config: EvaluateConfig, option
                       sources: dict[str, str] | None, console: Console) -> dict[str, Any]:
     from healnet_cli.stages.evaluate.compare import compare_runs, comparison_report
 
-    folder = config.out if config.out is not None else evals[0].run.path / EVALUATION_DIR / "comparison"
+    folder = config.out if config.out is not None else evals[0].run.path / EVALUATION_DIR / COMPARISON_DIR
     result = compare_runs(evals, n_boot=config.bootstrap, seed=config.seed)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(folder / "comparison.json", {**result, "options": options,
+    atomic.write_json(folder / COMPARISON_FILE, {**result, "options": options,
                                                     "inputs": {ev.run.name: ev.run.fingerprints for ev in evals}})
     _write_report(folder, comparison_report(result), [], _footer())
     write_resolved_config(folder, options, command="evaluate", sources=sources)
-    console.info(f"comparison: {folder / 'report.html'}")
+    console.info(f"comparison: {folder / REPORT_HTML}")
     return {"output": str(folder), "paired_tests": result["paired_tests"]}

@@ -1,12 +1,15 @@
-"""Read a ``healnet train`` run folder: out-of-fold predictions, labels, splits, bin edges.
+"""Read what evaluate scores: a ``healnet train`` run folder (out-of-fold predictions, labels,
+splits, bin edges) or a ``healnet predict`` folder (external predictions), through the run
+contract (:mod:`healnet_cli.artifacts.run`).
 
-Predictions come from ``predictions.parquet``; when it is absent (a SLURM fold array whose folds
-were not gathered) the ``fold_<k>/predictions.parquet`` files are concatenated in memory.
+Out-of-fold predictions come from ``predictions.parquet``; when it is absent (a SLURM fold array
+whose folds were not gathered) the ``fold_<k>/predictions.parquet`` files are concatenated in
+memory. External predictions are scored as one set whose censoring distribution is the external
+cohort's own; their risk groups are cut at the training run's cut-offs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,16 +18,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-import yaml
 
+from healnet_cli.artifacts.run import HINT, RunLayout, read_manifest, read_options
+from healnet_cli.artifacts.run_external import PredictLayout, is_predict_dir, read_external
+from healnet_cli.artifacts.run_tables import read_failures, read_labels, read_oof_predictions, read_splits
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.fingerprint import file_fingerprint
 
-PREDICTIONS = "predictions.parquet"
-_FOLD_DIR = re.compile(r"^fold_(\d+)$")
-_HINT = "rerun `healnet train` (or pass the run's --out folder)"
+_HINT = HINT
 
 
 @dataclass
@@ -43,6 +44,9 @@ class RunData:
         patients whose censoring distribution weights Uno's c-index, the Brier score and the AUC.
     labels
         Index ``patient_id``; ``time``, ``event`` for the whole cohort.
+    external
+        For ``healnet predict`` output: its ``predict.json`` (the training run, coverage, shared
+        patients). Its one "fold" (0) holds every labelled patient, who are also its ``train_ids``.
     """
 
     path: Path
@@ -55,6 +59,8 @@ class RunData:
     meta: dict[str, Any]
     fingerprints: dict[str, str] = field(default_factory=dict)
     unfinished: dict[str, str] = field(default_factory=dict)
+    external: dict[str, Any] | None = None  # predict.json of external predictions (None: a run's out-of-fold)
+    risk_cutoffs: dict[str, list[float]] = field(default_factory=dict)  # "n groups" -> the training run's cut-offs
 
     @property
     def folds(self) -> list[int]:
@@ -78,40 +84,6 @@ class RunData:
     def surv_columns(self) -> list[str]:
         cols = [c for c in self.predictions.columns if re.fullmatch(r"surv_\d+", str(c))]
         return sorted(cols, key=lambda c: int(c.split("_")[1]))
-
-
-def fold_dirs(run_dir: Path) -> dict[int, Path]:
-    """``fold_<k>`` sub-folders of ``run_dir`` by fold index."""
-    return {int(m.group(1)): p for p in run_dir.iterdir() if p.is_dir() and (m := _FOLD_DIR.match(p.name))}
-
-
-def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())}); {_HINT}") from exc
-    raw = (table.schema.metadata or {}).get(b"healnet")
-    return table.to_pandas(), (json.loads(raw) if raw else {})
-
-
-def _read_predictions(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], list[Path]]:
-    gathered = run_dir / PREDICTIONS
-    if gathered.is_file():
-        frame, meta = _read_parquet(gathered)
-        return frame, meta, [gathered]
-    per_fold = {k: d / PREDICTIONS for k, d in sorted(fold_dirs(run_dir).items())}
-    present = {k: p for k, p in per_fold.items() if p.is_file()}
-    if not present:
-        raise InputError(f"{gathered} not found (and no fold_<k>/{PREDICTIONS}); {_HINT}")
-    frames, meta = [], {"bin_edges": {}, "gathered_from_folds": True}
-    for k, path in present.items():
-        frame, m = _read_parquet(path)
-        frames.append(frame)
-        meta["bin_edges"][str(k)] = m.get("bin_edges")
-        for key in ("time_unit", "model", "modalities", "loss"):
-            if m.get(key) is not None:
-                meta[key] = m[key]
-    return pd.concat(frames, ignore_index=True), meta, list(present.values())
 
 
 def _check_predictions(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -157,71 +129,34 @@ def _bin_edges(meta: dict[str, Any], folds: list[int], n_bins: int, path: Path) 
     return out
 
 
-def _read_labels(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / "labels.parquet"
-    if not path.is_file():
-        raise InputError(f"{path} not found (needed for the training patients' censoring distribution); {_HINT}")
-    frame, _ = _read_parquet(path)
-    if "patient_id" in frame.columns:
-        frame = frame.set_index("patient_id")
-    if not {"time", "event"} <= set(frame.columns):
-        raise InputError(f"{path}: columns 'time' and 'event' expected, found {list(frame.columns)}; {_HINT}")
-    frame.index = frame.index.astype(str)
-    return pd.DataFrame({"time": frame["time"].astype(float), "event": frame["event"].astype(bool)})
-
-
-def _read_splits(run_dir: Path, folds: list[int]) -> dict[int, list[str]]:
-    path = run_dir / "splits.csv"
-    if not path.is_file():
-        raise InputError(f"{path} not found (needed for each fold's training patients); {_HINT}")
-    try:
-        frame = pd.read_csv(path, dtype={"patient_id": str})
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot be parsed as CSV ({' '.join(str(exc).split())}); {_HINT}") from exc
-    if not {"patient_id", "fold", "split"} <= set(frame.columns):
-        raise InputError(f"{path}: columns patient_id, fold, split expected, found {list(frame.columns)}; {_HINT}")
+def _train_ids(splits: pd.DataFrame, folds: list[int], path: Path) -> dict[int, list[str]]:
     out = {}
     for k in folds:
-        part = frame[(frame["fold"] == k) & (frame["split"] != "test")]
+        part = splits[(splits["fold"] == k) & (splits["split"] != "test")]
         if part.empty:
             raise InputError(f"{path}: fold {k} has no training patients; {_HINT}")
         out[k] = part["patient_id"].astype(str).tolist()
     return out
 
 
-def _unfinished_folds(run_dir: Path, folds: list[int]) -> dict[str, str]:
+def _unfinished_folds(layout: RunLayout, folds: list[int]) -> dict[str, str]:
     """``fold_<k>/predictions.parquet -> why`` for folds in splits.csv without predictions (the
     reason from train's ``failures.json`` when it has one)."""
     try:
-        expected = sorted(int(k) for k in pd.read_csv(run_dir / "splits.csv", usecols=["fold"])["fold"].unique())
-    except (OSError, ValueError):
+        expected = sorted(int(k) for k in read_splits(layout)["fold"].unique())
+    except InputError:
         return {}
-    failures: dict[str, Any] = {}
-    if (run_dir / "failures.json").is_file():
-        try:
-            failures = json.loads((run_dir / "failures.json").read_text())
-        except ValueError:
-            failures = {}
+    failures = read_failures(layout)
     return {
-        f"fold_{k}/{PREDICTIONS}": f"training failed: {failures[str(k)]}" if str(k) in failures else "missing (fold not finished?)"
+        str(layout.fold_predictions(k).relative_to(layout.root)):
+            f"training failed: {failures[str(k)]}" if str(k) in failures else "missing (fold not finished?)"
         for k in expected
         if k not in folds
     }
 
 
-def _read_options(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML; {_HINT}") from exc
-    return dict(data.get("options", {})) if isinstance(data, dict) else {}
-
-
 def read_run(run_dir: str | os.PathLike[str]) -> RunData:
-    """Read and validate one run folder.
+    """Read and validate one run folder, or one ``healnet predict`` folder.
 
     Raises
     ------
@@ -231,21 +166,56 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
     """
     base = Path(run_dir)
     if not base.is_dir():
-        raise InputError(f"run folder {base} not found; pass the --out folder of `healnet train`")
-    frame, meta, sources = _read_predictions(base)
+        raise InputError(f"run folder {base} not found; pass the --out folder of `healnet train` or `healnet predict`")
+    if is_predict_dir(base):
+        return read_external_run(base)
+    layout = RunLayout(base)
+    frame, meta, sources, from_folds = read_oof_predictions(layout)
     frame = _check_predictions(frame, sources[0])
     folds = sorted(int(k) for k in frame["fold"].unique())
     n_bins = sum(1 for c in frame.columns if re.fullmatch(r"surv_\d+", str(c)))
     edges = _bin_edges(meta, folds, n_bins, sources[0])
-    labels = _read_labels(base)
-    train_ids = _read_splits(base, folds)
+    labels = read_labels(layout)
+    train_ids = _train_ids(read_splits(layout), folds, layout.splits)
     fingerprints = {str(p.relative_to(base)): file_fingerprint(p) for p in sources}
-    for name in ("labels.parquet", "splits.csv", "config.yaml"):
-        if (base / name).is_file():
-            fingerprints[name] = file_fingerprint(base / name)
-    unfinished = _unfinished_folds(base, folds) if meta.pop("gathered_from_folds", False) else {}
-    return RunData(base, base.resolve().name, _read_options(base), frame, edges, train_ids, labels, meta, fingerprints,
-                   unfinished)
+    for path in (layout.labels, layout.splits, layout.config):
+        if path.is_file():
+            fingerprints[path.name] = file_fingerprint(path)
+    unfinished = _unfinished_folds(layout, folds) if from_folds else {}
+    cutoffs = read_manifest(layout).risk_cutoffs if layout.is_run() else {}
+    return RunData(base, base.resolve().name, read_options(base), frame, edges, train_ids, labels, meta, fingerprints,
+                   unfinished, None, cutoffs)
+
+
+def read_external_run(base: Path) -> RunData:
+    """The output of ``healnet predict`` as one scored set (labelled patients only).
+
+    Raises
+    ------
+    InputError
+        No patient has a label, or the files are malformed.
+    """
+    layout = PredictLayout(base)
+    frame, meta, record = read_external(base)
+    path = layout.predictions
+    labelled = frame["time"].notna() if "time" in frame.columns else pd.Series(False, index=frame.index)
+    if not labelled.any():
+        raise InputError(
+            f"{path}: no patient has a label (time, event), so there is nothing to score; add the external "
+            f"cohort's labels (`healnet omics labels ... --workdir {record.get('workdir', 'W')}`) and rerun `healnet predict`"
+        )
+    scored = frame[labelled].copy()
+    scored["fold"] = 0
+    scored = _check_predictions(scored, path)
+    n_bins = sum(1 for c in scored.columns if re.fullmatch(r"surv_\d+", str(c)))
+    edges = _bin_edges({"bin_edges": meta.get("bin_edges")}, [0], n_bins, path)
+    labels = scored.set_index("patient_id")[["time", "event"]]
+    external = {**record, "n_predicted": int(len(frame)), "n_scored": int(len(scored)),
+                "n_unlabelled": int((~labelled).sum())}
+    opts = {"model": meta.get("model"), "modalities": meta.get("modalities"), **dict(record.get("options") or {})}
+    fingerprints = {p.name: file_fingerprint(p) for p in (layout.predictions, layout.record)}
+    return RunData(base, base.resolve().name, opts, scored, edges, {0: labels.index.tolist()}, labels, meta, fingerprints,
+                   {}, external, dict(record.get("risk_cutoffs") or {}))
 
 
 def require_checkpoints(run: RunData) -> dict[int, Path]:
@@ -256,7 +226,8 @@ def require_checkpoints(run: RunData) -> dict[int, Path]:
     InputError
         A fold's ``checkpoint.pt`` is missing.
     """
-    paths = {k: run.path / f"fold_{k}" / "checkpoint.pt" for k in run.folds}
+    layout = RunLayout(run.path)
+    paths = {k: layout.checkpoint(k) for k in run.folds}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise InputError(f"{', '.join(missing)} not found (needed by --ablate / --attention); {_HINT}")

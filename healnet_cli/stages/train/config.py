@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
+from healnet_cli.artifacts.run import WSI
 from healnet_cli.core.errors import InputError
 
-COXNET = "coxnet"
 LOSSES = ("nll", "cox")
 
 # Model hyper-parameters used by `healnet train` unless --hparam overrides them. Chosen for cohorts of
@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     ensemble: int = 3
     resume: bool = False
+    refit_all: bool = False
     hparams: dict[str, Any] = field(default_factory=dict)
 
     def model_hparams(self) -> dict[str, Any]:
@@ -104,9 +105,9 @@ def parse_hparams(items: list[str] | None) -> dict[str, Any]:
 
 def check_config(cfg: TrainConfig) -> None:
     """Validate option values before any work (exit 2 on failure)."""
-    from healnet_cli.models import list_models
+    from healnet_cli.models import get_model_class, list_models
 
-    names = [*list_models(), COXNET]
+    names = list_models()
     if cfg.model not in names:
         raise InputError(f"--model {cfg.model!r} is unknown; valid models: {', '.join(names)}")
     if cfg.monitor not in ("loss", "cindex"):
@@ -131,9 +132,12 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.grad_accum >= 1, f"--grad-accum {cfg.grad_accum}: must be >= 1"),
         (cfg.splits is not None or cfg.folds >= 2, f"--folds {cfg.folds}: must be >= 2"),
         (cfg.fold is None or cfg.fold >= 0, f"--fold {cfg.fold}: must be >= 0"),
+        (not (cfg.refit_all and cfg.fold is not None),
+         "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)"),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
-    if cfg.model == COXNET and "wsi" in cfg.modalities:
-        raise InputError("--model coxnet works on omics only; drop wsi from --modalities or pick another model")
+    kinds = getattr(get_model_class(cfg.model), "modality_kinds", ("bag", "vector"))
+    if WSI in cfg.modalities and "bag" not in kinds:
+        raise InputError(f"--model {cfg.model} works on omics only; drop wsi from --modalities or pick another model")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from healnet_cli.artifacts.run import HISTORY_FILE, STATE_FILE
 from healnet_cli.core import atomic
 from healnet_cli.data.batching import PatientTable, collate, drop_modalities, make_batches
 from healnet_cli.data.inference import predict_logits
@@ -143,8 +144,9 @@ def train_fold(
     """Train ``model`` (possibly DDP-wrapped) on ``train``; early-stop on ``val``; return the
     unwrapped module holding the best weights and the per-epoch history.
 
-    With ``fold_dir``, the state after every epoch is written to ``fold_dir/state.pt`` and an
-    existing state is resumed from.
+    With ``fold_dir``, the state after every epoch is written to ``fold_dir/state.pt`` (and the
+    history to ``fold_dir/history.jsonl``) and an existing state is resumed from. Every epoch
+    re-seeds its generators, so no random state needs saving.
     """
     dist = dist or Dist()
     module = model.module if hasattr(model, "module") else model
@@ -156,7 +158,7 @@ def train_fold(
     steps_per_epoch = len(step_groups(n_batches, per_step))
     total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
     st = {"epoch": 0, "step": 0, "best_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "best_state": None}
-    state_path = fold_dir / "state.pt" if fold_dir is not None else None
+    state_path = fold_dir / STATE_FILE if fold_dir is not None else None
     if state_path is not None and state_path.is_file():
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
         module.load_state_dict(saved["model"])
@@ -217,7 +219,7 @@ def train_fold(
         })
         if state_path is not None and dist.is_main:
             _save_state(state_path, module, optimizer, st)
-            atomic.write_text(fold_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in st["history"]))
+            atomic.write_text(fold_dir / HISTORY_FILE, "".join(json.dumps(h) + "\n" for h in st["history"]))
     if st["best_state"] is not None:
         module.load_state_dict(st["best_state"])
     log(f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} (val loss {st['best_loss']:.4f})")
@@ -228,7 +230,6 @@ def _save_state(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer,
     payload = {
         "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
         **st,
     }
     with atomic.atomic_path(path) as tmp:

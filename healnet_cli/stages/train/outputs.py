@@ -1,26 +1,18 @@
-"""Run-folder writers: env.json, cohort.json, per-fold and gathered predictions, summary."""
+"""What train records beside the run contract: the environment (env.json) and the c-index summary."""
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
-from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from healnet_cli import __version__
-from healnet_cli.core import atomic
 from healnet_cli.data.survival import harrell_cindex
-
-META_KEY = b"healnet"
-PREDICTIONS = "predictions.parquet"
 
 
 def environment(seeds: dict[str, Any], fingerprints: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
@@ -42,38 +34,6 @@ def environment(seeds: dict[str, Any], fingerprints: dict[str, str], extra: dict
             "inputs": dict(sorted(fingerprints.items())), **extra}
 
 
-def write_parquet(path: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> Path:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    with atomic.atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
-
-
-def read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    return table.to_pandas(), (json.loads(raw) if raw else {})
-
-
-def gather_predictions(out: Path, folds: Sequence[int]) -> pd.DataFrame | None:
-    """Concatenate ``fold_<k>/predictions.parquet`` into ``predictions.parquet`` when every fold has
-    one; returns the frame, or None when some fold is not finished."""
-    frames, meta = [], {}
-    for k in folds:
-        path = out / f"fold_{k}" / PREDICTIONS
-        if not path.is_file():
-            return None
-        frame, m = read_parquet(path)
-        frames.append(frame)
-        meta.setdefault("bin_edges", {})[str(k)] = m.get("bin_edges")
-        for key in ("time_unit", "model", "modalities", "loss"):
-            meta[key] = m.get(key)
-    frame = pd.concat(frames, ignore_index=True).sort_values(["fold", "patient_id"], kind="stable").reset_index(drop=True)
-    write_parquet(out / PREDICTIONS, frame, meta)
-    return frame
-
-
 def summarise(frame: pd.DataFrame, failed: dict[int, str], info: dict[str, Any]) -> dict[str, Any]:
     """Harrell's c-index per fold on the test predictions, mean and sd (ddof=0, as the paper)."""
     rows = []
@@ -89,13 +49,3 @@ def summarise(frame: pd.DataFrame, failed: dict[int, str], info: dict[str, Any])
         "cindex_sd": float(finite.std(ddof=0)) if len(finite) else None,
         "failed": {str(k): v for k, v in failed.items()},
     }
-
-
-def write_summary(out: Path, summary: dict[str, Any]) -> None:
-    atomic.write_json(out / "summary.json", summary)
-    table = pd.DataFrame(summary["folds"])
-    extra = pd.DataFrame([
-        {"fold": "mean", "cindex": summary["cindex_mean"]},
-        {"fold": "sd", "cindex": summary["cindex_sd"]},
-    ])
-    atomic.write_text(out / "summary.csv", pd.concat([table, extra], ignore_index=True).to_csv(index=False))

@@ -77,14 +77,14 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
 
 FAIL_ON_RANK_1 = """
 import os, sys
-from healnet_cli.stages.train import run
+from healnet_cli.stages.train import fold as run
 
 original = run.FoldTrainer.fit
 
-def fit(self, fold):
+def fit(self, fold, model_dir):
     if fold.index == 1 and os.environ.get("RANK") == "1":
         raise RuntimeError("injected failure")
-    return original(self, fold)
+    return original(self, fold, model_dir)
 
 run.FoldTrainer.fit = fit
 from healnet_cli.cli import main

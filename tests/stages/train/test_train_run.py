@@ -13,7 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from healnet_cli.cli import build_app
-from healnet_cli.data.inference import list_folds, load_fold, predict_patients, predictions_meta
+from healnet_cli.artifacts.run_tables import read_predictions_meta as predictions_meta
+from healnet_cli.data.inference import list_folds, load_fold, predict_patients
 
 from train_factories import factories  # noqa: E402
 
@@ -128,13 +129,15 @@ def test_coxnet_on_identical_splits(healnet_run: tuple[Path, Path], tmp_path: Pa
     assert len(pred) == 40 and np.all(np.diff(pred.filter(like="surv_").to_numpy(), axis=1) <= 1e-12)
     assert pred["risk"].std() > 0
     ckpt = torch.load(out / "fold_0" / "checkpoint.pt", weights_only=True)
-    assert ckpt["model_name"] == "coxnet" and ckpt["model"]["coef"].ndim == 1
+    assert ckpt["model_name"] == "coxnet" and ckpt["model"]["name"] == "coxnet"  # a registered model
+    assert ckpt["model"]["state_dict"]["coef"].ndim == 1 and ckpt["loss"] == "cox" and "breslow" in ckpt
     fm = load_fold(out, 0)
     pid = pred.loc[pred.fold == 0, "patient_id"].iloc[0]
     full = predict_patients(fm, [pid]).frame["risk"].iloc[0]
     dropped = predict_patients(fm, [pid], drop={pid: {"rna", "cnv"}}).frame["risk"].iloc[0]
     medians = np.concatenate([fm.preprocess[m].median for m in ("rna", "cnv")])
-    assert dropped == pytest.approx(float(medians @ fm.model.coef))  # dropped omics = training medians
+    coef = fm.model.coef.detach().numpy()
+    assert dropped == pytest.approx(float(medians @ coef))  # dropped omics = training medians
     assert full != pytest.approx(dropped)
 
 
@@ -171,10 +174,28 @@ def test_no_labels_and_no_patients_exit_2(tmp_path: Path) -> None:
 
 def test_existing_run_needs_resume(healnet_run: tuple[Path, Path]) -> None:
     ws, run = healnet_run
-    result = train(*base_args(ws, run))
+    same = [*base_args(ws, run), "--modality-dropout", "0.3", "--max-patches", "4"]
+    result = train(*same)
     assert result.exit_code == 2 and "--resume" in result.output
-    result = train(*base_args(ws, run), "--resume")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.suffix in (".json", ".yaml", ".csv")}
+    result = train(*same, "--resume", "--device", "cpu", "--precision", "fp32")  # not run-defining
     assert result.exit_code == 0 and "already finished" in result.output
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.suffix in (".json", ".yaml", ".csv")}
+    assert {k: v for k, v in after.items() if k != "run.json"} == {k: v for k, v in before.items() if k != "run.json"}
+
+
+def test_resume_with_other_run_defining_options_is_refused(healnet_run: tuple[Path, Path]) -> None:
+    ws, run = healnet_run
+    before = (run / "run.json").read_bytes(), (run / "config.yaml").read_bytes()
+    result = train(*base_args(ws, run, model="snn"), "--resume", "--epochs", "7", "--modality-dropout", "0.3",
+                   "--max-patches", "4")
+    assert result.exit_code == 2, result.output
+    assert "--model healnet (this command: snn)" in result.output and "--epochs 3 (this command: 7)" in result.output
+    assert "--hparam" in result.output  # healnet's hyper-parameters are not snn's
+    assert "--workdir" not in result.output and "--device" not in result.output
+    assert ((run / "run.json").read_bytes(), (run / "config.yaml").read_bytes()) == before
+    result = train(*base_args(ws, run), "--fold", "1", "--modality-dropout", "0.3", "--max-patches", "4", "--seed", "4")
+    assert result.exit_code == 2 and "--seed 3 (this command: 4)" in result.output
 
 
 def test_single_folds_then_gather(tmp_path: Path) -> None:
@@ -196,14 +217,14 @@ def test_single_folds_then_gather(tmp_path: Path) -> None:
 
 
 def test_a_failed_fold_is_recorded_and_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from healnet_cli.stages.train import run as run_module
+    from healnet_cli.stages.train import fold as run_module
 
     original = run_module.FoldTrainer.fit
 
-    def flaky(self, fold):
+    def flaky(self, fold, model_dir):
         if fold.index == 1:
             raise RuntimeError("simulated out-of-memory")
-        return original(self, fold)
+        return original(self, fold, model_dir)
 
     monkeypatch.setattr(run_module.FoldTrainer, "fit", flaky)
     ws = factories.make_workspace(tmp_path / "ws", n_patients=24, omics={"rna": 4})
