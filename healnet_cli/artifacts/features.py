@@ -6,12 +6,19 @@ the provenance as JSON under the metadata key ``healnet``: ``schema``, ``slide_i
 ``extractor``, ``dim``, ``weights`` (file name + sha256, or ``"random-init"``, or the hub tag),
 ``transform`` (input size, mean, std, interpolation), ``precision``, ``dtype``, ``patch_mpp``,
 ``healnet_version``. A slide without patches has ``features`` of shape ``(0, D)``.
+
+Additive keys (all optional, readers must not require them): ``output``, ``architecture``,
+``encoder_args`` (extract); ``patch_px_level0``, ``patch_mpp_source``, ``slide_mpp`` and ``source``
+(the importing tool, its files and what they recorded) for features brought in by
+``healnet import-features``, whose ``weights`` is ``{"source": "imported", "tool", "encoder"}``.
+:func:`encoder_identity` is what must match for features to be used together.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +52,37 @@ class FeatureBag:
     @property
     def case_id(self) -> str:
         return str(self.provenance.get("case_id") or self.provenance["slide_id"])
+
+
+def weights_key(weights: dict[str, Any] | None) -> str:
+    """A short string identifying the weights recorded in a provenance ``weights`` entry."""
+    weights = weights or {}
+    source = weights.get("source", "none")
+    if source == "file":
+        return f"sha256:{weights.get('sha256', '')}"
+    if source == "hub":
+        sha = str(weights.get("sha256", ""))
+        return f"hub:{weights.get('tag', '')}" + (f"@{sha[:16]}" if sha else "")
+    if source == "random-init":
+        return f"random-init:seed{weights.get('seed')}"
+    if source == "imported":
+        return f"imported:{weights.get('tool', '')}:{weights.get('encoder', '')}"
+    return str(source)
+
+
+def encoder_identity(provenance: dict[str, Any]) -> str:
+    """What makes two slides' features comparable: the encoder name, its build arguments and its
+    weights (``"uni sha256:…"``, ``"uni imported:trident:uni_v1"``)."""
+    parts = [str(provenance.get("extractor", "?"))]
+    if provenance.get("encoder_args"):
+        parts.append(json.dumps(provenance["encoder_args"], sort_keys=True, default=str))
+    parts.append(weights_key(provenance.get("weights")))
+    return " ".join(parts)
+
+
+def short_identity(identity: str) -> str:
+    """``encoder_identity`` with sha256 digests cut to 12 characters, for messages."""
+    return re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1…", identity)
 
 
 def features_path(features_dir: str | os.PathLike[str], slide_id: str) -> Path:
