@@ -67,7 +67,8 @@ def make_workspace(root: Path, n_slides: int, patches_per_slide: int) -> Path:
             "patch_px": READ_PATCH_PX, "patch_px_level0": READ_PATCH_PX, "read_level": 0, "read_patch_px": READ_PATCH_PX,
         }  # fmt: skip
         path = write_coords(coords_path(tiles, f"b{s}"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
-        ArtifactStore(tiles, "tile", {}).commit(f"b{s}", file_fingerprint(slide), [path])
+        fingerprint = file_fingerprint(slide)
+        ArtifactStore(tiles, "tile", {}).commit(f"b{s}", fingerprint, [path], meta={"slide_fingerprint": fingerprint})
     return root
 
 

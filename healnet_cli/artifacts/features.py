@@ -159,3 +159,39 @@ def write_clam_pt(path: str | os.PathLike[str], features: torch.Tensor) -> Path:
     with atomic.atomic_path(path) as tmp:
         torch.save(features.detach().to(torch.float32).contiguous().cpu(), str(tmp))
     return Path(path)
+
+
+def folder_identities(folder: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """``{encoder_identity: [slide_id, ...]}`` of the features files in ``folder`` (headers only;
+    unreadable files are left to the stage that reads them)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(Path(folder).glob(f"*{SUFFIX}")):
+        if path.name.startswith(atomic.TMP_PREFIX) or path.name.startswith("."):
+            continue
+        try:
+            meta = read_provenance(path)
+        except InputError:
+            continue
+        out.setdefault(encoder_identity(meta), []).append(str(meta.get("slide_id", path.stem)))
+    return out
+
+
+def check_folder_identity(folder: str | os.PathLike[str], identity: str, *, force: bool) -> None:
+    """Refuse to write features of ``identity`` into a folder that holds features of another
+    encoder or other weights, unless ``force`` (which replaces them slide by slide).
+
+    Raises
+    ------
+    InputError
+        The folder holds other features and ``force`` is not set; the message names both and the fix.
+    """
+    others = {other: slides for other, slides in folder_identities(folder).items() if other != identity}
+    if not others or force:
+        return
+    other, slides = max(others.items(), key=lambda kv: len(kv[1]))
+    examples = ", ".join(slides[:3]) + (", ..." if len(slides) > 3 else "")
+    raise InputError(
+        f"{folder} holds features of {short_identity(other)} ({len(slides)} slide(s): {examples}); this run makes "
+        f"{short_identity(identity)}. Pass --name NAME to write them to a folder of their own beside these, "
+        "or --force to replace them"
+    )

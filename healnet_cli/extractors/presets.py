@@ -15,11 +15,11 @@ from healnet_cli.extractors._registry import IMAGENET_MEAN, IMAGENET_STD, OPENAI
 H_OPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
 H_OPTIMUS_STD = (0.211883, 0.230117, 0.177517)
 _SWIGLU = {"mlp_layer": "SwiGLUPacked", "act_layer": "silu"}  # resolved to timm.layers / nn.SiLU when built
-_NC_ND = "CC-BY-NC-ND-4.0 (non-commercial, academic research)"
+_NC_ND = "CC-BY-NC-ND-4.0"  # non-commercial, academic research
 
 
 def _gated(repo: str, file: str) -> str:
-    return f"gated: accept the terms at huggingface.co/{repo}, then `huggingface-cli download {repo} {file}`"
+    return f"accept the terms at huggingface.co/{repo}, then `huggingface-cli download {repo} {file}`"
 
 
 PRESETS: dict[str, ExtractorSpec] = {
@@ -36,7 +36,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             precision="fp32",
             ignore_prefixes=("layer4.", "fc."),
             hub_repo="timm/resnet50.tv_in1k",
-            licence="BSD-3-Clause (torchvision)",
+            licence="BSD-3-Clause",
             weights_hint="huggingface-cli download timm/resnet50.tv_in1k model.safetensors",
         ),
         ExtractorSpec(
@@ -148,7 +148,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             hub_files=("pytorch_model.bin", "model.safetensors"),
             gated=True,
             train_mpp=0.5,
-            licence="Apache-2.0 (gated)",
+            licence="Apache-2.0",
             weights_hint=_gated("bioptimus/H-optimus-0", "pytorch_model.bin"),
         ),
         ExtractorSpec(
@@ -166,7 +166,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             hub_files=("pytorch_model.bin", "model.safetensors"),
             gated=True,
             train_mpp=0.5,
-            licence="CC-BY-NC-ND-4.0 (gated)",
+            licence="CC-BY-NC-ND-4.0",
             weights_hint=_gated("bioptimus/H-optimus-1", "pytorch_model.bin"),
         ),
         ExtractorSpec(
@@ -188,7 +188,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             hub_files=("pytorch_model.bin",),
             gated=True,
             train_mpp=0.5,
-            licence="Apache-2.0 (gated, research use)",
+            licence="Apache-2.0",
             weights_hint=_gated("prov-gigapath/prov-gigapath", "pytorch_model.bin"),
         ),
         ExtractorSpec(
@@ -206,7 +206,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             hub_repo="owkin/phikon-v2",
             hub_files=("model.safetensors",),
             train_mpp=0.5,
-            licence="Owkin non-commercial licence",
+            licence="Owkin non-commercial",
             weights_hint="huggingface-cli download owkin/phikon-v2 model.safetensors",
         ),
         ExtractorSpec(
@@ -235,7 +235,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             weights="none",
             precision="fp32",
             amp=False,
-            licence="healnet (MIT-style, no weights)",
+            licence="no weights",
         ),
     )
 }

@@ -73,7 +73,7 @@ def test_encoder_args_build_the_variant() -> None:
         ("resnet50-trunc", None, False, False, "needs weights"),
         ("resnet50-trunc", "w.pt", True, False, "conflict"),
         ("conch", None, True, False, "not available for conch"),
-        ("uni", None, False, False, r"--weights FILE, --pretrained .*gated: accept the terms at huggingface.co/MahmoodLab/UNI"),
+        ("uni", None, False, False, r"--weights FILE, --pretrained .*accept the terms at huggingface.co/MahmoodLab/UNI"),
         ("stain-texture", "w.pt", False, False, "takes no weights"),
         ("stain-texture", None, False, True, "takes no weights"),
     ],

@@ -82,6 +82,7 @@ def extract_slides(
         chunks,
         input_px=extractor.transform.input_px,
         interpolation=extractor.transform.interpolation,
+        crop_px=extractor.transform.crop_px,
         worker_fn=extractor.worker_fn,
     )
     num_workers = min(options.num_workers, len(chunks))
@@ -92,7 +93,15 @@ def extract_slides(
     for slide in slides:  # slides without patches: nothing to read
         if slide.n_chunks == 0 and not _finish(slide, extractor, store, status, console, options, clock, stats):
             return stats
-    for batch in console.track(_guarded(loader), total=len(chunks), description="extract"):
+    progress = console.track(
+        _guarded(loader),
+        total=sum(plan.n_patches for plan in plans),
+        description="extract",
+        unit="patches",
+        weight=lambda batch: int(batch.get("n", 0)),
+        extra=lambda: f"{sum(slide.done for slide in slides)}/{len(slides)} slides",
+    )
+    for batch in progress:
         if "crash" in batch:  # a worker died (segfault in a reader, out of shared memory): fail the rest
             for slide in slides:
                 if not slide.done:

@@ -54,3 +54,32 @@ def test_loader_crash_becomes_a_reason() -> None:
 
     out = list(_guarded(broken()))
     assert out[0] == {"slide": 0} and "Bus error" in out[1]["crash"]
+
+
+def test_strip_runs_join_only_gapless_aligned_row_neighbours() -> None:
+    from healnet_cli.stages.extract.loader import strip_runs
+
+    xy = np.array([[0, 0], [64, 0], [128, 0], [256, 0], [320, 0], [0, 64], [64, 64]], np.int64)
+    assert strip_runs(xy, 64, 1.0) == [(0, 3), (3, 2), (5, 2)]
+    assert strip_runs(xy, 16, 4.0) == [(0, 3), (3, 2), (5, 2)]  # level 1 of a 4x pyramid: 16 px there = 64 at level 0
+    assert strip_runs(xy, 64, 1.0, max_run=2) == [(0, 2), (2, 1), (3, 2), (5, 2)]
+    assert strip_runs(xy, 32, 2.0001) == [(i, 1) for i in range(7)]  # non-integral downsample: one read per patch
+    assert strip_runs(xy + [1, 0], 16, 4.0) == [(i, 1) for i in range(7)]  # off the level's pixel grid
+    assert strip_runs(np.zeros((0, 2), np.int64), 64, 1.0) == []
+
+
+def test_strip_reads_give_the_pixels_of_separate_reads(tmp_path: Path) -> None:
+    from healnet_cli.slides import open_slide
+    from healnet_cli.stages.extract.loader import Chunk
+
+    slide = add_slide(tmp_path, "s", n_patches=16)
+    items, _ = discover_items(tmp_path / "tiles")
+    plan = read_plan(items[0])
+    keep = np.r_[0:5, 6, 8:12]  # gaps: several runs
+    for level, size in ((0, 64), (1, 16)):
+        sub = SlidePlan("s", str(slide), level, size, plan.xy[keep])
+        dataset = PatchChunks([sub], [], input_px=size, interpolation="bilinear")
+        with open_slide(slide) as reader:
+            batch = dataset.read_chunk(reader, sub, Chunk(0, 0, len(keep)))
+            one_by_one = np.stack([reader.read_region((int(x), int(y)), level, (size, size)) for x, y in sub.xy])
+        assert torch.equal(batch.permute(0, 2, 3, 1), torch.from_numpy(one_by_one))
