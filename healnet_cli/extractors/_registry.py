@@ -53,6 +53,9 @@ class ExtractorSpec:
         What ``--precision auto`` runs on CUDA: ``fp16``, ``bf16`` or ``fp32`` (the published one).
     amp
         Whether autocast may be used at all (False for numpy extractors).
+    coarse_read
+        Patches may be read from a coarser pyramid level that still holds ``input_px`` pixels
+        (cheaper decode; for extractors defined at their input resolution, not at the patch's).
     layout
         The state-dict layout a weights file may come in: ``timm`` or ``hf-dinov2`` (converted on load).
     hub_repo, hub_files
@@ -79,6 +82,7 @@ class ExtractorSpec:
     crop_px: int | None = None
     precision: str = "bf16"
     amp: bool = True
+    coarse_read: bool = False
     layout: str = "timm"
     ignore_prefixes: tuple[str, ...] = ()
     hub_repo: str = ""

@@ -53,6 +53,8 @@ class Extractor:
     output, architecture, encoder_args
         What the model returns (``cls``, ``cls+mean``, ``pooled``), its timm architecture and the
         ``--encoder-arg`` values (recorded in provenance).
+    coarse_read
+        Whether patches may be read from a coarser pyramid level holding ``input_px`` pixels.
     """
 
     name: str
@@ -68,6 +70,7 @@ class Extractor:
     output: str = "pooled"
     architecture: str = ""
     encoder_args: dict[str, Any] = field(default_factory=dict)
+    coarse_read: bool = False
 
     def prepare(self, device: torch.device, autocast: torch.dtype | None, *, compile: bool = False) -> None:
         """Move the model to ``device`` (eval, channels-last), set the autocast dtype, optionally compile."""
@@ -256,6 +259,7 @@ def _stain_texture(spec: ExtractorSpec) -> Extractor:
         worker_fn=stain_texture_tensor,  # module-level: picklable for spawn-started workers
         output="pooled",
         architecture="stain-texture",
+        coarse_read=spec.coarse_read,
     )
 
 

@@ -235,6 +235,7 @@ PRESETS: dict[str, ExtractorSpec] = {
             weights="none",
             precision="fp32",
             amp=False,
+            coarse_read=True,
             licence="no weights",
         ),
     )

@@ -24,6 +24,8 @@ percentiles use every other row and column. Everything is vectorised over sub-ba
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -193,10 +195,12 @@ def _lbp_histograms(grey: np.ndarray) -> np.ndarray:
 _LBP_RING = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
 
 
+@lru_cache(maxsize=1)
 def _riu2_table() -> np.ndarray:
     table = np.empty(256, dtype=np.int64)
     for value in range(256):
         bits = [(value >> i) & 1 for i in range(LBP_POINTS)]
         transitions = sum(bits[i] != bits[(i + 1) % LBP_POINTS] for i in range(LBP_POINTS))
         table[value] = sum(bits) if transitions <= 2 else LBP_POINTS + 1
+    table.setflags(write=False)
     return table

@@ -6,7 +6,10 @@ encodes the last chunks of slide *k*, the other workers already read slide *k + 
 its own slide handle lazily (one at a time, closed when it moves on) — handles are never shared
 across processes. Neighbouring patches of a grid row are read as one strip
 (:func:`strip_runs`: one ``read_region`` call instead of up to :data:`MAX_STRIP_PATCHES`), which
-gives the same pixels with fewer calls and colour conversions. A chunk is ``uint8 [b, 3, s, s]`` (resized in the worker, see
+gives the same pixels with fewer calls and colour conversions. Extractors defined at their input
+resolution (``coarse_read``: ``stain-texture``) read each patch from the coarsest pyramid level that
+still holds ``input_px`` pixels (:func:`read_geometry`), which decodes up to 16x fewer pixels on
+40x slides. A chunk is ``uint8 [b, 3, s, s]`` (resized in the worker, see
 :mod:`healnet_cli.extractors.transform`), or ``float32 [b, D]`` features for CPU extractors that run
 in the workers, or an error message when the slide cannot be read.
 """
@@ -91,6 +94,8 @@ class PatchChunks(IterableDataset):
         The extractor's eval transform (resize and crop done here, in the worker).
     worker_fn
         Optional CPU feature function applied in the worker (``uint8`` batch → ``float32 [b, D]``).
+    coarse_read
+        Read from the coarsest level holding ``input_px`` pixels (see :func:`read_geometry`).
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class PatchChunks(IterableDataset):
         interpolation: str,
         crop_px: int | None = None,
         worker_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        coarse_read: bool = False,
     ):
         super().__init__()
         self.plans = plans
@@ -110,6 +116,7 @@ class PatchChunks(IterableDataset):
         self.interpolation = interpolation
         self.crop_px = crop_px
         self.worker_fn = worker_fn
+        self.coarse_read = coarse_read
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -126,20 +133,25 @@ class PatchChunks(IterableDataset):
         out: dict[str, Any] = {"slide": chunk.slide, "start": chunk.start, "n": chunk.n}
         try:
             reader = cache.get(plan.source_path)
+            out["read_level"], out["read_patch_px"] = read_geometry(plan, reader.level_downsamples, self._min_px)
             out["data"] = self.read_chunk(reader, plan, chunk)
         except Exception as exc:  # noqa: BLE001 - one unreadable slide must not stop the others
             out["error"] = f"{plan.source_path}: {exc}" if plan.source_path not in str(exc) else str(exc)
         return out
 
+    @property
+    def _min_px(self) -> int | None:
+        return self.input_px if self.coarse_read else None
+
     def read_chunk(self, reader: Any, plan: SlidePlan, chunk: Chunk) -> torch.Tensor:
         """Read (in row strips), resize (and featurise, for worker extractors) one chunk."""
-        size_px = plan.read_patch_px
+        level, size_px = read_geometry(plan, reader.level_downsamples, self._min_px)
         images = np.empty((chunk.n, size_px, size_px, 3), dtype=np.uint8)
         xy = plan.xy[chunk.start : chunk.start + chunk.n]
-        downsample = float(reader.level_downsamples[plan.read_level])
+        downsample = float(reader.level_downsamples[level])
         for first, count in strip_runs(xy, size_px, downsample):
             x, y = (int(v) for v in xy[first])
-            region = reader.read_region((x, y), plan.read_level, (count * size_px, size_px))
+            region = reader.read_region((x, y), level, (count * size_px, size_px))
             if region.shape != (size_px, count * size_px, 3):
                 raise RuntimeError(f"read_region returned {region.shape} for {count} patch(es) of {size_px} px at ({x}, {y})")
             images[first : first + count] = region.reshape(size_px, count, size_px, 3).transpose(1, 0, 2, 3)
@@ -148,6 +160,24 @@ class PatchChunks(IterableDataset):
         if self.worker_fn is not None:
             return self.worker_fn(batch)
         return batch
+
+
+def read_geometry(plan: SlidePlan, level_downsamples: list[float], min_px: int | None) -> tuple[int, int]:
+    """``(level, patch px at that level)`` to read ``plan``'s patches from.
+
+    The tile stage's level, or with ``min_px`` the coarsest level on which the patch (the same
+    level-0 area) spans a whole number of at least ``min_px`` pixels: never coarser than the
+    extractor's input, never a fractional patch size.
+    """
+    best_level, best_px = plan.read_level, plan.read_patch_px
+    if min_px is None:
+        return best_level, best_px
+    span = plan.read_patch_px * float(level_downsamples[plan.read_level])  # level-0 pixels per patch
+    for level, downsample in enumerate(level_downsamples):
+        px = span / float(downsample)
+        if downsample > level_downsamples[best_level] and abs(px - round(px)) < 1e-6 and round(px) >= min_px:
+            best_level, best_px = level, int(round(px))
+    return best_level, best_px
 
 
 def strip_runs(xy: np.ndarray, size_px: int, downsample: float, max_run: int = MAX_STRIP_PATCHES) -> list[tuple[int, int]]:

@@ -49,6 +49,8 @@ def cache_params(extractor: Extractor, config: ExtractConfig) -> dict[str, Any]:
     }
     if extractor.encoder_args:
         params["encoder_args"] = dict(extractor.encoder_args)
+    if extractor.coarse_read:
+        params["read"] = "coarsest pyramid level holding input_px"
     return params
 
 

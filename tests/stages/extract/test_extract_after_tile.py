@@ -29,7 +29,9 @@ def test_extract_reads_what_tile_committed(tmp_path: Path) -> None:
     bag = read_features(work / "features" / "stain-texture" / "a.safetensors")
     assert len(coords) > 0 and bag.features.shape == (len(coords), 63)
     assert (bag.coords.numpy() == coords.xy).all()
-    assert bag.provenance["read_patch_px"] == coords.meta["read_patch_px"]
+    assert (coords.meta["read_level"], coords.meta["read_patch_px"]) == (0, 512)  # 0.5 µm/px patches of a 0.25 µm/px slide
+    # stain-texture takes 128 px: read from level 1 (4x), the same area decoded at 1/16 of the pixels
+    assert (bag.provenance["read_level"], bag.provenance["read_patch_px"]) == (1, 128)
     assert json.loads(runner.invoke(build_app(), args).stdout)["counts"]["skipped"] == 1
     assert runner.invoke(build_app(), ["tile", str(slides), "-w", str(work), "--force"]).exit_code == 0
     assert json.loads(runner.invoke(build_app(), args).stdout)["counts"]["done"] == 1  # re-tiled: stale

@@ -11,6 +11,7 @@ from extract_factories import add_slide
 from healnet_cli.core.runner import WorkItem
 from healnet_cli.stages.extract.engine import _guarded
 from healnet_cli.stages.extract.items import SlidePlan, discover_items, read_plan
+from healnet_cli.extractors.transform import resize_patches
 from healnet_cli.stages.extract.loader import PatchChunks, make_chunks, make_loader
 
 
@@ -83,3 +84,46 @@ def test_strip_reads_give_the_pixels_of_separate_reads(tmp_path: Path) -> None:
             batch = dataset.read_chunk(reader, sub, Chunk(0, 0, len(keep)))
             one_by_one = np.stack([reader.read_region((int(x), int(y)), level, (size, size)) for x, y in sub.xy])
         assert torch.equal(batch.permute(0, 2, 3, 1), torch.from_numpy(one_by_one))
+
+
+def test_read_geometry_picks_the_coarsest_level_holding_the_input() -> None:
+    from healnet_cli.stages.extract.loader import read_geometry
+
+    plan = SlidePlan("s", "/x.svs", 0, 512, np.zeros((1, 2), np.int64))  # 0.5 µm/px patches of a 40x slide
+    aperio = [1.0, 4.0, 16.0]
+    assert read_geometry(plan, aperio, None) == (0, 512)  # models: the tile stage's level
+    assert read_geometry(plan, aperio, 128) == (1, 128)  # stain-texture: 1/16 of the pixels
+    assert read_geometry(plan, aperio, 224) == (0, 512)  # no level holds 224 px but level 0
+    assert read_geometry(plan, [1.0, 2.0, 4.0, 8.0], 128) == (2, 128)
+    assert read_geometry(plan, [1.0, 3.0], 128) == (0, 512)  # 512 / 3 is not a whole patch
+
+
+def test_coarse_read_gives_the_features_of_the_pyramid_level(tmp_path: Path) -> None:
+    """stain-texture features read from level 1 of a 2x pyramid equal the features of those pixels."""
+    from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
+    from healnet_cli.core.fingerprint import file_fingerprint
+    from healnet_cli.core.store import ArtifactStore
+    from healnet_cli.extractors.stain_texture import stain_texture_features
+    from healnet_cli.slides import open_slide
+    from healnet_cli.slides.synthetic import write_pyramidal_tiff
+    from healnet_cli.stages.extract.config import ExtractConfig
+    from healnet_cli.stages.extract.run import run_extract
+    from extract_factories import slide_pixels
+
+    from healnet_cli.artifacts.features import features_path, read_features
+    from healnet_cli.core.console import Console
+
+    slide = write_pyramidal_tiff(tmp_path / "s.tif", slide_pixels(3, 1024), mpp=0.25, levels=2, tile=256, level_factor=2)
+    xy = np.array([(x, y) for y in (0, 512) for x in (0, 512)], np.int64)
+    meta = {"slide_id": "s", "case_id": "s", "source_path": str(slide), "mpp": 0.25, "target_mpp": 0.5, "patch_px": 256,
+            "patch_px_level0": 512, "read_level": 0, "read_patch_px": 512}  # fmt: skip
+    path = write_coords(coords_path(tmp_path / "tiles", "s"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(4, np.float32), meta))
+    ArtifactStore(tmp_path / "tiles", "tile", {}).commit("s", "x", [path], meta={"slide_fingerprint": file_fingerprint(slide)})
+    config = ExtractConfig(workdir=tmp_path, extractor="stain-texture", num_workers=0)
+    assert run_extract(config, console=Console(quiet=True)).exit_code == 0
+    bag = read_features(features_path(tmp_path / "features" / "stain-texture", "s"))
+    assert (bag.provenance["read_level"], bag.provenance["read_patch_px"]) == (1, 256)
+    with open_slide(slide) as reader:
+        level1 = np.stack([reader.read_region((int(x), int(y)), 1, (256, 256)) for x, y in xy])
+    resized = resize_patches(torch.from_numpy(level1).permute(0, 3, 1, 2), 128, "bilinear")
+    assert np.allclose(bag.features.float().numpy(), stain_texture_features(resized), atol=1e-2, rtol=1e-3)
