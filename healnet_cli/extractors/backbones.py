@@ -46,23 +46,20 @@ def build_backbone(spec: ExtractorSpec) -> tuple[nn.Module, nn.Module]:
     """
     import timm
 
-    kwargs: dict[str, Any] = {"num_classes": 0, **resolve_layer_args(spec.timm_kwargs)}
+    arch, kwargs = spec.timm_name, {"num_classes": 0, **resolve_layer_args(spec.timm_kwargs)}
+    if arch.startswith(HUB_PREFIX):
+        from healnet_cli.extractors.weights import hub_config
+
+        config = hub_config(spec.name, arch[len(HUB_PREFIX) :])
+        arch = str(config["architecture"])
+        kwargs = {**resolve_layer_args(dict(config.get("model_args") or {})), **kwargs}
+        kwargs["pretrained_cfg"] = {**(config.get("pretrained_cfg") or {}), "architecture": arch}
     try:
-        full = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        full = timm.create_model(arch, pretrained=False, **kwargs)
     except TypeError as exc:
         args = ", ".join(f"{k}={v}" for k, v in spec.encoder_args.items()) or "none"
         raise InputError(
-            f"--extractor {spec.name}: {spec.timm_name} does not accept these keywords ({exc}); "
-            f"--encoder-arg given: {args}"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - hub lookups fail with many types
-        if not spec.timm_name.startswith(HUB_PREFIX):
-            raise
-        repo = spec.timm_name[len(HUB_PREFIX) :]
-        raise InputError(
-            f"--extractor {spec.name}: cannot read the model config of {repo} ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:160]}); where the network is reachable run "
-            f"`huggingface-cli download {repo} config.json` (kept in the hub cache, HF_HOME)"
+            f"--extractor {spec.name}: {arch} does not accept these keywords ({exc}); --encoder-arg given: {args}"
         ) from exc
     if spec.kind == "resnet-trunc":
         return TruncatedResNet(full), full

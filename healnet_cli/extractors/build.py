@@ -213,7 +213,7 @@ def load_extractor(
         default_precision=spec.precision,
         model=wrap_output(spec, backbone),
         output=spec.output,
-        architecture=spec.timm_name.split(".")[0],
+        architecture=str(getattr(full, "pretrained_cfg", {}).get("architecture") or spec.timm_name.split(".")[0]),
         encoder_args=dict(spec.encoder_args),
     )
 

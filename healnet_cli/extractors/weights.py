@@ -207,6 +207,35 @@ def fetch_hub_weights(name: str, repo: str, files: Iterable[str] = HUB_FILES) ->
     return cached, WeightsInfo(source="hub", tag=repo, file=cached.name, sha256=sha256_file(cached))
 
 
+def hub_config(name: str, repo: str) -> dict[str, Any]:
+    """The timm ``config.json`` of hub repo ``repo`` (``architecture``, ``model_args``,
+    ``pretrained_cfg``): from the local hub cache, else downloaded when online.
+
+    Raises
+    ------
+    InputError
+        Not cached while offline or without network, failed download, or not a timm config.
+    """
+    import json
+
+    path = cached_hub_file(repo, ("config.json",))
+    if path is None:
+        if hub_offline() or not hub_reachable():
+            raise InputError(
+                f"--extractor {name}: the model config of {repo} is not in the local hub cache and the hub is not "
+                f"reachable; where the network is reachable run `huggingface-cli download {repo} config.json` "
+                "(kept in the hub cache, HF_HOME)"
+            )
+        path = _download(name, repo, ("config.json",))
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--extractor {name}: {path} is not readable JSON ({exc}); download it again") from exc
+    if not isinstance(config, dict) or not config.get("architecture"):
+        raise InputError(f"--extractor {name}: {repo}'s config.json names no timm architecture; use timm:<arch> with --weights")
+    return config
+
+
 def _download(name: str, repo: str, files: tuple[str, ...]) -> Path:
     from huggingface_hub import hf_hub_download
 

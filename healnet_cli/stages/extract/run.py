@@ -64,14 +64,7 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
         all before any slide is opened.
     """
     config.validate()
-    shard = parse_shard(config.shard)
-    launcher = torchrun_rank()
-    if shard.is_whole and launcher is not None:
-        shard = Shard(launcher[0], launcher[1])
-    device_spec = config.device
-    if launcher is not None and device_spec == "auto" and torch.cuda.is_available():
-        device_spec = f"cuda:{launcher[2] % torch.cuda.device_count()}"
-    device = resolve_device(device_spec)
+    shard, device = _shard_and_device(config)
     resolve_precision(config.precision, device)  # a bad --precision fails before the weights are read
     check_weights_choice(spec_for(config.extractor, config.encoder_args), config.weights, config.pretrained, config.random_init)
     workspace = Workspace.at(config.workdir)
@@ -117,6 +110,18 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
     if stats.patches:
         console.info(f"extract: {stats.patches} patches in {stats.seconds:.1f} s ({stats.patches_per_s:.1f} patches/s)")
     return ExtractResult(report(status, console, folder=folder), status, folder, stats)
+
+
+def _shard_and_device(config: ExtractConfig) -> tuple[Shard, torch.device]:
+    """``--shard`` (or SLURM) and ``--device``; under ``torchrun`` the rank's shard and GPU."""
+    shard = parse_shard(config.shard)
+    launcher = torchrun_rank()
+    if shard.is_whole and launcher is not None:
+        shard = Shard(launcher[0], launcher[1])
+    device_spec = config.device
+    if launcher is not None and device_spec == "auto" and torch.cuda.is_available():
+        device_spec = f"cuda:{launcher[2] % torch.cuda.device_count()}"
+    return shard, resolve_device(device_spec)
 
 
 def torchrun_rank(env: dict[str, str] | None = None) -> tuple[int, int, int] | None:

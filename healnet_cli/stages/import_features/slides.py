@@ -9,7 +9,6 @@ patient barcode (``TCGA-XX-XXXX``), else to the slide id.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from healnet_cli.core.errors import InputError
+from healnet_cli.stages.import_features.formats.common import positive
 
 SLIDE_COLUMNS = ("slide_id", "slide", "filename", "wsi", "slide_path")
 CASE_COLUMNS = ("case_id", "patient", "patient_id", "case", "submitter_id")
@@ -99,13 +99,9 @@ def _put(table: dict, key: str, value: object, where: str, what: str) -> None:
 
 
 def _mpp(text: object, where: str) -> float | None:
-    text = str(text).strip()
-    if text == "" or text.lower() in ("na", "nan", "none"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{where}: mpp {text!r} is not a positive number (level-0 µm per pixel, e.g. 0.25 or 0.5)")
+    """A CSV mpp cell: empty/NA → None, a positive number → float, anything else an InputError."""
+    cell = str(text).strip()
+    value = positive(cell)
+    if value is None and cell.lower() not in ("", "na", "nan", "none"):
+        raise InputError(f"{where}: mpp {cell!r} is not a positive number (level-0 µm per pixel, e.g. 0.25 or 0.5)")
     return value
