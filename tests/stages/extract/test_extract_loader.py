@@ -6,13 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from extract_factories import add_slide
+from extract_factories import add_slide, slide_pixels
 
+from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
+from healnet_cli.artifacts.features import features_path, read_features
+from healnet_cli.core.console import Console
+from healnet_cli.core.fingerprint import file_fingerprint
 from healnet_cli.core.runner import WorkItem
+from healnet_cli.core.store import ArtifactStore
+from healnet_cli.extractors.stain_texture import stain_texture_features
+from healnet_cli.extractors.transform import resize_patches
+from healnet_cli.slides import open_slide
+from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.extract.config import ExtractConfig
 from healnet_cli.stages.extract.engine import _guarded
 from healnet_cli.stages.extract.items import SlidePlan, discover_items, read_plan
-from healnet_cli.extractors.transform import resize_patches
-from healnet_cli.stages.extract.loader import PatchChunks, make_chunks, make_loader
+from healnet_cli.stages.extract.loader import Chunk, PatchChunks, make_chunks, make_loader, read_geometry, strip_runs
+from healnet_cli.stages.extract.run import run_extract
 
 
 def _plan(n: int, slide_id: str = "s") -> SlidePlan:
@@ -58,8 +68,6 @@ def test_loader_crash_becomes_a_reason() -> None:
 
 
 def test_strip_runs_join_only_gapless_aligned_row_neighbours() -> None:
-    from healnet_cli.stages.extract.loader import strip_runs
-
     xy = np.array([[0, 0], [64, 0], [128, 0], [256, 0], [320, 0], [0, 64], [64, 64]], np.int64)
     assert strip_runs(xy, 64, 1.0) == [(0, 3), (3, 2), (5, 2)]
     assert strip_runs(xy, 16, 4.0) == [(0, 3), (3, 2), (5, 2)]  # level 1 of a 4x pyramid: 16 px there = 64 at level 0
@@ -70,9 +78,6 @@ def test_strip_runs_join_only_gapless_aligned_row_neighbours() -> None:
 
 
 def test_strip_reads_give_the_pixels_of_separate_reads(tmp_path: Path) -> None:
-    from healnet_cli.slides import open_slide
-    from healnet_cli.stages.extract.loader import Chunk
-
     slide = add_slide(tmp_path, "s", n_patches=16)
     items, _ = discover_items(tmp_path / "tiles")
     plan = read_plan(items[0])
@@ -87,8 +92,6 @@ def test_strip_reads_give_the_pixels_of_separate_reads(tmp_path: Path) -> None:
 
 
 def test_read_geometry_picks_the_coarsest_level_holding_the_input() -> None:
-    from healnet_cli.stages.extract.loader import read_geometry
-
     plan = SlidePlan("s", "/x.svs", 0, 512, np.zeros((1, 2), np.int64))  # 0.5 µm/px patches of a 40x slide
     aperio = [1.0, 4.0, 16.0]
     assert read_geometry(plan, aperio, None) == (0, 512)  # models: the tile stage's level
@@ -100,19 +103,6 @@ def test_read_geometry_picks_the_coarsest_level_holding_the_input() -> None:
 
 def test_coarse_read_gives_the_features_of_the_pyramid_level(tmp_path: Path) -> None:
     """stain-texture features read from level 1 of a 2x pyramid equal the features of those pixels."""
-    from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
-    from healnet_cli.core.fingerprint import file_fingerprint
-    from healnet_cli.core.store import ArtifactStore
-    from healnet_cli.extractors.stain_texture import stain_texture_features
-    from healnet_cli.slides import open_slide
-    from healnet_cli.slides.synthetic import write_pyramidal_tiff
-    from healnet_cli.stages.extract.config import ExtractConfig
-    from healnet_cli.stages.extract.run import run_extract
-    from extract_factories import slide_pixels
-
-    from healnet_cli.artifacts.features import features_path, read_features
-    from healnet_cli.core.console import Console
-
     slide = write_pyramidal_tiff(tmp_path / "s.tif", slide_pixels(3, 1024), mpp=0.25, levels=2, tile=256, level_factor=2)
     xy = np.array([(x, y) for y in (0, 512) for x in (0, 512)], np.int64)
     meta = {"slide_id": "s", "case_id": "s", "source_path": str(slide), "mpp": 0.25, "target_mpp": 0.5, "patch_px": 256,
