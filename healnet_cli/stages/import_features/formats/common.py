@@ -132,12 +132,22 @@ def attr_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, memory-mapped where the file's format allows it."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # files in torch's legacy (pre-1.6, non-zip) format cannot be mapped
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def load_tensor_file(path: Path, tool: str) -> np.ndarray:
     """A ``.pt`` file holding one tensor (CLAM ``pt_files``, slideflow bags), without unpickling."""
     import torch
 
     try:
-        value = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        value = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - torch raises many types on bad files
         raise ItemError(
             f"{path}: cannot be read as a {tool} .pt features file ({one_line(exc)[:160]}); it is corrupt, "
@@ -153,7 +163,7 @@ def tensor_dim(path: Path) -> int | None:
     import torch
 
     try:
-        value = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        value = _torch_load(path)
     except Exception:  # noqa: BLE001 - the read reports it per slide
         return None
     return int(value.shape[1]) if isinstance(value, torch.Tensor) and value.ndim == 2 else None
