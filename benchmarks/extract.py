@@ -11,14 +11,21 @@ pyramidal slides (256 px patches read at level 0 and resized to 224 px), measure
 
 ``--extractor stain-texture`` measures the offline extractor instead: its "forward" is the feature
 function on one core in the main process, while the loop computes in every worker (so the ratio
-can exceed 1).
+can exceed 1). Because that ratio depends on how many cores the workers really get, the run also
+measures CPU time (``getrusage`` of the main process and the reaped workers):
+
+- ``forward_cpu_ms_per_patch`` and ``end_to_end_cpu_ms_per_patch`` (reading, resizing, features,
+  writing: every process of the loop);
+- ``io_efficiency_cpu = num_workers * forward_cpu / end_to_end_cpu``: the ``io_efficiency`` the loop
+  reaches when each worker has a core to itself, independent of what else runs on the machine.
 
 The two are measured back to back, ``--repeats`` times (after a warm-up forward); the printed
 values are the medians, and ``io_efficiency`` is the median of the per-repeat ratios, which keeps
 it meaningful on a shared machine whose load changes during the run. Runs on CUDA
 with ``--precision auto`` (bf16) when a GPU is visible. Usage::
 
-    python benchmarks/extract.py [--quick] [--device auto] [--batch-size 32] [--num-workers N] [--json out.json]
+    python benchmarks/extract.py [--quick] [--extractor stain-texture] [--level-factor 4] [--device auto]
+        [--batch-size 32] [--num-workers N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -51,15 +59,18 @@ from healnet_cli.stages.extract.items import discover_items, read_plan
 READ_PATCH_PX = 256
 
 
-def make_workspace(root: Path, n_slides: int, patches_per_slide: int) -> Path:
-    """Synthetic textured slides with committed coordinates (a grid of 256 px patches)."""
+def make_workspace(root: Path, n_slides: int, patches_per_slide: int, level_factor: int = 4) -> Path:
+    """Synthetic textured slides with committed coordinates (a grid of 256 px patches); pyramid
+    levels ``level_factor`` apart (4: Aperio-like, 2: libvips/NDPI-like)."""
     side = READ_PATCH_PX * int(np.ceil(np.sqrt(patches_per_slide)))
     rng = np.random.default_rng(0)
     tiles = root / "tiles"
     for s in range(n_slides):
         pixels = rng.integers(90, 250, (side, side, 3), dtype=np.uint8)
         (root / "slides").mkdir(parents=True, exist_ok=True)
-        slide = write_pyramidal_tiff(root / "slides" / f"b{s}.tif", pixels, mpp=0.5, levels=2, tile=256, compression_level=1)
+        slide = write_pyramidal_tiff(
+            root / "slides" / f"b{s}.tif", pixels, mpp=0.5, levels=2, tile=256, compression_level=1, level_factor=level_factor
+        )
         grid = [(x, y) for y in range(0, side, READ_PATCH_PX) for x in range(0, side, READ_PATCH_PX)][:patches_per_slide]
         xy = np.array(grid, dtype=np.int64)
         meta = {
@@ -67,8 +78,15 @@ def make_workspace(root: Path, n_slides: int, patches_per_slide: int) -> Path:
             "patch_px": READ_PATCH_PX, "patch_px_level0": READ_PATCH_PX, "read_level": 0, "read_patch_px": READ_PATCH_PX,
         }  # fmt: skip
         path = write_coords(coords_path(tiles, f"b{s}"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
-        ArtifactStore(tiles, "tile", {}).commit(f"b{s}", file_fingerprint(slide), [path])
+        fingerprint = file_fingerprint(slide)
+        ArtifactStore(tiles, "tile", {}).commit(f"b{s}", fingerprint, [path], meta={"slide_fingerprint": fingerprint})
     return root
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its reaped children (the loader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def forward_only(extractor: Extractor, n_patches: int, batch_size: int) -> float:
@@ -127,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 256 on CUDA")
     parser.add_argument("--num-workers", type=int, default=None, help="default: healnet extract's default")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--level-factor", type=int, default=4, help="downsample between pyramid levels (4 or 2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -144,15 +163,19 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="healnet-bench-extract-") as tmp:
         root = Path(tmp)
-        make_workspace(root / "work", n_slides, per_slide)
+        make_workspace(root / "work", n_slides, per_slide, args.level_factor)
         extractor = _build(args.extractor, root)
         extractor.prepare(device, autocast_dtype)
         forward_only(extractor, batch_size, batch_size)  # warm-up
         options = EngineOptions(batch_size=batch_size, num_workers=num_workers)
-        fwd, e2e, n_patches = [], [], 0
+        fwd, e2e, fwd_cpu, e2e_cpu, n_patches = [], [], [], [], 0
         for run in range(repeats):
+            start = cpu_seconds()
             fwd.append(forward_only(extractor, n_slides * per_slide, batch_size))
+            fwd_cpu.append((cpu_seconds() - start) / (n_slides * per_slide))
+            start = cpu_seconds()
             rate, n_patches = end_to_end(extractor, root / "work", options, run)
+            e2e_cpu.append((cpu_seconds() - start) / n_patches)
             e2e.append(rate)
 
     results = {
@@ -160,12 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         "extractor": extractor.name,
         "precision": extractor.precision,
         "batch_size": batch_size,
+        "level_factor": args.level_factor,
         "num_workers": num_workers,
         "torch_threads": torch.get_num_threads(),
         "patches": n_patches,
         "end_to_end_patches_per_s": round(float(np.median(e2e)), 2),
         "forward_only_patches_per_s": round(float(np.median(fwd)), 2),
         "io_efficiency": round(float(np.median([e / f for e, f in zip(e2e, fwd, strict=True)])), 3),
+        "forward_cpu_ms_per_patch": round(1e3 * float(np.median(fwd_cpu)), 3),
+        "end_to_end_cpu_ms_per_patch": round(1e3 * float(np.median(e2e_cpu)), 3),
+        **({"io_efficiency_cpu": round(float(np.median([max(num_workers, 1) * f / e for f, e in zip(fwd_cpu, e2e_cpu, strict=True)])), 3)}
+           if in_workers else {}),
         "runs_end_to_end": [round(v, 2) for v in e2e],
         "runs_forward_only": [round(v, 2) for v in fwd],
         "load_average_1min": round(__import__("os").getloadavg()[0], 2),

@@ -6,12 +6,19 @@ the provenance as JSON under the metadata key ``healnet``: ``schema``, ``slide_i
 ``extractor``, ``dim``, ``weights`` (file name + sha256, or ``"random-init"``, or the hub tag),
 ``transform`` (input size, mean, std, interpolation), ``precision``, ``dtype``, ``patch_mpp``,
 ``healnet_version``. A slide without patches has ``features`` of shape ``(0, D)``.
+
+Additive keys (all optional, readers must not require them): ``output``, ``architecture``,
+``encoder_args`` (extract); ``patch_px_level0``, ``patch_mpp_source``, ``slide_mpp`` and ``source``
+(the importing tool, its files and what they recorded) for features brought in by
+``healnet import-features``, whose ``weights`` is ``{"source": "imported", "tool", "encoder"}``.
+:func:`encoder_identity` is what must match for features to be used together.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +52,37 @@ class FeatureBag:
     @property
     def case_id(self) -> str:
         return str(self.provenance.get("case_id") or self.provenance["slide_id"])
+
+
+def weights_key(weights: dict[str, Any] | None) -> str:
+    """A short string identifying the weights recorded in a provenance ``weights`` entry."""
+    weights = weights or {}
+    source = weights.get("source", "none")
+    if source == "file":
+        return f"sha256:{weights.get('sha256', '')}"
+    if source == "hub":
+        sha = str(weights.get("sha256", ""))
+        return f"hub:{weights.get('tag', '')}" + (f"@{sha[:16]}" if sha else "")
+    if source == "random-init":
+        return f"random-init:seed{weights.get('seed')}"
+    if source == "imported":
+        return f"imported:{weights.get('tool', '')}:{weights.get('encoder', '')}"
+    return str(source)
+
+
+def encoder_identity(provenance: dict[str, Any]) -> str:
+    """What makes two slides' features comparable: the encoder name, its build arguments and its
+    weights (``"uni sha256:…"``, ``"uni imported:trident:uni_v1"``)."""
+    parts = [str(provenance.get("extractor", "?"))]
+    if provenance.get("encoder_args"):
+        parts.append(json.dumps(provenance["encoder_args"], sort_keys=True, default=str))
+    parts.append(weights_key(provenance.get("weights")))
+    return " ".join(parts)
+
+
+def short_identity(identity: str) -> str:
+    """``encoder_identity`` with sha256 digests cut to 12 characters, for messages."""
+    return re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1…", identity)
 
 
 def features_path(features_dir: str | os.PathLike[str], slide_id: str) -> Path:
@@ -121,3 +159,39 @@ def write_clam_pt(path: str | os.PathLike[str], features: torch.Tensor) -> Path:
     with atomic.atomic_path(path) as tmp:
         torch.save(features.detach().to(torch.float32).contiguous().cpu(), str(tmp))
     return Path(path)
+
+
+def folder_identities(folder: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """``{encoder_identity: [slide_id, ...]}`` of the features files in ``folder`` (headers only;
+    unreadable files are left to the stage that reads them)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(Path(folder).glob(f"*{SUFFIX}")):
+        if path.name.startswith(atomic.TMP_PREFIX) or path.name.startswith("."):
+            continue
+        try:
+            meta = read_provenance(path)
+        except InputError:
+            continue
+        out.setdefault(encoder_identity(meta), []).append(str(meta.get("slide_id", path.stem)))
+    return out
+
+
+def check_folder_identity(folder: str | os.PathLike[str], identity: str, *, force: bool) -> None:
+    """Refuse to write features of ``identity`` into a folder that holds features of another
+    encoder or other weights, unless ``force`` (which replaces them slide by slide).
+
+    Raises
+    ------
+    InputError
+        The folder holds other features and ``force`` is not set; the message names both and the fix.
+    """
+    others = {other: slides for other, slides in folder_identities(folder).items() if other != identity}
+    if not others or force:
+        return
+    other, slides = max(others.items(), key=lambda kv: len(kv[1]))
+    examples = ", ".join(slides[:3]) + (", ..." if len(slides) > 3 else "")
+    raise InputError(
+        f"{folder} holds features of {short_identity(other)} ({len(slides)} slide(s): {examples}); this run makes "
+        f"{short_identity(identity)}. Pass --name NAME to write them to a folder of their own beside these, "
+        "or --force to replace them"
+    )

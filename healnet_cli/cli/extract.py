@@ -26,16 +26,20 @@ from healnet_cli.cli.common import (
 ORDER = 20
 
 _HELP = {
-    "extractor": "Registry name (see --list) or timm:<model>.",
+    "extractor": "Registry name (see --list), timm:<model> or hf-hub:<org>/<repo>.",
+    "encoder_arg": "key=value model keyword for timm:/hf-hub: names (repeatable), e.g. init_values=1e-5, "
+    "mlp_layer=SwiGLUPacked; output=cls|cls+mean|pooled picks the output.",
+    "name": "Features folder name: features/NAME/ (default: the extractor name).",
     "weights": "Local weights: .safetensors, or .pth/.pt/.bin (loaded weights_only).",
-    "pretrained": "timm's hub weights (online, or from the hub cache).",
+    "pretrained": "Download the weights from the Hugging Face hub (online, or from the hub cache); gated models need "
+    "`huggingface-cli login`.",
     "random_init": "Random weights (seed 0), for testing; recorded in provenance.",
     "num_workers": "Loader processes reading patches (default from the CPUs this job may use).",
     "compile": "torch.compile the model (pays off on long GPU runs).",
     "export": "none, or clam: also write CLAM-style <slide>.pt (float32 features).",
     "list": "Print the extractor registry and exit.",
 }
-_WEIGHTS_LABEL = {"any": "--weights | --pretrained | --random-init", "file": "--weights FILE (gated)", "none": "none"}
+_WEIGHTS_LABEL = {"any": "--weights | --pretrained | --random-init", "file": "--weights FILE", "none": "none"}
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +49,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
         extractor: Annotated[str | None, typer.Option("--extractor", "-e", help=_HELP["extractor"], show_default=False)] = None,
+        encoder_arg: Annotated[list[str] | None, typer.Option("--encoder-arg", help=_HELP["encoder_arg"], show_default=False)] = None,
+        name: Annotated[str | None, typer.Option("--name", help=_HELP["name"], show_default=False)] = None,
         weights: Annotated[Path | None, typer.Option("--weights", help=_HELP["weights"], show_default=False)] = None,
         pretrained: Annotated[bool, typer.Option("--pretrained", help=_HELP["pretrained"])] = False,
         random_init: Annotated[bool, typer.Option("--random-init", help=_HELP["random_init"])] = False,
@@ -65,7 +71,7 @@ def register(app: typer.Typer) -> None:
 
         Reads the coordinates committed by `healnet tile`, reads each patch at the tile stage's level, resizes it to the model's input and encodes it. Fresh slides (same extractor, weights, transform, precision, dtype and coordinates) are skipped.
 
-        Weights are checked before any slide is opened; there is never a silent random init. `healnet extract --list` shows the registry.
+        Weights are checked before any slide is opened; there is never a silent random init. A features folder holds one encoder with one set of weights: other weights are refused unless --name (another folder) or --force (replace). `healnet extract --list` shows the registry.
         """
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
@@ -82,6 +88,8 @@ def register(app: typer.Typer) -> None:
             cfg = ExtractConfig(
                 workdir=Path(workdir),
                 extractor=extractor,
+                encoder_args=tuple(encoder_arg or ()),
+                name=name,
                 weights=weights,
                 pretrained=pretrained,
                 random_init=random_init,
@@ -106,32 +114,50 @@ def register(app: typer.Typer) -> None:
 def _print_registry(console, json_output: bool) -> None:
     from healnet_cli.extractors import list_specs
 
-    specs = list_specs()
-    rows = [
-        {
-            "name": s.name,
-            "dim": s.dim,
-            "input_px": s.input_px,
-            "weights": _WEIGHTS_LABEL[s.weights],
-            "description": s.description,
-        }
-        for s in specs
-    ]
+    rows = [_registry_row(s) for s in list_specs()]
     rows.append(
         {
-            "name": "timm:<model>",
+            "name": "timm:/hf-hub:",
             "dim": None,
             "input_px": None,
+            "output": "pooled (--encoder-arg output=...)",
+            "precision": "bf16",
+            "train_mpp": None,
             "weights": _WEIGHTS_LABEL["any"],
-            "description": "any timm architecture, pooled (dim and input from the model)",
+            "licence": "the model's",
+            "get_weights": "",
+            "description": "any timm architecture or hub config, with --encoder-arg key=value",
         }
     )
     if json_output:
         console.emit_json({"extractors": rows})
         return
-    lines = [f"{'name':<16} {'dim':>5} {'input':>6}  {'weights':<42} description"]
+    lines = [f"{'name':<15} {'dim':>5} {'input':>6} {'output':<9} {'prec':<5} {'mpp':>4}  {'licence':<19} description"]
     for row in rows:
         dim = "model" if row["dim"] is None else str(row["dim"])
         size = "model" if row["input_px"] is None else f"{row['input_px']}px"
-        lines.append(f"{row['name']:<16} {dim:>5} {size:>6}  {row['weights']:<42} {row['description']}")
+        mpp = "-" if row["train_mpp"] is None else f"{row['train_mpp']:g}"
+        lines.append(
+            f"{row['name']:<15} {dim:>5} {size:>6} {row['output'].split(' ')[0]:<9} {row['precision']:<5} {mpp:>4}  "
+            f"{row['licence']:<19} {row['description']}"
+        )
+        if row["get_weights"]:
+            lines.append(f"{'':<16}{'gated; ' if row['gated'] else ''}weights: {row['get_weights']}")
     print("\n".join(lines), file=console.out, flush=True)
+
+
+def _registry_row(spec) -> dict:
+    return {
+        "name": spec.name,
+        "dim": spec.dim,
+        "input_px": spec.input_px,
+        "output": spec.output,
+        "precision": spec.precision,
+        "train_mpp": spec.train_mpp,
+        "weights": _WEIGHTS_LABEL[spec.weights],
+        "licence": spec.licence,
+        "get_weights": spec.weights_hint,
+        "gated": spec.gated,
+        "hub_repo": spec.hub_repo,
+        "description": spec.description,
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
@@ -68,27 +68,51 @@ class Console:
         """Print ``payload`` as JSON on stdout."""
         print(json.dumps(payload, indent=2, sort_keys=True, default=str), file=self.out, flush=True)
 
-    def track(self, items: Iterable[T], *, total: int | None = None, description: str = "") -> Iterator[T]:
-        """Iterate ``items`` with a progress bar (terminal) or a log line every ``log_every_s``."""
+    def track(
+        self,
+        items: Iterable[T],
+        *,
+        total: int | None = None,
+        description: str = "",
+        unit: str = "",
+        weight: Callable[[T], int] | None = None,
+        extra: Callable[[], str] | None = None,
+    ) -> Iterator[T]:
+        """Iterate ``items`` with a progress bar (terminal) or a log line every ``log_every_s``.
+
+        ``weight(item)`` counts each item as that many ``unit`` (e.g. the patches of a batch), so
+        ``total`` is in that unit; ``extra()`` is a short status shown beside the count (e.g.
+        ``"3/10 slides"``).
+        """
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
         if self.interactive:
-            yield from self._track_rich(items, total, description)
+            yield from self._track_rich(items, total, description, unit, weight, extra)
             return
         start = last = time.monotonic()
         done = 0
         for item in items:
             yield item
-            done += 1
+            done += weight(item) if weight is not None else 1
             now = time.monotonic()
             if not self.quiet and now - last >= self.log_every_s:
                 last = now
                 rate = done / max(now - start, 1e-9)
                 of = f"/{total}" if total else ""
                 eta = f", eta {(total - done) / rate:.0f}s" if total and rate > 0 else ""
-                self.info(f"{description}: {done}{of} ({rate:.2f}/s{eta})")
+                what = f" {unit}" if unit else ""
+                tail = f", {extra()}" if extra is not None else ""
+                self.info(f"{description}: {done}{of}{what} ({rate:.2f}{what}/s{eta}){tail}")
 
-    def _track_rich(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+    def _track_rich(
+        self,
+        items: Iterable[T],
+        total: int | None,
+        description: str,
+        unit: str,
+        weight: Callable[[T], int] | None,
+        extra: Callable[[], str] | None,
+    ) -> Iterator[T]:
         from rich.console import Console as RichConsole
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -96,11 +120,14 @@ class Console:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn(unit),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[extra]}"),
             console=RichConsole(file=self.stream),
             transient=True,
         ) as progress:
-            task = progress.add_task(description, total=total)
+            task = progress.add_task(description, total=total, extra=extra() if extra is not None else "")
             for item in items:
                 yield item
-                progress.advance(task)
+                fields = {"extra": extra()} if extra is not None else {}
+                progress.update(task, advance=weight(item) if weight is not None else 1, **fields)

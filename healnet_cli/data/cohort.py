@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from healnet_cli.artifacts.features import SUFFIX, read_features, read_provenance
+from healnet_cli.artifacts.features import SUFFIX, encoder_identity, read_features, read_provenance, short_identity
 from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, read_labels, read_modality
 from healnet_cli.artifacts.run import WSI
 from healnet_cli.core.errors import InputError
@@ -112,6 +112,7 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
     slides: dict[str, list[SlideRef]] = {}
     dims: set[int] = set()
     prints: dict[str, str] = {}
+    encoders: dict[str, list[str]] = {}
     for path in sorted(folder.glob(f"*{SUFFIX}")):
         if path.name.startswith("."):
             continue
@@ -119,10 +120,17 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
         prints[str(path)] = file_fingerprint(path)
         n = int(meta.get("n_patches", 0))
         dims.add(int(meta["dim"]))
+        encoders.setdefault(encoder_identity(meta), []).append(path.stem)
         if n == 0:
             continue
         case = str(meta.get("case_id") or meta["slide_id"])
         slides.setdefault(case, []).append(SlideRef(str(meta["slide_id"]), path, n))
+    if len(encoders) > 1:
+        listed = "; ".join(f"{short_identity(k)} ({len(v)} slide(s), e.g. {v[0]})" for k, v in sorted(encoders.items()))
+        raise InputError(
+            f"{folder}: features of different encoders or weights are mixed ({listed}); they are not comparable: "
+            "re-extract (or re-import) the odd slides, or keep each set in its own folder (--name) and pick one with --extractor"
+        )
     if len(dims) > 1:
         raise InputError(f"{folder}: feature files have different dimensions {sorted(dims)}; re-extract with one extractor")
     for refs in slides.values():

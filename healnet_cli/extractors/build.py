@@ -2,15 +2,16 @@
 
 Weights are resolved and validated here, before any slide is opened: a missing, corrupt or
 mismatched ``--weights`` file, or ``--pretrained`` without a reachable hub, is an
-:class:`~healnet_cli.core.errors.InputError` (exit 2).
+:class:`~healnet_cli.core.errors.InputError` (exit 2). Every weights source goes the same way: a
+file (given, or fetched from the hub by ``--pretrained``) read without unpickling, converted from
+its published layout, fitted strictly.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,18 +19,20 @@ from torch import nn
 
 from healnet_cli.core.errors import InputError
 from healnet_cli.extractors._registry import ExtractorSpec, spec_for
+from healnet_cli.extractors.backbones import TruncatedResNet, build_backbone, output_dim, wrap_output
+from healnet_cli.extractors.layouts import convert_state_dict
 from healnet_cli.extractors.transform import EvalTransform, timm_transform
 from healnet_cli.extractors.weights import (
     RANDOM_INIT_SEED,
     WeightsInfo,
-    cached_hub_file,
+    fetch_hub_weights,
     file_weights_info,
     fit_state_dict,
-    hub_offline,
-    hub_reachable,
-    pretrained_unavailable,
     read_state_dict,
 )
+
+__all__ = ["Extractor", "TruncatedResNet", "autocast_dtype", "check_weights_choice", "load_extractor"]
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -38,32 +41,44 @@ class Extractor:
 
     Attributes
     ----------
-    name, dim, transform, weights, precision_policy
-        Registry name, output dimension, eval transform, weights provenance, ``amp`` or ``fp32``.
+    name, dim, transform, weights
+        Registry name, output dimension, eval transform, weights provenance.
+    amp, default_precision
+        Whether autocast may be used, and the published precision ``--precision auto`` uses on CUDA.
     model
         The ``nn.Module`` (``None`` for numpy extractors).
     worker_fn
         For CPU extractors that run inside the DataLoader workers: ``uint8 [b, 3, s, s]`` →
         ``float32 [b, D]``. ``None`` for models, which run in the main process on ``device``.
+    output, architecture, encoder_args
+        What the model returns (``cls``, ``cls+mean``, ``pooled``), its timm architecture and the
+        ``--encoder-arg`` values (recorded in provenance).
+    coarse_read
+        Whether patches may be read from a coarser pyramid level holding ``input_px`` pixels.
     """
 
     name: str
     dim: int
     transform: EvalTransform
     weights: WeightsInfo
-    precision_policy: str = "amp"
+    amp: bool = True
+    default_precision: str = "bf16"
     model: nn.Module | None = None
     worker_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     autocast_dtype: torch.dtype | None = None
+    output: str = "pooled"
+    architecture: str = ""
+    encoder_args: dict[str, Any] = field(default_factory=dict)
+    coarse_read: bool = False
 
-    def prepare(self, device: torch.device, autocast_dtype: torch.dtype | None, *, compile: bool = False) -> None:
+    def prepare(self, device: torch.device, autocast: torch.dtype | None, *, compile: bool = False) -> None:
         """Move the model to ``device`` (eval, channels-last), set the autocast dtype, optionally compile."""
         self.device = device
         if self.model is None:
             self.autocast_dtype = None
             return
-        self.autocast_dtype = autocast_dtype if self.precision_policy == "amp" else None
+        self.autocast_dtype = autocast if self.amp else None
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
         model = self.model.eval().to(device)
@@ -81,7 +96,8 @@ class Extractor:
     def encode(self, images_u8: torch.Tensor) -> torch.Tensor:
         """``uint8 [b, 3, s, s]`` (on ``device``) → ``float32 [b, dim]`` (on ``device``)."""
         if self.model is None:
-            assert self.worker_fn is not None
+            if self.worker_fn is None:
+                raise RuntimeError(f"extractor {self.name} has neither a model nor a worker function")
             return self.worker_fn(images_u8)
         x = self.transform.normalize(images_u8).contiguous(memory_format=torch.channels_last)
         if self.autocast_dtype is not None:
@@ -93,31 +109,32 @@ class Extractor:
 
     def provenance(self) -> dict[str, Any]:
         """What the features file records about how its features were made."""
-        return {
+        out = {
             "extractor": self.name,
             "dim": self.dim,
             "weights": self.weights.as_dict(),
             "transform": self.transform.as_dict(),
             "precision": self.precision,
+            "output": self.output,
+            "architecture": self.architecture,
         }
+        if self.encoder_args:
+            out["encoder_args"] = dict(self.encoder_args)
+        return out
 
 
-class TruncatedResNet(nn.Module):
-    """A timm ResNet up to ``layer3``, global-average pooled (``[b, 3, h, w]`` → ``[b, c3]``).
+def autocast_dtype(extractor: Extractor, requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype to run ``extractor`` with: ``--precision auto`` on CUDA gives the
+    extractor's published precision (fp16, bf16 or fp32), on the CPU fp32; an explicit
+    ``--precision`` is honoured (see :func:`healnet_cli.core.device.resolve_precision`)."""
+    from healnet_cli.core.device import resolve_precision
 
-    Submodule names are the ResNet's, so full ResNet state dicts load (``layer4``/``fc`` ignored).
-    """
-
-    def __init__(self, resnet: nn.Module):
-        super().__init__()
-        self.conv1, self.bn1, self.act1, self.maxpool = resnet.conv1, resnet.bn1, resnet.act1, resnet.maxpool
-        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
-        self.pool = nn.AdaptiveAvgPool2d(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.pool(x).flatten(1)
+    if not extractor.amp:
+        resolve_precision(requested, device)  # still validate the option
+        return None
+    if (requested or "auto").strip().lower() == "auto" and device.type == "cuda":
+        return _DTYPES.get(extractor.default_precision)
+    return resolve_precision(requested, device)
 
 
 def check_weights_choice(
@@ -126,6 +143,7 @@ def check_weights_choice(
     """Exactly one weights source that the extractor accepts, else an InputError naming the fix."""
     flags = (("--weights", weights is not None), ("--pretrained", pretrained), ("--random-init", random_init))
     chosen = [flag for flag, on in flags if on]
+    hint = f" ({spec.weights_hint})" if spec.weights_hint else ""
     if spec.weights == "none":
         if chosen:
             raise InputError(f"--extractor {spec.name} takes no weights; drop {', '.join(chosen)}")
@@ -138,11 +156,9 @@ def check_weights_choice(
         how = "--weights FILE"
         if spec.weights == "any":
             how += ", --pretrained (hub) or --random-init (testing only)"
-        hint = f" ({spec.weights_hint})" if spec.weights_hint else ""
         raise InputError(f"--extractor {spec.name} needs weights: pass {how}{hint}")
     if pretrained and spec.weights == "file":
-        hint = f" ({spec.weights_hint})" if spec.weights_hint else ""
-        raise InputError(f"--pretrained is not available for {spec.name}: its weights are gated{hint}; pass --weights FILE")
+        raise InputError(f"--pretrained is not available for {spec.name}: no hub file loads as is{hint}; pass --weights FILE")
 
 
 def load_extractor(
@@ -151,44 +167,82 @@ def load_extractor(
     weights: str | os.PathLike[str] | None = None,
     pretrained: bool = False,
     random_init: bool = False,
+    encoder_args: Sequence[str] | Mapping[str, Any] | None = None,
 ) -> Extractor:
     """Build the extractor ``name`` with its weights (validated here, before any slide is read).
 
     Parameters
     ----------
     name
-        A registry name (see ``healnet extract --list``) or ``timm:<model>``.
+        A registry name (see ``healnet extract --list``), ``timm:<model>`` or ``hf-hub:<org>/<repo>``.
     weights, pretrained, random_init
         Exactly one for extractors with weights; none for ``stain-texture``.
+    encoder_args
+        ``key=value`` model keywords for ``timm:``/``hf-hub:`` names (``output=cls|cls+mean|pooled``).
 
     Raises
     ------
     InputError
         Unknown name, no/conflicting weights choice, unreadable or mismatched weights file,
-        ``--pretrained`` without hub access.
+        ``--pretrained`` without hub access, keywords the model does not take.
     """
-    spec = spec_for(name)
+    spec = spec_for(name, encoder_args)
     check_weights_choice(spec, weights, pretrained, random_init)
     if spec.kind == "stain-texture":
         return _stain_texture(spec)
+    state, path, info = None, None, WeightsInfo(source="random-init", seed=RANDOM_INIT_SEED)
     if weights is not None:
+        path, info = weights, None
         state = read_state_dict(weights)  # fails fast on a missing/corrupt file, before building
-        model, full = _build_timm(spec, pretrained=False)
-        arch = spec.timm_name.split(".")[0]
-        fit_state_dict(model, state, path=weights, arch=arch, ignore_prefixes=_ignored(spec, full))
-        info = file_weights_info(weights)
     elif pretrained:
-        model, full, info = _build_pretrained(spec)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            model, full = _build_timm(spec, pretrained=False)
-        info = WeightsInfo(source="random-init", seed=RANDOM_INIT_SEED)
-    transform = _transform(spec, full)
-    dim = spec.dim if spec.dim is not None else int(getattr(full, "num_features"))
+        path, info = fetch_hub_weights(spec.name, *_hub_source(spec))
+        state = read_state_dict(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        backbone, full = build_backbone(spec)
+    if state is not None and path is not None:
+        fit_weights(spec, backbone, full, state, path=path)
+    if info is None:
+        info = file_weights_info(path)  # type: ignore[arg-type]
     return Extractor(
-        name=spec.name, dim=dim, transform=transform, weights=info, precision_policy=spec.precision, model=model
+        name=spec.name,
+        dim=output_dim(spec, full),
+        transform=_transform(spec, full),
+        weights=info,
+        amp=spec.amp,
+        default_precision=spec.precision,
+        model=wrap_output(spec, backbone),
+        output=spec.output,
+        architecture=str(getattr(full, "pretrained_cfg", {}).get("architecture") or spec.timm_name.split(".")[0]),
+        encoder_args=dict(spec.encoder_args),
     )
+
+
+def fit_weights(
+    spec: ExtractorSpec, backbone: nn.Module, full: nn.Module, state: dict[str, torch.Tensor], *, path: str | os.PathLike[str]
+) -> None:
+    """Convert ``state`` from the spec's published layout and load it strictly into ``backbone``."""
+    state = convert_state_dict(spec.layout, state, backbone.state_dict())
+    arch = spec.timm_name.split(".")[0]
+    fit_state_dict(backbone, state, path=path, arch=arch, ignore_prefixes=_ignored(spec, full))
+
+
+def _hub_source(spec: ExtractorSpec) -> tuple[str, tuple[str, ...]]:
+    """Hub repo and candidate files for ``--pretrained``: the preset's, else timm's pretrained tag."""
+    if spec.hub_repo:
+        return spec.hub_repo, spec.hub_files
+    if spec.timm_name.startswith("hf-hub:"):
+        from healnet_cli.extractors.weights import HUB_FILES
+
+        return spec.timm_name[len("hf-hub:") :], HUB_FILES
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(spec.timm_name)
+    repo = str(getattr(cfg, "hf_hub_id", "") or "")
+    if not repo:
+        raise InputError(f"--pretrained for {spec.name}: timm has no hub weights for {spec.timm_name}; pass --weights FILE")
+    filename = getattr(cfg, "hf_hub_filename", None)
+    return repo, ((filename,) if filename else ("model.safetensors", "pytorch_model.bin"))
 
 
 def _stain_texture(spec: ExtractorSpec) -> Extractor:
@@ -200,49 +254,13 @@ def _stain_texture(spec: ExtractorSpec) -> Extractor:
         dim=DIM,
         transform=transform,
         weights=WeightsInfo(source="none"),
-        precision_policy="fp32",
+        amp=False,
+        default_precision="fp32",
         worker_fn=stain_texture_tensor,  # module-level: picklable for spawn-started workers
+        output="pooled",
+        architecture="stain-texture",
+        coarse_read=spec.coarse_read,
     )
-
-
-def _build_timm(spec: ExtractorSpec, *, pretrained: bool, file: Path | None = None) -> tuple[nn.Module, nn.Module]:
-    """(the module to run, the full timm model it came from)."""
-    import timm
-
-    kwargs: dict[str, Any] = {"num_classes": 0, **spec.timm_kwargs}
-    if file is not None:
-        kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
-    full = timm.create_model(spec.timm_name, pretrained=pretrained, **kwargs)
-    model = TruncatedResNet(full) if spec.kind == "resnet-trunc" else full
-    return model, full
-
-
-def _build_pretrained(spec: ExtractorSpec) -> tuple[nn.Module, nn.Module, WeightsInfo]:
-    from timm.models import get_pretrained_cfg
-
-    from healnet_cli.core.fingerprint import sha256_file
-
-    cfg = get_pretrained_cfg(spec.timm_name)
-    hf_hub_id = str(getattr(cfg, "hf_hub_id", "") or "")
-    tag = hf_hub_id or spec.timm_name
-    cached = cached_hub_file(hf_hub_id) if hf_hub_id else None
-    if cached is not None:
-        model, full = _build_timm(spec, pretrained=True, file=cached)
-        return model, full, WeightsInfo(source="hub", tag=tag, file=cached.name, sha256=sha256_file(cached))
-    if hub_offline():
-        reason = f"HF_HUB_OFFLINE is set and {tag} is not in the local hub cache"
-        raise pretrained_unavailable(spec.name, reason, hf_hub_id)
-    if not hub_reachable():
-        reason = f"the model hub is unreachable (no network) and {tag} is not cached"
-        raise pretrained_unavailable(spec.name, reason, hf_hub_id)
-    try:
-        model, full = _build_timm(spec, pretrained=True)
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-        reason = f"downloading {tag} failed ({type(exc).__name__}: {exc})"
-        raise pretrained_unavailable(spec.name, reason, hf_hub_id) from exc
-    cached = cached_hub_file(hf_hub_id) if hf_hub_id else None
-    sha = sha256_file(cached) if cached is not None else ""
-    return model, full, WeightsInfo(source="hub", tag=tag, sha256=sha)
 
 
 def _ignored(spec: ExtractorSpec, full: nn.Module) -> tuple[str, ...]:
@@ -264,4 +282,5 @@ def _transform(spec: ExtractorSpec, full: nn.Module) -> EvalTransform:
         mean=tuple(mean),  # type: ignore[arg-type]
         std=tuple(std),  # type: ignore[arg-type]
         interpolation=interpolation,
+        crop_px=spec.crop_px,
     )

@@ -8,8 +8,10 @@ A patch is read as ``read_patch_px`` × ``read_patch_px`` RGB ``uint8`` pixels a
    backbone's pretrained interpolation (``antialias=True`` for bilinear/bicubic,
    ``align_corners=False``) → ``uint8``. torch's uint8 kernel uses integer arithmetic (as PIL's
    ``Resize`` in timm/torchvision eval transforms does), ~15x faster than a float resize, and may
-   differ from a rounded float resize by 1 grey level. No crop: the tile stage already framed the
-   patch, so timm's ``crop_pct`` is ignored. Skipped when the sizes already match.
+   differ from a rounded float resize by 1 grey level. No crop (the tile stage already framed the
+   patch, so timm's ``crop_pct`` is ignored), except for encoders published with one
+   (``crop_px``: Prov-GigaPath resizes to 256 and centre-crops 224). Skipped when the sizes
+   already match.
 2. :meth:`EvalTransform.normalize` (on the model's device): ``/ 255`` then ``(x - mean) / std``.
 
 Keeping the batch ``uint8`` until it reaches the device moves 4× fewer bytes through shared memory
@@ -40,19 +42,26 @@ class EvalTransform:
         Per-channel normalisation of ``[0, 1]`` RGB; ``None`` for extractors that take raw ``uint8``.
     interpolation
         ``bilinear``, ``bicubic``, ``nearest`` or ``area``.
+    crop_px
+        Resize to ``crop_px``, then centre-crop ``input_px``; ``None``: resize to ``input_px``.
     """
 
     input_px: int
     mean: tuple[float, float, float] | None
     std: tuple[float, float, float] | None
     interpolation: str = "bilinear"
+    crop_px: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description recorded in provenance (and hashed into the cache key)."""
         data = asdict(self)
         data["mean"] = list(self.mean) if self.mean is not None else None
         data["std"] = list(self.std) if self.std is not None else None
-        data["resize"] = "torch interpolate, antialias for bilinear/bicubic, rounded to uint8; no crop"
+        if self.crop_px is None:
+            del data["crop_px"]  # keeps the cache key of transforms without a crop as it was
+            data["resize"] = "torch interpolate, antialias for bilinear/bicubic, rounded to uint8; no crop"
+        else:
+            data["resize"] = f"torch interpolate to {self.crop_px} px (antialias), centre crop {self.input_px} px"
         return data
 
     def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -65,9 +74,13 @@ class EvalTransform:
         return x.sub_(mean).div_(std)
 
 
-def resize_patches(images_u8: torch.Tensor, input_px: int, interpolation: str) -> torch.Tensor:
+def resize_patches(images_u8: torch.Tensor, input_px: int, interpolation: str, crop_px: int | None = None) -> torch.Tensor:
     """Resize ``uint8 [b, 3, h, w]`` patches to ``uint8 [b, 3, input_px, input_px]`` (channels-last memory;
-    see the module doc)."""
+    see the module doc); with ``crop_px``, resize to that size and centre-crop ``input_px``."""
+    if crop_px is not None and crop_px != input_px:
+        resized = resize_patches(images_u8, crop_px, interpolation)
+        top = (crop_px - input_px) // 2
+        return resized[:, :, top : top + input_px, top : top + input_px]
     if images_u8.shape[-2:] == (input_px, input_px):
         return images_u8
     if images_u8.shape[0] == 0:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from healnet_cli.artifacts.features import weights_key
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.fingerprint import sha256_file
 
@@ -27,6 +28,7 @@ WEIGHT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "teacher", "network")
 _STRIP_PREFIXES = ("module.", "model.", "backbone.", "trunk.", "_orig_mod.")
 HUB_HOST = "huggingface.co"
+HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 RANDOM_INIT_SEED = 0
 
 
@@ -43,13 +45,7 @@ class WeightsInfo:
     @property
     def key(self) -> str:
         """Short string that identifies the weights in the cache parameters."""
-        if self.source == "file":
-            return f"sha256:{self.sha256}"
-        if self.source == "hub":
-            return f"hub:{self.tag}" + (f"@{self.sha256[:16]}" if self.sha256 else "")
-        if self.source == "random-init":
-            return f"random-init:seed{self.seed}"
-        return "none"
+        return weights_key(self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
@@ -177,23 +173,86 @@ def hub_reachable(host: str = HUB_HOST, *, timeout_s: float = 3.0) -> bool:
     return bool(result and result[0])
 
 
-def cached_hub_file(hf_hub_id: str) -> Path | None:
-    """The weights file of ``hf_hub_id`` in the local Hugging Face cache, if there is one."""
+def cached_hub_file(repo: str, files: Iterable[str] = HUB_FILES) -> Path | None:
+    """The first of ``files`` of hub repo ``repo`` in the local Hugging Face cache, if any."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - timm depends on huggingface_hub
         return None
-    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-        found = try_to_load_from_cache(hf_hub_id, filename)
+    for filename in files:
+        found = try_to_load_from_cache(repo, filename)
         if isinstance(found, str) and Path(found).is_file():
             return Path(found)
     return None
 
 
-def pretrained_unavailable(name: str, reason: str, repo: str = "") -> InputError:
+def fetch_hub_weights(name: str, repo: str, files: Iterable[str] = HUB_FILES) -> tuple[Path, WeightsInfo]:
+    """``--pretrained``: the weights file of ``repo`` from the local hub cache, else downloaded
+    (online only; gated repos need an accepted licence and ``huggingface-cli login``).
+
+    Raises
+    ------
+    InputError
+        Offline (``HF_HUB_OFFLINE``) or unreachable hub without a cached file, or a failed download
+        (no access to a gated repo, no such file).
+    """
+    files = tuple(files)
+    cached = cached_hub_file(repo, files)
+    if cached is None:
+        if hub_offline():
+            raise pretrained_unavailable(name, f"HF_HUB_OFFLINE is set and {repo} is not in the local hub cache", repo, files[0])
+        if not hub_reachable():
+            raise pretrained_unavailable(name, f"the model hub is unreachable (no network) and {repo} is not cached", repo, files[0])
+        cached = _download(name, repo, files)
+    return cached, WeightsInfo(source="hub", tag=repo, file=cached.name, sha256=sha256_file(cached))
+
+
+def hub_config(name: str, repo: str) -> dict[str, Any]:
+    """The timm ``config.json`` of hub repo ``repo`` (``architecture``, ``model_args``,
+    ``pretrained_cfg``): from the local hub cache, else downloaded when online.
+
+    Raises
+    ------
+    InputError
+        Not cached while offline or without network, failed download, or not a timm config.
+    """
+    import json
+
+    path = cached_hub_file(repo, ("config.json",))
+    if path is None:
+        if hub_offline() or not hub_reachable():
+            raise InputError(
+                f"--extractor {name}: the model config of {repo} is not in the local hub cache and the hub is not "
+                f"reachable; where the network is reachable run `huggingface-cli download {repo} config.json` "
+                "(kept in the hub cache, HF_HOME)"
+            )
+        path = _download(name, repo, ("config.json",))
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--extractor {name}: {path} is not readable JSON ({exc}); download it again") from exc
+    if not isinstance(config, dict) or not config.get("architecture"):
+        raise InputError(f"--extractor {name}: {repo}'s config.json names no timm architecture; use timm:<arch> with --weights")
+    return config
+
+
+def _download(name: str, repo: str, files: tuple[str, ...]) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    errors = []
+    for filename in files:
+        try:
+            return Path(hf_hub_download(repo, filename))
+        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+            errors.append(f"{filename}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+    reason = f"downloading from {repo} failed ({'; '.join(errors)}); for a gated model accept its terms on the hub and run `huggingface-cli login`"
+    raise pretrained_unavailable(name, reason, repo, files[0])
+
+
+def pretrained_unavailable(name: str, reason: str, repo: str = "", filename: str = "model.safetensors") -> InputError:
     """The error for ``--pretrained`` without a usable hub (points to ``--weights``)."""
     repo = repo or "<repo>"
     return InputError(
         f"--pretrained for {name}: {reason}; download the weights where the network is reachable "
-        f"(e.g. `huggingface-cli download {repo} model.safetensors` on a login node) and pass --weights FILE"
+        f"(e.g. `huggingface-cli download {repo} {filename}` on a login node) and pass --weights FILE"
     )

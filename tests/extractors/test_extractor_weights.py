@@ -145,3 +145,59 @@ def test_pretrained_from_local_hub_cache_offline(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     weights = json.loads(out.stdout.strip().splitlines()[-1])
     assert weights["source"] == "hub" and weights["tag"] == "timm/test_resnet.r160_in1k" and len(weights["sha256"]) == 64
+
+
+def test_pretrained_preset_offline_names_its_hub_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    with pytest.raises(InputError, match=r"huggingface-cli download MahmoodLab/UNI2-h pytorch_model.bin.*--weights FILE"):
+        load_extractor("uni2-h", pretrained=True)
+
+
+def test_hf_hub_config_missing_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    with pytest.raises(InputError, match=r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download paige-ai/Virchow2 config.json"):
+        load_extractor("hf-hub:paige-ai/Virchow2", random_init=True)
+
+
+def test_phikon_v2_half_converted_file_is_reported() -> None:
+    """A file in neither layout (timm blocks renamed halfway) is reported key by key, never loaded
+    loosely (the full Hugging Face layout is checked in test_extractor_presets)."""
+    from healnet_cli.extractors import spec_for
+    from healnet_cli.extractors.backbones import build_backbone
+    from healnet_cli.extractors.build import fit_weights
+
+    spec = spec_for("phikon-v2")
+    with torch.device("meta"):
+        backbone, full = build_backbone(spec)
+    state = {k.replace("blocks.", "encoder.layer.", 1): v for k, v in backbone.state_dict().items()}
+    with pytest.raises(InputError, match="does not fit"):  # half-converted names are reported, not loaded
+        fit_weights(spec, backbone, full, state, path="model.safetensors")
+
+
+def test_hf_hub_name_builds_from_the_cached_config(tmp_path: Path) -> None:
+    """hf-hub:<org>/<repo> reads timm's config.json from the hub cache (offline), merges --encoder-arg."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--lab--tiny-vit"
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    config = {"architecture": "test_vit", "num_classes": 0, "model_args": {"img_size": 96},
+              "pretrained_cfg": {"input_size": [3, 96, 96], "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic"}}  # fmt: skip
+    (repo / "snapshots" / "abc" / "config.json").write_text(json.dumps(config))
+    code = (
+        "import json; from healnet_cli.extractors import load_extractor; "
+        "e = load_extractor('hf-hub:lab/tiny-vit', random_init=True, encoder_args=['output=cls+mean']); "
+        "print(json.dumps([e.dim, e.architecture, e.transform.as_dict(), e.provenance()['encoder_args']]))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    dim, arch, transform, args = json.loads(out.stdout.strip().splitlines()[-1])
+    assert dim == 128 and arch == "test_vit" and args == {"output": "cls+mean"}
+    assert transform["input_px"] == 96 and transform["mean"] == [0.1, 0.2, 0.3] and transform["interpolation"] == "bicubic"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.hpc import available_cpus
+from healnet_cli.core.workspace import slug
 
 DTYPES = ("float16", "float32")
 EXPORTS = ("none", "clam")
@@ -21,6 +22,8 @@ class ExtractConfig:
 
     workdir: Path
     extractor: str
+    encoder_args: tuple[str, ...] = ()
+    name: str | None = None
     weights: Path | None = None
     pretrained: bool = False
     random_init: bool = False
@@ -47,6 +50,8 @@ class ExtractConfig:
             raise InputError(f"--export {self.export!r} is not one of {', '.join(EXPORTS)}")
         if self.on_error not in ("continue", "fail"):
             raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
+        if self.name is not None and (not self.name or slug(self.name) != self.name):
+            raise InputError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
         return self
 
 

@@ -82,7 +82,9 @@ def extract_slides(
         chunks,
         input_px=extractor.transform.input_px,
         interpolation=extractor.transform.interpolation,
+        crop_px=extractor.transform.crop_px,
         worker_fn=extractor.worker_fn,
+        coarse_read=extractor.coarse_read,
     )
     num_workers = min(options.num_workers, len(chunks))
     pin = extractor.device.type == "cuda" and extractor.worker_fn is None
@@ -92,7 +94,15 @@ def extract_slides(
     for slide in slides:  # slides without patches: nothing to read
         if slide.n_chunks == 0 and not _finish(slide, extractor, store, status, console, options, clock, stats):
             return stats
-    for batch in console.track(_guarded(loader), total=len(chunks), description="extract"):
+    progress = console.track(
+        _guarded(loader),
+        total=sum(plan.n_patches for plan in plans),
+        description="extract",
+        unit="patches",
+        weight=lambda batch: int(batch.get("n", 0)),
+        extra=lambda: f"{sum(slide.done for slide in slides)}/{len(slides)} slides",
+    )
+    for batch in progress:
         if "crash" in batch:  # a worker died (segfault in a reader, out of shared memory): fail the rest
             for slide in slides:
                 if not slide.done:
@@ -105,17 +115,23 @@ def extract_slides(
             if _fail(slide, batch["error"], status, console, options, clock):
                 break
             continue
-        data = batch["data"]
-        if extractor.worker_fn is None:
-            data = extractor.encode(data.to(extractor.device, non_blocking=True))
-        slide.parts.append(data)
-        slide.received += 1
-        stats.patches += int(data.shape[0])
+        _receive(slide, batch, extractor, stats)
         if slide.received == slide.n_chunks and not _finish(slide, extractor, store, status, console, options, clock, stats):
             break
     del loader
     stats.seconds = clock.total()
     return stats
+
+
+def _receive(slide: _Slide, batch: dict[str, Any], extractor: Extractor, stats: EngineStats) -> None:
+    """Encode (unless the workers did) and keep one chunk; record the level it was read from."""
+    data = batch["data"]
+    if extractor.worker_fn is None:
+        data = extractor.encode(data.to(extractor.device, non_blocking=True))
+    slide.parts.append(data)
+    slide.received += 1
+    slide.plan.read_level, slide.plan.read_patch_px = int(batch["read_level"]), int(batch["read_patch_px"])
+    stats.patches += int(data.shape[0])
 
 
 def _guarded(loader: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from healnet_cli.artifacts.features import SCHEMA as FEATURES_SCHEMA
+from healnet_cli.artifacts.features import check_folder_identity, encoder_identity
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import one_line
@@ -18,7 +19,7 @@ from healnet_cli.core.runner import WorkItem, claim, report
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.core.workspace import Workspace
-from healnet_cli.extractors import Extractor, check_weights_choice, load_extractor, spec_for
+from healnet_cli.extractors import Extractor, autocast_dtype, check_weights_choice, load_extractor, spec_for
 from healnet_cli.stages.extract.config import ExtractConfig, default_num_workers
 from healnet_cli.stages.extract.engine import EngineOptions, EngineStats, extract_slides
 from healnet_cli.stages.extract.items import SlidePlan, discover_items, read_plan
@@ -35,9 +36,9 @@ class ExtractResult:
 
 
 def cache_params(extractor: Extractor, config: ExtractConfig) -> dict[str, Any]:
-    """The parameters that key the cache: a different extractor, weights, transform, precision,
-    dtype or export means the slide is recomputed."""
-    return {
+    """The parameters that key the cache: a different extractor, encoder arguments, weights,
+    transform, precision, dtype or export means the slide is recomputed."""
+    params = {
         "schema": FEATURES_SCHEMA,
         "extractor": extractor.name,
         "weights": extractor.weights.key,
@@ -46,6 +47,11 @@ def cache_params(extractor: Extractor, config: ExtractConfig) -> dict[str, Any]:
         "dtype": config.dtype,
         "export": config.export,
     }
+    if extractor.encoder_args:
+        params["encoder_args"] = dict(extractor.encoder_args)
+    if extractor.coarse_read:
+        params["read"] = "coarsest pyramid level holding input_px"
+    return params
 
 
 def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False) -> ExtractResult:
@@ -58,25 +64,23 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
         all before any slide is opened.
     """
     config.validate()
-    shard = parse_shard(config.shard)
-    launcher = torchrun_rank()
-    if shard.is_whole and launcher is not None:
-        shard = Shard(launcher[0], launcher[1])
-    device_spec = config.device
-    if launcher is not None and device_spec == "auto" and torch.cuda.is_available():
-        device_spec = f"cuda:{launcher[2] % torch.cuda.device_count()}"
-    device = resolve_device(device_spec)
-    autocast_dtype = resolve_precision(config.precision, device)
-    check_weights_choice(spec_for(config.extractor), config.weights, config.pretrained, config.random_init)
+    shard, device = _shard_and_device(config)
+    resolve_precision(config.precision, device)  # a bad --precision fails before the weights are read
+    check_weights_choice(spec_for(config.extractor, config.encoder_args), config.weights, config.pretrained, config.random_init)
     workspace = Workspace.at(config.workdir)
     items, notes = discover_items(workspace.tiles_dir)
     extractor = load_extractor(
-        config.extractor, weights=config.weights, pretrained=config.pretrained, random_init=config.random_init
+        config.extractor,
+        weights=config.weights,
+        pretrained=config.pretrained,
+        random_init=config.random_init,
+        encoder_args=config.encoder_args,
     )
-    extractor.prepare(device, autocast_dtype, compile=config.compile)
+    extractor.prepare(device, autocast_dtype(extractor, config.precision, device), compile=config.compile)
     for note in notes:
         console.warn(note)
-    folder = workspace.features_dir(extractor.name)
+    folder = workspace.features_dir(config.name or extractor.name)
+    check_folder_identity(folder, encoder_identity(extractor.provenance()), force=config.force)
     store = ArtifactStore(folder, "extract", cache_params(extractor, config))
     status = StatusTable("extract", shard=str(shard))
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,6 +110,18 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
     if stats.patches:
         console.info(f"extract: {stats.patches} patches in {stats.seconds:.1f} s ({stats.patches_per_s:.1f} patches/s)")
     return ExtractResult(report(status, console, folder=folder), status, folder, stats)
+
+
+def _shard_and_device(config: ExtractConfig) -> tuple[Shard, torch.device]:
+    """``--shard`` (or SLURM) and ``--device``; under ``torchrun`` the rank's shard and GPU."""
+    shard = parse_shard(config.shard)
+    launcher = torchrun_rank()
+    if shard.is_whole and launcher is not None:
+        shard = Shard(launcher[0], launcher[1])
+    device_spec = config.device
+    if launcher is not None and device_spec == "auto" and torch.cuda.is_available():
+        device_spec = f"cuda:{launcher[2] % torch.cuda.device_count()}"
+    return shard, resolve_device(device_spec)
 
 
 def torchrun_rank(env: dict[str, str] | None = None) -> tuple[int, int, int] | None:

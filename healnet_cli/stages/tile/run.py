@@ -213,6 +213,7 @@ def process_slide(item: WorkItem, *, store: ArtifactStore, config: TileConfig) -
         "mpp_source": meta["mpp_source"],
         "read_level": meta["read_level"],
         "tissue_area_um2": round(meta["tissue_area_um2"], 1),
+        "slide_fingerprint": slide_fingerprint(source.slide.path),  # extract checks the slide is still this file
     }
     return ItemResult(outputs=outputs, meta=summary, warning="; ".join(tiled.warnings))
 

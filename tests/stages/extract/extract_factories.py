@@ -55,7 +55,8 @@ def add_slide(
     tiles = workdir / "tiles"
     path = write_coords(coords_path(tiles, slide_id), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
     store = ArtifactStore(tiles, "tile", {"target_mpp": 0.5, "patch_px": PATCH_PX})
-    store.commit(slide_id, file_fingerprint(slide), [path])
+    fingerprint = file_fingerprint(slide)
+    store.commit(slide_id, fingerprint, [path], meta={"slide_fingerprint": fingerprint})  # as healnet tile records it
     return slide
 
 

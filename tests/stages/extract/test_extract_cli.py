@@ -64,11 +64,30 @@ def test_rerun_skips_force_recomputes_new_weights_stale(workspace: Path, make_we
     assert _mtimes(_folder(workspace)) == before
     forced = _extract(workspace, *TINY, "--weights", str(w1), "--force", "--json")
     assert json.loads(forced.stdout)["counts"]["done"] == 3
-    other = _extract(workspace, *TINY, "--weights", str(w2), "--json")
-    assert json.loads(other.stdout)["counts"]["done"] == 3  # different weights: not fresh
+    other = _extract(workspace, *TINY, "--weights", str(w2), "--force", "--json")
+    assert json.loads(other.stdout)["counts"]["done"] == 3  # other weights replace the features only with --force
     assert read_features(features_path(_folder(workspace), "s1")).provenance["weights"]["file"] == "b.pt"
     f32 = _extract(workspace, *TINY, "--weights", str(w2), "--dtype", "float32", "--json")
     assert json.loads(f32.stdout)["counts"]["done"] == 3  # different dtype: not fresh
+
+
+def test_other_weights_never_overwrite_features_silently(workspace: Path, make_weights) -> None:
+    """--random-init (or other weights) after --weights is refused (exit 2, nothing touched) and
+    points to --name / --force; --name keeps both sets side by side."""
+    w1 = make_weights("a.pt", seed=0)
+    assert _extract(workspace, *TINY, "--weights", str(w1)).exit_code == 0
+    before = _mtimes(_folder(workspace))
+    refused = _extract(workspace, *TINY, "--random-init")
+    assert refused.exit_code == 2
+    assert "holds features of timm:test_resnet sha256:" in refused.output and "random-init:seed0" in refused.output
+    assert "--name NAME" in refused.output and "--force" in refused.output
+    assert _mtimes(_folder(workspace)) == before
+    side = _extract(workspace, *TINY, "--random-init", "--name", "test-resnet-random", "--json")
+    assert side.exit_code == 0 and json.loads(side.stdout)["counts"]["done"] == 3
+    assert read_features(features_path(_folder(workspace, "test-resnet-random"), "s1")).provenance["weights"]["source"] == "random-init"
+    assert _mtimes(_folder(workspace)) == before
+    bad = _extract(workspace, *TINY, "--random-init", "--name", "a/b")
+    assert bad.exit_code == 2 and "--name 'a/b'" in bad.output
 
 
 def test_retiled_slide_is_stale(workspace: Path, weights_file: Path) -> None:
@@ -178,10 +197,16 @@ def test_list_and_help(tmp_path: Path) -> None:
     assert help_text.exit_code == 0 and "--weights" in help_text.stdout and "--random-init" in help_text.stdout
     result = runner.invoke(build_app(), ["extract", "--list"])
     assert result.exit_code == 0
-    for name in ("resnet50-trunc", "vit-small", "uni", "conch", "stain-texture", "timm:<model>"):
+    for name in ("resnet50-trunc", "uni2-h", "conch-v1.5", "virchow2", "h-optimus-1", "gigapath", "phikon-v2", "timm:/hf-hub:"):
         assert name in result.stdout
+    assert "huggingface-cli download paige-ai/Virchow2 pytorch_model.bin" in result.stdout
     as_json = json.loads(runner.invoke(build_app(), ["extract", "--list", "--json"]).stdout)
     assert {"name": "resnet50-trunc", "dim": 1024}.items() <= as_json["extractors"][0].items()
+    virchow2 = next(row for row in as_json["extractors"] if row["name"] == "virchow2")
+    assert virchow2 | {"get_weights": ""} == virchow2 | {
+        "dim": 2560, "input_px": 224, "output": "cls+mean", "precision": "fp16", "train_mpp": 0.5, "gated": True,
+        "licence": "CC-BY-NC-ND-4.0", "hub_repo": "paige-ai/Virchow2", "get_weights": "",
+    }  # fmt: skip
 
 
 def test_torchrun_ranks_pick_shards(workspace: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,3 +219,29 @@ def test_torchrun_ranks_pick_shards(workspace: Path, weights_file: Path, monkeyp
     result = _extract(workspace, *TINY, "--weights", str(weights_file), "--json")
     summary = json.loads(result.stdout)
     assert summary["shard"] == "1/2" and summary["counts"]["done"] == 1  # s2 of s1, s2, s3
+
+
+def test_progress_counts_patches_and_slides(workspace: Path, weights_file: Path) -> None:
+    """The log heartbeat (non-TTY) counts patches, so a few large slides still show progress."""
+    import io
+
+    from healnet_cli.core.console import Console
+    from healnet_cli.stages.extract.config import ExtractConfig
+    from healnet_cli.stages.extract.run import run_extract
+
+    stream = io.StringIO()
+    config = ExtractConfig(workdir=workspace, extractor="timm:test_resnet", weights=weights_file, device="cpu", batch_size=4, num_workers=0)
+    assert run_extract(config, console=Console(stream=stream, log_every_s=0)).exit_code == 0
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("extract: ") and "patches (" in line]
+    assert lines[0].startswith("extract: 4/10 patches (") and lines[0].endswith("1/3 slides")  # s3 has 0 patches
+    assert lines[-1].startswith("extract: 10/10 patches (") and lines[-1].endswith("3/3 slides")
+
+
+def test_small_preset_end_to_end_random_init(workspace: Path) -> None:
+    result = _extract(workspace, "-e", "vit-small", "--random-init", "--device", "cpu", "--num-workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    bag = read_features(features_path(_folder(workspace, "vit-small"), "s1"))
+    assert bag.features.shape == (6, 384) and torch.isfinite(bag.features.float()).all()
+    prov = bag.provenance
+    assert prov["output"] == "cls" and prov["architecture"] == "vit_small_patch16_224" and prov["precision"] == "fp32"
+    assert prov["weights"] == {"source": "random-init", "seed": 0} and prov["transform"]["input_px"] == 224

@@ -29,7 +29,8 @@ def test_stain_texture_on_real_he_slide(shared_data: Path, tmp_path: Path) -> No
     }  # fmt: skip
     tiles = tmp_path / "tiles"
     path = write_coords(coords_path(tiles, "cmu1"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
-    ArtifactStore(tiles, "tile", {}).commit("cmu1", file_fingerprint(slide), [path])
+    fingerprint = file_fingerprint(slide)
+    ArtifactStore(tiles, "tile", {}).commit("cmu1", fingerprint, [path], meta={"slide_fingerprint": fingerprint})
     result = CliRunner().invoke(build_app(), ["extract", "-w", str(tmp_path), "-e", "stain-texture", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"]["done"] == 1

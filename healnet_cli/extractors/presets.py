@@ -1,0 +1,242 @@
+"""The extractor presets, as data.
+
+Each pathology foundation model is described as its published loader builds it (checked against
+mahmoodlab/TRIDENT ``trident/patch_encoder_models/load.py``, which loads every one of these
+checkpoints with ``strict=True``, and against the model cards): the timm architecture and keywords,
+input size, normalisation, interpolation, output, precision and dimension.
+``tests/extractors/test_extractor_presets.py`` checks each against the published state-dict key
+names and tensor shapes on the meta device.
+"""
+
+from __future__ import annotations
+
+from healnet_cli.extractors._registry import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ExtractorSpec
+
+H_OPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
+H_OPTIMUS_STD = (0.211883, 0.230117, 0.177517)
+_SWIGLU = {"mlp_layer": "SwiGLUPacked", "act_layer": "silu"}  # resolved to timm.layers / nn.SiLU when built
+_NC_ND = "CC-BY-NC-ND-4.0"  # non-commercial, academic research
+
+
+def _gated(repo: str, file: str) -> str:
+    return f"accept the terms at huggingface.co/{repo}, then `huggingface-cli download {repo} {file}`"
+
+
+PRESETS: dict[str, ExtractorSpec] = {
+    spec.name: spec
+    for spec in (
+        ExtractorSpec(
+            name="resnet50-trunc",
+            kind="resnet-trunc",
+            description="ResNet50 (torchvision ImageNet weights) truncated after layer3, average pooled: CLAM/HEALNet",
+            timm_name="resnet50.tv_in1k",
+            dim=1024,
+            input_px=224,
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+            precision="fp32",
+            ignore_prefixes=("layer4.", "fc."),
+            hub_repo="timm/resnet50.tv_in1k",
+            licence="BSD-3-Clause",
+            weights_hint="huggingface-cli download timm/resnet50.tv_in1k model.safetensors",
+        ),
+        ExtractorSpec(
+            name="vit-small",
+            kind="timm",
+            description="ViT-S/16 (timm augreg in21k→in1k), class token",
+            timm_name="vit_small_patch16_224.augreg_in21k_ft_in1k",
+            dim=384,
+            input_px=224,
+            output="cls",
+            ignore_prefixes=("head.",),
+            hub_repo="timm/vit_small_patch16_224.augreg_in21k_ft_in1k",
+            licence="Apache-2.0",
+            weights_hint="huggingface-cli download timm/vit_small_patch16_224.augreg_in21k_ft_in1k model.safetensors",
+        ),
+        ExtractorSpec(
+            name="uni",
+            kind="timm",
+            description="UNI (Chen et al. 2024): ViT-L/16, layer scale, class token",
+            timm_name="vit_large_patch16_224",
+            timm_kwargs={"img_size": 224, "patch_size": 16, "init_values": 1e-5, "dynamic_img_size": True},
+            dim=1024,
+            input_px=224,
+            output="cls",
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+            precision="fp16",
+            ignore_prefixes=("head.",),
+            hub_repo="MahmoodLab/UNI",
+            hub_files=("pytorch_model.bin",),
+            gated=True,
+            train_mpp=0.5,
+            licence=_NC_ND,
+            weights_hint=_gated("MahmoodLab/UNI", "pytorch_model.bin"),
+        ),
+        ExtractorSpec(
+            name="uni2-h",
+            kind="timm",
+            description="UNI2-h: ViT-H/14-like (24 blocks, 1536-d, SwiGLU, 8 register tokens), class token",
+            timm_name="vit_giant_patch14_224",
+            timm_kwargs={
+                "img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5,
+                "embed_dim": 1536, "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "reg_tokens": 8,
+                "dynamic_img_size": True, **_SWIGLU,
+            },  # fmt: skip
+            dim=1536,
+            input_px=224,
+            output="cls",
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+            precision="bf16",
+            hub_repo="MahmoodLab/UNI2-h",
+            hub_files=("pytorch_model.bin",),
+            gated=True,
+            train_mpp=0.5,
+            licence=_NC_ND,
+            weights_hint=_gated("MahmoodLab/UNI2-h", "pytorch_model.bin"),
+        ),
+        ExtractorSpec(
+            name="conch-v1.5",
+            kind="conch-v1.5",
+            description="CONCH v1.5 (TITAN's patch encoder): ViT-L/16 at 448 px + attentional pooler + LayerNorm",
+            timm_name="vit_large_patch16_224",
+            timm_kwargs={"img_size": 448, "init_values": 1.0},
+            dim=768,
+            input_px=448,
+            output="pooled",
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+            precision="fp16",
+            layout="conch-v1.5",
+            hub_repo="MahmoodLab/conchv1_5",
+            hub_files=("pytorch_model_vision.bin",),
+            gated=True,
+            train_mpp=0.5,
+            licence=_NC_ND,
+            weights_hint=_gated("MahmoodLab/conchv1_5", "pytorch_model_vision.bin"),
+        ),
+        ExtractorSpec(
+            name="virchow2",
+            kind="timm",
+            description="Virchow2: ViT-H/14, SwiGLU, 4 register tokens; class token ⊕ mean patch token",
+            timm_name="vit_huge_patch14_224",
+            timm_kwargs={
+                "img_size": 224, "init_values": 1e-5, "reg_tokens": 4, "mlp_ratio": 5.3375,
+                "dynamic_img_size": True, **_SWIGLU,
+            },  # fmt: skip
+            dim=2560,
+            input_px=224,
+            output="cls+mean",
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bicubic"),
+            precision="fp16",
+            hub_repo="paige-ai/Virchow2",
+            hub_files=("pytorch_model.bin", "model.safetensors"),
+            gated=True,
+            train_mpp=0.5,
+            licence=_NC_ND,
+            weights_hint=_gated("paige-ai/Virchow2", "pytorch_model.bin"),
+        ),
+        ExtractorSpec(
+            name="h-optimus-0",
+            kind="timm",
+            description="H-optimus-0 (Bioptimus): ViT-g/14, SwiGLU, 4 register tokens, class token",
+            timm_name="vit_giant_patch14_reg4_dinov2",
+            timm_kwargs={"img_size": 224, "init_values": 1e-5, "dynamic_img_size": True},
+            dim=1536,
+            input_px=224,
+            output="cls",
+            transform=(H_OPTIMUS_MEAN, H_OPTIMUS_STD, "bilinear"),
+            precision="fp16",
+            hub_repo="bioptimus/H-optimus-0",
+            hub_files=("pytorch_model.bin", "model.safetensors"),
+            gated=True,
+            train_mpp=0.5,
+            licence="Apache-2.0",
+            weights_hint=_gated("bioptimus/H-optimus-0", "pytorch_model.bin"),
+        ),
+        ExtractorSpec(
+            name="h-optimus-1",
+            kind="timm",
+            description="H-optimus-1 (Bioptimus): ViT-g/14, SwiGLU, 4 register tokens, class token",
+            timm_name="vit_giant_patch14_reg4_dinov2",
+            timm_kwargs={"img_size": 224, "init_values": 1e-5, "dynamic_img_size": True},
+            dim=1536,
+            input_px=224,
+            output="cls",
+            transform=(H_OPTIMUS_MEAN, H_OPTIMUS_STD, "bilinear"),
+            precision="fp16",
+            hub_repo="bioptimus/H-optimus-1",
+            hub_files=("pytorch_model.bin", "model.safetensors"),
+            gated=True,
+            train_mpp=0.5,
+            licence="CC-BY-NC-ND-4.0",
+            weights_hint=_gated("bioptimus/H-optimus-1", "pytorch_model.bin"),
+        ),
+        ExtractorSpec(
+            name="gigapath",
+            kind="timm",
+            description="Prov-GigaPath tile encoder: ViT-g (40 blocks, 1536-d, SwiGLU) with 16 px patches, class token",
+            timm_name="vit_giant_patch14_dinov2",
+            timm_kwargs={
+                "img_size": 224, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24,
+                "mlp_ratio": 5.33334, "dynamic_img_size": True,
+            },  # fmt: skip
+            dim=1536,
+            input_px=224,
+            output="cls",
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bicubic"),
+            crop_px=256,
+            precision="fp16",
+            hub_repo="prov-gigapath/prov-gigapath",
+            hub_files=("pytorch_model.bin",),
+            gated=True,
+            train_mpp=0.5,
+            licence="Apache-2.0",
+            weights_hint=_gated("prov-gigapath/prov-gigapath", "pytorch_model.bin"),
+        ),
+        ExtractorSpec(
+            name="phikon-v2",
+            kind="timm",
+            description="Phikon-v2 (Owkin): ViT-L/16 DINOv2, class token (Hugging Face layout converted on load)",
+            timm_name="vit_large_patch16_224",
+            timm_kwargs={"img_size": 224, "init_values": 1e-5},
+            dim=1024,
+            input_px=224,
+            output="cls",
+            transform=(IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+            precision="fp32",
+            layout="hf-dinov2",
+            hub_repo="owkin/phikon-v2",
+            hub_files=("model.safetensors",),
+            train_mpp=0.5,
+            licence="Owkin non-commercial",
+            weights_hint="huggingface-cli download owkin/phikon-v2 model.safetensors",
+        ),
+        ExtractorSpec(
+            name="conch",
+            kind="timm",
+            description="CONCH-style ViT-B/16 trunk at 448 px, OpenAI-CLIP normalisation (timm-layout state dict)",
+            timm_name="vit_base_patch16_224",
+            timm_kwargs={"img_size": 448, "dynamic_img_size": True},
+            dim=768,
+            input_px=448,
+            output="cls",
+            weights="file",
+            transform=(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, "bicubic"),
+            ignore_prefixes=("head.",),
+            train_mpp=0.5,
+            licence=_NC_ND,
+            weights_hint="gated: MahmoodLab/CONCH; convert the visual trunk to timm key names first",
+        ),
+        ExtractorSpec(
+            name="stain-texture",
+            kind="stain-texture",
+            description="offline: H&E/DAB colour-deconvolution stats, colour histograms, GLCM + LBP texture",
+            dim=None,  # filled from stain_texture.DIM by spec_for
+            input_px=128,
+            transform=((), (), "bilinear"),
+            weights="none",
+            precision="fp32",
+            amp=False,
+            coarse_read=True,
+            licence="no weights",
+        ),
+    )
+}
