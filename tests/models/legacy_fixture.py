@@ -2,7 +2,8 @@
 
 ``legacy_outputs.pt`` (next to this file, in ``data/``) holds, per case, the parameter names and
 shapes of that implementation, its logits and attention/gate maps on a fixed batch, and a compact
-summary of its parameter gradients. The parameters themselves are not stored: :func:`recipe_state_dict`
+summary of its parameter gradients, all computed in float64 (so that a rearranged computation is
+compared against the old one to ~1e-10, not to float32 rounding). The parameters themselves are not stored: :func:`recipe_state_dict`
 rebuilds them from the names and shapes. ``test_model_equivalence.py`` loads them into today's models
 and checks that outputs and gradients agree.
 
@@ -60,12 +61,12 @@ def _gen(key: str, seed: int) -> torch.Generator:
 
 
 def recipe_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
-    """Deterministic, well-scaled parameters for the given names and shapes."""
+    """Deterministic, well-scaled float64 parameters for the given names and shapes."""
     out = {}
     for key, shape in shapes.items():
         gen = _gen(key, seed)
         leaf = key.rsplit(".", 1)[-1]
-        noise = torch.randn(shape, generator=gen)
+        noise = torch.randn(shape, generator=gen, dtype=torch.float64)
         if len(shape) >= 2:
             fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
             out[key] = noise / fan_in**0.5
@@ -81,8 +82,8 @@ def recipe_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, torc
 def grad_summary(key: str, grad: torch.Tensor, seed: int) -> torch.Tensor:
     """A small tensor gradient as is; a large one as its projections on fixed random directions."""
     if grad.numel() <= 2 * N_PROBES:
-        return grad.detach().clone()
-    probes = torch.randn(N_PROBES, *grad.shape, generator=_gen("probe/" + key, seed))
+        return grad.detach().reshape(-1).clone()
+    probes = torch.randn(N_PROBES, *grad.shape, generator=_gen("probe/" + key, seed), dtype=grad.dtype)
     return (probes * grad.detach()).flatten(1).sum(dim=1)
 
 
@@ -106,10 +107,11 @@ def make_batch(mods: tuple[str, ...], seed: int) -> dict[str, ModalityInput]:
         present = torch.tensor(presence[m])
         if m == "wsi":
             mask = torch.arange(n_max).unsqueeze(0) < torch.tensor(N_TOKENS).unsqueeze(1)
-            coords = torch.randint(0, 12, (b, n_max, 2), generator=gen).float() * 224.0 + 1000.0
-            batch[m] = ModalityInput(torch.randn(b, n_max, DIMS[m], generator=gen), present, mask, coords)
+            coords = torch.randint(0, 12, (b, n_max, 2), generator=gen).double() * 224.0 + 1000.0
+            data = torch.randn(b, n_max, DIMS[m], generator=gen, dtype=torch.float64)
+            batch[m] = ModalityInput(data, present, mask, coords)
         else:
-            batch[m] = ModalityInput(torch.randn(b, DIMS[m], generator=gen), present)
+            batch[m] = ModalityInput(torch.randn(b, DIMS[m], generator=gen, dtype=torch.float64), present)
     return batch
 
 
@@ -118,11 +120,11 @@ def specs_of(mods) -> dict[str, ModalitySpec]:
 
 
 def probe_of(case_seed: int, shape) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(10_000 + case_seed))
+    return torch.randn(shape, generator=torch.Generator().manual_seed(10_000 + case_seed), dtype=torch.float64)
 
 
 def run_case(model_name: str, mods: tuple[str, ...], hparams: dict, seed: int) -> dict:
-    model = create_model(model_name, specs_of(mods), 4, **hparams).eval()
+    model = create_model(model_name, specs_of(mods), 4, **hparams).eval().double()
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     model.load_state_dict(recipe_state_dict(shapes, seed))
     out = model(make_batch(mods, seed), return_weights=True)
