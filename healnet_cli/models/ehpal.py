@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from healnet_cli.models.base import SurvivalModel, check_choice
-from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
+from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality, known_all
 from healnet_cli.models.blocks import GatedAttentionPool
 from healnet_cli.models.ehpal_blocks import NORMS, RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
 from healnet_cli.models.ehpal_fusion import LLF, PCMFA
@@ -279,6 +279,8 @@ class EHPAL(SurvivalModel):
         if res is None:
             return null, None
         s, mask = self._run(self.tokenizers[name], res)
+        if mask is not None and known_all(mask):  # every sample has its whole bag: no null tokens
+            return s, None
         n, k0 = s.shape[2], null.shape[2]
         absent = ~res.present
         if mask is None and n == k0:
@@ -306,6 +308,7 @@ class EHPAL(SurvivalModel):
                 x, x_mask = self._run(self.tokenizers[name], res)
                 if x_mask is not None:  # a bag: absent rows keep their (zero) tokens
                     x_mask = x_mask | ~x_mask.any(dim=1, keepdim=True)
+                    x_mask = None if known_all(x_mask) else x_mask
             s, s_mask, side, info = self._run(stage, s, s_mask, x, x_mask, present)
             sides.extend(side)
             weights.update({f"{key}/{name}": value for key, value in info.items()})
