@@ -66,8 +66,8 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
         bv = (bv.transpose(0, 1) if branches > 1 else bv).reshape(g, rows // g, 1)
         out = torch.baddbmm(bv, w, xs)
     if branches == 1:
-        return out.view(rows, b, m)
-    return out.view(g, branches, o // g, b * m).transpose(0, 1).reshape(rows, b, m)
+        return out.reshape(rows, b, m)
+    return out.reshape(g, branches, o // g, b * m).transpose(0, 1).reshape(rows, b, m)
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,10 +95,11 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     pad = k // 2 if padding is None else padding
     m = (n + 2 * pad - k) // stride + 1
     if n <= SHIFT_TOKENS:
-        shift = _shift_matrix(n, k, stride, pad, x.device, x.dtype)
+        make = _shift_matrix.__wrapped__ if torch.compiler.is_compiling() else _shift_matrix  # constants when traced
+        shift = make(n, k, stride, pad, x.device, x.dtype)
         w = weight.view(r, c, k).transpose(0, 1).reshape(c * r, k)
-        band = torch.mm(w, shift).view(c, r, n, m).transpose(1, 2).reshape(c, n, r * m)
-        out = torch.bmm(x, band).view(c, b, r, m).permute(2, 0, 1, 3).reshape(r * c, b, m)
+        band = torch.mm(w, shift).reshape(c, r, n, m).transpose(1, 2).reshape(c, n, r * m)
+        out = torch.bmm(x, band).reshape(c, b, r, m).permute(2, 0, 1, 3).reshape(r * c, b, m)
         return out if bias is None else out + bias.view(r * c, 1, 1)
     flat = x.reshape(1, c * b, n)
     if r > 1:
@@ -106,21 +107,40 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     w = weight.view(r * c, 1, 1, k).expand(r * c, b, 1, k).reshape(r * c * b, 1, k)
     bb = None if bias is None else bias.view(r * c, 1).expand(r * c, b).reshape(-1)
     out = F.conv1d(flat, w, bb, stride=stride, padding=pad, groups=r * c * b)
-    return out.view(r * c, b, m)
+    return out.reshape(r * c, b, m)
+
+
+class _ChannelMajorGrad(torch.autograd.Function):
+    """Identity whose backward copies the gradient into channel-major order.
+
+    The gradient leaving a GroupNorm computed on a sample-major copy is sample-major. Eager
+    autograd copes, but AOTAutograd (``torch.compile``) predicts a channel-major gradient there and
+    traces the reshapes upstream as views, which then fail at run time; an explicit copy keeps the
+    prediction true.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clone(memory_format=torch.contiguous_format)
 
 
 def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
                eps: float) -> torch.Tensor:
     """GroupNorm of ``x [c, b, n]``; statistics per sample over its valid tokens only (``mask``)."""
     if mask is None:
-        return F.group_norm(x.transpose(0, 1).contiguous(), groups, weight, bias, eps).transpose(0, 1)
+        xb = _ChannelMajorGrad.apply(x).transpose(0, 1).contiguous()
+        return F.group_norm(xb, groups, weight, bias, eps).transpose(0, 1)
     c, b, n = x.shape
     xg = x.transpose(0, 1).reshape(b, groups, (c // groups) * n)  # reductions over contiguous memory
     m = mask.to(x.dtype).repeat(1, c // groups).view(b, 1, -1)
     count = m.sum(dim=2, keepdim=True).clamp(min=1.0)
     mean = (xg * m).sum(dim=2, keepdim=True) / count
     var = ((xg - mean).pow(2) * m).sum(dim=2, keepdim=True) / count
-    out = ((xg - mean) * torch.rsqrt(var + eps)).view(b, c, n).transpose(0, 1)
+    out = ((xg - mean) * torch.rsqrt(var + eps)).reshape(b, c, n).transpose(0, 1)
     return out * weight.view(c, 1, 1) + bias.view(c, 1, 1)
 
 
