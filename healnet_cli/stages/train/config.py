@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     ensemble: int = 3
     resume: bool = False
+    compile: bool = False
     hparams: dict[str, Any] = field(default_factory=dict)
 
     def model_hparams(self) -> dict[str, Any]:
