@@ -22,7 +22,13 @@ __all__ = [
     "index_positions",
     "coord_positions",
     "masked_mean",
+    "unit_layer_norm",
 ]
+
+# On the CPU, attention whose score matrix has at most this many entries (b * heads * latents * keys;
+# 2**24 = 64 MB in float32) is computed explicitly, which is faster there than SDPA's CPU kernels;
+# larger ones go through SDPA, which never stores the score matrix.
+EXPLICIT_ATTENTION = 2**24
 
 
 def fourier_encode(pos: torch.Tensor, max_freq: float, num_bands: int) -> torch.Tensor:
@@ -44,6 +50,12 @@ def fourier_encode(pos: torch.Tensor, max_freq: float, num_bands: int) -> torch.
     scaled = x * scales * math.pi
     feats = torch.cat([scaled.sin(), scaled.cos(), x], dim=-1)
     return feats.reshape(*pos.shape[:-1], pos.shape[-1] * (2 * num_bands + 1))
+
+
+def unit_layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over the last dim without affine (explicit unit weights take the faster CPU kernel)."""
+    c = x.shape[-1]
+    return F.layer_norm(x, (c,), x.new_ones(c), x.new_zeros(c), eps)
 
 
 def index_positions(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -154,7 +166,7 @@ class CrossAttention(nn.Module):
         x = data[:, sl]
         if extra is not None:
             x = torch.cat([x, extra[:, sl].to(x.dtype)], dim=-1)
-        x = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+        x = unit_layer_norm(x, norm.eps)
         if valid is not None:
             x = x.masked_fill(~valid[:, sl].unsqueeze(-1), 0.0)  # NaN/inf in padding cannot leak
         return x
@@ -214,12 +226,14 @@ class CrossAttention(nn.Module):
         mask = key_mask[:, None, None, :] if key_mask is not None else None
         drop = self.dropout if self.training else 0.0
         weights = None
-        if return_weights:
+        if return_weights or (q.device.type == "cpu" and q.shape[0] * q.shape[1] * q.shape[2] * n <= EXPLICIT_ATTENTION):
+            # explicit softmax attention: the weights, or (CPU, small score matrix) faster than SDPA's CPU kernels
             sim = torch.matmul(q, k.transpose(-1, -2)) * self.scale
             if mask is not None:
                 sim = sim.masked_fill(~mask, float("-inf"))
-            weights = sim.softmax(dim=-1)
-            out = torch.matmul(F.dropout(weights, p=drop, training=self.training), v)
+            attn = sim.softmax(dim=-1)
+            weights = attn if return_weights else None
+            out = torch.matmul(F.dropout(attn, p=drop, training=self.training), v)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=self.scale)
         out = out.transpose(1, 2).reshape(b, -1, self.heads * self.dim_head)

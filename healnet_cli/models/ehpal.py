@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from healnet_cli.models.base import SurvivalModel, check_choice
 from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality, known_all
-from healnet_cli.models.blocks import GatedAttentionPool
+from healnet_cli.models.blocks import GatedAttentionPool, unit_layer_norm
 from healnet_cli.models.ehpal_blocks import NORMS, RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
 from healnet_cli.models.ehpal_fusion import LLF, PCMFA
 from healnet_cli.models.ehpal_legacy import upgrade_state_dict
@@ -140,13 +140,15 @@ class BagTokenizer(nn.Module):
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
         valid = res.token_mask & res.present.unsqueeze(1)
+        all_valid = known_all(valid)
         weight = self.proj.weight * self.norm.weight
         bias = torch.addmv(self.proj.bias, self.proj.weight, self.norm.bias)
         outs = []
         for start in range(0, res.data.shape[1], self.chunk):
             sl = slice(start, start + self.chunk)
-            x = F.layer_norm(res.data[:, sl], self.norm.normalized_shape, eps=self.norm.eps)
-            x = x.masked_fill_(~valid[:, sl].unsqueeze(-1), 0.0)  # padding and absent rows: exactly 0
+            x = unit_layer_norm(res.data[:, sl], self.norm.eps)
+            if not all_valid:
+                x = x.masked_fill_(~valid[:, sl].unsqueeze(-1), 0.0)  # padding and absent rows: exactly 0
             outs.append(F.gelu(F.linear(x, weight, bias)))
         tokens = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         coords = res.coords if self.hilbert else None
