@@ -143,19 +143,29 @@ class BagTokenizer(nn.Module):
         all_valid = known_all(valid)
         weight = self.proj.weight * self.norm.weight
         bias = torch.addmv(self.proj.bias, self.proj.weight, self.norm.bias)
+        b, n = valid.shape
+        chunks = [slice(start, start + self.chunk) for start in range(0, n, self.chunk)]
+        tokens = None if len(chunks) > 1 and torch.is_grad_enabled() else weight.new_empty(b, n, weight.shape[0])
         outs = []
-        for start in range(0, res.data.shape[1], self.chunk):
-            sl = slice(start, start + self.chunk)
+        for sl in chunks:
             x = unit_layer_norm(res.data[:, sl], self.norm.eps)
             if not all_valid:
                 x = x.masked_fill_(~valid[:, sl].unsqueeze(-1), 0.0)  # padding and absent rows: exactly 0
-            outs.append(F.gelu(F.linear(x, weight, bias)))
-        tokens = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-        coords = res.coords if self.hilbert else None
-        perm = hilbert_order(coords, valid)
-        tokens = torch.gather(tokens, 1, perm.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+            out = F.gelu(F.linear(x, weight, bias))
+            if tokens is None:
+                outs.append(out)
+            elif len(chunks) == 1:
+                tokens = out
+            else:  # inference: fill in place, no concatenated copy
+                tokens[:, sl] = out
+        if tokens is None:
+            tokens = torch.cat(outs, dim=1)
+        perm = hilbert_order(res.coords if self.hilbert else None, valid)
+        c0 = tokens.shape[2]
+        x = torch.gather(tokens.permute(2, 0, 1), 2, perm.unsqueeze(0).expand(c0, -1, -1))  # ordered, channel-major
         mask = torch.gather(valid, 1, perm)
-        x = masked(tokens.permute(2, 0, 1).contiguous(), mask)
+        if not all_valid:
+            x = masked(x, mask)
         if self.stem is not None:
             x, mask = self.stem(x, mask)
         return x, mask

@@ -57,3 +57,17 @@ def test_old_ehpal_state_dicts_load_into_the_fused_layout(case):
     with torch.no_grad():
         torch.testing.assert_close(model(make_batch(tuple(ref["modalities"]), seed)).logits, ref["logits"], **TOL)
     model.load_state_dict(model.state_dict(), strict=True)  # today's layout passes through the hook
+
+
+def test_an_old_ehpal_checkpoint_loads_through_model_from_checkpoint():
+    from healnet_cli.models import model_from_checkpoint
+
+    case = "ehpal_R_all"
+    ref, seed = REFERENCE[case], list(CASES).index(case)
+    modalities = {m: {"kind": s.kind, "dim": s.dim} for m, s in specs_of(ref["modalities"]).items()}
+    ckpt = {"name": "ehpal", "config": {"modalities": modalities, "n_bins": 4, "hparams": ref["hparams"]},
+            "state_dict": recipe_state_dict(ref["shapes"], seed)}
+    model = model_from_checkpoint(ckpt).eval().double()  # built in float32: the weights were rounded
+    with torch.no_grad():
+        logits = model(make_batch(tuple(ref["modalities"]), seed)).logits
+    torch.testing.assert_close(logits, ref["logits"], atol=1e-5, rtol=1e-4)
