@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         ensemble: Annotated[int, typer.Option("--ensemble", help="Networks per fold (seeds and inner-validation draws differ); their hazards are averaged. Ignored by coxnet.")] = 3,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out from the last finished epoch (same run-defining options).")] = False,
         refit_all: Annotated[bool, typer.Option("--refit-all", help="After the folds, also train one model on all patients (epochs: median of the folds' early-stopping epochs) for `healnet predict --model refit`.")] = False,
+        compile: Annotated[bool, typer.Option("--compile", help="Train through torch.compile (needs a C++ compiler on CPU; the first steps compile for a minute or more).")] = False,
         hparam: Annotated[list[str] | None, typer.Option("--hparam", help="Model hyper-parameter KEY=VALUE (repeatable).", show_default=False)] = None,
         json_output: JsonOpt = False,
     ) -> None:
@@ -93,7 +94,7 @@ def register(app: typer.Typer) -> None:
                     epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                     patience=patience, monitor=monitor, val_fraction=val_fraction, l1=l1, modality_dropout=modality_dropout,
                     max_patches=max_patches, top_k=top_k, clip=clip, grad_accum=grad_accum, device=device,
-                    precision=precision, seed=seed, ensemble=ensemble, resume=resume, refit_all=refit_all,
+                    precision=precision, seed=seed, ensemble=ensemble, resume=resume, refit_all=refit_all, compile=compile,
                     hparams=parse_hparams(hparam),
                 )
                 values, sources = resolved_options(ctx)

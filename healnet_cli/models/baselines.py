@@ -192,7 +192,7 @@ class ABMIL(SurvivalModel):
     def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:
         res = inputs[self.target]
         if res is None:
-            pooled = torch.zeros(batch_size, self.config.hidden_dim, device=device)
+            pooled = self.classifier.weight.new_zeros(batch_size, self.config.hidden_dim)
             weights = None
         else:
             pooled, weights = self.encoder(res)
@@ -223,7 +223,7 @@ class SNN(SurvivalModel):
         for name in self.vectors:
             res = inputs[name]
             if res is None:
-                parts.append(torch.zeros(batch_size, self.modalities[name].dim, device=device))
+                parts.append(self.classifier.weight.new_zeros(batch_size, self.modalities[name].dim))
             else:
                 parts.append(torch.where(res.present.unsqueeze(1), res.data, 0.0))
         bits = _presence(inputs, self.vectors, batch_size, device).to(parts[0].dtype)
@@ -250,7 +250,7 @@ class ConcatFusion(SurvivalModel):
         for name, enc in self.encoders.items():
             res = inputs[name]
             if res is None:
-                parts.append(torch.zeros(batch_size, enc.out_dim, device=device))
+                parts.append(self.head[0].weight.new_zeros(batch_size, enc.out_dim))
                 continue
             emb, w = enc(res)
             parts.append(torch.where(res.present.unsqueeze(1), emb, 0.0))
@@ -274,8 +274,8 @@ class LateFusion(SurvivalModel):
         self.fallback = nn.Parameter(torch.zeros(n_bins))
 
     def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:
-        total = torch.zeros(batch_size, self.n_bins, device=device)
-        count = torch.zeros(batch_size, 1, device=device)
+        total = self.fallback.new_zeros(batch_size, self.n_bins)
+        count = self.fallback.new_zeros(batch_size, 1)
         weights = {}
         for name, enc in self.encoders.items():
             res = inputs[name]

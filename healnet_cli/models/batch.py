@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["Batch", "ModalityInput", "ModalitySpec", "ModelOutput", "resolve_modality"]
+__all__ = ["Batch", "ModalityInput", "ModalitySpec", "ModelOutput", "known_all", "resolve_modality"]
 
 
 @dataclass
@@ -87,6 +87,18 @@ class ResolvedModality:
     coords: torch.Tensor | None
 
 
+def known_all(flags: torch.Tensor) -> bool:
+    """True when every entry of the bool tensor ``flags`` is True and finding out is free.
+
+    That is in eager mode on the CPU. On an accelerator (reading the answer would wait for the
+    device) and under ``torch.compile`` (it would break the graph) the answer is False, and callers
+    keep their masked path, which is always correct; the shortcut only saves work.
+    """
+    if torch.compiler.is_compiling() or flags.device.type != "cpu":
+        return False
+    return bool(flags.all())
+
+
 def _check_bag(name: str, spec: ModalitySpec, item: ModalityInput, batch_size: int) -> None:
     data = item.data
     if data.dim() != 3 or data.shape[0] != batch_size or data.shape[2] != spec.dim:
@@ -111,8 +123,9 @@ def resolve_modality(
 ) -> ResolvedModality | None:
     """Validate one modality of a batch and fill in defaults.
 
-    Returns None when the modality is missing from the batch or absent for every
-    sample. A bag sample whose token mask has no True entry counts as absent.
+    Returns None when the modality is missing from the batch. A modality absent for every sample
+    is returned as such (models gate it per sample; deciding it here would need the data). A bag
+    sample whose token mask has no True entry counts as absent.
 
     Raises
     ------
@@ -142,6 +155,4 @@ def resolve_modality(
                 f"got {tuple(data.shape)}"
             )
         resolved = ResolvedModality(data, present, None, None)
-    if not bool(present.any()):
-        return None
     return resolved

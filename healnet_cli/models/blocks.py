@@ -22,7 +22,13 @@ __all__ = [
     "index_positions",
     "coord_positions",
     "masked_mean",
+    "unit_layer_norm",
 ]
+
+# On the CPU, attention whose score matrix has at most this many entries (b * heads * latents * keys;
+# 2**24 = 64 MB in float32) is computed explicitly, which is faster there than SDPA's CPU kernels;
+# larger ones go through SDPA, which never stores the score matrix.
+EXPLICIT_ATTENTION = 2**24
 
 
 def fourier_encode(pos: torch.Tensor, max_freq: float, num_bands: int) -> torch.Tensor:
@@ -44,6 +50,12 @@ def fourier_encode(pos: torch.Tensor, max_freq: float, num_bands: int) -> torch.
     scaled = x * scales * math.pi
     feats = torch.cat([scaled.sin(), scaled.cos(), x], dim=-1)
     return feats.reshape(*pos.shape[:-1], pos.shape[-1] * (2 * num_bands + 1))
+
+
+def unit_layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over the last dim without affine (explicit unit weights take the faster CPU kernel)."""
+    c = x.shape[-1]
+    return F.layer_norm(x, (c,), x.new_ones(c), x.new_zeros(c), eps)
 
 
 def index_positions(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -92,8 +104,11 @@ class CrossAttention(nn.Module):
     context (cross-attention only), bias-free ``to_q``/``to_kv``, softmax temperature
     (scale ``1 / (temperature * sqrt(dim_head))``) and ``to_out = Linear + LeakyReLU(0.01)``.
 
-    Keys are computed in chunks of ``chunk_tokens`` tokens so that no full-size copy of a
-    large bag (normalised or Fourier-augmented) is ever materialised.
+    The context LayerNorm's affine is folded into ``to_kv`` (:meth:`folded_kv`), so the normalised
+    context depends on the data only: a model computes it once and shares it across layers, and the
+    backward pass needs no bag-sized input gradient. In inference, keys are computed in chunks of
+    ``chunk_tokens`` tokens so that no full-size normalised or Fourier-augmented copy of a large bag
+    is ever materialised.
     """
 
     def __init__(
@@ -117,42 +132,76 @@ class CrossAttention(nn.Module):
         self.to_kv = nn.Linear(context_dim if context_dim is not None else query_dim, 2 * inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.LeakyReLU(negative_slope=0.01))
 
+    def folded_kv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``to_kv`` with the context LayerNorm's affine folded in: ``(W diag(gamma), W beta)``.
+
+        ``to_kv(LN(x)) = folded_w @ LN0(x) + folded_b`` with ``LN0`` the LayerNorm without affine, so
+        the normalised context is a function of the data alone: it is computed once for all layers and
+        needs no gradient.
+        """
+        norm = self.norm_context if self.norm_context is not None else self.norm
+        return self.to_kv.weight * norm.weight, torch.mv(self.to_kv.weight, norm.bias)
+
+    def normalize_context(self, data: torch.Tensor, extra: torch.Tensor | None, valid: torch.Tensor | None,
+                          chunk_tokens: int) -> torch.Tensor:
+        """``LN0([data, extra])`` ``[b, n, c]``, zero where ``valid`` is False (padding, absent samples).
+
+        Without a gradient to track (the usual case: data and positions need none) it is written
+        chunk by chunk into one tensor, so no concatenated copy of a large bag is ever made.
+        """
+        norm = self.norm_context if self.norm_context is not None else self.norm
+        n = data.shape[1]
+        tracked = torch.is_grad_enabled() and (data.requires_grad or (extra is not None and extra.requires_grad))
+        if tracked or n <= chunk_tokens:
+            return self._normed_chunk(data, extra, valid, slice(0, n), norm)
+        out = data.new_empty(data.shape[0], n, norm.normalized_shape[0])
+        with torch.no_grad():
+            for i in range(0, n, chunk_tokens):
+                sl = slice(i, i + chunk_tokens)
+                out[:, sl] = self._normed_chunk(data, extra, valid, sl, norm)
+        return out
+
+    @staticmethod
+    def _normed_chunk(data, extra, valid, sl: slice, norm: nn.LayerNorm) -> torch.Tensor:
+        x = data[:, sl]
+        if extra is not None:
+            x = torch.cat([x, extra[:, sl].to(x.dtype)], dim=-1)
+        x = unit_layer_norm(x, norm.eps)
+        if valid is not None:
+            x = x.masked_fill(~valid[:, sl].unsqueeze(-1), 0.0)  # NaN/inf in padding cannot leak
+        return x
+
     def project_keys(
         self,
         data: torch.Tensor,
         extra: torch.Tensor | None,
         valid: torch.Tensor | None,
         chunk_tokens: int,
+        normed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[b, n, c_data] (+ [b, n, c_extra]) -> [b, n, 2 * heads * dim_head]``.
 
-        Tokens where ``valid`` is False are zeroed before the projection, so their content
-        (padding, absent samples) can never leak into the output or its gradients.
+        Tokens where ``valid`` is False are zeroed after the (affine-free) normalisation, so their
+        content (padding, absent samples) can never leak into the output or its gradients. ``normed``
+        is :meth:`normalize_context`'s output when the caller shares it across layers; without it
+        (inference) the keys are computed chunk by chunk into one preallocated tensor.
         """
+        weight, bias = self.folded_kv()
+        if normed is not None:
+            return F.linear(normed, weight, bias)
         norm = self.norm_context if self.norm_context is not None else self.norm
         n = data.shape[1]
         if n <= chunk_tokens:
-            return self.to_kv(norm(self._context_chunk(data, extra, valid, slice(0, n))))
+            return F.linear(self._normed_chunk(data, extra, valid, slice(0, n), norm), weight, bias)
         if torch.is_grad_enabled():
-            outs = [
-                self.to_kv(norm(self._context_chunk(data, extra, valid, slice(i, i + chunk_tokens))))
-                for i in range(0, n, chunk_tokens)
-            ]
+            outs = [F.linear(self._normed_chunk(data, extra, valid, slice(i, i + chunk_tokens), norm), weight, bias)
+                    for i in range(0, n, chunk_tokens)]
             return torch.cat(outs, dim=1)
         out = data.new_empty(data.shape[0], n, self.to_kv.out_features)
         for i in range(0, n, chunk_tokens):  # inference: fill in place, no second full-size copy
             sl = slice(i, i + chunk_tokens)
-            out[:, sl] = self.to_kv(norm(self._context_chunk(data, extra, valid, sl)))
+            out[:, sl] = F.linear(self._normed_chunk(data, extra, valid, sl, norm), weight, bias)
         return out
-
-    @staticmethod
-    def _context_chunk(data, extra, valid, sl: slice) -> torch.Tensor:
-        x = data[:, sl]
-        if extra is not None:
-            x = torch.cat([x, extra[:, sl].to(x.dtype)], dim=-1)
-        if valid is not None:
-            x = torch.where(valid[:, sl].unsqueeze(-1), x, 0.0)
-        return x
 
     def forward(
         self,
@@ -177,12 +226,14 @@ class CrossAttention(nn.Module):
         mask = key_mask[:, None, None, :] if key_mask is not None else None
         drop = self.dropout if self.training else 0.0
         weights = None
-        if return_weights:
+        if return_weights or (q.device.type == "cpu" and q.shape[0] * q.shape[1] * q.shape[2] * n <= EXPLICIT_ATTENTION):
+            # explicit softmax attention: the weights, or (CPU, small score matrix) faster than SDPA's CPU kernels
             sim = torch.matmul(q, k.transpose(-1, -2)) * self.scale
             if mask is not None:
                 sim = sim.masked_fill(~mask, float("-inf"))
-            weights = sim.softmax(dim=-1)
-            out = torch.matmul(F.dropout(weights, p=drop, training=self.training), v)
+            attn = sim.softmax(dim=-1)
+            weights = attn if return_weights else None
+            out = torch.matmul(F.dropout(attn, p=drop, training=self.training), v)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=self.scale)
         out = out.transpose(1, 2).reshape(b, -1, self.heads * self.dim_head)

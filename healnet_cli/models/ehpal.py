@@ -20,10 +20,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from healnet_cli.models.base import SurvivalModel, check_choice
-from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
-from healnet_cli.models.blocks import GatedAttentionPool
+from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality, known_all
+from healnet_cli.models.blocks import GatedAttentionPool, unit_layer_norm
 from healnet_cli.models.ehpal_blocks import NORMS, RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
 from healnet_cli.models.ehpal_fusion import LLF, PCMFA
+from healnet_cli.models.ehpal_legacy import upgrade_state_dict
 
 __all__ = ["EHPAL", "EHPALConfig"]
 
@@ -124,7 +125,11 @@ class EHPALConfig:
 
 
 class BagTokenizer(nn.Module):
-    """``[b, n, d] -> [b, c0, n']``: LayerNorm -> Linear -> GELU once, Hilbert order, stem."""
+    """``[b, n, d] -> [c0, b, n']``: LayerNorm -> Linear -> GELU once, Hilbert order, stem.
+
+    The LayerNorm's affine is folded into the projection (``W diag(gamma)``, ``b + W beta``), so the
+    normalised bag needs no gradient and the backward pass skips the bag-sized input gradient.
+    """
 
     def __init__(self, in_dim: int, c0: int, cfg: EHPALConfig) -> None:
         super().__init__()
@@ -135,29 +140,44 @@ class BagTokenizer(nn.Module):
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
         valid = res.token_mask & res.present.unsqueeze(1)
-        all_valid = bool(valid.all())
+        all_valid = known_all(valid)
+        weight = self.proj.weight * self.norm.weight
+        bias = torch.addmv(self.proj.bias, self.proj.weight, self.norm.bias)
+        b, n = valid.shape
+        chunks = [slice(start, start + self.chunk) for start in range(0, n, self.chunk)]
+        tokens = None if len(chunks) > 1 and torch.is_grad_enabled() else weight.new_empty(b, n, weight.shape[0])
         outs = []
-        for start in range(0, res.data.shape[1], self.chunk):
-            sl = slice(start, start + self.chunk)
-            x = res.data[:, sl] if all_valid else torch.where(valid[:, sl].unsqueeze(-1), res.data[:, sl], 0.0)
-            outs.append(F.gelu(self.proj(self.norm(x))))
-        tokens = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-        coords = res.coords if self.hilbert else None
-        perm = hilbert_order(coords, valid)
-        tokens = torch.gather(tokens, 1, perm.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        for sl in chunks:
+            x = unit_layer_norm(res.data[:, sl], self.norm.eps)
+            if not all_valid:
+                x = x.masked_fill_(~valid[:, sl].unsqueeze(-1), 0.0)  # padding and absent rows: exactly 0
+            out = F.gelu(F.linear(x, weight, bias))
+            if tokens is None:
+                outs.append(out)
+            elif len(chunks) == 1:
+                tokens = out
+            else:  # inference: fill in place, no concatenated copy
+                tokens[:, sl] = out
+        if tokens is None:
+            tokens = torch.cat(outs, dim=1)
+        perm = hilbert_order(res.coords if self.hilbert else None, valid)
+        c0 = tokens.shape[2]
+        x = torch.gather(tokens.permute(2, 0, 1), 2, perm.unsqueeze(0).expand(c0, -1, -1))  # ordered, channel-major
         mask = torch.gather(valid, 1, perm)
-        x = masked(tokens.transpose(1, 2), mask)
+        if not all_valid:
+            x = masked(x, mask)
         if self.stem is not None:
             x, mask = self.stem(x, mask)
         return x, mask
 
 
 class VectorTokenizer(nn.Module):
-    """``[b, f] -> [b, c0, t]``: zero-pad, split into contiguous segments, project each, GELU.
+    """``[b, f] -> [c0, b, t]``: zero-pad, split into contiguous segments, project each, GELU.
 
     ``per_segment``: segment ``k`` has its own ``Linear(seg_len -> c0)`` (its bias acts as the
-    position embedding), computed as one grouped 1x1 conv, so weight decay and L1 reach it like
-    any layer weight. ``shared``: one Linear for all segments plus a position embedding.
+    position embedding), stored as one grouped 1x1 conv (so weight decay and L1 reach it like any
+    layer weight) and computed as one batched product. ``shared``: one Linear for all segments plus
+    a position embedding. Every token is real (the mask is None).
     """
 
     def __init__(self, in_dim: int, c0: int, segments: int, per_segment: bool = True, dropout: float = 0.0) -> None:
@@ -166,23 +186,22 @@ class VectorTokenizer(nn.Module):
         self.seg_len = math.ceil(in_dim / segments)
         self.n_tokens = math.ceil(in_dim / self.seg_len)
         self.pad = self.n_tokens * self.seg_len - in_dim
-        self.per_segment = per_segment
+        self.per_segment, self.c0 = per_segment, c0
         if per_segment:  # block-diagonal Linear as a grouped 1x1 conv: one group per segment
             self.proj = nn.Conv1d(self.n_tokens * self.seg_len, self.n_tokens * c0, 1, groups=self.n_tokens)
         else:
             self.proj = nn.Linear(self.seg_len, c0)
             self.pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, c0))
 
-    def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, None]:
         x = torch.where(res.present.unsqueeze(1), self.dropout(res.data), 0.0)
-        x = F.pad(x, (0, self.pad))
+        x = F.pad(x, (0, self.pad)).view(x.shape[0], self.n_tokens, self.seg_len)
         if self.per_segment:
-            tokens = self.proj(x.unsqueeze(-1)).reshape(x.shape[0], self.n_tokens, -1)
-        else:
-            tokens = self.proj(x.reshape(x.shape[0], self.n_tokens, self.seg_len)) + self.pos
-        tokens = F.gelu(tokens)
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return tokens.transpose(1, 2), mask
+            w = self.proj.weight.view(self.n_tokens, self.c0, self.seg_len)
+            tokens = torch.baddbmm(self.proj.bias.view(self.n_tokens, self.c0, 1), w, x.permute(1, 2, 0))
+            return F.gelu(tokens).permute(1, 2, 0).contiguous(), None  # [t, c0, b] -> [c0, b, t]
+        tokens = F.gelu(self.proj(x) + self.pos)
+        return tokens.permute(2, 0, 1).contiguous(), None
 
 
 class _Stage(nn.Module):
@@ -211,6 +230,13 @@ class _Stage(nn.Module):
         side_x = torch.where(present.unsqueeze(1), self.sir_x(x, x_mask), 0.0)
         s, llf_w = self.llf(s, s_mask, x, x_mask, present)
         return s, s_mask, (side_s, side_x), {"gate": gate, "llf": llf_w}
+
+
+def _upgrade_hook(module, state_dict, prefix, *_):
+    """Load checkpoints written before the fused layout (separate conv per branch) unchanged."""
+    upgraded = upgrade_state_dict(module, state_dict, prefix)
+    state_dict.clear()
+    state_dict.update(upgraded)
 
 
 class EHPAL(SurvivalModel):
@@ -251,6 +277,7 @@ class EHPAL(SurvivalModel):
         self.pool = GatedAttentionPool(c_s, cfg.pool_dim)
         feat = c_s + n_side * cfg.resolved_sir_max() + len(order)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(feat, n_bins))
+        self.register_load_state_dict_pre_hook(_upgrade_hook)
 
     def _run(self, module: nn.Module, *args):
         """Call ``module``, recomputing its activations in backward when checkpointing is on."""
@@ -259,21 +286,24 @@ class EHPAL(SurvivalModel):
         return module(*args)
 
     def _seed_stream(self, res: ResolvedModality | None, name: str, batch_size: int, device):
-        """Shared stream from the first modality; learned null tokens where it is absent."""
-        null = self.null_tokens.unsqueeze(0).expand(batch_size, -1, -1)
-        null_mask = torch.ones(batch_size, null.shape[2], dtype=torch.bool, device=device)
+        """Shared stream ``[c0, b, n]`` from the first modality; learned null tokens where it is absent."""
+        null = self.null_tokens.unsqueeze(1).expand(-1, batch_size, -1)
         if res is None:
-            return null, null_mask
+            return null, None
         s, mask = self._run(self.tokenizers[name], res)
+        if mask is not None and known_all(mask):  # every sample has its whole bag: no null tokens
+            return s, None
+        n, k0 = s.shape[2], null.shape[2]
         absent = ~res.present
-        if not bool(absent.any()):
-            return s, mask
-        length = max(s.shape[2], null.shape[2])
-        s, mask = F.pad(s, (0, length - s.shape[2])), F.pad(mask, (0, length - mask.shape[1]))
-        null, null_mask = F.pad(null, (0, length - null.shape[2])), F.pad(null_mask, (0, length - null.shape[2]))
-        s = torch.where(absent[:, None, None], null, s)
-        mask = torch.where(absent[:, None], null_mask, mask)
-        return s, mask
+        if mask is None and n == k0:
+            return torch.where(absent[None, :, None], null, s), None
+        length = max(n, k0)
+        if mask is None:
+            mask = torch.ones(batch_size, n, dtype=torch.bool, device=device)
+        s, mask = F.pad(s, (0, length - n)), F.pad(mask, (0, length - n))
+        null_mask = (torch.arange(length, device=device) < k0).expand(batch_size, -1)
+        s = torch.where(absent[None, :, None], F.pad(null, (0, length - k0)), s)
+        return s, torch.where(absent[:, None], null_mask, mask)
 
     def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:
         first = self.order[0]
@@ -284,19 +314,20 @@ class EHPAL(SurvivalModel):
             c0 = self.config.token_dim
             if res is None:
                 present = torch.zeros(batch_size, dtype=torch.bool, device=device)
-                x = torch.zeros(batch_size, c0, 1, device=device, dtype=s.dtype)
-                x_mask = torch.ones(batch_size, 1, dtype=torch.bool, device=device)
+                x, x_mask = torch.zeros(c0, batch_size, 1, device=device, dtype=s.dtype), None
             else:
                 present = res.present
                 x, x_mask = self._run(self.tokenizers[name], res)
-                x_mask = x_mask | ~x_mask.any(dim=1, keepdim=True)  # absent rows keep one (zero) token
+                if x_mask is not None:  # a bag: absent rows keep their (zero) tokens
+                    x_mask = x_mask | ~x_mask.any(dim=1, keepdim=True)
+                    x_mask = None if known_all(x_mask) else x_mask
             s, s_mask, side, info = self._run(stage, s, s_mask, x, x_mask, present)
             sides.extend(side)
             weights.update({f"{key}/{name}": value for key, value in info.items()})
         if self.solo is not None:
             s, s_mask = self.solo(s, s_mask)
             sides.append(self.solo_sir(s, s_mask))
-        pooled, pool_w = self.pool(s.transpose(1, 2), s_mask)
+        pooled, pool_w = self.pool(s.permute(1, 2, 0), s_mask)
         bits = torch.stack([
             inputs[n].present if inputs[n] is not None else torch.zeros(batch_size, dtype=torch.bool, device=device)
             for n in self.order

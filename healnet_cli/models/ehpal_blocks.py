@@ -1,9 +1,11 @@
-"""EHPAL building blocks on masked token sequences.
+"""EHPAL building blocks on masked, channel-major token streams.
 
-Layout: features ``[b, c, n]`` (channels first, for Conv1d) with a token mask
-``[b, n]`` bool (True = real token). Every op re-applies the mask; strided ops
-downsample it as ``mask[:, ::stride]``. Because valid tokens always form a prefix
-(see :func:`hilbert_order`), zero padding behaves exactly like the conv's own padding.
+Layout: features ``[c, b, n]`` (channels, samples, tokens; see :mod:`ehpal_ops`) with a token mask
+``[b, n]`` bool (True = real token) or None when every token is real. Valid tokens always form a
+prefix (see :func:`hilbert_order`), so zero padding behaves exactly like a convolution's own padding;
+strided ops downsample the mask as ``mask[:, ::stride]``. Convolutions that read the same input run
+as one call (their weights are stored stacked), norms of parallel branches are one call, and a
+channel shuffle is one gather folded into the next convolution's input.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from healnet_cli.models.ehpal_ops import depthwise, group_norm, layer_norm, masked, pointwise, pooled, stride_mask
 
 __all__ = [
     "MHCF",
@@ -27,11 +31,7 @@ __all__ = [
 ]
 
 HILBERT_BITS = 16
-
-
-def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero the padding tokens of ``x [b, c, n]``."""
-    return x.masked_fill(~mask.unsqueeze(1), 0.0)
+NORMS = ("layer", "group")
 
 
 def _groups(*channels: int, limit: int = 8) -> int:
@@ -41,50 +41,69 @@ def _groups(*channels: int, limit: int = 8) -> int:
     return g
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet channel shuffle of ``[b, c, n]``."""
-    b, c, n = x.shape
-    g = _groups(c, limit=groups)
-    return x.reshape(b, g, c // g, n).transpose(1, 2).reshape(b, c, n)
+def shuffle_index(channels: int, groups: int) -> torch.Tensor:
+    """Source channel of each output channel of a ShuffleNet channel shuffle."""
+    g = _groups(channels, limit=groups)
+    p = torch.arange(channels)
+    return (p % g) * (channels // g) + p // g
 
 
-NORMS = ("layer", "group")
+def tap_mask(c: int, *windows: tuple[int, ...]) -> torch.Tensor:
+    """``[len(windows) * c, 1, k]`` 0/1 mask: which taps of each stacked depthwise filter are free."""
+    rows = [torch.tensor(w, dtype=torch.float32).expand(c, -1) for w in windows]
+    return torch.cat(rows).unsqueeze(1)
+
+
+def init_stacked_(conv: nn.Conv1d, taps: torch.Tensor) -> None:
+    """``Conv1d``'s default init for each stacked filter on its own (bound ``1/sqrt(real taps)``);
+    taps outside a filter's window are zero (and stay so: the forward multiplies by ``taps``)."""
+    with torch.no_grad():
+        bound = taps.sum(dim=2, keepdim=True).rsqrt()
+        conv.weight.uniform_(-1.0, 1.0).mul_(bound).mul_(taps)
+        conv.bias.uniform_(-1.0, 1.0).mul_(bound.view(-1))
 
 
 class ChannelNorm(nn.Module):
-    """Normalisation of ``[b, c, n]`` that never mixes in padding tokens.
+    """Normalisation of ``[c, b, n]`` that never mixes in padding tokens.
 
-    ``kind="layer"``: channels-last LayerNorm, statistics per token. ``kind="group"``: GroupNorm
-    with 8 channel groups (1 if ``c`` is not a multiple of 8), statistics over the **valid tokens of
-    each sample** (``mask``), so how strongly one token responds relative to the sample's others
-    survives the norm (a per-token LayerNorm rescales every token to unit spread). Both act per
-    sample: no batch statistics.
+    ``kind="layer"``: per-token LayerNorm over channels. ``kind="group"``: GroupNorm with 8 channel
+    groups (1 if ``c`` is not a multiple of 8), statistics over the **valid tokens of each sample**
+    (``mask``), so how strongly one token responds relative to the sample's others survives the norm
+    (a per-token LayerNorm rescales every token to unit spread). Both act per sample: no batch
+    statistics. ``channels`` may list several branches stacked along the channels; each is normalised
+    on its own, in as few calls as their group sizes allow.
     """
 
-    def __init__(self, channels: int, kind: str = "layer", eps: float = 1e-5) -> None:
+    def __init__(self, channels: int | tuple[int, ...], kind: str = "layer", eps: float = 1e-5) -> None:
         super().__init__()
         if kind not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.kind, self.eps = kind, eps
-        self.groups = 8 if channels % 8 == 0 else 1
+        sizes = (channels,) if isinstance(channels, int) else tuple(channels)
+        self.sizes, self.kind, self.eps = sizes, kind, eps
+        self.weight = nn.Parameter(torch.ones(sum(sizes)))
+        self.bias = nn.Parameter(torch.zeros(sum(sizes)))
+        runs: list[list[int]] = []  # [start, stop, groups, group size]
+        start = 0
+        for c in sizes:
+            groups = 8 if c % 8 == 0 else 1
+            if kind == "group" and runs and runs[-1][3] == c // groups:
+                runs[-1][1] += c
+                runs[-1][2] += groups
+            else:
+                runs.append([start, start + c, groups, c // groups])
+            start += c
+        self.runs = [tuple(r[:3]) for r in runs]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.kind == "layer":
-            return F.layer_norm(x.transpose(1, 2), self.weight.shape, self.weight, self.bias, self.eps).transpose(1, 2)
-        # The fused kernel when no token is padding; on CUDA the masked path always (checking
-        # ``mask.all()`` would synchronise the device at every norm).
-        if mask is None or (x.device.type == "cpu" and bool(mask.all())):
-            return F.group_norm(x, self.groups, self.weight, self.bias, self.eps)
-        b, c, n = x.shape
-        xg = x.reshape(b, self.groups, c // self.groups, n)
-        m = mask[:, None, None, :].to(x.dtype)
-        count = (m.sum(dim=(2, 3), keepdim=True) * (c // self.groups)).clamp(min=1.0)
-        mean = (xg * m).sum(dim=(2, 3), keepdim=True) / count
-        var = ((xg - mean).pow(2) * m).sum(dim=(2, 3), keepdim=True) / count
-        out = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape(b, c, n)
-        return out * self.weight[:, None] + self.bias[:, None]
+        parts = []
+        for start, stop, groups in self.runs:
+            xs = x if len(self.runs) == 1 else x[start:stop]
+            w, b = self.weight[start:stop], self.bias[start:stop]
+            if self.kind == "layer":
+                parts.append(layer_norm(xs, w, b, self.eps))
+            else:
+                parts.append(group_norm(xs, groups, w, b, mask, self.eps))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _pw(c_in: int, c_out: int, stride: int = 1) -> nn.Conv1d:
@@ -96,80 +115,101 @@ def _dw(c: int, k: int, stride: int = 1, dilation: int = 1) -> nn.Conv1d:
 
 
 class MHCF(nn.Module):
-    """Multi-kernel heterogeneous conv fusion ``[b, c_in, n] -> [b, c_out, ceil(n/s)]``.
+    """Multi-kernel heterogeneous conv fusion ``[c_in, b, n] -> [c_out, b, ceil(n/s)]``.
 
     Branches grouped pointwise (groups 8), depthwise k=3 and depthwise k=5, each normed;
-    concat -> channel shuffle -> grouped pointwise -> norm; grouped pointwise shortcut;
-    add; GELU.
+    concat -> channel shuffle -> grouped pointwise -> norm; grouped pointwise shortcut; add; GELU.
+
+    Storage: ``point`` stacks the pointwise branch and the shortcut (and, with ``shortcuts=2``, the
+    enclosing block's shortcut, which reads the same input); ``depth`` stacks the k=3 filter (taps
+    1..3 of a 5-tap window, the others held at zero) and the k=5 filter; ``norm`` covers
+    ``[pointwise | shortcut(s) | k=3 | k=5]``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, norm: str = "layer", shortcuts: int = 1) -> None:
+        super().__init__()
+        self.stride, self.c_out, self.n_point = stride, c_out, 1 + shortcuts
+        self.point = nn.Conv1d(c_in, self.n_point * c_out, 1, stride=stride, groups=_groups(c_in, c_out))
+        self.depth = nn.Conv1d(2 * c_in, 2 * c_in, 5, stride=stride, padding=2, groups=2 * c_in)
+        self.register_buffer("taps", tap_mask(c_in, (0, 1, 1, 1, 0), (1, 1, 1, 1, 1)), persistent=False)
+        init_stacked_(self.depth, self.taps)
+        cat = c_out + 2 * c_in
+        self.fuse = nn.Conv1d(cat, c_out, 1, groups=_groups(cat, c_out))
+        self.norm = ChannelNorm((c_out,) * self.n_point + (c_in, c_in), norm)
+        self.fuse_norm = ChannelNorm(c_out, norm)
+        src = shuffle_index(cat, 8)  # cat = [pointwise | k=3 | k=5]; y = [pointwise | shortcuts | k=3 | k=5]
+        self.register_buffer("fuse_index", torch.where(src < c_out, src, src + shortcuts * c_out), persistent=False)
+
+    def with_shortcut(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """``(out, out_mask, extra)``: ``extra`` is the normed second shortcut (``shortcuts=2``) or None."""
+        s, o = self.stride, self.c_out
+        out_mask = stride_mask(mask, s)
+        p = pointwise(x, self.point.weight, self.point.bias, s, branches=self.n_point)
+        d = depthwise(x, self.depth.weight * self.taps, self.depth.bias, s)
+        y = self.norm(torch.cat([p, d]), out_mask)
+        f = pointwise(y.index_select(0, self.fuse_index), self.fuse.weight, self.fuse.bias)
+        out = F.gelu(self.fuse_norm(f, out_mask) + y[o : 2 * o])
+        return masked(out, out_mask), out_mask, (y[2 * o : 3 * o] if self.n_point > 2 else None)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, out_mask, _ = self.with_shortcut(x, mask)
+        return out, out_mask
+
+
+class RGSA(nn.Module):
+    """Residual grouped-shuffle block: MHCF(s) -> norm -> ReLU -> MHCF(1) -> pointwise -> norm, + shortcut.
+
+    The grouped pointwise shortcut reads the block's input, so it runs inside ``m1``'s pointwise call.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, norm: str = "layer") -> None:
         super().__init__()
-        self.stride = stride
-        self.pw, self.pw_norm = _pw(c_in, c_out, stride), ChannelNorm(c_out, norm)
-        self.dw3, self.dw3_norm = _dw(c_in, 3, stride), ChannelNorm(c_in, norm)
-        self.dw5, self.dw5_norm = _dw(c_in, 5, stride), ChannelNorm(c_in, norm)
-        cat = c_out + 2 * c_in
-        self.fuse, self.fuse_norm = _pw(cat, c_out), ChannelNorm(c_out, norm)
-        self.short, self.short_norm = _pw(c_in, c_out, stride), ChannelNorm(c_out, norm)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out_mask = mask[:, :: self.stride]
-        branches = [
-            masked(norm(conv(x), out_mask), out_mask)
-            for conv, norm in ((self.pw, self.pw_norm), (self.dw3, self.dw3_norm), (self.dw5, self.dw5_norm))
-        ]
-        fused = self.fuse_norm(self.fuse(channel_shuffle(torch.cat(branches, dim=1), 8)), out_mask)
-        out = F.gelu(fused + self.short_norm(self.short(x), out_mask))
-        return masked(out, out_mask), out_mask
-
-
-class RGSA(nn.Module):
-    """Residual grouped-shuffle block: MHCF(s) -> norm -> ReLU -> MHCF(1) -> pointwise -> norm, + shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, norm: str = "layer") -> None:
-        super().__init__()
-        self.m1 = MHCF(c_in, c_out, stride, norm)
+        self.m1 = MHCF(c_in, c_out, stride, norm, shortcuts=2)
         self.n1 = ChannelNorm(c_out, norm)
         self.m2 = MHCF(c_out, c_out, 1, norm)
         self.proj = nn.Conv1d(c_out, c_out, 1)
         self.n2 = ChannelNorm(c_out, norm)
-        self.short, self.short_norm = _pw(c_in, c_out, stride), ChannelNorm(c_out, norm)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, out_mask = self.m1(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h, out_mask, short = self.m1.with_shortcut(x, mask)
         h = masked(F.relu(self.n1(h, out_mask)), out_mask)
         h, _ = self.m2(h, out_mask)
-        h = self.n2(self.proj(h), out_mask)
-        out = F.relu(h + self.short_norm(self.short(x), out_mask))
-        return masked(out, out_mask), out_mask
+        h = self.n2(pointwise(h, self.proj.weight, self.proj.bias), out_mask)
+        return masked(F.relu(h + short), out_mask), out_mask
 
 
 class SIRBlock(nn.Module):
-    """Shared-information refinement block ``[b, c, n] -> [b, c2, ceil(n/2)]``."""
+    """Shared-information refinement block ``[c, b, n] -> [c2, b, ceil(n/2)]``.
+
+    ``depth`` stacks the k=3, k=5 and dilated k=3 filters as 5-tap windows; ``down`` stacks the
+    stride-2 filters of the main path and of the shortcut; ``norm`` covers both.
+    """
 
     def __init__(self, c: int, c2: int, norm: str = "layer") -> None:
         super().__init__()
-        self.pw = _pw(c, max(c2 // 4, 1))
-        self.dw3, self.dw5, self.dil = _dw(c, 3), _dw(c, 5), _dw(c, 3, dilation=2)
-        cat = max(c2 // 4, 1) + 3 * c
+        q = max(c2 // 4, 1)
+        self.c2 = c2
+        self.pw = _pw(c, q)
+        self.depth = nn.Conv1d(3 * c, 3 * c, 5, padding=2, groups=3 * c)
+        self.register_buffer("taps", tap_mask(c, (0, 1, 1, 1, 0), (1, 1, 1, 1, 1), (1, 0, 1, 0, 1)), persistent=False)
+        init_stacked_(self.depth, self.taps)
+        cat = q + 3 * c
+        self.register_buffer("mix_index", shuffle_index(cat, 8), persistent=False)
         self.mix_dw = _dw(cat, 3)
         self.mix_pw = _pw(cat, c2)
-        self.down = _dw(c2, 3, stride=2)
-        self.norm = ChannelNorm(c2, norm)
         self.short_pw = _pw(c, c2)
-        self.short_down = _dw(c2, 3, stride=2)
-        self.short_norm = ChannelNorm(c2, norm)
+        self.down = nn.Conv1d(2 * c2, 2 * c2, 3, stride=2, padding=1, groups=2 * c2)
+        self.norm = ChannelNorm((c2, c2), norm)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out_mask = mask[:, ::2]
-        branches = torch.cat([masked(conv(x), mask) for conv in (self.pw, self.dw3, self.dw5, self.dil)], dim=1)
-        h = masked(self.mix_dw(channel_shuffle(branches, 8)), mask)
-        h = masked(self.mix_pw(h), mask)
-        h = self.norm(self.down(h), out_mask)
-        s = masked(self.short_pw(x), mask)
-        s = self.short_norm(self.short_down(s), out_mask)
-        return masked(F.gelu(h + s), out_mask), out_mask
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out_mask = stride_mask(mask, 2)
+        p = pointwise(x, self.pw.weight, self.pw.bias)
+        branches = masked(torch.cat([p, depthwise(x, self.depth.weight * self.taps, self.depth.bias)]), mask)
+        h = masked(depthwise(branches.index_select(0, self.mix_index), self.mix_dw.weight, self.mix_dw.bias), mask)
+        h = masked(pointwise(h, self.mix_pw.weight, self.mix_pw.bias), mask)
+        s = masked(pointwise(x, self.short_pw.weight, self.short_pw.bias), mask)
+        hs = self.norm(depthwise(torch.cat([h, s]), self.down.weight, self.down.bias, stride=2), out_mask)
+        return masked(F.gelu(hs[: self.c2] + hs[self.c2 :]), out_mask), out_mask
 
 
 class SIR(nn.Module):
@@ -183,11 +223,10 @@ class SIR(nn.Module):
         self.blocks = nn.ModuleList([SIRBlock(a, b, norm) for a, b in zip(widths[:-1], widths[1:])])
         self.out_dim = widths[-1]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
             x, mask = block(x, mask)
-        m = mask.unsqueeze(1).to(x.dtype)
-        return (x * m).sum(dim=2) / m.sum(dim=2).clamp(min=1.0)
+        return pooled(x, mask)
 
 
 class BagStem(nn.Module):
@@ -198,13 +237,14 @@ class BagStem(nn.Module):
         self.conv = _dw(c, 7, stride=2)
         self.norm = ChannelNorm(c, norm)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = mask[:, ::2]
-        x = self.norm(self.conv(x), mask)
-        x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = stride_mask(mask, 2)
+        x = self.norm(depthwise(x, self.conv.weight, self.conv.bias, stride=2), mask)
+        if mask is not None:
+            x = x.masked_fill(~mask, float("-inf"))
         x = F.max_pool1d(x, kernel_size=3, stride=2, padding=1)
-        mask = mask[:, ::2]
-        return x.masked_fill(~mask.unsqueeze(1), 0.0), mask
+        mask = stride_mask(mask, 2)
+        return masked(x, mask), mask
 
 
 def hilbert_index(xy: torch.Tensor, bits: int = HILBERT_BITS) -> torch.Tensor:

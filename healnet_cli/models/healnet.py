@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from healnet_cli.models.base import SurvivalModel, check_choice
-from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
+from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality, known_all
 from healnet_cli.models.blocks import (
     CrossAttention,
     PreNormFeedForward,
@@ -116,6 +116,7 @@ class _Context(NamedTuple):
     valid: torch.Tensor  # [b, n] real tokens of present samples
     key_mask: torch.Tensor | None  # valid with a dummy key for empty rows; None = all valid
     present: torch.Tensor  # [b]
+    normed: torch.Tensor | None  # [b, n, c + k] affine-free LayerNorm of [data, extra], shared by the layers
 
 
 class _FusionLayer(nn.Module):
@@ -186,7 +187,7 @@ class HEALNet(SurvivalModel):
             return coord_positions(res.coords.to(dtype), mask)
         return torch.cat([pos, torch.zeros_like(pos)], dim=-1)
 
-    def _context(self, spec: ModalitySpec, res: ResolvedModality) -> _Context:
+    def _context(self, name: str, spec: ModalitySpec, res: ResolvedModality) -> _Context:
         if spec.kind == "bag":
             data, mask = res.data, res.token_mask
         elif self.config.omics_tokens == "single":
@@ -199,17 +200,21 @@ class HEALNet(SurvivalModel):
         if self.config.fourier_encode_data:
             extra = fourier_encode(self._positions(spec, res, mask), self.config.max_freq, self.config.num_freq_bands)
         valid = mask & res.present.unsqueeze(1)
-        empty = ~valid.any(dim=1)
         key_mask = None
-        if not bool(valid.all()):
-            key_mask = valid.clone()
-            key_mask[:, 0] |= empty  # dummy key for absent rows: SDPA never sees an all-False row
-        return _Context(data, extra, valid, key_mask, res.present)
+        if not known_all(valid):  # dummy key 0 for absent rows: SDPA never sees an all-False row
+            first = torch.arange(valid.shape[1], device=valid.device) == 0
+            key_mask = valid | (first & ~valid.any(dim=1, keepdim=True))
+        normed = None
+        if torch.is_grad_enabled() or data.shape[1] <= self.config.chunk_tokens:
+            # normalised once for every layer; only inference on bags larger than a chunk goes chunk by chunk
+            attn = self.layers[0].cross_attn[name]
+            normed = attn.normalize_context(data, extra, None if key_mask is None else valid, self.config.chunk_tokens)
+        return _Context(data, extra, valid, key_mask, res.present, normed)
 
     def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:
         cfg = self.config
         contexts = {
-            name: self._context(self.modalities[name], res) for name, res in inputs.items() if res is not None
+            name: self._context(name, self.modalities[name], res) for name, res in inputs.items() if res is not None
         }
         x = self.latents.unsqueeze(0).expand(batch_size, -1, -1)
         maps: dict[str, torch.Tensor] = {}
@@ -226,9 +231,9 @@ class HEALNet(SurvivalModel):
 
     def _modality_step(self, layer, name, ctx: _Context, x, return_weights, maps, depth_idx) -> torch.Tensor:
         attn = layer.cross_attn[name]
-        valid = None if ctx.key_mask is None else ctx.valid  # no masking copy when all tokens are real
-        kv = attn.project_keys(ctx.data, ctx.extra, valid, self.config.chunk_tokens)
-        gate = None if bool(ctx.present.all()) else ctx.present[:, None, None]
+        valid = None if ctx.key_mask is None else ctx.valid  # no masking pass when all tokens are real
+        kv = attn.project_keys(ctx.data, ctx.extra, valid, self.config.chunk_tokens, ctx.normed)
+        gate = None if known_all(ctx.present) else ctx.present[:, None, None]
         update, w = attn(x, kv, ctx.key_mask, return_weights)
         if w is not None:
             maps[f"{name}/layer{depth_idx}"] = w * ctx.valid[:, None, None, :].to(w.dtype)

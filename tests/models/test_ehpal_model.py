@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from healnet_cli.models import ModalityInput, ModalitySpec, create_model
 from healnet_cli.models.ehpal_blocks import MHCF, hilbert_index, hilbert_order
-from healnet_cli.models.ehpal_fusion import LLF, FusionF, FusionR, dct_matrix
+from healnet_cli.models.ehpal_fusion import LLF, PCMFA, FusionF, FusionR, dct_matrix
+from healnet_cli.models.ehpal_ops import SHIFT_TOKENS, depthwise, pointwise
 
 
 def test_hilbert_index_first_order_and_locality():
@@ -33,44 +35,77 @@ def test_hilbert_order_puts_padding_last_and_keeps_order_without_coords():
 
 def test_fusion_r_is_identity_at_init_and_for_absent_stream():
     layer = FusionR(16)
-    s, x = torch.randn(3, 16, 5), torch.randn(3, 16, 4)
-    s_mask, x_mask = torch.ones(3, 5, dtype=torch.bool), torch.ones(3, 4, dtype=torch.bool)
+    p = torch.randn(2, 3, 16)  # pooled shared and new stream
     present = torch.tensor([True, False, True])
-    s2, x2, gate = layer(s, s_mask, x, x_mask, present)
-    assert torch.equal(s2, s) and torch.equal(x2, x)
-    assert gate.shape == (3,)
+    f, gate = layer.factors(p, present)
+    assert torch.equal(f, torch.ones_like(f)) and gate.shape == (3,)
     with torch.no_grad():
-        layer.w_s.normal_()
-    s3, _, _ = layer(s, s_mask, x, x_mask, present)
-    assert torch.equal(s3[1], s[1]) and not torch.equal(s3[0], s[0])
+        layer.w.normal_()
+    f, _ = layer.factors(p, present)
+    assert torch.equal(f[0, 1], torch.ones(16)) and not torch.equal(f[0, 0], torch.ones(16))
 
 
 def test_fusion_f_leaves_shared_stream_alone_when_absent_and_stays_finite():
     layer = FusionF(16)
-    s, x = 50 * torch.randn(2, 16, 5), 50 * torch.randn(2, 16, 4)
-    masks = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)
-    s2, x2, _ = layer(s, masks[0], x, masks[1], torch.tensor([True, False]))
-    assert torch.equal(s2[1], s[1]) and torch.isfinite(s2).all() and torch.isfinite(x2).all()
+    f, gate = layer.factors(50 * torch.randn(2, 2, 16), torch.tensor([True, False]))
+    assert torch.equal(f[0, 1], torch.ones(16)) and torch.isfinite(f).all() and torch.isfinite(gate).all()
     d = dct_matrix(8)
     torch.testing.assert_close(d @ d.T, torch.eye(8), atol=1e-5, rtol=0)
 
 
+def test_pcmfa_scales_each_stream_once_by_both_layers():
+    torch.manual_seed(0)
+    fusion = PCMFA(16, "R")
+    with torch.no_grad():
+        for layer in fusion.layers:
+            layer.w.normal_()
+    s, x = torch.randn(16, 3, 5), torch.randn(16, 3, 4)
+    present = torch.ones(3, dtype=torch.bool)
+    s2, x2, _ = fusion(s, None, x, None, present)
+    p = torch.stack([s.mean(dim=2).t(), x.mean(dim=2).t()])
+    f1, _ = fusion.layers[0].factors(p, present)
+    f2, _ = fusion.layers[1].factors(torch.stack([(s * f1[0].t()[:, :, None]).mean(2).t(),
+                                                  (x * f1[1].t()[:, :, None]).mean(2).t()]), present)
+    torch.testing.assert_close(s2, s * (f1[0] * f2[0]).t()[:, :, None])
+    torch.testing.assert_close(x2, x * (f1[1] * f2[1]).t()[:, :, None])
+
+
 def test_llf_weights_normalise_over_available_streams():
     llf = LLF(16)
-    s, x = torch.randn(2, 16, 5), torch.randn(2, 16, 3)
-    out, w = llf(s, torch.ones(2, 5, dtype=torch.bool), x, torch.ones(2, 3, dtype=torch.bool),
-                 torch.tensor([True, False]))
+    s, x = torch.randn(16, 2, 5), torch.randn(16, 2, 3)
+    out, w = llf(s, None, x, None, torch.tensor([True, False]))
     torch.testing.assert_close(w.sum(dim=1), torch.ones(2))
     assert w[1, 1] == 0 and w[1, 0] == 1
-    assert out.shape == (2, 16, 5)
+    assert out.shape == (16, 2, 5)
 
 
 def test_mhcf_downsamples_masks_with_stride():
     block = MHCF(16, 24, stride=2)
     mask = torch.tensor([[True] * 7 + [False] * 2])
-    out, out_mask = block(torch.randn(1, 16, 9), mask)
-    assert out.shape == (1, 24, 5) and out_mask.tolist() == [[True, True, True, True, False]]
-    assert torch.equal(out[..., 4], torch.zeros(1, 24))
+    out, out_mask = block(torch.randn(16, 1, 9), mask)
+    assert out.shape == (24, 1, 5) and out_mask.tolist() == [[True, True, True, True, False]]
+    assert torch.equal(out[..., 4], torch.zeros(24, 1))
+
+
+@pytest.mark.parametrize("n", [11, SHIFT_TOKENS + 9])  # shift-matrix path and conv1d path
+@pytest.mark.parametrize(("filters", "k", "stride", "pad"), [(2, 5, 1, 2), (3, 5, 2, 2), (1, 3, 2, 1), (1, 7, 2, 3)])
+def test_fused_depthwise_equals_conv1d(n, filters, k, stride, pad):
+    c = 8
+    x, w, b = torch.randn(3, c, n), torch.randn(filters * c, 1, k), torch.randn(filters * c)
+    ref = torch.cat([F.conv1d(x, w[j * c : (j + 1) * c], b[j * c : (j + 1) * c], stride=stride, padding=pad, groups=c)
+                     for j in range(filters)], dim=1)
+    out = depthwise(x.permute(1, 0, 2).contiguous(), w, b, stride, pad)
+    torch.testing.assert_close(out.permute(1, 0, 2), ref)
+
+
+@pytest.mark.parametrize(("c", "o", "groups", "stride", "branches"), [(16, 24, 8, 1, 1), (16, 24, 8, 2, 3), (12, 4, 4, 1, 2),
+                                                                     (32, 32, 1, 1, 1)])
+def test_fused_pointwise_equals_grouped_conv1d(c, o, groups, stride, branches):
+    x, w, b = torch.randn(3, c, 11), torch.randn(branches * o, c // groups, 1), torch.randn(branches * o)
+    ref = torch.cat([F.conv1d(x, w[j * o : (j + 1) * o], b[j * o : (j + 1) * o], stride=stride, groups=groups)
+                     for j in range(branches)], dim=1)
+    out = pointwise(x.permute(1, 0, 2).contiguous(), w, b, stride, branches)
+    torch.testing.assert_close(out.permute(1, 0, 2), ref)
 
 
 SPECS = {"wsi": ModalitySpec("bag", 32), "rna": ModalitySpec("vector", 40),
@@ -156,10 +191,21 @@ def test_masked_group_norm_equals_group_norm_on_the_valid_tokens():
     with torch.no_grad():
         norm.weight.normal_()
         norm.bias.normal_()
-    x = torch.randn(2, 16, 7)
+    x = torch.randn(16, 2, 7)  # [c, b, n]
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[1, 5:] = False
-    out = norm(x, mask)  # the masked path (the one CUDA always takes)
+    out = norm(x, mask)
     for i, n in ((0, 7), (1, 5)):
-        ref = torch.nn.functional.group_norm(x[i : i + 1, :, :n], 8, norm.weight, norm.bias, norm.eps)
-        torch.testing.assert_close(out[i : i + 1, :, :n], ref)
+        ref = F.group_norm(x[:, i : i + 1, :n].transpose(0, 1), 8, norm.weight, norm.bias, norm.eps)
+        torch.testing.assert_close(out[:, i : i + 1, :n].transpose(0, 1), ref)
+    torch.testing.assert_close(norm(x, None), F.group_norm(x.transpose(0, 1), 8, norm.weight, norm.bias).transpose(0, 1))
+
+
+def test_stacked_branch_norms_normalise_each_branch_alone():
+    from healnet_cli.models.ehpal_blocks import ChannelNorm
+
+    for kind in ("group", "layer"):
+        merged, parts = ChannelNorm((16, 8, 3), kind), [ChannelNorm(c, kind) for c in (16, 8, 3)]
+        x = torch.randn(27, 2, 5)
+        ref = torch.cat([p(x[a:b]) for p, (a, b) in zip(parts, ((0, 16), (16, 24), (24, 27)))])
+        torch.testing.assert_close(merged(x), ref)

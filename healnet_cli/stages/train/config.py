@@ -74,6 +74,7 @@ class TrainConfig:
     ensemble: int = 3
     resume: bool = False
     refit_all: bool = False
+    compile: bool = False
     hparams: dict[str, Any] = field(default_factory=dict)
 
     def model_hparams(self) -> dict[str, Any]:

@@ -161,6 +161,8 @@ class FoldTrainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DDP(model, device_ids=ids, find_unused_parameters=True)
+        if cfg.compile:
+            wrapped = torch.compile(wrapped)
         settings = LoopSettings(
             epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
             patience=cfg.patience, l1=cfg.l1, alpha=cfg.alpha, loss=cfg.loss, batch_size=cfg.batch_size,

@@ -141,7 +141,7 @@ def train_fold(
     dist: Dist | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Train ``model`` (possibly DDP-wrapped) on ``train``; early-stop on ``val``; return the
+    """Train ``model`` (possibly DDP-wrapped and/or compiled) on ``train``; early-stop on ``val``; return the
     unwrapped module holding the best weights and the per-epoch history.
 
     With ``fold_dir``, the state after every epoch is written to ``fold_dir/state.pt`` (and the
@@ -149,7 +149,8 @@ def train_fold(
     re-seeds its generators, so no random state needs saving.
     """
     dist = dist or Dist()
-    module = model.module if hasattr(model, "module") else model
+    module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    module = module.module if hasattr(module, "module") else module
     optimizer = make_optimizer(module, s.lr, s.weight_decay)
     l1_params = penalised_parameters(module)
     scaler = torch.amp.GradScaler("cuda", enabled=s.autocast == torch.float16 and s.device.type == "cuda")
