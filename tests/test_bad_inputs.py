@@ -230,7 +230,7 @@ CASES = [
          env={"HEALNET_DEBUG": "verbose"}),
     # issue 15.9: config sections
     Case("15.9-misspelled-section", _config("tiles:\n  mpp: 0.25\n"), 2,
-         r"unknown section 'tiles' \(did you mean 'tile'\?\); sections: cohort, demo, doctor, evaluate, extract, omics, .*tile, train"),
+         r"unknown section 'tiles' \(did you mean 'tile'\?\); sections: cohort, demo, doctor, evaluate, extract, .*tile, train"),
     Case("15.9-flat-config", _config("mpp: 0.25\npatch-size: 128\n"), 2, r"no command sections .*sections: cohort"),
     Case("15.9-mapping-in-a-command", _config("tile:\n  mpp: {x: 1}\n"), 2, r"section 'tile' has no sub-commands"),
     # issue 15.11: conflicting duplicate rows in --mpp-csv (identical duplicates are fine)

@@ -21,6 +21,7 @@ COMPILE_CASES = [
     ("snn", TOY_HPARAMS["snn"], ("rna", "cnv")),
     ("concat", TOY_HPARAMS["concat"], ("wsi", "rna")),
     ("late", TOY_HPARAMS["late"], ("wsi", "rna")),
+    ("coxnet", TOY_HPARAMS["coxnet"], ("rna", "cnv")),
 ]
 IDS = [f"{name}{i}-{'+'.join(mods)}" for i, (name, _, mods) in enumerate(COMPILE_CASES)]
 
