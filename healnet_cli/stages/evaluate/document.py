@@ -35,6 +35,7 @@ class RunEvaluation:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per metric group (benchmarks/evaluate.py)
 
 
 def conventions(ev: RunEvaluation) -> dict[str, Any]:

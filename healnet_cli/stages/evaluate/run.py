@@ -9,10 +9,11 @@ any work).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ class Outcome:
 
 
 def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Console, debug: bool) -> Any:
-    """Run one metric group; a failure is recorded (exit 3) and the report goes on."""
+    """Run one metric group (its wall time goes to ``ev.timings``); a failure is recorded (exit 3)
+    and the report goes on."""
+    start = time.perf_counter()
     try:
         return func()
     except Exception as exc:  # noqa: BLE001 - every group failure is reported, none is fatal
@@ -64,6 +67,8 @@ def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Conso
         ev.failed[name] = one_line(exc)
         console.warn(f"{ev.run.name}: {name} not computed: {one_line(exc)}")
         return None
+    finally:
+        ev.timings[name] = ev.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def _curves(ev: RunEvaluation, name: str) -> tuple[dict[str, Any], str]:
@@ -127,6 +132,12 @@ def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Infer
         return
     workdir = config.workdir if config.workdir is not None else ev.run.options.get("workdir")
     models = FoldModels(inference or default_inference(), ev.run.path, workdir=config.workdir, device=config.device)
+    with _inference_threads(ev.run.modalities, config.device, enabled=inference is None):
+        _model_groups(ev, config, models, workdir, console, debug)
+
+
+def _model_groups(ev: RunEvaluation, config: EvaluateConfig, models: FoldModels, workdir: Any, console: Console,
+                  debug: bool) -> None:
     if config.ablate:
         from healnet_cli.stages.evaluate.ablation import run_ablation
 
@@ -134,15 +145,41 @@ def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Infer
         ev.ablation = _group(ev, "ablation", lambda: run_ablation(ev.run, models, seed=config.seed, batch_size=config.batch_size), console, debug)
     else:
         ev.skipped["ablation"] = "not requested (--ablate)"
-    if config.attention:
-        from healnet_cli.stages.evaluate.attention import run_attention
-
-        console.info(f"{ev.run.name}: attention weights")
-        tiles = Workspace.at(workdir).tiles_dir if workdir else None
-        ev.attention = _group(ev, "attention", lambda: run_attention(
-            ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size), console, debug)
-    else:
+    if not config.attention:
         ev.skipped["attention"] = "disabled (--no-attention)"
+        return
+    from healnet_cli.stages.evaluate.attention import nothing_to_draw, run_attention
+
+    why = _group(ev, "attention", lambda: nothing_to_draw(ev.run, models, batch_size=config.batch_size), console, debug)
+    if why:
+        ev.skipped["attention"] = why
+        return
+    if "attention" in ev.failed:
+        return
+    console.info(f"{ev.run.name}: attention weights")
+    tiles = Workspace.at(workdir).tiles_dir if workdir else None
+    ev.attention = _group(ev, "attention", lambda: run_attention(
+        ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size), console, debug)
+
+
+@contextlib.contextmanager
+def _inference_threads(modalities: Sequence[str], device: str, *, enabled: bool) -> Iterator[None]:
+    """CPU inference with train's thread rule (one thread for omics-only models: with several, the
+    thread synchronisation of tiny tensors costs more than the work); restored afterwards."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    from healnet_cli.data.inference import cpu_threads
+
+    threads, before = cpu_threads(modalities, torch.device(device)), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, inference: Inference | None = None,

@@ -16,7 +16,7 @@ import numpy as np
 from healnet_cli.metrics import (
     MetricValue,
     NotComputable,
-    bootstrap_ci,
+    bootstrap_ci_batched,
     censoring_at,
     clip_grid,
     compute_brier,
@@ -26,9 +26,12 @@ from healnet_cli.metrics import (
     compute_td_auc,
     compute_uno,
     compute_weighted_concordance,
+    concordance_counts,
     default_grid,
     fit_censoring,
+    ibs_counts,
     survival_at,
+    td_auc_counts,
 )
 from healnet_cli.stages.evaluate.run_folder import RunData
 
@@ -109,15 +112,27 @@ def _fold_set(run: RunData, k: int, grid: np.ndarray, tau: float) -> tuple[Patie
     return ps, clipped.note()
 
 
-def _boot(value: MetricValue, stat: Callable[[np.ndarray], float], ps: PatientSet, n_boot: int, seed: int) -> None:
+def _boot(value: MetricValue, stat: Callable[[np.ndarray], np.ndarray], ps: PatientSet, n_boot: int, seed: int) -> None:
     if not value.ok:
         return
-    res = bootstrap_ci(stat, ps.strata, n_boot=n_boot, seed=seed)
+    res = bootstrap_ci_batched(stat, ps.strata, n_boot=n_boot, seed=seed)
     value.ci_low, value.ci_high, value.ci_reason = res.low, res.high, res.reason
     value.extra["bootstrap_valid"] = f"{res.n_valid}/{res.n_boot}"
 
 
+def _batched_stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The statistics of :func:`_stats` over many resamples at once (``counts [b, n]`` → ``[b]``):
+    the same values, one vectorised call per chunk of resamples instead of one per resample."""
+    return {
+        "harrell_c": lambda c: concordance_counts(ps.time, ps.event, ps.risk, c),
+        "uno_c": lambda c: concordance_counts(ps.time, ps.event, ps.risk, c, ps.uno_weights),
+        "ibs": lambda c: ibs_counts(ps.time, ps.event, ps.surv, ps.grid, ps.g_event, ps.g_grid, c),
+        "mean_auc": lambda c: td_auc_counts(ps.time, ps.event, ps.risk, ps.grid, ps.g_event, c),
+    }
+
+
 def _stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], float]]:
+    """Each metric of a resample given as an index list (the reference of :func:`_batched_stats`)."""
     def harrell(i: np.ndarray) -> float:
         return compute_weighted_concordance(ps.time[i], ps.event[i], ps.risk[i])
 
@@ -142,8 +157,9 @@ def score_set(ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue
         "ibs": compute_safely("ibs", stats["ibs"], np.arange(ps.time.size)),
         "mean_auc": compute_safely("mean_auc", stats["mean_auc"], np.arange(ps.time.size)),
     }
+    batched = _batched_stats(ps)
     for offset, name in enumerate(METRICS):
-        _boot(values[name], stats[name], ps, n_boot, seed + offset)
+        _boot(values[name], batched[name], ps, n_boot, seed + offset)
     scores = SetScores(int(ps.time.size), int(ps.event.sum()), values)
     if ps.grid.size:
         try:

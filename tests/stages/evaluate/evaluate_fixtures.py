@@ -98,7 +98,7 @@ class FakeInference:
         self.components = cohort(60, 0).set_index("patient_id")
         self.calls: list[dict] = []
 
-    def load_fold(self, run_dir, fold, *, workdir=None, device="cpu"):
+    def load_fold(self, run_dir, fold, *, workdir=None, device="cpu", cohort=None):
         return FakeFoldModel(fold, self.modalities, self.components)
 
     def predict_patients(self, fm, patient_ids, *, drop=None, return_weights=False, batch_size=8):

@@ -180,3 +180,35 @@ def test_calibration_times_are_at_most_four(run_dir):
     run = read_run(run_dir)
     assert calibration_times(run, [float(t) for t in range(1, 11)]) == [1.0, 4.0, 7.0, 10.0]
     assert len(calibration_times(run, None)) == 3
+
+
+def test_omics_run_without_per_feature_weights_skips_the_attention_pass(tmp_path):
+    run_dir = make_run(tmp_path / "r", modalities=("rna",))
+    fake = FakeInference(modalities=("rna",), single_token=True)
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=fake)
+    assert ev.attention is None and "attention" not in ev.failed
+    assert ev.skipped["attention"].startswith("nothing to draw") and "single token" in ev.skipped["attention"]
+    assert len(fake.calls) == 1 and all(c["weights"] for c in fake.calls)  # one probe, not every patient
+    per_feature = FakeInference(modalities=("rna",))
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=per_feature)
+    assert "rna" in ev.attention.top_features and len(per_feature.calls) == 1 + 3
+
+
+def test_the_cohort_is_loaded_once_per_run(run_dir):
+    from types import SimpleNamespace
+
+    class Counting(FakeInference):
+        def __init__(self):
+            super().__init__()
+            self.cohorts = []
+
+        def load_fold(self, run_dir, fold, *, workdir=None, device="cpu", cohort=None):
+            self.cohorts.append(cohort)
+            fm = super().load_fold(run_dir, fold, workdir=workdir, device=device)
+            fm.cohort = cohort if cohort is not None else SimpleNamespace(name=f"loaded by fold {fold}")
+            return fm
+
+    fake = Counting()
+    evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True), console=QUIET, inference=fake)
+    assert fake.cohorts[0] is None and len(fake.cohorts) == 3
+    assert all(c is not None and c.name == "loaded by fold 0" for c in fake.cohorts[1:])
