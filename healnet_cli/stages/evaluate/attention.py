@@ -154,9 +154,12 @@ def nothing_to_draw(run: RunData, models: FoldModels, *, batch_size: int = 8) ->
                 acc.add(m, list(names[m]), _flat(w), model_name)
     if acc.sums:
         return ""
-    why = "; ".join(f"{m}: {acc.reasons.get(m) or f'not available: {model_name} returns no per-feature weights'}"
-                    for m in run.modalities)
-    return f"nothing to draw: the run has no slides and {why}"
+    by_reason: dict[str, list[str]] = {}
+    for m in run.modalities:
+        reason = acc.reasons.get(m) or f"not available: {model_name} returns no per-feature weights for {m}"
+        by_reason.setdefault(reason.replace(f" {m} ", " {m} "), []).append(m)
+    why = "; ".join(r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items())
+    return f"nothing to draw: the run has no slides, and {why}"
 
 
 def run_attention(run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Path | None, batch_size: int = 8) -> AttentionResult:

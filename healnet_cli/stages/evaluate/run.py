@@ -256,7 +256,9 @@ def evaluate_runs(
             f"--out {config.out}: is a training run folder (its config.yaml would be overwritten); "
             "pass a new folder, or leave --out out to write RUN/evaluation/"
         )
+    start = time.perf_counter()
     runs = [read_run(d) for d in run_dirs]
+    read_s = (time.perf_counter() - start) / max(len(runs), 1)
     if _needs_models(config):
         from healnet_cli.core.device import resolve_device
 
@@ -269,10 +271,13 @@ def evaluate_runs(
     evals = []
     for run in runs:
         ev = evaluate_run(run, config, console=console, inference=inference, debug=debug)
+        ev.timings = {"read": read_s, **ev.timings}
         folder = config.out if (config.out is not None and len(runs) == 1) else run.path / EVALUATION_DIR
+        start = time.perf_counter()
         outcome.outputs += [str(p) for p in write_run_outputs(ev, folder, options)]
         write_resolved_config(folder, options, command="evaluate", sources=sources)
-        outcome.runs.append({**headline(ev), "output": str(folder)})
+        ev.timings["write"] = time.perf_counter() - start
+        outcome.runs.append({**headline(ev), "output": str(folder), "timings_s": {k: round(v, 3) for k, v in ev.timings.items()}})
         if ev.failed or run.unfinished:
             outcome.exit_code = EXIT_PARTIAL
         evals.append(ev)
