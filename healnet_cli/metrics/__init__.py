@@ -10,6 +10,7 @@ from healnet_cli.metrics.bootstrap import (
     bootstrap_ci_batched,
     paired_bootstrap,
     resample_counts,
+    too_few_for_ci,
 )
 from healnet_cli.metrics.censoring import CensoringModel, fit_censoring
 from healnet_cli.metrics.concordance import compute_harrell, compute_uno, compute_weighted_concordance, concordance_counts
@@ -58,4 +59,5 @@ __all__ = [
     "risk_groups",
     "survival_at",
     "td_auc_counts",
+    "too_few_for_ci",
 ]

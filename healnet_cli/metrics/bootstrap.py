@@ -11,6 +11,23 @@ from healnet_cli.metrics.result import NotComputable
 
 Statistic = Callable[[np.ndarray], float]
 
+MIN_CI_EVENTS = 10
+MIN_CI_PATIENTS = 20
+TOO_FEW = "too few events for a CI"
+
+
+def too_few_for_ci(n_patients: int, n_events: int) -> str:
+    """Why no bootstrap interval is given for a set this small (``""`` when it is large enough).
+
+    Below ``MIN_CI_EVENTS`` events or ``MIN_CI_PATIENTS`` patients the percentile bootstrap is
+    degenerate (three patients give "1.000 (1.000–1.000)"): resamples repeat the same few
+    patients, so the interval says nothing about the uncertainty.
+    """
+    if n_events < MIN_CI_EVENTS or n_patients < MIN_CI_PATIENTS:
+        return (f"{TOO_FEW} ({n_events} events, {n_patients} patients; a CI needs >= {MIN_CI_EVENTS} events "
+                f"and >= {MIN_CI_PATIENTS} patients)")
+    return ""
+
 
 @dataclass
 class BootstrapResult:

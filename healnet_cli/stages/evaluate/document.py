@@ -252,12 +252,36 @@ def _report_body(report: Report, ev: RunEvaluation) -> Report:
     return report
 
 
+def console_table(ev: RunEvaluation) -> str:
+    """The headline metrics as a plain-text table for the terminal / the job log: pooled value with
+    its 95% CI (or why there is none) and, for a run's folds, mean ± sd over folds."""
+    run, p = ev.run, ev.run.predictions
+    what = "external cohort" if run.external is not None else f"pooled out-of-fold over {len(run.folds)} fold(s)"
+    lines = [f"{run.name}: {p['patient_id'].nunique()} patients, {int(p['event'].sum())} events; {what}"]
+    if ev.scores is None:
+        return "\n".join(lines + [f"  metrics not computed: {ev.failed.get('metrics', 'see the report')}"])
+    header = ["metric", "value (95% CI)"]
+    rows = [[LABELS[m], ev.scores.pooled.values[m].text()] for m in METRICS]
+    if run.external is None:
+        header.append("mean ± sd over folds")
+        across = ev.scores.across_folds()
+        for row, m in zip(rows, METRICS):
+            row.append(_mean_sd(across[m]))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
 def headline(ev: RunEvaluation) -> dict[str, Any]:
     """Short summary for ``--json`` and the comparison table."""
     out: dict[str, Any] = {"run": ev.run.name, "path": str(ev.run.path), "failed": ev.failed}
     if ev.scores is not None:
         out["pooled"] = {m: ev.scores.pooled.values[m].value for m in METRICS}
         out["pooled_ci95"] = {m: _ci(ev.scores.pooled.values[m]) for m in METRICS}
+        no_ci = {m: v.ci_reason for m, v in ev.scores.pooled.values.items() if v.ok and _ci(v) is None and v.ci_reason}
+        if no_ci:
+            out["pooled_ci_reason"] = no_ci
         if ev.run.external is None:
             out["across_folds"] = {m: {"mean": v["mean"], "sd": v["sd"]} for m, v in ev.scores.across_folds().items()}
         else:

@@ -36,7 +36,7 @@ from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, InputError, one_line
 from healnet_cli.core.workspace import Workspace
 from healnet_cli.stages.evaluate import plots
 from healnet_cli.stages.evaluate.config import EvaluateConfig
-from healnet_cli.stages.evaluate.document import RunEvaluation, build_report, headline, metrics_json
+from healnet_cli.stages.evaluate.document import RunEvaluation, build_report, console_table, headline, metrics_json
 from healnet_cli.stages.evaluate.inference_port import FoldModels, Inference, default_inference
 from healnet_cli.stages.evaluate.report import Figure, Report, to_html, to_markdown
 from healnet_cli.stages.evaluate.run_folder import RunData, read_run, require_checkpoints
@@ -281,6 +281,7 @@ def evaluate_runs(
         if ev.failed or run.unfinished:
             outcome.exit_code = EXIT_PARTIAL
         evals.append(ev)
+        console.info(console_table(ev))
         console.info(f"{run.name}: report {folder / REPORT_HTML}")
     if len(evals) > 1:
         outcome.comparison = _write_comparison(evals, config, options, sources, console)

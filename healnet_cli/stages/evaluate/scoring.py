@@ -32,6 +32,7 @@ from healnet_cli.metrics import (
     ibs_counts,
     survival_at,
     td_auc_counts,
+    too_few_for_ci,
 )
 from healnet_cli.stages.evaluate.run_folder import RunData
 
@@ -114,6 +115,9 @@ def _fold_set(run: RunData, k: int, grid: np.ndarray, tau: float) -> tuple[Patie
 
 def _boot(value: MetricValue, stat: Callable[[np.ndarray], np.ndarray], ps: PatientSet, n_boot: int, seed: int) -> None:
     if not value.ok:
+        return
+    if n_boot > 0 and (why := too_few_for_ci(int(ps.time.size), int(ps.event.sum()))):
+        value.ci_reason = why
         return
     res = bootstrap_ci_batched(stat, ps.strata, n_boot=n_boot, seed=seed)
     value.ci_low, value.ci_high, value.ci_reason = res.low, res.high, res.reason

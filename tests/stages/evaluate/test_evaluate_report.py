@@ -168,3 +168,32 @@ def test_out_must_not_be_a_run_folder(run_dir):
     result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--out", str(run_dir), "--no-attention"])
     assert result.exit_code == 2 and "training run folder" in result.stderr
     assert (run_dir / "config.yaml").read_text() == before
+
+
+def test_tiny_run_reports_no_ci_in_report_console_and_json(tmp_path):
+    from evaluate_fixtures import make_run
+
+    run = make_run(tmp_path / "tiny", n=9, n_folds=3)
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run), "--bootstrap", "50", "--no-attention", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)["runs"][0]
+    assert payload["pooled_ci95"]["harrell_c"] is None
+    assert payload["pooled_ci_reason"]["harrell_c"].startswith("too few events for a CI")
+    pooled = json.loads((run / "evaluation" / "metrics.json").read_text())["pooled"]["harrell_c"]
+    assert pooled["value"] is not None and pooled["ci95"] is None and "too few events for a CI" in pooled["ci_reason"]
+    assert "too few events for a CI" in (run / "evaluation" / "report.html").read_text()
+    assert "(too few events for a CI)" in result.stderr and "–" not in result.stderr.split("Harrell")[1].splitlines()[0]
+
+
+def test_console_prints_the_headline_table(run_dir):
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "20", "--no-attention"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    header = next(i for i, line in enumerate(lines) if "value (95% CI)" in line and "mean ± sd over folds" in line)
+    table = lines[header + 1 : header + 5]
+    metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    for line, (label, key) in zip(table, [("Harrell's c-index", "harrell_c"), ("Uno's c-index", "uno_c"),
+                                           ("Integrated Brier score", "ibs"), ("Mean time-dependent AUC", "mean_auc")]):
+        entry = metrics["pooled"][key]
+        assert line.strip().startswith(label) and f"{entry['value']:.3f} ({entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f})" in line
+        assert f"({metrics['across_folds'][key]['n_folds']} folds)" in line
