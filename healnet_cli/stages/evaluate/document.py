@@ -14,6 +14,8 @@ from healnet_cli.stages.evaluate.report import Figure, Report
 from healnet_cli.stages.evaluate.run_folder import RunData
 from healnet_cli.stages.evaluate.scoring import METRICS, RunScores
 
+EVALUATION_SCHEMA = "healnet.evaluation/1"
+
 LABELS = {
     "harrell_c": "Harrell's c-index",
     "uno_c": "Uno's c-index (IPCW)",
@@ -77,7 +79,7 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
     """The machine-readable ``metrics.json`` payload."""
     run, p = ev.run, ev.run.predictions
     payload: dict[str, Any] = {
-        "schema": "healnet.evaluation/1",
+        "schema": EVALUATION_SCHEMA,
         "healnet_version": __version__,
         "run": {
             "path": str(run.path), "name": run.name, "model": run.model_name, "modalities": run.modalities,

@@ -21,6 +21,7 @@ from typing import Any
 from healnet_cli import __version__
 from healnet_cli.artifacts.run import (
     COMPARISON_DIR,
+    CONFIG_FILE,
     COMPARISON_FILE,
     EVALUATION_DIR,
     METRICS_FILE,
@@ -36,7 +37,14 @@ from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, InputError, one_line
 from healnet_cli.core.workspace import Workspace
 from healnet_cli.stages.evaluate import plots
 from healnet_cli.stages.evaluate.config import EvaluateConfig
-from healnet_cli.stages.evaluate.document import RunEvaluation, build_report, console_table, headline, metrics_json
+from healnet_cli.stages.evaluate.document import (
+    EVALUATION_SCHEMA,
+    RunEvaluation,
+    build_report,
+    console_table,
+    headline,
+    metrics_json,
+)
 from healnet_cli.stages.evaluate.inference_port import FoldModels, Inference, default_inference
 from healnet_cli.stages.evaluate.report import Figure, Report, to_html, to_markdown
 from healnet_cli.stages.evaluate.run_folder import RunData, read_run, require_checkpoints
@@ -233,6 +241,52 @@ def write_run_outputs(ev: RunEvaluation, folder: Path, options: dict[str, Any]) 
     return written + _write_report(folder, build_report(ev), list(ev.figures.values()), _footer())
 
 
+def written_by_evaluate(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier evaluation (its ``metrics.json`` / ``comparison.json``, or
+    a ``config.yaml`` of ``healnet evaluate``): only such a folder is rewritten."""
+    import json
+
+    import yaml
+
+    for name, key, expected in ((METRICS_FILE, "schema", EVALUATION_SCHEMA), (CONFIG_FILE, "command", "evaluate")):
+        path = folder / name
+        try:
+            text = path.read_text()
+            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get(key) == expected:
+            return True
+    return (folder / COMPARISON_FILE).is_file()
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` must be new, empty or an earlier evaluation: evaluate replaces its own figures,
+    ``summary.md`` and ``config.yaml`` there, which must never be a user's files.
+
+    Raises
+    ------
+    InputError
+        ``out`` is a training run folder, a file, or a non-empty folder evaluate did not write.
+    """
+    if any((out / name).exists() for name in (SPLITS_FILE, PREDICTIONS_FILE)):
+        raise InputError(
+            f"--out {out}: is a training run folder (its config.yaml would be overwritten); "
+            "pass a new folder, or leave --out out to write RUN/evaluation/"
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder; pass a new or empty folder")
+    if not out.is_dir() or written_by_evaluate(out):
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise InputError(
+            f"--out {out}: not empty ({shown}) and not written by `healnet evaluate`; evaluate would overwrite "
+            "config.yaml/summary.md and replace figures there: pass a new or empty folder"
+        )
+
+
 def evaluate_runs(
     run_dirs: Sequence[Path],
     config: EvaluateConfig,
@@ -251,11 +305,8 @@ def evaluate_runs(
         A run folder lacks predictions, labels or splits, or (with --ablate / attention) a
         checkpoint — before any work.
     """
-    if config.out is not None and any((Path(config.out) / name).exists() for name in (SPLITS_FILE, PREDICTIONS_FILE)):
-        raise InputError(
-            f"--out {config.out}: is a training run folder (its config.yaml would be overwritten); "
-            "pass a new folder, or leave --out out to write RUN/evaluation/"
-        )
+    if config.out is not None:
+        check_out_folder(Path(config.out))
     start = time.perf_counter()
     runs = [read_run(d) for d in run_dirs]
     read_s = (time.perf_counter() - start) / max(len(runs), 1)

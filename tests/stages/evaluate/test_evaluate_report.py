@@ -64,7 +64,22 @@ def test_report_escapes_and_embeds():
     check_html(html_text)
     assert "&lt;b&gt;1&lt;/b&gt;" in html_text and "data:image/png;base64," in html_text
     md = to_markdown(report)
-    assert "| a\\|b | c |" in md and "![cap & more](f.png)" in md
+    assert "| a\\|b | c |" in md and "![cap &amp; more](f.png)" in md
+
+
+def test_summary_md_escapes_ids_and_gene_names():
+    report = Report("run *x*", "sub_title")
+    report.heading("# top")
+    report.table(["rank", "feature"], [["1", "TP53_mut"], ["2", "<img src=x>"], ["3", "*P1*"], ["4", "[a](http://x)"]])
+    report.bullets(["patient TCGA_01 | `code`", "1. not a list"])
+    report.text("- not a list either ~~x~~")
+    md = to_markdown(report)
+    assert "TP53\\_mut" in md and "TP53_mut" not in md
+    assert "&lt;img src=x&gt;" in md and "<img" not in md
+    assert "\\*P1\\*" in md and "\\[a\\](http://x)" in md
+    assert "- patient TCGA\\_01 \\| \\`code\\`" in md and "- 1\\. not a list" in md
+    assert "\\- not a list either \\~\\~x\\~\\~" in md
+    assert md.startswith("# run \\*x\\*\n\nsub\\_title\n") and "## \\# top" in md
 
 
 def test_cli_happy_path_report_and_json(run_dir):
@@ -197,3 +212,22 @@ def test_console_prints_the_headline_table(run_dir):
         entry = metrics["pooled"][key]
         assert line.strip().startswith(label) and f"{entry['value']:.3f} ({entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f})" in line
         assert f"({metrics['across_folds'][key]['n_folds']} folds)" in line
+
+
+def test_out_is_new_empty_or_an_earlier_evaluation(run_dir, tmp_path):
+    out = tmp_path / "eval_out"
+    args = ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention", "--out", str(out)]
+    assert CliRunner().invoke(build_app(), args).exit_code == 0  # a new folder
+    (out / "ablation.png").write_bytes(b"stale figure of an earlier evaluation")
+    again = CliRunner().invoke(build_app(), args)
+    assert again.exit_code == 0, again.stderr  # re-evaluation into its own output
+    assert not (out / "ablation.png").exists() and (out / "report.html").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert CliRunner().invoke(build_app(), [*args[:-1], str(empty)]).exit_code == 0
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "heatmap_1_mine.png").write_bytes(b"user figure")
+    refused = CliRunner().invoke(build_app(), [*args[:-1], str(user)])
+    assert refused.exit_code == 2 and "not written by `healnet evaluate`" in refused.stderr
+    assert (user / "heatmap_1_mine.png").read_bytes() == b"user figure" and len(list(user.iterdir())) == 1
