@@ -25,6 +25,7 @@ from healnet_cli.metrics.timedep import (
     default_grid,
     ibs_counts,
     survival_at,
+    survival_interpolated,
     td_auc_counts,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "resample_counts",
     "risk_groups",
     "survival_at",
+    "survival_interpolated",
     "td_auc_counts",
     "too_few_for_ci",
 ]

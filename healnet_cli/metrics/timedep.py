@@ -51,6 +51,37 @@ def survival_at(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray)
     return padded[:, ends]
 
 
+INTERPOLATION = ("log-linear between the model's bin ends (a constant hazard within each bin), from S(0) = 1; "
+                 "held at the last finite bin end")
+
+
+def survival_interpolated(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Predicted survival at ``times`` interpolated between the bin ends (:data:`INTERPOLATION`).
+
+    The step function of :func:`survival_at` is 1 until the first bin end, so at a time inside the
+    first bin every patient has S = 1 whatever the model said; this one passes through the same
+    values at the bin ends (``surv_bins[:, j]`` at ``edges[j+1]``) and, in between, spreads each
+    bin's hazard evenly over the bin. An infinite last edge ends the curve at the last finite one.
+
+    Returns
+    -------
+    np.ndarray
+        ``[n, m]`` survival probabilities.
+    """
+    surv = np.asarray(surv_bins, dtype=float)
+    edges = np.asarray(bin_edges, dtype=float)
+    if surv.ndim != 2 or edges.shape[0] != surv.shape[1] + 1:
+        raise ValueError(f"{surv.shape[-1]} survival bins need {surv.shape[-1] + 1} edges, got {edges.shape[0]}")
+    knots = np.concatenate([[0.0], edges[1:]])
+    log_s = np.log(np.clip(np.concatenate([np.ones((surv.shape[0], 1)), surv], axis=1), 1e-12, 1.0))
+    finite = np.isfinite(knots)
+    knots, log_s = knots[finite], log_s[:, finite]
+    t = np.clip(np.asarray(times, dtype=float), knots[0], knots[-1])
+    j = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, knots.size - 2)
+    frac = (t - knots[j]) / (knots[j + 1] - knots[j])
+    return np.exp(log_s[:, j] * (1.0 - frac) + log_s[:, j + 1] * frac)
+
+
 @dataclass
 class Grid:
     """Time points kept for one fold, and why others were dropped."""

@@ -44,7 +44,8 @@ def conventions(ev: RunEvaluation) -> dict[str, Any]:
     out: dict[str, Any] = {
         "risk": "higher risk = earlier event (sksurv convention); c-index ties count 0.5",
         "censoring_distribution": "Kaplan–Meier of each fold's training patients (splits.csv split != test)",
-        "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end",
+        "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
+                         "(Brier score, IBS); calibration interpolates it (see Calibration)",
         "td_auc_estimate": "the risk score (cumulative cases / dynamic controls)",
         "ci": "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed",
         "time_unit": ev.run.time_unit,
@@ -162,6 +163,9 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
             report.figure(ev.figures["km"])
     if ev.calibration is not None:
         report.heading("Calibration", 3)
+        times = sorted({r["time"] for r in ev.calibration.rows})
+        report.text(f"Method: {ev.calibration.method}" + (f"; times {', '.join(f'{t:.4g}' for t in times)} "
+                                                           f"{ev.run.time_unit}." if times else "."))
         report.bullets([f"t = {t}: n/a ({why})" for t, why in ev.calibration.skipped.items()])
         if "calibration" in ev.figures:
             report.figure(ev.figures["calibration"])

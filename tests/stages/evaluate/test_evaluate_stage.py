@@ -212,3 +212,32 @@ def test_the_cohort_is_loaded_once_per_run(run_dir):
     evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True), console=QUIET, inference=fake)
     assert fake.cohorts[0] is None and len(fake.cohorts) == 3
     assert all(c is not None and c.name == "loaded by fold 0" for c in fake.cohorts[1:])
+
+
+def test_interpolated_survival_passes_through_the_bin_ends():
+    from healnet_cli.metrics import survival_at, survival_interpolated
+
+    surv = np.array([[0.8, 0.5, 0.2, 0.05]])
+    for edges in ([0.0, 10.0, 20.0, 30.0, 60.0], [0.0, 10.0, 20.0, 30.0, np.inf]):
+        at = survival_interpolated(surv, np.array(edges), np.array([0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 99.0]))[0]
+        assert at[0] == 1.0 and at[2] == pytest.approx(0.8) and at[4] == pytest.approx(0.5) and at[5] == pytest.approx(0.2)
+        assert at[1] == pytest.approx(0.8**0.5) and at[3] == pytest.approx((0.8 * 0.5) ** 0.5)  # constant hazard in a bin
+        assert np.all(np.diff(at) <= 1e-12)
+    assert at[6] == pytest.approx(0.2) and at[7] == pytest.approx(0.2)  # infinite last edge: held
+    assert survival_at(surv, np.array(edges), np.array([5.0]))[0, 0] == 1.0  # the step function says 1 in bin 0
+
+
+def test_calibration_is_not_drawn_where_the_step_function_is_one(run_dir):
+    from healnet_cli.stages.evaluate.curves import calibrate, calibration_times, pooled_survival_at
+
+    run = read_run(run_dir)
+    times = calibration_times(run, None)
+    step = pooled_survival_at(run, times, interpolate=False)
+    assert (step[:, 0] == 1.0).mean() > 0.5  # the situation of the issue: most patients at exactly 1.0
+    cal = calibrate(run, None)
+    first = [r for r in cal.rows if r["time"] == times[0]]
+    assert first and all(r["predicted"] < 0.999 for r in first)
+    assert "log-linear between the model's bin ends" in cal.method
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
+    assert "interpolat" in _metrics(run_dir)["calibration"]["method"] or "log-linear" in _metrics(run_dir)["calibration"]["method"]
+    assert "log-linear between the model" in (run_dir / "evaluation" / "report.html").read_text()
