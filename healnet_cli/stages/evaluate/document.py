@@ -179,8 +179,11 @@ def _ablation_section(report: Report, ab: AblationResult | None, figures: dict[s
     for r in ab.rows():
         mean = "n/a" if r["mean"] is None else f"{r['mean']:.3f} ± {r['sd']:.3f}"
         pooled = f"{r['pooled']:.3f}" if r["pooled"] is not None else f"n/a ({r['pooled_reason']})"
-        rows.append([r["condition"], mean, pooled])
-    report.table(["test-time modalities", "c-index mean ± sd over folds", "pooled c-index"], rows)
+        ref = r["pooled_all_present"]
+        same = f"{ref:.3f}" if ref is not None else f"n/a ({r['pooled_all_present_reason']})"
+        rows.append([r["condition"], str(r["n_changed"]), mean, pooled, same])
+    report.table(["test-time modalities", "patients changed", "c-index mean ± sd over folds", "pooled c-index",
+                  "all present, same patients"], rows)
     report.bullets(ab.notes)
     if "ablation" in figures:
         report.figure(figures["ablation"])

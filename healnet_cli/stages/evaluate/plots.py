@@ -96,7 +96,7 @@ def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """Bars of the c-index per ablation condition (mean ± sd over folds, pooled as a dot)."""
     fig = _figure(6.4, 3.8)
     ax = fig.subplots()
-    names = [r["condition"] for r in rows]
+    names = [f"{r['condition']}\n(n={r['n_changed']})" if "n_changed" in r else r["condition"] for r in rows]
     mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows], dtype=float)
     sd = np.array([0.0 if r["sd"] is None else r["sd"] for r in rows], dtype=float)
     x = np.arange(len(rows))

@@ -241,3 +241,29 @@ def test_calibration_is_not_drawn_where_the_step_function_is_one(run_dir):
     evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
     assert "interpolat" in _metrics(run_dir)["calibration"]["method"] or "log-linear" in _metrics(run_dir)["calibration"]["method"]
     assert "log-linear between the model" in (run_dir / "evaluation" / "report.html").read_text()
+
+
+def test_ablation_scores_only_the_patients_a_condition_changes(run_dir):
+    path = run_dir / "predictions.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    no_slide = frame["patient_id"].isin([f"P{i:03d}" for i in range(0, 60, 3)])  # 20 of 60 without slides
+    frame.loc[no_slide, "has_wsi"] = False
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    fake = FakeInference()
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake)
+    rows = {r["condition"]: r for r in ev.ablation.rows()}
+    assert rows["all present"]["n_changed"] == 60 and rows["without rna"]["n_changed"] == 60
+    assert rows["without wsi"]["n_changed"] == 40 and sum(f["n_changed"] for f in rows["without wsi"]["folds"].values()) == 40
+    without_wsi = [c for c in fake.calls if c["drop"] and set().union(*c["drop"].values()) == {"wsi"}]
+    assert sum(len(c["drop"]) for c in without_wsi) == 40
+    assert not any(p in c["drop"] for c in without_wsi for p in frame.loc[no_slide, "patient_id"])
+    assert rows["random half"]["n_changed"] == 40  # patients with one modality lose nothing
+    has = frame[~no_slide]
+    risk_all = fake.components.loc[has["patient_id"], ["comp_wsi", "comp_rna"]].sum(axis=1).to_numpy()
+    expected = concordance_index_censored(has["event"].to_numpy(bool), has["time"].to_numpy(), risk_all)[0]
+    assert rows["without wsi"]["pooled_all_present"] == pytest.approx(expected)
+    assert rows["without rna"]["pooled_all_present"] == pytest.approx(rows["all present"]["pooled"])
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=FakeInference())
+    html_text = (run_dir / "evaluation" / "report.html").read_text()
+    assert "patients changed" in html_text and "all present, same patients" in html_text
