@@ -12,9 +12,12 @@ from healnet_cli.stages.evaluate.attention import AttentionResult
 from healnet_cli.stages.evaluate.curves import Calibration, RiskGroups
 from healnet_cli.stages.evaluate.report import Figure, Report
 from healnet_cli.stages.evaluate.run_folder import RunData
-from healnet_cli.stages.evaluate.scoring import METRICS, RunScores
+from healnet_cli.stages.evaluate.scoring import METRICS, NULL_MODEL, RunScores
+from healnet_cli.stages.evaluate.training import early_stopping_text, modality_patterns, settings_rows, training_settings
 
 EVALUATION_SCHEMA = "healnet.evaluation/1"
+
+NULL_LABEL = "Integrated Brier score, null model (KM)"
 
 LABELS = {
     "harrell_c": "Harrell's c-index",
@@ -85,8 +88,9 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
         "run": {
             "path": str(run.path), "name": run.name, "model": run.model_name, "modalities": run.modalities,
             "folds": run.folds, "n_patients": int(p["patient_id"].nunique()), "n_events": int(p["event"].sum()),
-            "time_unit": run.time_unit,
+            "time_unit": run.time_unit, "modality_patterns": modality_patterns(run),
         },
+        "training": training_settings(run) or None,
         "options": options,
         "inputs": run.fingerprints,
         "conventions": conventions(ev),
@@ -99,7 +103,7 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
         payload["pooled"] = ev.scores.pooled.as_dict()
         if run.external is None:
             payload["folds"] = {str(k): s.as_dict() for k, s in ev.scores.folds.items()}
-            payload["across_folds"] = ev.scores.across_folds()
+            payload["across_folds"] = {**ev.scores.across_folds(), "ibs_null_km": ev.scores.null_across_folds()}
     if ev.groups is not None:
         payload["risk_groups"] = ev.groups.as_dict()
     if ev.calibration is not None:
@@ -112,6 +116,8 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mean_sd(entry: dict[str, Any]) -> str:
+    if entry["mean"] is None and "not_computable" not in entry:
+        return "n/a"
     if entry["mean"] is None:
         return "n/a (" + "; ".join(f"fold {k}: {r}" for k, r in entry.get("not_computable", {}).items()) + ")"
     return f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n_folds']} folds)"
@@ -130,10 +136,14 @@ def _metric_sections(report: Report, ev: RunEvaluation) -> None:
                 report.figure(ev.figures[name])
         return
     across = scores.across_folds()
-    report.table(
-        ["metric", "pooled out-of-fold (95% CI)", "mean ± sd over folds"],
-        [[LABELS[m], scores.pooled.values[m].text(), _mean_sd(across[m])] for m in METRICS],
-    )
+    rows = [[LABELS[m], scores.pooled.values[m].text(), _mean_sd(across[m])] for m in METRICS]
+    if scores.pooled.ibs_null is not None:
+        null = scores.null_across_folds()
+        rows.append([NULL_LABEL, scores.pooled.ibs_null.text(),
+                     "n/a" if null["mean"] is None else f"{null['mean']:.3f} ± {null['sd']:.3f} ({null['n_folds']} folds)"])
+    report.table(["metric", "pooled out-of-fold (95% CI)", "mean ± sd over folds"], rows)
+    report.bullets([f"{NULL_LABEL}: {NULL_MODEL}; same time grid and censoring weights as the model's IBS"]
+                   if scores.pooled.ibs_null is not None else [])
     rows = []
     for k, s in scores.folds.items():
         rows.append([str(k), str(s.n), str(s.n_events)] + [s.values[m].text() for m in METRICS])
@@ -246,10 +256,27 @@ def build_report(ev: RunEvaluation) -> Report:
     return _report_body(report, ev)
 
 
+def _data_section(report: Report, ev: RunEvaluation) -> None:
+    """Patients per modality pattern and the training settings."""
+    patterns = modality_patterns(ev.run)
+    info = training_settings(ev.run)
+    if not patterns and not info:
+        return
+    report.heading("Data and training")
+    if patterns:
+        total = sum(patterns.values())
+        report.table(["modalities present", "patients", "share"],
+                     [[k, str(v), f"{100 * v / total:.0f}%"] for k, v in patterns.items()])
+    if info.get("settings"):
+        report.table(["training setting", "value"], settings_rows(info))
+    report.bullets(early_stopping_text(info))
+
+
 def _report_body(report: Report, ev: RunEvaluation) -> Report:
     if ev.failed:
         report.heading("Not computed")
         report.bullets([f"{g}: {why}" for g, why in ev.failed.items()])
+    _data_section(report, ev)
     _metric_sections(report, ev)
     _group_sections(report, ev)
     _ablation_section(report, ev.ablation, ev.figures)
@@ -271,10 +298,13 @@ def console_table(ev: RunEvaluation) -> str:
         return "\n".join(lines + [f"  metrics not computed: {ev.failed.get('metrics', 'see the report')}"])
     header = ["metric", "value (95% CI)"]
     rows = [[LABELS[m], ev.scores.pooled.values[m].text()] for m in METRICS]
+    null = ev.scores.pooled.ibs_null
+    if null is not None:
+        rows.append([NULL_LABEL, null.text()])
     if run.external is None:
         header.append("mean ± sd over folds")
-        across = ev.scores.across_folds()
-        for row, m in zip(rows, METRICS):
+        across = {**ev.scores.across_folds(), "ibs_null_km": ev.scores.null_across_folds()}
+        for row, m in zip(rows, [*METRICS, "ibs_null_km"]):
             row.append(_mean_sd(across[m]))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:

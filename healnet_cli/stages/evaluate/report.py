@@ -72,8 +72,8 @@ def md_escape(text: str) -> str:
     not emphasis) and a leading ``#``/``-``/``+``/``1.`` kept from starting a heading or a list, as
     ``report.html`` escapes everything it shows."""
     out = _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
-    out = re.sub(r"^(\s*)([#+=-])", r"\1\\\2", out)
-    return re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", out)
+    out = re.sub(r"^(\s*)([#+=-])(?=\s|$|[#=-])", r"\1\\\2", out)
+    return re.sub(r"^(\s*\d+)([.)])(?=\s|$)", r"\1\\\2", out)
 
 
 def to_markdown(report: Report) -> str:

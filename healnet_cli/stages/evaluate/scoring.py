@@ -30,6 +30,7 @@ from healnet_cli.metrics import (
     default_grid,
     fit_censoring,
     ibs_counts,
+    kaplan_meier,
     survival_at,
     td_auc_counts,
     too_few_for_ci,
@@ -37,6 +38,8 @@ from healnet_cli.metrics import (
 from healnet_cli.stages.evaluate.run_folder import RunData
 
 METRICS = ("harrell_c", "uno_c", "ibs", "mean_auc")
+NULL_MODEL = ("Kaplan–Meier of the fold's training patients, the same curve for every test patient "
+              "(an IBS below it means the model's survival curves are better than no model)")
 
 
 @dataclass
@@ -52,6 +55,7 @@ class PatientSet:
     g_grid: np.ndarray  # [n, m] G_fold(t)
     uno_weights: np.ndarray  # 1 / G_fold(T_i)^2 for events before tau
     strata: list[np.ndarray] = field(default_factory=list)
+    surv_null: np.ndarray | None = None  # [n, m] the null model's S(t): KM of the fold's training patients
 
 
 @dataclass
@@ -64,10 +68,13 @@ class SetScores:
     brier: dict[str, list[float]] = field(default_factory=dict)
     td_auc: dict[str, list[float]] = field(default_factory=dict)
     grid_note: str = ""
+    ibs_null: MetricValue | None = None  # IBS of the null model (KM of the training patients), same grid and weights
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, "n_events": self.n_events}
         out.update({k: v.as_dict() for k, v in self.values.items()})
+        if self.ibs_null is not None:
+            out["ibs_null_km"] = {**self.ibs_null.as_dict(), "model": NULL_MODEL}
         out["brier_curve"] = self.brier or None
         out["td_auc_curve"] = self.td_auc or None
         if self.grid_note:
@@ -109,7 +116,10 @@ def _fold_set(run: RunData, k: int, grid: np.ndarray, tau: float) -> tuple[Patie
     except NotComputable:
         uno_w = np.zeros_like(time)
     risk = part["risk"].to_numpy(float)
-    ps = PatientSet(time, event, risk, surv, clipped.times, g_event, g_grid, uno_w, [np.arange(time.size)])
+    km_t, km_s = kaplan_meier(train["time"].to_numpy(float), train["event"].to_numpy(bool))
+    null = km_s[np.searchsorted(km_t, clipped.times, side="right") - 1]
+    ps = PatientSet(time, event, risk, surv, clipped.times, g_event, g_grid, uno_w, [np.arange(time.size)],
+                    np.broadcast_to(null, surv.shape).copy())
     return ps, clipped.note()
 
 
@@ -165,6 +175,9 @@ def score_set(ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue
     for offset, name in enumerate(METRICS):
         _boot(values[name], batched[name], ps, n_boot, seed + offset)
     scores = SetScores(int(ps.time.size), int(ps.event.sum()), values)
+    if ps.surv_null is not None:
+        scores.ibs_null = compute_safely("ibs_null_km", compute_ibs, ps.time, ps.event, ps.surv_null, ps.grid, ps.g_event,
+                                         ps.g_grid)
     if ps.grid.size:
         try:
             bs = compute_brier(ps.time, ps.event, ps.surv, ps.grid, ps.g_event, ps.g_grid)
@@ -211,6 +224,7 @@ def _pool(sets: list[PatientSet], grid: np.ndarray) -> PatientSet:
         np.concatenate([ps.g_grid[:, c] for ps, c in zip(sets, cols)]),
         np.concatenate([ps.uno_weights for ps in sets]),
         [np.arange(sizes[i], sizes[i + 1]) for i in range(len(sets))],
+        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols)]) if all(ps.surv_null is not None for ps in sets) else None,
     )
 
 
@@ -222,6 +236,12 @@ class RunScores:
     pooled: SetScores
     tau: float
     grid: np.ndarray
+
+    def null_across_folds(self) -> dict[str, Any]:
+        """Mean ± sd over folds of the null model's IBS."""
+        vals = np.array([s.ibs_null.value for s in self.folds.values() if s.ibs_null is not None and s.ibs_null.ok], float)
+        return {"mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std(ddof=0)) if vals.size else None,
+                "n_folds": int(vals.size)}
 
     def across_folds(self) -> dict[str, dict[str, Any]]:
         """Mean ± sd (ddof=0, as the HEALNet paper) over the folds where a metric was computable."""

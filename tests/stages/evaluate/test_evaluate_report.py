@@ -73,6 +73,7 @@ def test_summary_md_escapes_ids_and_gene_names():
     report.table(["rank", "feature"], [["1", "TP53_mut"], ["2", "<img src=x>"], ["3", "*P1*"], ["4", "[a](http://x)"]])
     report.bullets(["patient TCGA_01 | `code`", "1. not a list"])
     report.text("- not a list either ~~x~~")
+    report.table(["value"], [["0.606 (0.565–0.650)"]])
     md = to_markdown(report)
     assert "TP53\\_mut" in md and "TP53_mut" not in md
     assert "&lt;img src=x&gt;" in md and "<img" not in md
@@ -80,6 +81,7 @@ def test_summary_md_escapes_ids_and_gene_names():
     assert "- patient TCGA\\_01 \\| \\`code\\`" in md and "- 1\\. not a list" in md
     assert "\\- not a list either \\~\\~x\\~\\~" in md
     assert md.startswith("# run \\*x\\*\n\nsub\\_title\n") and "## \\# top" in md
+    assert "| 0.606 (0.565–0.650) |" in md  # numbers stay readable
 
 
 def test_cli_happy_path_report_and_json(run_dir):

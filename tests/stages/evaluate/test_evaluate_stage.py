@@ -267,3 +267,42 @@ def test_ablation_scores_only_the_patients_a_condition_changes(run_dir):
     evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=FakeInference())
     html_text = (run_dir / "evaluation" / "report.html").read_text()
     assert "patients changed" in html_text and "all present, same patients" in html_text
+
+
+def test_report_shows_patterns_training_settings_and_the_null_brier(run_dir):
+    import yaml
+    from sksurv.metrics import integrated_brier_score
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    path = run_dir / "predictions.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    frame.loc[frame.index < 7, "has_wsi"] = False
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["options"].update({"epochs": 30, "ensemble": 3, "patience": 5, "monitor": "cindex", "lr": 0.001,
+                              "hparams": {"depth": 2, "latent_dim": 16}})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "fold_1" / "history.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "train_loss": 1.0, "best_epoch": min(e, 3)}) + "\n" for e in range(9)))
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
+    m = _metrics(run_dir)
+    assert m["run"]["modality_patterns"] == {"wsi+rna": 53, "rna": 7}
+    assert m["training"]["settings"]["ensemble"] == 3 and m["training"]["settings"]["monitor"] == "cindex"
+    assert m["training"]["folds"] == {"1": [{"epochs": 9, "best_epoch": 3}]}
+    html_text = (run_dir / "evaluation" / "report.html").read_text()
+    for text in ("wsi+rna", "seed ensemble per fold", "early stopping monitors", "depth=2, latent_dim=16",
+                 "fold 1: 9 epochs, kept epoch 3", "null model (KM)"):
+        assert text in html_text, text
+    # the null model's IBS is scikit-survival's IBS of the training patients' Kaplan–Meier curve
+    run = read_run(run_dir)
+    part = run.predictions[run.predictions["fold"] == 1]
+    train = run.labels.loc[run.train_ids[1]]
+    grid = np.array(m["folds"]["1"]["ibs"]["grid"][:2], dtype=float)
+    times = np.linspace(grid[0], grid[1], m["folds"]["1"]["ibs"]["grid"][2])
+    t, s = kaplan_meier_estimator(train["event"].to_numpy(bool), train["time"].to_numpy(float))
+    km = np.where(np.searchsorted(t, times, side="right") > 0, s[np.searchsorted(t, times, side="right") - 1], 1.0)
+    expected = integrated_brier_score(Surv.from_arrays(train["event"], train["time"]), Surv.from_arrays(part["event"], part["time"]),
+                                      np.tile(km, (len(part), 1)), times)
+    assert m["folds"]["1"]["ibs_null_km"]["value"] == pytest.approx(expected, rel=1e-9)
+    assert m["across_folds"]["ibs_null_km"]["n_folds"] == 3
