@@ -115,7 +115,8 @@ th{background:#f0f0f3}tr:nth-child(even) td{background:#fafafa}
 figure{margin:1rem 0}img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:.85rem;color:#555;text-align:center}
 ul{padding-left:1.2rem}footer{color:#777;font-size:.8rem;margin-top:2rem}
-@media (max-width:600px){body{font-size:15px}main{padding:10px}th,td{padding:3px 5px}}
+@media (max-width:600px){body{font-size:15px}main{padding:10px}th,td{padding:3px 5px}
+figure{margin:.8rem 0}figure img{width:100%}figcaption{font-size:.9rem}}
 """
 
 

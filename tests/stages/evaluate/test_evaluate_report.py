@@ -233,3 +233,40 @@ def test_out_is_new_empty_or_an_earlier_evaluation(run_dir, tmp_path):
     refused = CliRunner().invoke(build_app(), [*args[:-1], str(user)])
     assert refused.exit_code == 2 and "not written by `healnet evaluate`" in refused.stderr
     assert (user / "heatmap_1_mine.png").read_bytes() == b"user figure" and len(list(user.iterdir())) == 1
+
+
+def test_figures_are_readable_at_phone_width(run_dir, monkeypatch):
+    """Every text of every figure is >= 10 px when the figure is shown 380 px wide (a 400-px phone)."""
+    from evaluate_fixtures import FakeInference
+    from matplotlib.text import Text
+
+    from healnet_cli.core.console import Console
+    from healnet_cli.stages.evaluate import plots
+    from healnet_cli.stages.evaluate.config import EvaluateConfig
+    from healnet_cli.stages.evaluate.run import evaluate_run
+    from healnet_cli.stages.evaluate.run_folder import read_run
+
+    seen, real = [], plots.to_png
+
+    def recording(fig):
+        png = real(fig)  # rendered: tick labels exist now
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        seen.append((fig.get_figwidth(), min(t.get_fontsize() for t in texts), len(texts)))
+        return png
+
+    monkeypatch.setattr(plots, "to_png", recording)
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True), console=Console(quiet=True),
+                      inference=FakeInference())
+    assert {"td_auc", "brier", "km", "calibration", "ablation", "top_rna", "heatmap_0"} <= set(ev.figures)
+    assert len(seen) == len(ev.figures)
+    for width_in, smallest_pt, n_texts in seen:
+        assert n_texts > 3
+        assert smallest_pt * 380 / (72 * width_in) >= 10, (width_in, smallest_pt)
+
+
+def test_report_css_keeps_figures_full_width_on_a_phone():
+    from healnet_cli.stages.evaluate.report import CSS
+
+    assert "img{max-width:100%" in CSS.replace(" ", "")
+    phone = CSS.split("@media (max-width:600px)")[1]
+    assert "figure{" in phone and "width:100%" in phone
