@@ -265,8 +265,12 @@ def predict_patients(
     drop: Mapping[str, Collection[str]] | None = None,
     return_weights: bool = False,
     batch_size: int = 8,
+    bag_cache: dict[str, Any] | None = None,
 ) -> PredictionResult:
     """Predict ``patient_ids`` with one fold's model (whole bags, eval mode).
+
+    ``bag_cache``: a dict kept by the caller across calls with the same fold model (e.g. the
+    conditions of the missing-modality ablation), so that each bag is read and standardised once.
 
     Raises
     ------
@@ -279,6 +283,8 @@ def predict_patients(
     if missing:
         raise InputError(f"{len(missing)} patient(s) not in the cohort of this run (e.g. {missing[0]}); check the ids")
     table = build_table(cohort, ids, fold_model.preprocess, drop=drop)
+    if bag_cache is not None:
+        table._bags = bag_cache
     frame, weights = predict_table(fold_model, table, batch_size=batch_size, return_weights=return_weights)
     bags: dict[str, list[tuple[str, np.ndarray]]] = {}
     if return_weights and WSI in fold_model.modalities:

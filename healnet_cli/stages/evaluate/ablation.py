@@ -105,12 +105,12 @@ def run_ablation(run: RunData, models: FoldModels, *, seed: int, batch_size: int
         ids = part["patient_id"].astype(str).tolist()
         mods = [str(m) for m in fm.modalities]
         rng = np.random.default_rng([seed, k])
-        base = None
+        base, bags = None, {}  # bags: each one read once for all conditions of the fold
         for cond, drop in conditions_for(ids, mods, _presence(part, mods), rng).items():
             changed = ids if drop is None else [p for p in ids if p in drop]
             scored = part[part["patient_id"].astype(str).isin(changed)].copy()
             if changed:
-                frame = models.inference.predict_patients(fm, changed, drop=drop, batch_size=batch_size).frame
+                frame = models.inference.predict_patients(fm, changed, drop=drop, batch_size=batch_size, bag_cache=bags).frame
                 scored["risk"] = frame.set_index(frame["patient_id"].astype(str))["risk"].reindex(
                     scored["patient_id"].astype(str)).to_numpy(float)
             if cond == ALL:

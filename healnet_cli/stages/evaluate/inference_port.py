@@ -26,6 +26,7 @@ class Inference(Protocol):
         drop: Mapping[str, Collection[str]] | None = None,
         return_weights: bool = False,
         batch_size: int = 8,
+        bag_cache: dict[str, Any] | None = None,
     ) -> Any: ...
 
 
