@@ -66,13 +66,18 @@ def register(app: typer.Typer) -> None:
         log1p: Annotated[bool, typer.Option("--log1p", help="log(1 + x) of non-negative counts (all modalities but clinical).")] = False,
         sample_type: Annotated[str, typer.Option("--sample-type", help="TCGA sample types kept where sample barcodes are given (01 = primary tumour; '01,03'; 'all').")] = "01",
         max_levels: Annotated[int, typer.Option("--max-levels", help="Clinical text columns with more distinct values are dropped, not one-hot encoded.", min=1)] = 50,
+        clinical_columns: Annotated[
+            str,
+            typer.Option("--clinical-columns", help="Clinical covariates kept, comma-separated: roles (age, sex, stage, grade, site = centre) "
+                         "and/or column names, or all / none. Centre (site) columns only on request."),
+        ] = "age,sex,stage,grade",
         force: ForceOpt = False,
         on_error: OnErrorOpt = "continue",
         json_output: JsonOpt = False,
     ) -> None:
         """Omics and clinical tables into omics/<modality>.parquet and omics/labels.parquet.
 
-        Wide tables (*_all_clean.csv): _rnaseq → rna, _cnv → cnv, _mut → mut, age/site/... → clinical.
+        Wide tables (*_all_clean.csv): _rnaseq → rna, _cnv → cnv, _mut → mut; age, sex, stage, grade → clinical.
 
         survival_months + censorship (or OS.time + OS) → labels. Report: omics/report.json.
 
@@ -103,6 +108,7 @@ def register(app: typer.Typer) -> None:
                 log1p=log1p,
                 sample_types=parse_sample_types(sample_type),
                 max_levels=max_levels,
+                clinical_columns=clinical_columns,
                 tables=tuple(TableSpec.parse(t) for t in tables),
             )
             workspace = Workspace.at(workdir)

@@ -9,6 +9,7 @@ from typing import Any
 
 from healnet_cli.artifacts.omics import LABELS_NAME
 from healnet_cli.core.errors import InputError
+from healnet_cli.stages.omics import clinical
 from healnet_cli.stages.omics.identifiers import ORIENTATIONS
 
 RESERVED_NAMES = frozenset({LABELS_NAME, "report", "config", "status", "cohort", "labels_report", "labels_config"})
@@ -79,9 +80,11 @@ class OmicsConfig:
     log1p: bool = False
     sample_types: tuple[str, ...] | None = DEFAULT_SAMPLE_TYPES
     max_levels: int = 50
+    clinical_columns: str = clinical.DEFAULT_REQUEST
     tables: tuple[TableSpec, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        clinical.parse_request(self.clinical_columns)  # fails early on a bad value
         if self.orientation not in ORIENTATIONS:
             raise InputError(f"--orientation {self.orientation!r} is not one of: {', '.join(ORIENTATIONS)}")
         if self.modality is not None:
@@ -93,8 +96,14 @@ class OmicsConfig:
         """What determines the outputs (keys the cache together with the inputs' fingerprints)."""
         out = asdict(self)
         out["tables"] = [[spec.path.name, spec.modality] for spec in self.tables]
-        out["schema"] = 1
+        out["clinical_columns"] = self.clinical_request.text
+        out["schema"] = 2  # 2: clinical covariates selected (age, sex, stage, grade by default)
         return out
+
+    @property
+    def clinical_request(self) -> clinical.Request:
+        """``--clinical-columns``, parsed."""
+        return clinical.parse_request(self.clinical_columns)
 
 
 @dataclass(frozen=True)

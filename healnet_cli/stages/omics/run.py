@@ -21,6 +21,7 @@ from healnet_cli.core.runner import ItemResult, WorkItem, run_items
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.core.workspace import Workspace
+from healnet_cli.stages.omics import clinical
 from healnet_cli.stages.omics.build import Built, build, plan_table
 from healnet_cli.stages.omics.config import LabelsConfig, OmicsConfig
 from healnet_cli.stages.omics.identifiers import ROWS, detect_layout
@@ -50,6 +51,7 @@ def run_omics(
     if not config.tables:
         raise InputError("no TABLE given; pass one or more omics tables (CSV, TSV, TXT, .gz, .zip, Parquet)")
     jobs = [plan_table(spec, config) for spec in config.tables]
+    clinical.check_names(config.clinical_request, {str(j.head.path): j.clinical_candidates for j in jobs})
     names = sorted({name for job in jobs for name in job.modality_names})
     if any(job.labels is not None for job in jobs):
         names.append(LABELS_NAME)
@@ -121,6 +123,8 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
             f"  {name}: {info['patients']} patients × {info['features']} features "
             f"(dropped {dropped['all_missing']['count']} all-missing, {dropped['constant']['count']} constant)"
         )
+    for selection in report.get("clinical_columns", []):
+        console.info(f"  clinical columns of {Path(selection['path']).name}: {clinical.summary(selection)}")
     labels = report.get("labels")
     if labels:
         console.info(f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected")
