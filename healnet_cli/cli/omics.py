@@ -130,6 +130,10 @@ def register(app: typer.Typer) -> None:
         censor_col: Annotated[str | None, typer.Option("--censor-col", help="Censoring column: 1 / True = censored (e.g. censorship).", show_default=False)] = None,
         id_col: Annotated[str | None, typer.Option("--id-col", help="Patient id column (default: detected, e.g. case_id).", show_default=False)] = None,
         time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of the times, recorded in the labels (months, days, years).")] = "months",
+        status_as_is: Annotated[
+            bool,
+            typer.Option("--status-as-is", help="Read --event-col / --censor-col as the option says even when the column's name says the opposite (e.g. --event-col censorship)."),
+        ] = False,
         workdir: WorkdirOpt = Path("healnet_work"),
         force: ForceOpt = False,
         json_output: JsonOpt = False,
@@ -137,6 +141,9 @@ def register(app: typer.Typer) -> None:
         """Survival labels (time > 0, event) per patient into omics/labels.parquet.
 
         Rows with a missing, negative or zero time or a non-binary event are rejected and listed in omics/labels_report.json.
+
+        The labels belong to this command from then on: `healnet omics TABLE` leaves them alone. Replacing labels that
+        `healnet omics TABLE` built needs --force.
         """
         from healnet_cli.core.config import write_resolved_config
         from healnet_cli.core.runner import report
@@ -145,7 +152,8 @@ def register(app: typer.Typer) -> None:
 
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
-            cfg = LabelsConfig(time_col=time_col, event_col=event_col, censor_col=censor_col, id_col=id_col, time_unit=time_unit)
+            cfg = LabelsConfig(time_col=time_col, event_col=event_col, censor_col=censor_col, id_col=id_col, time_unit=time_unit,
+                               status_as_is=status_as_is)
             workspace = Workspace.at(workdir)
             status = run_labels(Path(table), cfg, workspace=workspace, console=console, force=force, debug=_debug(ctx))
             values, sources = resolved_options(ctx)

@@ -102,6 +102,8 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     the report note and per-modality failures."""
     layout, plan = job.layout, job.columns
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict(), "columns": plan.as_dict()}
+    if job.head.decimal != ".":
+        note["decimal_separator"] = job.head.decimal
     if job.clinical is not None:
         note["clinical_columns"] = job.clinical.as_dict()  # replaced by the encoded result below
     numeric = [c for m, cols in plan.modalities.items() if m != CLINICAL for c, _ in cols]
@@ -117,7 +119,7 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     note["sample_type_filter"] = sample_filter.as_dict(config.sample_types)
     label_rows: list[tuple] = []
     if job.labels is not None:
-        times = table.column(job.labels.time_col).to_pylist()
+        times = job.head.decimal_text(table.column(job.labels.time_col).to_pylist())
         statuses = table.column(job.labels.status_col).to_pylist()
         # labels are patient attributes: every row with an identifier counts, whatever its sample type
         label_rows = [(p, times[i], statuses[i]) for i, (p, k) in enumerate(zip(sample_filter.patient_ids, has_id, strict=True)) if k]
@@ -160,6 +162,8 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
     layout = job.layout
     modality = job.spec.modality or config.modality
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict()}
+    if job.head.decimal != ".":
+        note["decimal_separator"] = job.head.decimal
     table = _read(job, layout.sample_columns, [layout.feature_column], note)
     names = _text_column(table, layout.feature_column)
     named = np.array([bool(n) for n in names])

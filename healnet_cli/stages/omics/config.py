@@ -115,10 +115,23 @@ class LabelsConfig:
     censor_col: str | None = None
     id_col: str | None = None
     time_unit: str = "months"
+    status_as_is: bool = False
 
     def __post_init__(self) -> None:
         if (self.event_col is None) == (self.censor_col is None):
             raise InputError("pass exactly one of --event-col (1 = event observed) or --censor-col (1 = censored)")
+        if self.status_as_is:
+            return
+        if self.event_col is not None and _says_censoring(self.event_col):
+            raise InputError(
+                f"--event-col {self.event_col!r}: the name says censoring (1 = censored), and reading it as 1 = event would invert "
+                f"every label; pass --censor-col {self.event_col}, or add --status-as-is if 1 really means the event was observed"
+            )
+        if self.censor_col is not None and _says_event(self.censor_col):
+            raise InputError(
+                f"--censor-col {self.censor_col!r}: the name says event (1 = event observed), and reading it as 1 = censored would "
+                f"invert every label; pass --event-col {self.censor_col}, or add --status-as-is if 1 really means censored"
+            )
 
     @property
     def status_col(self) -> str:
@@ -130,4 +143,20 @@ class LabelsConfig:
         return "event" if self.event_col else "censor"
 
     def params(self) -> dict[str, Any]:
-        return {**asdict(self), "schema": 1}
+        out = asdict(self)
+        out.pop("status_as_is")  # a confirmation, not a parameter of the output
+        return {**out, "schema": 1}
+
+
+_EVENT_WORDS = frozenset({"event", "events", "dead", "death", "died", "deceased", "os", "dss", "pfi", "dfi", "pfs", "efs"})
+
+
+def _says_censoring(name: str) -> bool:
+    """A column name that says censoring (``censorship``, ``is_censored``, ``Censor``)."""
+    return "censor" in name.lower()
+
+
+def _says_event(name: str) -> bool:
+    """A column name that says event (``event``, ``OS``, ``death``, ``dss_event``), and not censoring."""
+    tokens = set(re.split(r"[^a-z0-9]+", name.lower()))
+    return bool(tokens & _EVENT_WORDS) and not _says_censoring(name)
