@@ -102,8 +102,8 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     the report note and per-modality failures."""
     layout, plan = job.layout, job.columns
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict(), "columns": plan.as_dict()}
-    if job.head.decimal != ".":
-        note["decimal_separator"] = job.head.decimal
+    if job.head.decimal != "." or job.head.decimal_note:
+        note["decimal_separator"] = {"read": job.head.decimal, "note": job.head.decimal_note}
     if job.clinical is not None:
         note["clinical_columns"] = job.clinical.as_dict()  # replaced by the encoded result below
     numeric = [c for m, cols in plan.modalities.items() if m != CLINICAL for c, _ in cols]
@@ -162,8 +162,8 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
     layout = job.layout
     modality = job.spec.modality or config.modality
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict()}
-    if job.head.decimal != ".":
-        note["decimal_separator"] = job.head.decimal
+    if job.head.decimal != "." or job.head.decimal_note:
+        note["decimal_separator"] = {"read": job.head.decimal, "note": job.head.decimal_note}
     table = _read(job, layout.sample_columns, [layout.feature_column], note)
     names = _text_column(table, layout.feature_column)
     named = np.array([bool(n) for n in names])

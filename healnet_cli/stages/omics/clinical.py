@@ -70,7 +70,7 @@ DAYS_PER_YEAR = 365.25
 # Values that mean "not recorded" (TCGA's bracketed markers, stage X, grade X): missing, not coerced.
 _MISSING = re.compile(r"^\[.*\]$|^(na|n/a|nan|none|null|unknown|not reported|not available|not applicable|not evaluated|"
                       r"x|gx|stage x|grade x|indeterminate|discrepancy|-)$")  # fmt: skip
-_STAGE = re.compile(r"^(?:ajcc\s*)?(?:(?:pathologic|clinical)\s*)?(?:stage\s*)?(iv|iii|ii|i|0|[1-4])\s*(?:[a-d]\d?|is)?$")
+_STAGE = re.compile(r"^(?:ajcc\s*)?(?:(?:pathologic|clinical)\s*)?(?:stage\s*)?(iv|iii|ii|i|0|[1-4])\s*(?:[a-d]\d?|is|s)?$")
 _ROMAN = {"0": 0, "i": 1, "ii": 2, "iii": 3, "iv": 4, "1": 1, "2": 2, "3": 3, "4": 4}
 _GRADE_WORDS = {
     "low": 1, "low grade": 1, "well differentiated": 1, "intermediate": 2, "intermediate grade": 2, "moderately differentiated": 2,

@@ -26,7 +26,7 @@ from healnet_cli.stages.omics.build import Built, build, plan_table
 from healnet_cli.stages.omics.config import LabelsConfig, OmicsConfig
 from healnet_cli.stages.omics.identifiers import ROWS, detect_layout
 from healnet_cli.stages.omics.labels import LabelResult, build_labels
-from healnet_cli.stages.omics.tables import read_full, read_head
+from healnet_cli.stages.omics.tables import TableHead, read_full, read_head
 
 REPORT = "report.json"
 #: The two commands that write ``labels.parquet``; the labels manifest's ``stage`` names its owner.
@@ -71,8 +71,7 @@ def run_omics(
                        f"columns are not used. Remove {folder / (LABELS_NAME + '.parquet')} to build the labels from the tables")  # fmt: skip
     items = [WorkItem(name, name, combined) for name in names]
     for job in jobs:
-        if job.head.decimal != ".":
-            console.info(f"{job.head.path}: numbers are written with decimal commas ('12,5'); read as decimals")
+        _decimal_message(job.head, console)
     built = None
     if force or not all(store.is_fresh(item.id, item.fingerprint) for item in items):
         console.info(f"omics: reading {len(jobs)} table(s)")
@@ -130,6 +129,13 @@ def _warning(built: Built, name: str) -> str:
     return "; ".join(parts) + ("; see omics/report.json" if parts else "")
 
 
+def _decimal_message(head: TableHead, console: Console) -> None:
+    if head.decimal != ".":
+        console.info(f"{head.path}: numbers are written with decimal commas ('12,5'); read as decimals")
+    if head.decimal_note:
+        console.warn(f"{head.path}: {head.decimal_note}")
+
+
 def labels_owner(store: ArtifactStore) -> ItemRecord | None:
     """The manifest of the committed ``labels.parquet`` (its ``stage`` says which command wrote
     it), or None when there are no labels."""
@@ -163,6 +169,9 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
         )
     for selection in report.get("clinical_columns", []):
         console.info(f"  clinical columns of {Path(selection['path']).name}: {clinical.summary(selection)}")
+        if selection["requested"] != clinical.DEFAULT_REQUEST and selection["roles_not_found"]:
+            console.warn(f"{selection['path']}: --clinical-columns asked for {', '.join(selection['roles_not_found'])}, "
+                         "which the table has no column for; see clinical_columns in omics/report.json")  # fmt: skip
     labels = report.get("labels")
     if labels:
         console.info(f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected")
@@ -216,8 +225,7 @@ def run_labels(
             f"{folder / (LABELS_NAME + '.parquet')}: holds the labels `healnet omics` built ({describe_labels(owner)}); pass --force "
             f"to replace them with the labels of {head.path} ({config.time_unit}) — `healnet omics` then leaves them alone"
         )
-    if head.decimal != ".":
-        console.info(f"{head.path}: numbers are written with decimal commas ('12,5'); read as decimals")
+    _decimal_message(head, console)
     meta = {"time_unit": config.time_unit, "sources": [{"path": str(head.path), "fingerprint": fingerprint}]}
 
     def process(item: WorkItem) -> ItemResult:

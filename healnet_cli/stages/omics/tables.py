@@ -43,6 +43,7 @@ class TableHead:
     columns: list[str]
     first_values: list[str]
     decimal: str = "."  # "," for tables written with decimal commas (e.g. ';'-separated European exports)
+    decimal_note: str = ""  # both decimal commas and points seen (see sniff_decimal)
 
     def decimal_text(self, values: list) -> list:
         """Text values with the table's decimal comma as a point (``"12,5"`` → ``"12.5"``)."""
@@ -145,20 +146,21 @@ def read_head(path: str | Path) -> TableHead:
     if len(rows) < 2:
         raise InputError(f"{p}: only a header row, no data rows; pass a table with one row per sample")
     first_values = [r[0].strip() for r in rows[1:] if r]
-    return TableHead(p, "text", delimiter, columns, first_values, sniff_decimal(rows, delimiter, p))
+    decimal, note = sniff_decimal(rows, delimiter)
+    return TableHead(p, "text", delimiter, columns, first_values, decimal, note)
 
 
-def sniff_decimal(rows: list[list[str]], delimiter: str, path: Path) -> str:
-    """``","`` when the first rows write numbers with decimal commas (``12,5``; only possible when
-    the delimiter is not a comma), else ``"."``.
+def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, str]:
+    """The decimal separator of a text table's first rows and, when both styles appear, a note.
 
-    Raises
-    ------
-    InputError
-        Both decimal commas and decimal points appear: the numbers cannot be read unambiguously.
+    ``","`` when numbers are written with decimal commas (``12,5``; only possible when the
+    delimiter is not a comma) and none with decimal points; else ``"."``. When both appear (a
+    column of lists such as ``1,2`` beside decimals, or a half-converted export), the table is read
+    with decimal points and the note names one example of each: the comma values then become
+    missing and are reported like any non-numeric cell.
     """
     if delimiter == ",":
-        return "."
+        return ".", ""
     comma = point = None
     header = rows[0]
     for row in rows[1:]:
@@ -169,11 +171,10 @@ def sniff_decimal(rows: list[list[str]], delimiter: str, path: Path) -> str:
             elif point is None and _DECIMAL_POINT.match(text):
                 point = (name, text)
     if comma and point:
-        raise InputError(
-            f"{path}: numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points "
-            f"({point[1]!r} in column {point[0]!r}); save the table with one decimal separator"
-        )
-    return "," if comma else "."
+        return ".", (f"numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points ({point[1]!r} in "
+                     f"column {point[0]!r}): read with decimal points, so the comma values become missing; "
+                     "save the table with one decimal separator")  # fmt: skip
+    return ("," if comma else "."), ""
 
 
 def _parquet_head(path: Path) -> TableHead:

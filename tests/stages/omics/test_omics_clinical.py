@@ -132,7 +132,8 @@ def test_age_in_days_becomes_years_and_pattern_names_need_encodable_values(tmp_p
 
 @pytest.mark.parametrize(
     ("text", "stage"),
-    [("Stage IIIB", 3), ("stage iv", 4), ("IIA", 2), ("Stage I", 1), ("Stage 0is", 0), ("2A", 2), ("Stage IVC", 4),
+    [("Stage IIIB", 3), ("stage iv", 4), ("IIA", 2), ("Stage I", 1), ("Stage 0is", 0), ("2A", 2), ("Stage IVC", 4), ("Stage IS", 1),
+     ("Stage IIIC1", 3),
      ("T2a", None), ("I/II NOS", None), ("Stage V", None)],
 )  # fmt: skip
 def test_stage_encoding(text: str, stage: int | None) -> None:
@@ -167,3 +168,12 @@ def test_clinical_covariates_are_standardised_on_training_patients_only() -> Non
     test.iloc[0, 0] = 400.0  # winsorised at the training ages' upper quantile
     assert state.transform(test)[0, 0] == pytest.approx(float(z[:, 0].max()), abs=1e-4)
     assert fit_omics_preprocess(pd.concat([train, test])).to_dict() != state.to_dict()
+
+
+def test_a_requested_role_the_table_lacks_warns(tmp_path: Path) -> None:
+    path = tmp_path / "c_all_clean.csv"
+    pd.DataFrame({"case_id": ["P1", "P2", "P3"], "age": [50, 60, 70], "g_rnaseq": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+    result = _omics(str(path), "-w", str(tmp_path / "w"), "--clinical-columns", "age,stage")
+    assert result.exit_code == 0
+    assert "--clinical-columns asked for stage, which the table has no column for" in " ".join(result.output.split())
+    assert "asked for" not in _omics(str(path), "-w", str(tmp_path / "d")).output  # the default set: no warning
