@@ -169,7 +169,7 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
         )
     for selection in report.get("clinical_columns", []):
         console.info(f"  clinical columns of {Path(selection['path']).name}: {clinical.summary(selection)}")
-        if selection["requested"] != clinical.DEFAULT_REQUEST and selection["roles_not_found"]:
+        if selection["requested"] not in (clinical.DEFAULT_REQUEST, clinical.ALL) and selection["roles_not_found"]:
             console.warn(f"{selection['path']}: --clinical-columns asked for {', '.join(selection['roles_not_found'])}, "
                          "which the table has no column for; see clinical_columns in omics/report.json")  # fmt: skip
     labels = report.get("labels")

@@ -176,4 +176,5 @@ def test_a_requested_role_the_table_lacks_warns(tmp_path: Path) -> None:
     result = _omics(str(path), "-w", str(tmp_path / "w"), "--clinical-columns", "age,stage")
     assert result.exit_code == 0
     assert "--clinical-columns asked for stage, which the table has no column for" in " ".join(result.output.split())
-    assert "asked for" not in _omics(str(path), "-w", str(tmp_path / "d")).output  # the default set: no warning
+    for default in ([], ["--clinical-columns", "all"]):  # the default set and all: roles looked for, no warning
+        assert "asked for" not in _omics(str(path), "-w", str(tmp_path / "d"), *default, "--force").output
