@@ -96,9 +96,6 @@ class Request:
     nothing: bool = False
     text: str = DEFAULT_REQUEST
 
-    @property
-    def is_default(self) -> bool:
-        return self.text == DEFAULT_REQUEST
 
 
 def parse_request(value: str | None) -> Request:
@@ -201,9 +198,12 @@ def select(columns: Sequence[str], request: Request) -> Selection:
         if column in selection.dropped:
             continue
         role = chosen.get(column, "")
+        exact = bool(role) and normalise(column) in _CANDIDATES[role]
+        if role and not exact and column.lower() in named:
+            role = ""  # named on the command line, its role only guessed from a pattern: taken as it is
         if role and (role in request.roles or column.lower() in named):
             feature = column if role == SITE else FEATURE[role]
-            selection.kept.append(Kept(column, feature, role, ENCODING[role], exact=normalise(column) in _CANDIDATES[role]))
+            selection.kept.append(Kept(column, feature, role, ENCODING[role], exact=exact))
         elif column.lower() in named or (request.every and not role):
             selection.kept.append(Kept(column, column, "", "number, or one-hot for categories"))
         elif request.nothing:
@@ -222,7 +222,7 @@ def check_share(kept: Kept, values: pd.Series) -> str:
     share = encoded_share(kept.role, kept.column, values)
     if share >= _MIN_ENCODED:
         return ""
-    return f"its name looks like {kept.role}, but only {share:.0%} of its values are (e.g. {_example(values)}); name it in --clinical-columns to keep it as a plain column"
+    return f"its name looks like {kept.role}, but only {share:.0%} of its values are (e.g. {_example(values)}); name it in --clinical-columns to keep it as a plain column (a number or one-hots)"
 
 
 def _example(values: pd.Series) -> str:

@@ -128,6 +128,10 @@ def test_age_in_days_becomes_years_and_pattern_names_need_encodable_values(tmp_p
     assert "days converted to years" in selection["kept"][0]["note"]
     reasons = {d["column"]: d["reason"] for d in selection["dropped"]}
     assert reasons["stage_comment"].startswith("its name looks like stage, but only 0% of its values are")
+    named = _omics(str(path), "-w", str(tmp_path / "n"), "--clinical-columns", "age,stage_comment")
+    assert named.exit_code == 0, named.output
+    assert list(read_modality(tmp_path / "n" / "omics" / "clinical.parquet")[0].columns) == [
+        "age", "stage_comment=pending review", "stage_comment=see notes", "stage_comment=unclear"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
