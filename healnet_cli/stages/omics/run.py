@@ -106,7 +106,12 @@ def _processor(folder: Path, built: Built | None) -> Callable[[WorkItem], ItemRe
             return ItemResult([path], meta=meta, warning=built.labels.warning())
         frame = built.frames[item.id]
         path = write_modality(modality_path(folder, item.id), frame, built.meta[item.id])
-        return ItemResult([path], meta={"n_patients": len(frame), "n_features": frame.shape[1]}, warning=_warning(built, item.id))
+        meta: dict[str, Any] = {"n_patients": len(frame), "n_features": frame.shape[1]}
+        if "clinical_columns" in built.meta[item.id]:  # which columns became covariates, and which not (why: report.json)
+            selections = built.meta[item.id]["clinical_columns"]
+            meta["clinical_columns"] = {"kept": [k["column"] for s in selections for k in s["kept"]],
+                                        "dropped": [d["column"] for s in selections for d in s["dropped"]]}  # fmt: skip
+        return ItemResult([path], meta=meta, warning=_warning(built, item.id))
 
     return process
 

@@ -67,6 +67,8 @@ def test_default_keeps_age_sex_stage_grade_encoded(tmp_path: Path) -> None:
     assert reasons["tissue_source_site"].startswith("tissue-source-site (centre) indicator: a batch confounder")
     assert "--clinical-columns age,sex,stage,grade,race" in reasons["race"]
     assert _report(work)["clinical_columns"][0]["roles_not_found"] == []
+    manifest = json.loads((work / "omics" / "clinical.manifest.json").read_text())["meta"]["clinical_columns"]
+    assert manifest["kept"][0] == "age_at_initial_pathologic_diagnosis" and "tissue_source_site" in manifest["dropped"]
     assert "clinical columns of t.tsv: kept age_at_initial_pathologic_diagnosis → age" in " ".join(result.output.split())
     assert "tissue_source_site (tissue-source-site (centre) indicator)" in " ".join(result.output.split())
     # TCGA's "[Not Available]" and "GX" are missing values, not text to warn about
