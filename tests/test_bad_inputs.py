@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pipeline_factories import EXTRACT_ARGS, TILE_ARGS, make_slides, run_healnet, wide_table
 from typer.testing import CliRunner
@@ -199,6 +200,22 @@ def _train_resumes(inputs: Inputs, outcome: Outcome) -> None:
     assert "fold 0: already finished" in again.output and (out / "predictions.parquet").is_file()
 
 
+def _labels(inputs: Inputs, *, censored: bool = False, keep: int | None = None) -> Path:
+    """The omics workdir with every patient censored, or labels for only the first ``keep`` patients."""
+    from healnet_cli.artifacts.omics import modality_path, write_labels
+
+    work = inputs.omics()
+    path = modality_path(work / "omics", "labels")
+    labels = pd.read_parquet(path)
+    labels = labels.assign(event=False) if censored else labels
+    write_labels(path, labels.iloc[:keep] if keep is not None else labels, {"time_unit": "days"})
+    return work
+
+
+def _nothing_trained(inputs: Inputs, outcome: Outcome) -> None:
+    assert not list((inputs.root / "runs_new").rglob("checkpoint.pt"))
+
+
 CASES = [
     # issue 15.2: unreadable, dangling and looping slides fail alone (exit 3), the others are tiled
     Case("15.2-dangling-symlink", _with_dangling_link, 3, r"gone: .*gone\.tif: dangling symlink to .*nowhere\.tif",
@@ -223,6 +240,12 @@ CASES = [
          check=_extract_resumes),
     Case("15.4-full-disk-train", lambda i: ["train", *train_args(i.omics(), i.root / "runs_new" / "snn")], 1,
          r"no space left writing \S+fold_1\S*checkpoint\.pt", patch=_full_disk_at("checkpoint.pt", 2), check=_train_resumes),
+    # issue 15.5: a cohort (or a fold's training set) without events is an input error before any training
+    Case("15.5-all-censored-train", lambda i: ["train", *train_args(_labels(i, censored=True), i.root / "runs_new" / "snn")], 2,
+         r"the cohort has 0 events among 12 patients \(all censored\)", check=_nothing_trained),
+    Case("15.5-three-patients", lambda i: ["train", *train_args(_labels(i, keep=3), i.root / "runs_new" / "snn")], 2,
+         r"fold 0 would be fitted on 1 patient\(s\) with \d event\(s\) \(the cohort: 3 patients.*use fewer --folds",
+         check=_nothing_trained),
     # issue 15.8: variables that images set for their own purposes change nothing
     Case("15.8-HEALNET_VERSION=true", _tile, 0, r'"done": 6', env={"HEALNET_VERSION": "true"}),
     Case("15.8-HEALNET_VERSION=0.1.0", _tile, 0, r'"done": 6', env={"HEALNET_VERSION": "0.1.0"}),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
+import numbers
 import os
 import re
 import shutil
@@ -131,8 +133,25 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON (non-JSON values are stringified)."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Atomically write ``obj`` as indented JSON (see :func:`json_text`)."""
+    return write_text(path, json_text(obj, indent=2) + "\n")
+
+
+def json_text(obj: Any, *, indent: int | None = None) -> str:
+    """``obj`` as valid JSON: sorted keys, non-JSON values stringified, and a NaN or infinity
+    written as ``null`` (never the ``NaN`` that JSON parsers refuse). Writers that can produce a
+    missing number record why beside it (e.g. ``"reason"``); this is the safety net."""
+    return json.dumps(_finite(obj), indent=indent, sort_keys=True, default=str, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral) and not math.isfinite(float(obj)):
+        return None
+    return obj
 
 
 # -- full disks ----------------------------------------------------------------------------------
