@@ -14,6 +14,7 @@ from healnet_cli.cli.common import (
     PrecisionOpt,
     WorkdirOpt,
     cli_errors,
+    json_result,
     make_console,
     resolved_options,
 )
@@ -100,6 +101,6 @@ def register(app: typer.Typer) -> None:
                 values, sources = resolved_options(ctx)
                 code, summary = run_train(cfg, console, options=values, sources=sources)
             if json_output:
-                console.emit_json(summary)
+                console.emit_json(json_result(summary, code))
         if code != 0:
             raise typer.Exit(code)

@@ -13,6 +13,11 @@ from typing import IO, Any, TypeVar
 T = TypeVar("T")
 
 
+def json_result(payload: dict[str, Any], code: int) -> dict[str, Any]:
+    """``payload`` with ``ok`` (exit code 0) and ``exit_code``: what a ``--json`` summary or error carries."""
+    return {**payload, "ok": code == 0, "exit_code": code}
+
+
 class Console:
     """Where a stage reports progress, warnings and its summary.
 
