@@ -20,6 +20,7 @@ from healnet_cli.artifacts.run_tables import (
 )
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
+from healnet_cli.core.workspace import Workspace
 from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, DiskFullError, HealnetError, InputError, one_line
 from healnet_cli.data.cohort import Cohort, load_cohort
 from healnet_cli.data.inference import cpu_threads as inference_threads
@@ -39,9 +40,12 @@ from healnet_cli.stages.train.loop import Dist
 from healnet_cli.stages.train.outputs import summarise, summary_line
 
 
-def default_out(cfg: TrainConfig) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.model}-{'+'.join(cfg.modalities)}-{stamp}"
+def run_folder(cfg: TrainConfig) -> Path:
+    """``--out``, else ``<workdir>/runs/<--name>``, else ``<workdir>/runs/<model>-<modalities>-<timestamp>``."""
+    if cfg.out is not None:
+        return Path(cfg.out)
+    name = cfg.name or f"{cfg.model}-{'+'.join(cfg.modalities)}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Workspace.at(cfg.workdir).runs_dir / name
 
 
 def init_distributed(device_spec: str) -> Dist:
@@ -167,8 +171,8 @@ def _setup(cfg: TrainConfig, console: Console) -> tuple[Dist, Console, torch.dev
     dist = init_distributed(cfg.device)
     if not dist.is_main:
         console = Console(quiet=True)  # rank 0 reports
-    if dist.world > 1 and cfg.out is None:
-        raise InputError("torchrun: pass --out so that every process writes the same run folder")
+    if dist.world > 1 and cfg.out is None and cfg.name is None:
+        raise InputError("torchrun: pass --out or --name so that every process writes the same run folder")
     device = resolve_device(cfg.device)
     if dist.world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -185,7 +189,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
     dist, console, device, autocast = _setup(cfg, console)
     cohort = load_cohort(cfg.workdir, cfg.modalities, extractor=cfg.extractor, require_all=cfg.require_all)
     check_hparams(cfg, cohort)
-    layout = RunLayout.at(cfg.out if cfg.out is not None else default_out(cfg))
+    layout = RunLayout.at(run_folder(cfg))
     locks = RunLocks(layout, dist)
     try:
         # A whole-run process holds the run for its duration; a --fold K job only while it sets the run up.
