@@ -203,13 +203,14 @@ def format_bytes(n: int) -> str:
 
 
 # -- temporaries of killed writers ---------------------------------------------------------------
-def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None) -> int:
+def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None, held: bool = False) -> int:
     """Delete temporary files of writers that are gone; return how many were removed.
 
     Removed: those of dead processes on this host; those of other hosts (or untagged, from an
     older healnet) not modified for the lease expiry, and half-created lock files as old; and, with ``item`` (whose lock the caller
     holds, so no live writer of it exists), that item's temporaries not modified for a heartbeat
-    interval. Temporaries of live writers on this host, this process's included, are kept.
+    interval (``held``: every temporary of ``folder`` is of something whose lock the caller
+    holds). Temporaries of live writers on this host, this process's included, are kept.
     """
     base = Path(folder)
     if not base.is_dir():
@@ -228,7 +229,7 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None
             stale = pid != os.getpid() and not pid_alive(pid)
         else:
             target = match["target"] if match is not None else tmp.name[len(TMP_PREFIX) :]
-            mine = item is not None and target.startswith(f"{item}.")
+            mine = held or (item is not None and target.startswith(f"{item}."))
             stale = age > timing.expiry_s or (mine and age > timing.refresh_s)
         if stale:
             with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ from healnet_cli.artifacts.run_tables import (
     risk_cutoffs,
     write_summary,
 )
+from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.workspace import Workspace
@@ -198,6 +199,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
         todo = [f for f in folds if cfg.fold is None or f.index == cfg.fold]
         for f in todo:
             locks.take(fold_lock(f.index), f"fold {f.index}")
+        sweep_run(layout, [f.index for f in todo], whole_run=cfg.fold is None)
         if cfg.fold is not None:
             locks.drop(RUN_LOCK)
         console.info(f"cohort: {len(cohort.patients)} patients, {int(cohort.labels['event'].sum())} events; "
@@ -213,6 +215,16 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
     finally:
         locks.release_all()
     return (EXIT_PARTIAL if failed else EXIT_OK), summary
+
+
+def sweep_run(layout: RunLayout, folds: list[int], *, whole_run: bool) -> int:
+    """Delete the temporaries that killed writers left in the folders of ``folds`` and their
+    ensemble members (this process holds their locks: no live writer of them exists anywhere), in
+    the run folder and ``refit/`` (a whole-run process holds the run for its duration; a fold job
+    only while it sets up, so there only those of dead writers go); return how many."""
+    tops = [layout.fold_dir(k) for k in folds] + ([layout.refit_dir] if whole_run else [])
+    folders = [d for top in tops for d in (top, *sorted(top.glob("member_*")))]
+    return atomic.sweep_temporaries(layout.root, held=whole_run) + sum(atomic.sweep_temporaries(d, held=True) for d in folders)
 
 
 def train_folds(cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout: RunLayout, console: Console,
