@@ -74,7 +74,7 @@ class DirectRegions(ProcessLocalHandle):
     def _levels(self) -> _Levels:
         if self._handle is None or self._pid != os.getpid():
             self._handle, self._pid = _Levels(), os.getpid()
-            self.cache.clear()
+            self.cache = TileCache(self.cache.max_bytes)  # new, not cleared: a forked lock may be held
         return self._handle
 
     def direct_level(self, level: int) -> DirectLevel | None:
