@@ -219,6 +219,8 @@ class _Stage(nn.Module):
         self.llf = LLF(c_b, norm)
 
     def forward(self, s, s_mask, x, x_mask, present):
+        if s_mask is None and x_mask is None and s.shape == x.shape and self.s2.m1.stride == 1:
+            return self._paired(torch.stack([s, x]), present)
         s, s_mask = self.s1(s, s_mask)
         x, x_mask = self.x1(x, x_mask)
         s, x, _ = self.fuse1(s, s_mask, x, x_mask, present)
@@ -230,6 +232,20 @@ class _Stage(nn.Module):
         side_x = torch.where(present.unsqueeze(1), self.sir_x(x, x_mask), 0.0)
         s, llf_w = self.llf(s, s_mask, x, x_mask, present)
         return s, s_mask, (side_s, side_x), {"gate": gate, "llf": llf_w}
+
+    def _paired(self, z, present):
+        """The same stage when both streams have the same shape and no padding (omics): stacked as
+        ``z [2, c, b, n]``, each pair of parallel blocks (``s1``/``x1``, ``s2``/``x2``, the norms, the
+        SIRs) runs as one call with its two weight sets stacked."""
+        z, _ = RGSA.run([self.s1, self.x1], z, None)
+        z, _ = self.fuse1.stacked(z, present)
+        z, _ = RGSA.run([self.s2, self.x2], z, None)
+        z = ChannelNorm.run([self.norm_s, self.norm_x], z, None)
+        z, gate = self.fuse2.stacked(z, present)
+        side_s, side_x = SIR.run([self.sir_s, self.sir_x], z, None).unbind(0)
+        side_x = torch.where(present.unsqueeze(1), side_x, 0.0)
+        s, llf_w = self.llf(z[0], None, z[1], None, present)
+        return s, None, (side_s, side_x), {"gate": gate, "llf": llf_w}
 
 
 def _upgrade_hook(module, state_dict, prefix, *_):

@@ -145,14 +145,22 @@ class PCMFA(nn.Module):
         self.layers = nn.ModuleList([layer(channels), layer(channels)])
 
     def forward(self, s, s_mask, x, x_mask, x_present):
-        p = torch.stack([pooled(s, s_mask), pooled(x, x_mask)])  # [2, b, c]
+        scale, gate = self._scale(torch.stack([pooled(s, s_mask), pooled(x, x_mask)]), x_present)
+        return s * scale[0], x * scale[1], gate
+
+    def stacked(self, z: torch.Tensor, x_present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both streams stacked, ``z [2, c, b, n]``, every token real: ``(z', gate)``."""
+        scale, gate = self._scale(pooled(z, None), x_present)
+        return z * scale, gate
+
+    def _scale(self, p: torch.Tensor, x_present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled descriptors ``[2, b, c]`` -> each stream's product of the layers' factors ``[2, c, b, 1]``."""
         total, gate = None, None
         for layer in self.layers:
             f, gate = layer.factors(p, x_present)
             p = p * f
             total = f if total is None else total * f
-        scale = total.transpose(1, 2).unsqueeze(-1)  # [2, c, b, 1]
-        return s * scale[0], x * scale[1], gate
+        return total.transpose(1, 2).unsqueeze(-1), gate
 
 
 class LLF(nn.Module):
