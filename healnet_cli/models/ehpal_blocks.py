@@ -21,6 +21,7 @@ from healnet_cli.models.ehpal_ops import (
     group_norm,
     layer_norm,
     masked,
+    permute_channels,
     pooled,
     stack,
     stacked_depthwise,
@@ -112,15 +113,17 @@ class ChannelNorm(nn.Module):
         """The norms of ``s`` streams (identical configurations) on stacked ``x [s, c, b, n]``, in one call per run."""
         first = norms[0]
         weight, bias = stack([m.weight for m in norms]), stack([m.bias for m in norms])
+        if len(first.runs) == 1:
+            xs, ws, bs = [x], [weight], [bias]
+        else:  # split, not slices: the backward is one concatenation, not a zero-filled copy per slice
+            sizes = [stop - start for start, stop, _ in first.runs]
+            xs, ws, bs = x.split(sizes, dim=1), weight.split(sizes, dim=1), bias.split(sizes, dim=1)
         parts = []
-        for start, stop, groups in first.runs:
-            one = len(first.runs) == 1
-            xs = x if one else x[:, start:stop]
-            w, b = (weight, bias) if one else (weight[:, start:stop], bias[:, start:stop])
+        for (_, _, groups), xp, w, b in zip(first.runs, xs, ws, bs):
             if first.kind == "layer":
-                parts.append(layer_norm(xs, w, b, first.eps))
+                parts.append(layer_norm(xp, w, b, first.eps))
             else:
-                parts.append(group_norm(xs, groups, w, b, mask, first.eps))
+                parts.append(group_norm(xp, groups, w, b, mask, first.eps))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
@@ -156,7 +159,11 @@ class MHCF(nn.Module):
         self.norm = ChannelNorm((c_out,) * self.n_point + (c_in, c_in), norm)
         self.fuse_norm = ChannelNorm(c_out, norm)
         src = shuffle_index(cat, 8)  # cat = [pointwise | k=3 | k=5]; y = [pointwise | shortcuts | k=3 | k=5]
-        self.register_buffer("fuse_index", torch.where(src < c_out, src, src + shortcuts * c_out), persistent=False)
+        # a permutation of y: the shuffled cat, then the shortcuts (so its backward is a gather too)
+        order = torch.cat([torch.where(src < c_out, src, src + shortcuts * c_out), torch.arange(c_out, (1 + shortcuts) * c_out)])
+        self.register_buffer("fuse_index", order, persistent=False)
+        self.register_buffer("fuse_inverse", torch.argsort(order), persistent=False)
+        self.cat = cat
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         out, out_mask, _ = MHCF.run([self], x.unsqueeze(0), mask)
@@ -175,10 +182,11 @@ class MHCF(nn.Module):
                               branches=first.n_point)
         d = stacked_depthwise(x, stack([m.depth.weight for m in mods]) * first.taps, stack([m.depth.bias for m in mods]), s)
         y = ChannelNorm.run([m.norm for m in mods], torch.cat([p, d], dim=1), out_mask)
-        f = stacked_pointwise(y.index_select(1, first.fuse_index), stack([m.fuse.weight for m in mods]),
-                              stack([m.fuse.bias for m in mods]))
-        out = F.gelu(ChannelNorm.run([m.fuse_norm for m in mods], f, out_mask) + y[:, o : 2 * o])
-        return masked(out, out_mask), out_mask, (y[:, 2 * o : 3 * o] if first.n_point > 2 else None)
+        shuffled, *shortcuts = permute_channels(y, 1, first.fuse_index, first.fuse_inverse).split(
+            [first.cat] + [o] * (first.n_point - 1), dim=1)
+        f = stacked_pointwise(shuffled, stack([m.fuse.weight for m in mods]), stack([m.fuse.bias for m in mods]))
+        out = F.gelu(ChannelNorm.run([m.fuse_norm for m in mods], f, out_mask) + shortcuts[0])
+        return masked(out, out_mask), out_mask, (shortcuts[1] if first.n_point > 2 else None)
 
 
 class RGSA(nn.Module):
@@ -227,6 +235,7 @@ class SIRBlock(nn.Module):
         init_stacked_(self.depth, self.taps)
         cat = q + 3 * c
         self.register_buffer("mix_index", shuffle_index(cat, 8), persistent=False)
+        self.register_buffer("mix_inverse", torch.argsort(self.mix_index), persistent=False)
         self.mix_dw = _dw(cat, 3)
         self.mix_pw = _pw(cat, c2)
         self.short_pw = _pw(c, c2)
@@ -250,13 +259,14 @@ class SIRBlock(nn.Module):
         p = stacked_pointwise(x, par(lambda m: m.pw.weight), par(lambda m: m.pw.bias))
         d = stacked_depthwise(x, par(lambda m: m.depth.weight) * first.taps, par(lambda m: m.depth.bias))
         branches = masked(torch.cat([p, d], dim=1), mask)
-        h = stacked_depthwise(branches.index_select(1, first.mix_index), par(lambda m: m.mix_dw.weight),
+        h = stacked_depthwise(permute_channels(branches, 1, first.mix_index, first.mix_inverse), par(lambda m: m.mix_dw.weight),
                               par(lambda m: m.mix_dw.bias))
         h = masked(stacked_pointwise(masked(h, mask), par(lambda m: m.mix_pw.weight), par(lambda m: m.mix_pw.bias)), mask)
         sc = masked(stacked_pointwise(x, par(lambda m: m.short_pw.weight), par(lambda m: m.short_pw.bias)), mask)
         hs = stacked_depthwise(torch.cat([h, sc], dim=1), par(lambda m: m.down.weight), par(lambda m: m.down.bias), stride=2)
         hs = ChannelNorm.run([m.norm for m in mods], hs, out_mask)
-        return masked(F.gelu(hs[:, :c2] + hs[:, c2:]), out_mask), out_mask
+        main, short = hs.split(c2, dim=1)
+        return masked(F.gelu(main + short), out_mask), out_mask
 
 
 class SIR(nn.Module):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from healnet_cli.models.ehpal_blocks import ChannelNorm, shuffle_index
-from healnet_cli.models.ehpal_ops import masked, pointwise, pooled
+from healnet_cli.models.ehpal_ops import masked, permute_channels, pointwise, pooled
 
 __all__ = ["LLF", "PCMFA", "FusionF", "FusionR"]
 
@@ -178,6 +178,7 @@ class LLF(nn.Module):
         self.mix = nn.Conv1d(2 * channels, channels, 1, groups=8 if channels % 8 == 0 else 1)
         self.norm = ChannelNorm(channels, norm)
         self.register_buffer("mix_index", shuffle_index(2 * channels, 8), persistent=False)
+        self.register_buffer("mix_inverse", torch.argsort(self.mix_index), persistent=False)
 
     def forward(self, s, s_mask, x, x_mask, x_present):
         z_s, z_x = pooled(s, s_mask), pooled(x, x_mask)
@@ -188,5 +189,5 @@ class LLF(nn.Module):
         w = torch.stack([w_s / total, w_x / total], dim=1)
         stream_x = (w[:, 1:2] * z_x).t().unsqueeze(-1).expand(-1, -1, s.shape[2])
         cat = torch.cat([w[:, 0, None] * s, stream_x])
-        out = self.norm(pointwise(cat.index_select(0, self.mix_index), self.mix.weight, self.mix.bias), s_mask)
+        out = self.norm(pointwise(permute_channels(cat, 0, self.mix_index, self.mix_inverse), self.mix.weight, self.mix.bias), s_mask)
         return masked(out, s_mask), w

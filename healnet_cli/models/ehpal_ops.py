@@ -22,6 +22,7 @@ __all__ = [
     "SHIFT_TOKENS",
     "depthwise",
     "masked",
+    "permute_channels",
     "pointwise",
     "pooled",
     "stack",
@@ -138,6 +139,27 @@ def stacked_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     bb = None if bias is None else bias.reshape(st * r * c, 1).expand(st * r * c, b).reshape(-1)
     out = F.conv1d(flat, w, bb, stride=stride, padding=pad, groups=st * r * c * b)
     return out.reshape(st, r * c, b, m)
+
+
+class _Permute(torch.autograd.Function):
+    """``x.index_select(dim, index)`` for a permutation ``index``; its backward is the inverse
+    permutation (one gather), not a scatter-add into zeros."""
+
+    @staticmethod
+    def forward(ctx, x, dim, index, inverse):
+        ctx.dim = dim
+        ctx.save_for_backward(inverse)
+        return x.index_select(dim, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(ctx.dim, inverse), None, None, None
+
+
+def permute_channels(x: torch.Tensor, dim: int, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Reorder ``x`` along ``dim`` by the permutation ``index`` (``inverse = argsort(index)``)."""
+    return _Permute.apply(x, dim, index, inverse)
 
 
 class _ChannelMajorGrad(torch.autograd.Function):
