@@ -160,7 +160,8 @@ class MHCF(nn.Module):
         self.fuse_norm = ChannelNorm(c_out, norm)
         src = shuffle_index(cat, 8)  # cat = [pointwise | k=3 | k=5]; y = [pointwise | shortcuts | k=3 | k=5]
         # a permutation of y: the shuffled cat, then the shortcuts (so its backward is a gather too)
-        order = torch.cat([torch.where(src < c_out, src, src + shortcuts * c_out), torch.arange(c_out, (1 + shortcuts) * c_out)])
+        shuffled = torch.where(src < c_out, src, src + shortcuts * c_out)
+        order = torch.cat([shuffled, torch.arange(c_out, (1 + shortcuts) * c_out)])
         self.register_buffer("fuse_index", order, persistent=False)
         self.register_buffer("fuse_inverse", torch.argsort(order), persistent=False)
         self.cat = cat
@@ -180,7 +181,8 @@ class MHCF(nn.Module):
         out_mask = stride_mask(mask, s)
         p = stacked_pointwise(x, stack([m.point.weight for m in mods]), stack([m.point.bias for m in mods]), s,
                               branches=first.n_point)
-        d = stacked_depthwise(x, stack([m.depth.weight for m in mods]) * first.taps, stack([m.depth.bias for m in mods]), s)
+        depth_w = stack([m.depth.weight for m in mods]) * first.taps
+        d = stacked_depthwise(x, depth_w, stack([m.depth.bias for m in mods]), s)
         y = ChannelNorm.run([m.norm for m in mods], torch.cat([p, d], dim=1), out_mask)
         shuffled, *shortcuts = permute_channels(y, 1, first.fuse_index, first.fuse_inverse).split(
             [first.cat] + [o] * (first.n_point - 1), dim=1)
@@ -247,7 +249,8 @@ class SIRBlock(nn.Module):
         return out[0], out_mask
 
     @staticmethod
-    def run(mods: list[SIRBlock], x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run(mods: list[SIRBlock], x: torch.Tensor,
+            mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``s`` streams through their own blocks (identical configurations) at once: ``x [s, c, b, n]``."""
         first = mods[0]
         c2 = first.c2
@@ -259,11 +262,12 @@ class SIRBlock(nn.Module):
         p = stacked_pointwise(x, par(lambda m: m.pw.weight), par(lambda m: m.pw.bias))
         d = stacked_depthwise(x, par(lambda m: m.depth.weight) * first.taps, par(lambda m: m.depth.bias))
         branches = masked(torch.cat([p, d], dim=1), mask)
-        h = stacked_depthwise(permute_channels(branches, 1, first.mix_index, first.mix_inverse), par(lambda m: m.mix_dw.weight),
-                              par(lambda m: m.mix_dw.bias))
-        h = masked(stacked_pointwise(masked(h, mask), par(lambda m: m.mix_pw.weight), par(lambda m: m.mix_pw.bias)), mask)
+        shuffled = permute_channels(branches, 1, first.mix_index, first.mix_inverse)
+        h = masked(stacked_depthwise(shuffled, par(lambda m: m.mix_dw.weight), par(lambda m: m.mix_dw.bias)), mask)
+        h = masked(stacked_pointwise(h, par(lambda m: m.mix_pw.weight), par(lambda m: m.mix_pw.bias)), mask)
         sc = masked(stacked_pointwise(x, par(lambda m: m.short_pw.weight), par(lambda m: m.short_pw.bias)), mask)
-        hs = stacked_depthwise(torch.cat([h, sc], dim=1), par(lambda m: m.down.weight), par(lambda m: m.down.bias), stride=2)
+        hs = stacked_depthwise(torch.cat([h, sc], dim=1), par(lambda m: m.down.weight), par(lambda m: m.down.bias),
+                               stride=2)
         hs = ChannelNorm.run([m.norm for m in mods], hs, out_mask)
         main, short = hs.split(c2, dim=1)
         return masked(F.gelu(main + short), out_mask), out_mask

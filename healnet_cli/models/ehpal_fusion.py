@@ -189,5 +189,6 @@ class LLF(nn.Module):
         w = torch.stack([w_s / total, w_x / total], dim=1)
         stream_x = (w[:, 1:2] * z_x).t().unsqueeze(-1).expand(-1, -1, s.shape[2])
         cat = torch.cat([w[:, 0, None] * s, stream_x])
-        out = self.norm(pointwise(permute_channels(cat, 0, self.mix_index, self.mix_inverse), self.mix.weight, self.mix.bias), s_mask)
+        shuffled = permute_channels(cat, 0, self.mix_index, self.mix_inverse)
+        out = self.norm(pointwise(shuffled, self.mix.weight, self.mix.bias), s_mask)
         return masked(out, s_mask), w

@@ -6,6 +6,11 @@ several convolutions that read the same input run as one call. Token masks are `
 (True = real token) or None when every token is real, which the caller knows from the data's
 structure (omics tokens), so no device synchronisation is needed to skip masking.
 
+Two streams of the same shape whose blocks have identical configurations (the shared and the new
+stream of an omics stage) run stacked on a leading axis, ``[s, c, b, n]``, with their weights stacked
+to ``[s, ...]``: one batched call serves both (the ``stacked_*`` functions; the 3-d ones are the
+``s = 1`` case).
+
 Depthwise convolutions on short sequences (at most :data:`SHIFT_TOKENS` tokens, e.g. omics segment
 tokens) are a product with a constant shift matrix followed by a weighted sum over the taps;
 longer ones (bag streams) call ``conv1d``. Both give the same result.
@@ -134,7 +139,8 @@ def stacked_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         out = torch.bmm(x.reshape(st * c, b, n), band).reshape(st, c, b, r, m).permute(0, 3, 1, 2, 4)
         out = out.reshape(st, r * c, b, m)
         return out if bias is None else out + bias.view(st, r * c, 1, 1)
-    flat = x.reshape(1, st * c * b, n) if r == 1 else x.unsqueeze(1).expand(st, r, c, b, n).reshape(1, st * r * c * b, n)
+    flat = x if r == 1 else x.unsqueeze(1).expand(st, r, c, b, n)  # input channels in weight-row order
+    flat = flat.reshape(1, st * r * c * b, n)
     w = weight.reshape(st * r * c, 1, 1, k).expand(st * r * c, b, 1, k).reshape(st * r * c * b, 1, k)
     bb = None if bias is None else bias.reshape(st * r * c, 1).expand(st * r * c, b).reshape(-1)
     out = F.conv1d(flat, w, bb, stride=stride, padding=pad, groups=st * r * c * b)

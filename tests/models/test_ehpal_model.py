@@ -222,7 +222,8 @@ def test_stacked_streams_equal_the_streams_one_by_one(norm, monkeypatch):
     from healnet_cli.models.ehpal import _Stage
 
     specs = {"rna": ModalitySpec("vector", 40), "cnv": ModalitySpec("vector", 36), "mut": ModalitySpec("vector", 30)}
-    hp = dict(token_dim=16, widths=(16, 16, 24), sir_max_width=32, omics_segments=6, null_tokens=6, pool_dim=8, norm=norm)
+    hp = dict(token_dim=16, widths=(16, 16, 24), sir_max_width=32, omics_segments=6, null_tokens=6, pool_dim=8,
+              norm=norm)
     torch.manual_seed(0)
     model = create_model("ehpal", specs, 4, **hp).double().eval()
     with torch.no_grad():  # leave the identity-at-init fusion, so the gates matter
@@ -233,7 +234,8 @@ def test_stacked_streams_equal_the_streams_one_by_one(norm, monkeypatch):
     batch = {k: ModalityInput(torch.randn(5, s.dim, generator=gen, dtype=torch.float64), torch.tensor(present[k]))
              for k, s in specs.items()}  # S spans max(tokens, null_tokens) = 6 tokens: no padding
     calls = []
-    monkeypatch.setattr(_Stage, "_paired", lambda self, z, present, _f=_Stage._paired: calls.append(1) or _f(self, z, present))
+    original = _Stage._paired
+    monkeypatch.setattr(_Stage, "_paired", lambda self, z, present: calls.append(1) or original(self, z, present))
     out = model(batch, return_weights=True)
     out.logits.sum().backward()
     stacked = _grads(model)
@@ -277,7 +279,8 @@ def test_bag_tokens_equal_layer_norm_then_projection_with_junk_padding():
     mask = torch.ones(2, 9, dtype=torch.bool)
     mask[1, 6:] = False
     data[1, 6:] = 1e6 * torch.randn(3, 24, dtype=torch.float64)  # junk padding
-    res = resolve_modality("wsi", ModalitySpec("bag", 24), ModalityInput(data, torch.ones(2, dtype=torch.bool), mask), 2)
+    item = ModalityInput(data, torch.ones(2, dtype=torch.bool), mask)
+    res = resolve_modality("wsi", ModalitySpec("bag", 24), item, 2)
     tokens, _ = tok(res)  # [c0, b, n]
     ref = F.gelu(tok.proj(tok.norm(data)))  # [b, n, c0]
     got = tokens.permute(1, 2, 0)
