@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from healnet_cli.artifacts.patients import to_patient_id
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.import_features.formats.common import positive
 
 SLIDE_COLUMNS = ("slide_id", "slide", "filename", "wsi", "slide_path")
 CASE_COLUMNS = ("case_id", "patient", "patient_id", "case", "submitter_id")
-_TCGA = re.compile(r"^(TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4})")
 _EXTENSIONS = re.compile(r"\.(h5|pt|svs|tif|tiff|ndpi|mrxs|scn|vms|vmu|bif|svslide|dcm|png|jpe?g|zarr)$", re.IGNORECASE)
 
 
@@ -32,11 +32,8 @@ class SlideTable:
     mpp: dict[str, float] = field(default_factory=dict)
 
     def case_of(self, slide_id: str) -> str:
-        """The listed case id, else the TCGA patient barcode, else the slide id."""
-        if slide_id in self.cases:
-            return self.cases[slide_id]
-        match = _TCGA.match(slide_id)
-        return match.group(1) if match else slide_id
+        """The patient (:func:`to_patient_id`) of the listed case id, else of the slide id."""
+        return to_patient_id(self.cases.get(slide_id) or slide_id)
 
 
 def slide_id_of(name: str) -> str:

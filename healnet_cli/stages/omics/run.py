@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, to_patient_id, write_labels, write_modality
+from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, write_labels, write_modality
+from healnet_cli.artifacts.patients import to_patient_id
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import InputError, ItemError
