@@ -30,6 +30,11 @@ from healnet_cli.stages.omics.tables import read_full, read_head
 
 REPORT = "report.json"
 LABELS_REPORT = "labels_report.json"
+#: Bump when the code changes what `healnet omics` writes for the same inputs and options (parsing,
+#: orientation, cleaning, filtering rules; the labels it finds): recomputes cached modalities.
+ALGORITHM_VERSION = 1
+#: The same for `healnet omics labels` (id, time and event parsing rules).
+LABELS_ALGORITHM_VERSION = 1
 
 
 def run_omics(
@@ -59,7 +64,7 @@ def run_omics(
     fingerprints = {str(job.head.path): file_fingerprint(job.head.path) for job in jobs}
     combined = combine(fingerprints[str(job.head.path)] for job in jobs)
     folder = workspace.omics_dir
-    store = ArtifactStore(folder, "omics", config.params())
+    store = ArtifactStore(folder, "omics", config.params(), algorithm=ALGORITHM_VERSION)
     items = [WorkItem(name, name, combined) for name in names]
     built = None
     if force or not all(store.is_fresh(item.id, item.fingerprint) for item in items):
@@ -168,7 +173,7 @@ def run_labels(
     if len(result.labels) == 0:
         raise InputError(f"{head.path}: every label row was rejected ({result.warning()}); check --time-col / --{config.kind}-col")
     folder = workspace.omics_dir
-    store = ArtifactStore(folder, "omics-labels", config.params())
+    store = ArtifactStore(folder, "omics-labels", config.params(), algorithm=LABELS_ALGORITHM_VERSION)
     meta = {"time_unit": config.time_unit, "sources": [{"path": str(head.path), "fingerprint": fingerprint}]}
 
     def process(item: WorkItem) -> ItemResult:

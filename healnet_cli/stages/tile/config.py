@@ -10,10 +10,6 @@ from typing import Any
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.tile.export import EXPORTS
 
-#: Bumped when the algorithm changes outputs for the same options (invalidates cached slides).
-ALGORITHM_VERSION = 1
-
-
 @dataclass(frozen=True)
 class TileConfig:
     """Options of one ``healnet tile`` run (see ``docs/tile.md``)."""
@@ -61,7 +57,6 @@ class TileConfig:
         """The options that change every slide's outputs (they key the cache). ``--default-mpp``
         keys only the slides that use it (see :func:`healnet_cli.stages.tile.run.item_fingerprint`)."""
         return {
-            "algorithm": ALGORITHM_VERSION,
             "mpp": self.mpp,
             "patch_size": self.patch_size,
             "overlap": self.overlap,
