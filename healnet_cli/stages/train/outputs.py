@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from healnet_cli import __version__
-from healnet_cli.data.survival import harrell_cindex
+from healnet_cli.metrics import compute_harrell, compute_safely
 
 
 def environment(seeds: dict[str, Any], fingerprints: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,8 @@ def summarise(frame: pd.DataFrame, failed: dict[int, str], info: dict[str, Any])
     """Harrell's c-index per fold on the test predictions, mean and sd (ddof=0, as the paper)."""
     rows = []
     for k, part in frame.groupby("fold", sort=True):
-        c = harrell_cindex(part["time"].to_numpy(), part["event"].to_numpy(bool), part["risk"].to_numpy())
+        time, event, risk = part["time"].to_numpy(), part["event"].to_numpy(bool), part["risk"].to_numpy()
+        c = compute_safely("harrell_c", compute_harrell, time, event, risk).as_float
         rows.append({"fold": int(k), "cindex": c, "n_test": len(part), "n_events": int(part["event"].sum())})
     values = np.array([r["cindex"] for r in rows], dtype=float)
     finite = values[np.isfinite(values)]
