@@ -19,6 +19,7 @@ from typer._click import exceptions as click_exceptions
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import EXIT_CRASH, EXIT_INPUT, HealnetError, InputError, Interrupted, one_line
+from healnet_cli.core.runner import check_on_error
 
 
 @dataclass
@@ -121,12 +122,6 @@ def app_state(ctx: typer.Context) -> AppState:
 
 def make_console(ctx: typer.Context, *, json_output: bool = False) -> Console:
     return Console(quiet=app_state(ctx).quiet, json_output=json_output)
-
-
-def check_on_error(value: str) -> str:
-    if value not in ("continue", "fail"):
-        raise InputError(f"--on-error {value!r} is not one of: continue, fail")
-    return value
 
 
 def resolved_options(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]]:

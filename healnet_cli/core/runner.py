@@ -19,11 +19,25 @@ from typing import Any, Literal
 
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
-from healnet_cli.core.errors import one_line
+from healnet_cli.core.errors import InputError, one_line
 from healnet_cli.core.status import HELD_PREFIX, StatusTable
 from healnet_cli.core.store import ArtifactStore
 
 OnError = Literal["continue", "fail"]
+ON_ERROR_CHOICES: tuple[OnError, ...] = ("continue", "fail")
+
+
+def check_on_error(value: str) -> OnError:
+    """``--on-error`` checked (the one check every stage's options use).
+
+    Raises
+    ------
+    InputError
+        ``value`` is not ``continue`` or ``fail``.
+    """
+    if value not in ON_ERROR_CHOICES:
+        raise InputError(f"--on-error {value!r} is not one of: {', '.join(ON_ERROR_CHOICES)}")
+    return value  # type: ignore[return-value]  # checked above
 
 
 @dataclass

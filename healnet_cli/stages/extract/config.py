@@ -7,6 +7,7 @@ from pathlib import Path
 
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.hpc import available_cpus
+from healnet_cli.core.runner import check_on_error
 from healnet_cli.core.workspace import slug
 
 DTYPES = ("float16", "float32")
@@ -48,8 +49,7 @@ class ExtractConfig:
             raise InputError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.export not in EXPORTS:
             raise InputError(f"--export {self.export!r} is not one of {', '.join(EXPORTS)}")
-        if self.on_error not in ("continue", "fail"):
-            raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
+        check_on_error(self.on_error)
         if self.name is not None and (not self.name or slug(self.name) != self.name):
             raise InputError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
         return self

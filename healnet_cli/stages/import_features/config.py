@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from healnet_cli.core.errors import InputError
+from healnet_cli.core.runner import check_on_error
 from healnet_cli.core.workspace import slug
 from healnet_cli.stages.import_features.formats import FORMATS
 
@@ -70,6 +71,5 @@ class ImportConfig:
             raise InputError(f"--patch-size {self.patch_size}: must be a positive number of pixels")
         if self.name is not None and (not self.name or slug(self.name) != self.name):
             raise InputError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
-        if self.on_error not in ("continue", "fail"):
-            raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
+        check_on_error(self.on_error)
         return self

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from healnet_cli.core.errors import InputError
+from healnet_cli.core.runner import check_on_error
 from healnet_cli.stages.tile.export import EXPORTS
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ class TileConfig:
         unknown = sorted(set(self.export) - set(EXPORTS))
         if unknown:
             raise InputError(f"--export {','.join(unknown)}: unknown format(s); choose from {', '.join(EXPORTS)}")
-        if self.on_error not in ("continue", "fail"):
-            raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
+        check_on_error(self.on_error)
 
     @property
     def tiles_dir(self) -> Path:
