@@ -18,6 +18,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from healnet_cli.models.blocks import masked_mean
+
 __all__ = ["SHIFT_TOKENS", "depthwise", "masked", "pointwise", "pooled", "stride_mask"]
 
 SHIFT_TOKENS = 48
@@ -35,10 +37,7 @@ def stride_mask(mask: torch.Tensor | None, stride: int) -> torch.Tensor | None:
 
 def pooled(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Masked mean of ``x [c, b, n]`` over tokens, as ``[b, c]``."""
-    if mask is None:
-        return x.mean(dim=2).t()
-    m = mask.to(x.dtype)
-    return ((x * m).sum(dim=2) / m.sum(dim=1).clamp(min=1.0)).t()
+    return masked_mean(x, None if mask is None else mask.unsqueeze(0), dim=2).t()
 
 
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
