@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from healnet_cli.artifacts._parquet import read_meta, read_table, write_table
+from healnet_cli.artifacts._parquet import read_table, write_table
 from healnet_cli.core.errors import InputError
 
 OMICS_SCHEMA = "healnet.omics/1"
@@ -73,10 +73,6 @@ def read_labels(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, A
     if list(frame.columns) != ["time", "event"] or frame.index.name != INDEX:
         raise InputError(f"{path}: expected index {INDEX} and columns time, event; rerun `healnet omics labels`")
     return frame, meta
-
-
-def read_modality_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_meta(path, schema=OMICS_SCHEMA, hint=_HINT)
 
 
 def present_patients(frame: pd.DataFrame) -> pd.Index:
