@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import exceptions as click_exceptions
 
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
 from healnet_cli.core.console import Console
@@ -151,7 +150,7 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
     try:
         with terminate_as_interrupt():
             yield
-    except (typer.Exit, typer.Abort, click_exceptions.ClickException):
+    except (typer.Exit, typer.Abort, typer.BadParameter):  # typer's own: it prints them and sets the exit code
         raise
     except HealnetError as exc:
         _fail(exc, debug, exc.exit_code)
