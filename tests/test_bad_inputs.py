@@ -247,6 +247,8 @@ CASES = [
          r"--on-error 'stop' is not one of: continue, fail"),
     Case("17-on-error-omics", lambda i: ["omics", str(i.table()), "-w", str(i.root / "w"), "--on-error", "halt"], 2,
          r"--on-error 'halt' is not one of: continue, fail"),
+    Case("17-features-name", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--name", "my features"], 2,
+         r"--name 'my features': use letters, digits, '\.', '_' or '-' \(it names the folder features/NAME/\)"),
 ]
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from healnet_cli.artifacts._parquet import attach_meta, decode_meta
+from healnet_cli.artifacts._parquet import decode_meta, write_arrow
 from healnet_cli.artifacts.run import HINT, PREDICTIONS_FILE, RunLayout
 from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
@@ -37,10 +37,7 @@ GROUP_COUNTS = range(2, 7)
 
 def write_predictions(path: str | os.PathLike[str], frame: pd.DataFrame, meta: Mapping[str, Any]) -> Path:
     """Atomically write a predictions table (no index) with ``meta`` + schema + version."""
-    table = attach_meta(pa.Table.from_pandas(frame, preserve_index=False), {**meta, "schema": PREDICTIONS_SCHEMA})
-    with atomic.atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return Path(path)
+    return write_arrow(path, pa.Table.from_pandas(frame, preserve_index=False), dict(meta), schema=PREDICTIONS_SCHEMA)
 
 
 def read_predictions(path: str | os.PathLike[str], *, hint: str = HINT) -> tuple[pd.DataFrame, dict[str, Any]]:

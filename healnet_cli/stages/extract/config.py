@@ -8,7 +8,7 @@ from pathlib import Path
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.hpc import available_cpus
 from healnet_cli.core.runner import check_on_error
-from healnet_cli.core.workspace import slug
+from healnet_cli.core.workspace import check_features_name
 
 DTYPES = ("float16", "float32")
 EXPORTS = ("none", "clam")
@@ -50,8 +50,7 @@ class ExtractConfig:
         if self.export not in EXPORTS:
             raise InputError(f"--export {self.export!r} is not one of {', '.join(EXPORTS)}")
         check_on_error(self.on_error)
-        if self.name is not None and (not self.name or slug(self.name) != self.name):
-            raise InputError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
+        check_features_name(self.name)
         return self
 
 
