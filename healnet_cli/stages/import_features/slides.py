@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from healnet_cli.artifacts.patients import to_patient_id
+from healnet_cli.core.csv_table import read_csv_table
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.import_features.formats.common import positive
 
@@ -78,15 +79,7 @@ def read_slide_table(path: Path | None) -> SlideTable:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise InputError(f"--slides-csv {path}: file not found; check the path")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            head = handle.readline()
-        sep = "\t" if "\t" in head else (";" if ";" in head and "," not in head else ",")
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"--slides-csv {path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from exc
+    return read_csv_table(path, "--slides-csv")
 
 
 def _put(table: dict, key: str, value: object, where: str, what: str) -> None:

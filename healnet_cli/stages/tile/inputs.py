@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from healnet_cli.artifacts.patients import to_patient_id
+from healnet_cli.core.csv_table import read_csv_table
 from healnet_cli.core.errors import InputError
 from healnet_cli.slides.base import SLIDE_EXTENSIONS
 
@@ -124,17 +125,7 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    import pandas as pd  # lazily: a run without CSVs does not pay for importing pandas
-
-    if not Path(path).is_file():
-        raise InputError(f"{what} {path}: file not found; check the path")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            header = handle.readline()
-        sep = "\t" if "\t" in header else (";" if ";" in header and "," not in header else ",")
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"{what} {path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from exc
+    frame = read_csv_table(path, what)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     return frame
 
