@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
-from healnet_cli.core.console import Console
+from healnet_cli.core.console import Console, json_result
 from healnet_cli.core.errors import EXIT_CRASH, EXIT_INPUT, HealnetError, InputError, Interrupted, one_line
 from healnet_cli.core.runner import check_on_error
 
@@ -147,40 +147,47 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
     so locks are released, and exit 143 / 130. ``healnet --debug`` prints the traceback too.
     """
     debug = app_state(ctx).debug
+    command = " ".join(_command_path(ctx)) or (ctx.info_name or "")
+    json_output = bool(ctx.params.get("json_output"))
+
+    def fail(exc: BaseException, code: int, *, unexpected: bool = False, cause: BaseException | None = None) -> None:
+        if debug:
+            traceback.print_exception(cause or exc)
+        message = f"unexpected failure: {one_line(exc)}" if unexpected else one_line(exc)
+        hint = " (rerun with `healnet --debug ...` for the traceback)" if unexpected and not debug else ""
+        print(f"error: {message}{hint}", file=sys.stderr, flush=True)
+        _json_error(json_output, command, code, message)
+        raise typer.Exit(code) from None
+
     try:
         with terminate_as_interrupt():
             yield
     except (typer.Exit, typer.Abort, typer.BadParameter):  # typer's own: it prints them and sets the exit code
         raise
     except HealnetError as exc:
-        _fail(exc, debug, exc.exit_code)
+        fail(exc, exc.exit_code)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         what = "terminated by SIGTERM (walltime or scancel)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
-        print(
-            f"{what}: locks released, finished items kept; rerun (resubmit) the same command to resume",
-            file=sys.stderr,
-            flush=True,
-        )
+        message = f"{what}: locks released, finished items kept; rerun (resubmit) the same command to resume"
+        print(message, file=sys.stderr, flush=True)
+        _json_error(json_output, command, 128 + int(signum), message)
         raise typer.Exit(128 + int(signum)) from None
     except OSError as exc:
         mapped = os_error(exc)
         if mapped is None:
-            _fail(exc, debug, EXIT_CRASH, unexpected=True)
-        _fail(mapped, debug, mapped.exit_code, cause=exc)
+            fail(exc, EXIT_CRASH, unexpected=True)
+        fail(mapped, mapped.exit_code, cause=exc)
     except Exception as exc:
-        _fail(exc, debug, EXIT_CRASH, unexpected=True)
+        fail(exc, EXIT_CRASH, unexpected=True)
 
 
-def _fail(exc: BaseException, debug: bool, code: int, *, unexpected: bool = False, cause: BaseException | None = None) -> None:
-    if debug:
-        traceback.print_exception(cause or exc)
-    if unexpected:
-        hint = "" if debug else " (rerun with `healnet --debug ...` for the traceback)"
-        print(f"error: unexpected failure: {one_line(exc)}{hint}", file=sys.stderr, flush=True)
-    else:
-        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
-    raise typer.Exit(code) from None
+def _json_error(json_output: bool, command: str, code: int, message: str) -> None:
+    """With ``--json``: the failure as one JSON object on stdout (scripts parse stdout, and an
+    empty one would not parse)."""
+    if json_output:
+        Console(json_output=True).emit_json(json_result({"error": message, "command": command}, code))
+
 
 
 def os_error(exc: OSError) -> HealnetError | None:
