@@ -361,7 +361,24 @@ CASES = [
          r"--on-error 'halt' is not one of: continue, fail"),
     Case("17-features-name", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--name", "my features"], 2,
          r"--name 'my features': use letters, digits, '\.', '_' or '-' \(it names the folder features/NAME/\)"),
+    # issue 19.9: evaluate --out into a user's folder would delete top_*.png and overwrite summary.md
+    Case("19.9-evaluate-out-user-folder", lambda i: _user_folder_out(i), 2,
+         r"--out \S*my_figures: not empty \(summary\.md, top_rna\.png\) and not written by `healnet evaluate`",
+         check=lambda i, o: _user_files_intact(i)),
 ]
+
+
+def _user_folder_out(inputs: Inputs) -> list[str]:
+    folder = _mkdir(inputs.root / "my_figures")
+    (folder / "top_rna.png").write_bytes(b"\x89PNG my figure")
+    (folder / "summary.md").write_text("# my notes\n")
+    return ["evaluate", str(inputs.trained()), "--out", str(folder), "--bootstrap", "0"]
+
+
+def _user_files_intact(inputs: Inputs) -> None:
+    folder = inputs.root / "my_figures"
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.md", "top_rna.png"]
+    assert (folder / "summary.md").read_text() == "# my notes\n"
 
 
 def _mkdir(path: Path) -> Path:

@@ -210,10 +210,18 @@ def omics_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-@pytest.mark.parametrize("kill_at", [3, 9, 16], ids=["creating-the-run", "fold-0-state", "fold-1-member"])
-def test_killed_train_leaves_temporaries_that_the_resume_removes(kill_at: int, tmp_path: Path, omics_work: Path) -> None:
-    clean = tmp_path / "clean"
-    assert runner.invoke(build_app(), _train_args(omics_work, clean)).exit_code == 0
+@pytest.fixture(scope="module")
+def clean_run(omics_work: Path) -> Path:
+    """An uninterrupted run (the reference; also what predict is run on)."""
+    run = omics_work.parent / "clean_run"
+    assert runner.invoke(build_app(), _train_args(omics_work, run)).exit_code == 0
+    return run
+
+
+@pytest.mark.parametrize("kill_at", [3, 16], ids=["creating-the-run", "fold-1-member"])
+def test_killed_train_leaves_temporaries_that_the_resume_removes(kill_at: int, tmp_path: Path, omics_work: Path,
+                                                                 clean_run: Path) -> None:
+    clean = clean_run
     out = tmp_path / "run"
     killed = run_healnet(_train_args(omics_work, out), env=NODE_A, kill=("replace", kill_at, "SIGKILL"))
     assert killed.returncode == -9, killed.stderr
@@ -227,9 +235,8 @@ def test_killed_train_leaves_temporaries_that_the_resume_removes(kill_at: int, t
 
 
 @pytest.mark.parametrize("kill_at", [1, 2], ids=["predictions", "predict.json"])
-def test_killed_predict_is_rerun_into_the_same_folder(kill_at: int, tmp_path: Path, omics_work: Path) -> None:
-    run = tmp_path / "run"
-    assert runner.invoke(build_app(), _train_args(omics_work, run)).exit_code == 0
+def test_killed_predict_is_rerun_into_the_same_folder(kill_at: int, tmp_path: Path, omics_work: Path, clean_run: Path) -> None:
+    run = clean_run
     out = tmp_path / "predicted"
     args = ["predict", str(run), "-w", str(omics_work), "--out", str(out), "--json"]
     killed = run_healnet(args, kill=("replace", kill_at, "SIGKILL"))

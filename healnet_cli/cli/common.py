@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
 from healnet_cli.core.console import Console, json_result
@@ -180,6 +181,27 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
         fail(mapped, mapped.exit_code, cause=exc)
     except Exception as exc:
         fail(exc, EXIT_CRASH, unexpected=True)
+
+
+class JsonUsageCommand(TyperCommand):
+    """A command whose usage errors (a missing or malformed option, a bad ``--config``) are also a
+    JSON object on stdout when the command line holds ``--json``; the parser still prints them."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except Exception as exc:
+            if wants_json and _is_usage_error(exc):
+                names = [*_command_path(parent), info_name or ""] if parent is not None else [info_name or ""]
+                _json_error(True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split()))  # type: ignore[attr-defined]
+            raise
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A usage error of typer's parser (a missing or malformed option; exit 2), recognised by what it
+    carries, as typer exports no base class for it (``typer._click`` is private)."""
+    return getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))
 
 
 def _json_error(json_output: bool, command: str, code: int, message: str) -> None:

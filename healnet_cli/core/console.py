@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
+#: Width of the progress bar on a terminal (characters).
+BAR_WIDTH = 16
 
 
 def json_result(payload: dict[str, Any], code: int) -> dict[str, Any]:
@@ -125,18 +127,27 @@ class Console:
         from rich.console import Console as RichConsole
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        terminal = RichConsole(file=self.stream)
+        # What the other columns take (the bar: BAR_WIDTH); the status gets the rest of the line,
+        # cut with "…", so that a narrow terminal never squeezes the bar or the count instead.
+        digits = len(str(total if total is not None else 0))
+        room = terminal.width - (len(description) + BAR_WIDTH + 2 * digits + 1 + len(unit) + 7 + 5)
+
+        def status() -> str:
+            text = extra() if extra is not None else ""
+            return text if len(text) <= room else text[: max(0, room - 1)] + "…"
+
         with Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=BAR_WIDTH),
             MofNCompleteColumn(),
             TextColumn(unit),
             TimeRemainingColumn(),
             TextColumn("{task.fields[extra]}"),
-            console=RichConsole(file=self.stream),
+            console=terminal,
             transient=True,
         ) as progress:
-            task = progress.add_task(description, total=total, completed=completed, extra=extra() if extra is not None else "")
+            task = progress.add_task(description, total=total, completed=completed, extra=status())
             for item in items:
                 yield item
-                fields = {"extra": extra()} if extra is not None else {}
-                progress.update(task, advance=weight(item) if weight is not None else 1, **fields)
+                progress.update(task, advance=weight(item) if weight is not None else 1, extra=status())

@@ -65,3 +65,16 @@ def test_a_summary_carries_ok_and_exit_code(tmp_path: Path) -> None:
     slides = make_slides(tmp_path / "slides", n=1)
     code, payload = _json(["tile", str(slides), "-w", str(tmp_path / "w"), *TILE_ARGS, "--json"])
     assert code == 0 and payload["ok"] is True and payload["exit_code"] == 0 and payload["counts"]["done"] == 1
+
+
+def test_usage_errors_are_json_objects_too(tmp_path: Path) -> None:
+    code, payload = _json(["omics", "labels", str(tmp_path / "t.csv"), "--json"])
+    assert code == 2 and payload["command"] == "omics labels" and "Missing option '--time-col'" in payload["error"]
+    code, payload = _json(["train", "--modalities", "rna", "--epochs", "x", "--json"])
+    assert code == 2 and payload["command"] == "train" and "--epochs" in payload["error"] and payload["ok"] is False
+    config = tmp_path / "study.yaml"
+    config.write_text("tiles:\n  mpp: 0.5\n")
+    code, payload = _json(["tile", str(tmp_path), "--config", str(config), "--json"])
+    assert code == 2 and "unknown section 'tiles'" in payload["error"]
+    plain = CliRunner().invoke(build_app(), ["train", "--modalities", "rna", "--epochs", "x"])
+    assert plain.exit_code == 2 and '"ok"' not in plain.stdout  # without --json: no JSON

@@ -21,8 +21,8 @@ from healnet_cli.artifacts.run_tables import (
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
-from healnet_cli.core.workspace import Workspace
 from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, DiskFullError, HealnetError, InputError, one_line
+from healnet_cli.core.workspace import Workspace
 from healnet_cli.data.cohort import Cohort, load_cohort
 from healnet_cli.data.inference import cpu_threads as inference_threads
 from healnet_cli.data.fitted import is_fitted

@@ -157,8 +157,11 @@ def test_epoch_progress_is_a_plain_line_in_logs() -> None:
                               f"best epoch {last['best_epoch']}")
 
 
-def test_epoch_progress_is_a_rich_line_on_a_terminal() -> None:
+@pytest.mark.parametrize("columns", [200, 60])
+def test_epoch_progress_is_a_rich_line_on_a_terminal(columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from healnet_cli.stages.train.loop import train_fold
+
+    monkeypatch.setenv("COLUMNS", str(columns))
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -168,4 +171,8 @@ def test_epoch_progress_is_a_rich_line_on_a_terminal() -> None:
     model, t, y, v, vy, s = _loop_inputs()
     train_fold(model, t, y, v, vy, s, console=Console(stream=stream), label="fold 2")
     text = stream.getvalue()
-    assert "fold 2" in text and "3/3" in text and "epochs" in text and "best epoch" in text and "\x1b[" in text
+    assert "fold 2" in text and "3/3" in text and "epochs" in text and "\x1b[" in text
+    if columns >= 100:
+        assert "train loss" in text and "val loss" in text and "best epoch" in text
+    else:  # a narrow terminal: the status is cut ("…"), never the bar or the count
+        assert "train loss" in text and "…" in text and "best epoch" not in text and "━" in text
