@@ -57,7 +57,7 @@ from healnet_cli.core.hpc import available_cpus
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.extractors import Extractor, load_extractor
-from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
 from healnet_cli.stages.extract.config import default_num_workers
 from healnet_cli.stages.extract import loader
 from healnet_cli.stages.extract.engine import EngineOptions, extract_slides

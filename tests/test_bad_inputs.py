@@ -353,6 +353,14 @@ CASES = [
     Case("19.4-uneven-array", _tile, 2, r"not evenly spaced.*--array=0-2 .*--shard I/N",
          env={"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "5",
               "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_STEP": "1"}),  # fmt: skip
+    # issue 17: one --on-error check for every stage
+    Case("17-on-error-tile", lambda i: _tile(i, "--on-error", "skip"), 2, r"--on-error 'skip' is not one of: continue, fail"),
+    Case("17-on-error-extract", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--on-error", "stop"], 2,
+         r"--on-error 'stop' is not one of: continue, fail"),
+    Case("17-on-error-omics", lambda i: ["omics", str(i.table()), "-w", str(i.root / "w"), "--on-error", "halt"], 2,
+         r"--on-error 'halt' is not one of: continue, fail"),
+    Case("17-features-name", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--name", "my features"], 2,
+         r"--name 'my features': use letters, digits, '\.', '_' or '-' \(it names the folder features/NAME/\)"),
     # issue 19.9: evaluate --out into a user's folder would delete top_*.png and overwrite summary.md
     Case("19.9-evaluate-out-user-folder", lambda i: _user_folder_out(i), 2,
          r"--out \S*my_figures: not empty \(summary\.md, top_rna\.png\) and not written by `healnet evaluate`",

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import exceptions as click_exceptions
 from typer.core import TyperCommand
 
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
 from healnet_cli.core.console import Console, json_result
 from healnet_cli.core.errors import EXIT_CRASH, EXIT_INPUT, HealnetError, InputError, Interrupted, one_line
+from healnet_cli.core.runner import check_on_error
 
 
 @dataclass
@@ -124,12 +124,6 @@ def make_console(ctx: typer.Context, *, json_output: bool = False) -> Console:
     return Console(quiet=app_state(ctx).quiet, json_output=json_output)
 
 
-def check_on_error(value: str) -> str:
-    if value not in ("continue", "fail"):
-        raise InputError(f"--on-error {value!r} is not one of: continue, fail")
-    return value
-
-
 def resolved_options(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]]:
     """This command's resolved option values and where each came from (commandline, environment,
     default_map = config file, default)."""
@@ -169,7 +163,7 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
     try:
         with terminate_as_interrupt():
             yield
-    except (typer.Exit, typer.Abort, click_exceptions.ClickException):
+    except (typer.Exit, typer.Abort, typer.BadParameter):  # typer's own: it prints them and sets the exit code
         raise
     except HealnetError as exc:
         fail(exc, exc.exit_code)
@@ -197,11 +191,17 @@ class JsonUsageCommand(TyperCommand):
         wants_json = "--json" in args
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
-        except click_exceptions.UsageError as exc:
-            if wants_json:
+        except Exception as exc:
+            if wants_json and _is_usage_error(exc):
                 names = [*_command_path(parent), info_name or ""] if parent is not None else [info_name or ""]
-                _json_error(True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split()))
+                _json_error(True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split()))  # type: ignore[attr-defined]
             raise
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A usage error of typer's parser (a missing or malformed option; exit 2), recognised by what it
+    carries, as typer exports no base class for it (``typer._click`` is private)."""
+    return getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))
 
 
 def _json_error(json_output: bool, command: str, code: int, message: str) -> None:

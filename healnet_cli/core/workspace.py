@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from healnet_cli.core.errors import InputError
+
 DEFAULT_WORKDIR = "healnet_work"
 DEFAULT_RUNS = "runs"
 
@@ -23,6 +25,18 @@ DEFAULT_RUNS = "runs"
 def slug(name: str) -> str:
     """A folder-safe version of a registry name (``timm:resnet50`` → ``timm-resnet50``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "unnamed"
+
+
+def check_features_name(name: str | None) -> None:
+    """``--name`` (the folder ``features/NAME/``) checked: already folder-safe, as :func:`slug` leaves it.
+
+    Raises
+    ------
+    InputError
+        ``name`` is empty or has characters other than letters, digits, ``.``, ``_`` and ``-``.
+    """
+    if name is not None and (not name or slug(name) != name):
+        raise InputError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
 
 
 @dataclass(frozen=True)

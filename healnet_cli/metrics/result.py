@@ -46,6 +46,11 @@ class MetricValue:
     def ok(self) -> bool:
         return self.value is not None
 
+    @property
+    def as_float(self) -> float:
+        """The value, NaN when it is missing (for arrays and model selection; reports use ``reason``)."""
+        return math.nan if self.value is None else float(self.value)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (``reason`` only present when the value is missing)."""
         out: dict[str, Any] = {"value": _num(self.value), "ci95": None}

@@ -1,4 +1,8 @@
-"""EHPAL-Surv: an efficient hybrid-fusion cascade for bags and omics (EHPAL.md section 2).
+"""EHPAL-Surv: an efficient hybrid-fusion cascade for bags and omics, a PyTorch survival model
+after EHPAL-Net (anonymous ICLR 2026 submission 20215, OpenReview forum mZJM8hXmVg; republished as
+CURE: Dhar et al., "Advancing Multimodal Fusion on Heterogeneous Medical Data with Hybrid Geometry
+Attention", KDD 2026, arXiv:2607.19086). The design and where it departs from the authors'
+TensorFlow code: ``docs/models.md`` (EHPAL-Surv).
 
 The first modality in ``modality_order`` seeds the shared stream ``S`` (a WSI bag by
 default: LayerNorm -> Linear -> GELU once, Hilbert ordering, stride-4 stem). Each later
@@ -53,7 +57,7 @@ class EHPALConfig:
     segment_weights : {"per_segment", "shared"}
         Omics tokenizer: one ``Linear(G/T -> c0)`` per segment, so every feature has its own
         weights ("per_segment", default), or one Linear shared by all segments plus a learned
-        position embedding, as in EHPAL.md section 2.1 ("shared"). Omics features have no
+        position embedding ("shared", the design's original tokenizer). Omics features have no
         order that makes weight sharing across segments meaningful.
     omics_dropout : float
         Dropout on the omics feature values before tokenization, in training only (0.0): with
@@ -74,8 +78,8 @@ class EHPALConfig:
         Tokens per chunk in the bag projection (16384).
     norm : {"layer", "group"}
         Norm used wherever the authors used BatchNorm: a per-token LayerNorm over channels
-        ("layer") or a masked GroupNorm with 8 groups over each sample's valid tokens ("group";
-        EHPAL.md section 2.2 allows either). Both are per sample.
+        ("layer") or a masked GroupNorm with 8 groups over each sample's valid tokens ("group").
+        Both are per sample (BatchNorm would mix patients and padding).
     activation_checkpointing : bool
         Recompute tokenizer and stage activations in the backward pass (False): less
         training memory on large bags for about a third more compute.

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from healnet_cli.models.blocks import grid_steps
 from healnet_cli.models.ehpal_ops import (
     depthwise,
     group_norm,
@@ -344,15 +345,11 @@ def hilbert_index(xy: torch.Tensor, bits: int = HILBERT_BITS) -> torch.Tensor:
 
 
 def _grid(coords: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Level-0 pixel coordinates -> integer patch grid, per sample (step = smallest gap)."""
+    """Level-0 pixel coordinates -> integer patch grid, per sample (step: :func:`grid_steps`)."""
     valid = mask.unsqueeze(-1)
     c = coords.to(torch.float64)
-    inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
-    lo = torch.where(valid, c, inf).amin(dim=1, keepdim=True)
-    srt = torch.where(valid, c, inf).sort(dim=1).values
-    gaps = srt[:, 1:] - srt[:, :-1] if c.shape[1] > 1 else torch.full_like(srt, float("inf"))
-    gaps = torch.where(torch.isfinite(gaps) & (gaps > 1e-9), gaps, inf)
-    step = gaps.amin(dim=1, keepdim=True)
+    lo = torch.where(valid, c, torch.tensor(float("inf"), dtype=c.dtype, device=c.device)).amin(dim=1, keepdim=True)
+    step = grid_steps(c, mask)
     step = torch.where(torch.isfinite(step), step, torch.ones_like(step))
     grid = torch.round((c - lo) / step)
     grid = torch.where(valid & torch.isfinite(grid), grid, torch.zeros_like(grid))

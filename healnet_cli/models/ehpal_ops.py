@@ -23,6 +23,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from healnet_cli.models.blocks import masked_mean
+
 __all__ = [
     "SHIFT_TOKENS",
     "depthwise",
@@ -51,10 +53,8 @@ def stride_mask(mask: torch.Tensor | None, stride: int) -> torch.Tensor | None:
 
 def pooled(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Masked mean over tokens: ``[c, b, n] -> [b, c]``, or ``[s, c, b, n] -> [s, b, c]`` for stacked streams."""
-    if mask is None:
-        return x.mean(dim=-1).transpose(-1, -2)
-    m = mask.to(x.dtype)
-    return ((x * m).sum(dim=-1) / m.sum(dim=1).clamp(min=1.0)).transpose(-1, -2)
+    m = None if mask is None else mask.reshape((1,) * (x.dim() - 2) + tuple(mask.shape))
+    return masked_mean(x, m, dim=-1).transpose(-1, -2)
 
 
 def stack(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -13,8 +13,8 @@ import pytest
 from healnet_cli.slides import open_slide, tiff_pages
 from healnet_cli.slides.direct_regions import DirectRegions, direct_regions
 from healnet_cli.slides.openslide_backend import OpenSlideReader
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
 from healnet_cli.slides.tiff_pages import TileCache
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 # (x, y, w, h) in level-0 px: tile-aligned, unaligned (several tiles), a 16-patch strip, past the edge, outside
 REGIONS = [(0, 0, 256, 256), (96, 160, 256, 256), (64, 64, 16 * 40, 40), (900, 600, 300, 200), (1600, 0, 8, 8)]

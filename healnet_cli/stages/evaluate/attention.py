@@ -112,10 +112,14 @@ def _thumbnail(tiles_dir: Path | None, slide_id: str) -> tuple[np.ndarray | None
 
 
 def _patch_size(coords: np.ndarray) -> float:
-    """Level-0 patch size guessed from the coordinate grid (smallest non-zero step)."""
-    steps = [np.diff(np.unique(coords[:, a])) for a in (0, 1)]
-    steps = np.concatenate([s[s > 0] for s in steps])
-    return float(steps.min()) if steps.size else 256.0
+    """Level-0 patch size guessed from the coordinate grid (its smallest step, :func:`grid_steps`)."""
+    import torch
+
+    from healnet_cli.models.blocks import grid_steps
+
+    xy = torch.from_numpy(np.asarray(coords, dtype=np.float64))[None]
+    step = float(grid_steps(xy, torch.ones(xy.shape[:2], dtype=torch.bool)).min())
+    return step if np.isfinite(step) else 256.0
 
 
 def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tiles_dir: Path | None) -> list[Heatmap]:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, to_patient_id, write_labels, write_modality
+from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, write_labels, write_modality
+from healnet_cli.artifacts.patients import to_patient_id
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import InputError, ItemError
@@ -32,6 +33,11 @@ REPORT = "report.json"
 #: The two commands that write ``labels.parquet``; the labels manifest's ``stage`` names its owner.
 OMICS_STAGE, LABELS_STAGE = "omics", "omics-labels"
 LABELS_REPORT = "labels_report.json"
+#: Bump when the code changes what `healnet omics` writes for the same inputs and options (parsing,
+#: orientation, cleaning, filtering rules; the labels it finds): recomputes cached modalities.
+ALGORITHM_VERSION = 1
+#: The same for `healnet omics labels` (id, time and event parsing rules).
+LABELS_ALGORITHM_VERSION = 1
 
 
 def run_omics(
@@ -62,7 +68,7 @@ def run_omics(
     fingerprints = {str(job.head.path): file_fingerprint(job.head.path) for job in jobs}
     combined = combine(fingerprints[str(job.head.path)] for job in jobs)
     folder = workspace.omics_dir
-    store = ArtifactStore(folder, OMICS_STAGE, config.params())
+    store = ArtifactStore(folder, OMICS_STAGE, config.params(), algorithm=ALGORITHM_VERSION)
     owner = labels_owner(store)
     kept_labels = ""
     if LABELS_NAME in names and owner is not None and owner.stage == LABELS_STAGE:
@@ -223,7 +229,7 @@ def run_labels(
     if len(result.labels) == 0:
         raise InputError(f"{head.path}: every label row was rejected ({result.warning()}); check --time-col / --{config.kind}-col")
     folder = workspace.omics_dir
-    store = ArtifactStore(folder, LABELS_STAGE, config.params())
+    store = ArtifactStore(folder, LABELS_STAGE, config.params(), algorithm=LABELS_ALGORITHM_VERSION)
     owner = labels_owner(store)
     if owner is not None and owner.stage == OMICS_STAGE and not force:
         raise InputError(

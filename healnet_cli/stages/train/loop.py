@@ -22,7 +22,8 @@ from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.data.batching import PatientTable, collate, drop_modalities, make_batches
 from healnet_cli.data.inference import predict_logits
-from healnet_cli.data.survival import harrell_cindex, risk_from_survival, survival_from_logits
+from healnet_cli.data.survival import risk_from_survival, survival_from_logits
+from healnet_cli.metrics import compute_harrell, compute_safely
 from healnet_cli.stages.train.losses import cox_loss, nll_loss
 
 IMPROVE_TOL = 1e-4
@@ -124,7 +125,7 @@ def evaluate(model: nn.Module, table: PatientTable, y: Targets, s: LoopSettings)
     rows = np.arange(len(table.ids))
     loss = float(sample_losses(t, y, rows, s, alpha=0.0).mean())
     risk = logits[:, 0] if s.loss == "cox" else risk_from_survival(survival_from_logits(logits))
-    return loss, harrell_cindex(y.time, y.event, risk)
+    return loss, compute_safely("harrell_c", compute_harrell, y.time, y.event, risk).as_float
 
 
 def _seed_epoch(s: LoopSettings, epoch: int, rank: int) -> tuple[np.random.Generator, np.random.Generator]:

@@ -17,7 +17,7 @@ from healnet_cli.core.store import ArtifactStore
 from healnet_cli.extractors.stain_texture import stain_texture_features
 from healnet_cli.extractors.transform import resize_patches
 from healnet_cli.slides import open_slide
-from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
 from healnet_cli.stages.extract.config import ExtractConfig
 from healnet_cli.stages.extract.engine import _guarded
 from healnet_cli.stages.extract.items import SlidePlan, discover_items, read_plan
