@@ -142,3 +142,6 @@ def check_config(cfg: TrainConfig) -> None:
     kinds = getattr(get_model_class(cfg.model), "modality_kinds", ("bag", "vector"))
     if WSI in cfg.modalities and "bag" not in kinds:
         raise InputError(f"--model {cfg.model} works on omics only; drop wsi from --modalities or pick another model")
+    only = getattr(get_model_class(cfg.model), "required_modalities", None)
+    if only is not None and tuple(cfg.modalities) != tuple(only):
+        raise InputError(f"--model {cfg.model} takes --modalities {','.join(only)} only (got {','.join(cfg.modalities)})")
