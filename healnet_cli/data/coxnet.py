@@ -4,8 +4,9 @@ The input is the concatenation of the requested omics modalities after the fold'
 (absent modalities imputed with the training medians). The penalty strength ``alpha`` is chosen
 by an inner K-fold cross-validation on the fold's training patients (default 5 folds, stratified by
 event, seeded): the regularisation path of all training patients gives the alpha grid, each inner
-fold is scored by the grouped partial-likelihood deviance, and the largest alpha within one standard
-error of the minimum is kept (glmnet ``cv.glmnet``'s ``lambda.1se``). The model is then refitted on
+fold is scored by the grouped partial-likelihood deviance, and the alpha of the smallest mean
+deviance is kept (glmnet ``cv.glmnet``'s defaults, ``lambda.min``; ``select=cv-1se`` and
+``criterion=cindex`` are the alternatives). The model is then refitted on
 all training patients at that alpha. The fold's early-stopping hold-out is not used.
 Survival curves use a Breslow baseline fitted on the training risks.
 """
