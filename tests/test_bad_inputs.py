@@ -332,6 +332,14 @@ CASES = [
     Case("19.4-uneven-array", _tile, 2, r"not evenly spaced.*--array=0-2 .*--shard I/N",
          env={"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "5",
               "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_STEP": "1"}),  # fmt: skip
+    # issue 16: cox-clinical is a model of the clinical covariates alone; a coxnet option with a typo
+    Case("16-cox-clinical-with-omics",
+         lambda i: ["train", *train_args(i.omics(), i.root / "cc")[:-2], "--out", str(i.root / "cc"),
+                    "--model", "cox-clinical", "--modalities", "rna,clinical"],
+         2, r"--model cox-clinical takes --modalities clinical only \(got rna,clinical\)"),
+    Case("16-coxnet-bad-select",
+         lambda i: ["train", *train_args(i.omics(), i.root / "cx"), "--model", "coxnet", "--hparam", "select=best"],
+         2, r"select must be one of \['cv-min', 'cv-1se', 'mid-path'\], got 'best'"),
 ]
 
 

@@ -28,7 +28,7 @@ from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
 
 __all__ = ["CoxClinical", "CoxClinicalConfig", "Coxnet", "CoxnetConfig", "LinearCox"]
 
-SELECT_RULES = ("cv-1se", "cv-min", "mid-path")
+SELECT_RULES = ("cv-min", "cv-1se", "mid-path")
 
 
 @dataclass(frozen=True)
