@@ -87,7 +87,20 @@ def run_model(model: str, modalities: list[str], workdir: Path, cohort_dir: Path
         return {"mean": c, "sd": 0.0, "folds": [c], "seconds_per_fold": seconds / n_folds}
     summary = json.loads((out / "summary.json").read_text())
     return {"mean": summary["cindex_mean"], "sd": summary["cindex_sd"], "folds": [f["cindex"] for f in summary["folds"]],
-            "seconds_per_fold": seconds / n_folds}
+            "seconds_per_fold": seconds / n_folds, "inner": inner_validation(out)}
+
+
+def inner_validation(run: Path) -> float | None:
+    """Mean over folds and ensemble members of the inner-validation c-index at the early-stopping
+    epoch (training patients only; None for closed-form models)."""
+    values = []
+    for path in sorted(run.glob("fold_*/**/history.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not rows or "best_epoch" not in rows[-1]:
+            continue
+        best = int(rows[-1]["best_epoch"])
+        values += [r["val_cindex"] for r in rows if r.get("epoch") == best and r.get("val_cindex") is not None]
+    return float(np.mean(values)) if values else None
 
 
 def age_alone(cohort_dir: Path, workdir: Path, quick: bool) -> list[float] | None:
@@ -122,10 +135,14 @@ def main() -> None:
     parser.add_argument("--local-conversion", action="store_true",
                         help="build the workspace with the script's own minimal conversion instead of `healnet omics` "
                              "(clinical = age + sex only)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the workspace and run folders here")
     parser.add_argument("--extra", default="", help="extra `healnet train` arguments, space-separated")
     args = parser.parse_args()
     variants = ["clinical"] if args.clinical else [v.strip() for v in args.variants.split(",") if v.strip()]
     with tempfile.TemporaryDirectory(prefix="healnet-tcga-") as tmp:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
         workdir = Path(tmp) / "work"
         build = build_workspace if args.local_conversion else omics_workspace
         modalities = build(args.cohort_dir, workdir, clinical=True)
@@ -147,6 +164,8 @@ def main() -> None:
                 res = run_model(model, mods, workdir, args.cohort_dir, out, args.quick, args.extra.split())
                 print(f"{tag}_cindex={res['mean']:.3f}±{res['sd']:.3f}")
                 print(f"{tag}_folds={','.join(f'{c:.3f}' for c in res['folds'])}")
+                if res.get("inner") is not None:
+                    print(f"{tag}_inner_val_cindex={res['inner']:.3f}")
                 print(f"{tag}_seconds_per_fold={res['seconds_per_fold']:.1f}", flush=True)
 
 

@@ -28,6 +28,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "attn_dropout": 0.1,
         "ff_dropout": 0.3,
         "ff_mult": 2,
+        "linear_modalities": ["clinical"],
     },
     "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3,
               "omics_segments": 16, "omics_dropout": 0.3},
