@@ -75,6 +75,10 @@ class HEALNetConfig:
         ``x_m @ w_m``, zero-initialised; no contribution when absent) instead of through
         cross-attention: a few tabular covariates such as age and sex (``()``: none; `healnet train`
         uses ``("clinical",)``). Names the model does not have are ignored.
+    linear_scale : float
+        The linear term is ``linear_scale * x_m @ w_m`` (10): Adam moves each weight by about the
+        learning rate per step, so without the factor a covariate's coefficient could not grow past
+        ~0.1 within the few hundred steps early stopping allows (an age effect is ~0.3-0.5 per SD).
     """
 
     depth: int = 3
@@ -99,6 +103,7 @@ class HEALNetConfig:
     modality_order: tuple[str, ...] | None = None
     chunk_tokens: int = 16384
     linear_modalities: tuple[str, ...] = ()
+    linear_scale: float = 10.0
 
     def __post_init__(self) -> None:
         check_choice("ff_gate", self.ff_gate, ("selu", "gelu"))
@@ -243,7 +248,7 @@ class HEALNet(SurvivalModel):
         for name, w in self.linear.items():
             res = inputs.get(name)
             if res is not None:
-                shift = (res.data.to(w.dtype) @ w) * res.present.to(w.dtype)
+                shift = (res.data.to(w.dtype) @ w) * res.present.to(w.dtype) * self.config.linear_scale
                 logits = logits + shift.to(logits.dtype).unsqueeze(1)
         weights = self._summarise_weights(maps, contexts) if return_weights else None
         return ModelOutput(logits=logits, weights=weights)

@@ -23,7 +23,7 @@ def test_linear_modality_shifts_the_logits_and_is_masked(toy) -> None:
         assert torch.equal(model(batch).logits, model(without).logits)  # zero-initialised: no effect yet
         model.linear["clinical"].copy_(torch.arange(1.0, 5.0))
         out, base = model(batch).logits, model(without).logits
-    shift = batch["clinical"].data @ torch.arange(1.0, 5.0)
+    shift = 10.0 * (batch["clinical"].data @ torch.arange(1.0, 5.0))  # linear_scale 10
     expected = base + (shift * batch["clinical"].present.float()).unsqueeze(1)
     assert torch.allclose(out, expected, atol=1e-6)
     assert torch.equal(out[1], base[1])  # absent clinical: no contribution
