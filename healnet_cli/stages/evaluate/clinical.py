@@ -203,6 +203,10 @@ def adjusted_cox(run: RunData, clinical: pd.DataFrame) -> AdjustedCox:
     return AdjustedCox(rows, int(len(frame)), int(event.sum()), left_out, notes)
 
 
+def _hr(value: float) -> str:
+    return f"{value:.2f}" if 0.1 <= value < 100 else f"{value:.3g}"
+
+
 def report_sections(report: Any, baseline: ClinicalBaseline | None, table: AdjustedCox | None,
                     skipped: dict[str, str]) -> None:
     """The report's "Clinical baseline" and "Adjusted Cox model" sections."""
@@ -229,7 +233,7 @@ def report_sections(report: Any, baseline: ClinicalBaseline | None, table: Adjus
         report.text(f"Hazard ratio of the run's out-of-fold risk (standardised within each fold) adjusted for the "
                     f"clinical covariates; {table.n_patients} patients, {table.n_events} events.")
         report.table(["term", "hazard ratio (95% CI)", "p"],
-                     [[r["term"], f"{r['hr']:.3g} ({r['ci95'][0]:.3g}–{r['ci95'][1]:.3g})",
+                     [[r["term"], f"{_hr(r['hr'])} ({_hr(r['ci95'][0])}–{_hr(r['ci95'][1])})",
                        "n/a" if r["p_value"] is None else f"{r['p_value']:.3g}"] for r in table.rows])
         report.bullets([f"{k}: left out ({why})" for k, why in table.left_out.items()] + table.notes)
 
