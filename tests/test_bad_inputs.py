@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pipeline_factories import EXTRACT_ARGS, TILE_ARGS, make_slides, run_healnet, wide_table
 from typer.testing import CliRunner
@@ -257,6 +258,20 @@ def _read_decimal_commas(inputs: Inputs, outcome: Outcome) -> None:
     assert rna["G1"].tolist() == [0.25, 1.25, 2.25, 3.25] and rna["G2"].tolist() == [-0.5, -1.5, -2.5, -3.5]
     labels, _ = read_labels(inputs.root / "dec" / "omics" / "labels.parquet")
     assert labels["time"].tolist() == [10.5, 11.5, 12.5, 13.5] and int(labels["event"].sum()) == 2
+def _labels(inputs: Inputs, *, censored: bool = False, keep: int | None = None) -> Path:
+    """The omics workdir with every patient censored, or labels for only the first ``keep`` patients."""
+    from healnet_cli.artifacts.omics import modality_path, write_labels
+
+    work = inputs.omics()
+    path = modality_path(work / "omics", "labels")
+    labels = pd.read_parquet(path)
+    labels = labels.assign(event=False) if censored else labels
+    write_labels(path, labels.iloc[:keep] if keep is not None else labels, {"time_unit": "days"})
+    return work
+
+
+def _nothing_trained(inputs: Inputs, outcome: Outcome) -> None:
+    assert not list((inputs.root / "runs_new").rglob("checkpoint.pt"))
 
 
 CASES = [
@@ -283,6 +298,12 @@ CASES = [
          check=_extract_resumes),
     Case("15.4-full-disk-train", lambda i: ["train", *train_args(i.omics(), i.root / "runs_new" / "snn")], 1,
          r"no space left writing \S+fold_1\S*checkpoint\.pt", patch=_full_disk_at("checkpoint.pt", 2), check=_train_resumes),
+    # issue 15.5: a cohort (or a fold's training set) without events is an input error before any training
+    Case("15.5-all-censored-train", lambda i: ["train", *train_args(_labels(i, censored=True), i.root / "runs_new" / "snn")], 2,
+         r"the cohort has 0 events among 12 patients \(all censored\)", check=_nothing_trained),
+    Case("15.5-three-patients", lambda i: ["train", *train_args(_labels(i, keep=3), i.root / "runs_new" / "snn")], 2,
+         r"fold 0 would be fitted on 1 patient\(s\) with \d event\(s\) \(the cohort: 3 patients.*use fewer --folds",
+         check=_nothing_trained),
     # issue 15.8: variables that images set for their own purposes change nothing
     Case("15.8-HEALNET_VERSION=true", _tile, 0, r'"done": 6', env={"HEALNET_VERSION": "true"}),
     Case("15.8-HEALNET_VERSION=0.1.0", _tile, 0, r'"done": 6', env={"HEALNET_VERSION": "0.1.0"}),
@@ -340,7 +361,24 @@ CASES = [
     Case("16-coxnet-bad-select",
          lambda i: ["train", *train_args(i.omics(), i.root / "cx"), "--model", "coxnet", "--hparam", "select=best"],
          2, r"select must be one of \['cv-min', 'cv-1se', 'mid-path'\], got 'best'"),
+    # issue 19.9: evaluate --out into a user's folder would delete top_*.png and overwrite summary.md
+    Case("19.9-evaluate-out-user-folder", lambda i: _user_folder_out(i), 2,
+         r"--out \S*my_figures: not empty \(summary\.md, top_rna\.png\) and not written by `healnet evaluate`",
+         check=lambda i, o: _user_files_intact(i)),
 ]
+
+
+def _user_folder_out(inputs: Inputs) -> list[str]:
+    folder = _mkdir(inputs.root / "my_figures")
+    (folder / "top_rna.png").write_bytes(b"\x89PNG my figure")
+    (folder / "summary.md").write_text("# my notes\n")
+    return ["evaluate", str(inputs.trained()), "--out", str(folder), "--bootstrap", "0"]
+
+
+def _user_files_intact(inputs: Inputs) -> None:
+    folder = inputs.root / "my_figures"
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.md", "top_rna.png"]
+    assert (folder / "summary.md").read_text() == "# my notes\n"
 
 
 def _mkdir(path: Path) -> Path:

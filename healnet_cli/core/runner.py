@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from healnet_cli.core import atomic
-from healnet_cli.core.console import Console
+from healnet_cli.core.console import Console, json_result
 from healnet_cli.core.errors import one_line
 from healnet_cli.core.status import HELD_PREFIX, StatusTable
 from healnet_cli.core.store import ArtifactStore
@@ -152,7 +152,7 @@ def report(status: StatusTable, console: Console, *, folder: Path | None = None)
         line += f"; status table: {path}"
     console.info(line)
     if console.json_output:
-        summary = status.summary()
+        summary = json_result(status.summary(), status.exit_code)
         if path is not None:
             summary["status_table"] = str(path)
         console.emit_json(summary)

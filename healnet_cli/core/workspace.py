@@ -6,7 +6,7 @@
       tiles/              per-slide patch coordinates, QC images, manifests, status
       features/<name>/    per-slide feature matrices of one extractor
       omics/              <modality>.parquet and labels.parquet
-    ./runs/<run>/         training runs (``--out``), outside the workdir by default
+      runs/<name>/        training runs (``healnet train``; ``--out`` puts one elsewhere)
 """
 
 from __future__ import annotations
@@ -49,6 +49,19 @@ class Workspace:
     @property
     def omics_dir(self) -> Path:
         return self.root / "omics"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / DEFAULT_RUNS
+
+    def find_run(self, run: str | os.PathLike[str]) -> Path:
+        """``run`` as given when it exists (or is absolute), else ``<workdir>/runs/<run>`` when that
+        is a folder (a run named by ``healnet train --name``), else ``run`` (the caller reports it)."""
+        path = Path(run)
+        if path.exists() or path.is_absolute():
+            return path
+        named = self.runs_dir / path
+        return named if named.is_dir() else path
 
     def extractors(self) -> list[str]:
         """Feature folders present in the workspace."""

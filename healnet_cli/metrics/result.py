@@ -65,6 +65,8 @@ class MetricValue:
         out = f"{self.value:.{digits}f}"
         if self.ci_low is not None and self.ci_high is not None:
             out += f" ({self.ci_low:.{digits}f}–{self.ci_high:.{digits}f})"
+        elif self.ci_reason and not self.ci_reason.startswith("bootstrap disabled"):
+            out += f" ({self.ci_reason.split(' (')[0]})"
         return out
 
 

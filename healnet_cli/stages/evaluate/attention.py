@@ -131,6 +131,37 @@ def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tile
     return out[:2]
 
 
+PROBE_PATIENTS = 2
+
+
+def nothing_to_draw(run: RunData, models: FoldModels, *, batch_size: int = 8) -> str:
+    """Why a run has no attention to draw (``""`` when it may have some): a run without slides whose
+    model, asked for its weights on a couple of test patients of the first fold, returns none per
+    omics feature (e.g. each omics modality enters as one token). Folds share the architecture, so
+    one probe answers for all, and the pass over every patient is skipped."""
+    if WSI in run.modalities or not run.folds:
+        return ""
+    k = run.folds[0]
+    fm = models.get(k)
+    model_name = str(getattr(fm, "model_name", run.model_name))
+    ids = run.predictions.loc[run.predictions["fold"] == k, "patient_id"].astype(str).tolist()[:PROBE_PATIENTS]
+    res = models.inference.predict_patients(fm, ids, return_weights=True, batch_size=batch_size)
+    names = dict(getattr(fm, "feature_names", {}) or {})
+    acc = _FeatureAccumulator()
+    for per_mod in (res.weights or {}).values():
+        for m, w in per_mod.items():
+            if m in names:
+                acc.add(m, list(names[m]), _flat(w), model_name)
+    if acc.sums:
+        return ""
+    by_reason: dict[str, list[str]] = {}
+    for m in run.modalities:
+        reason = acc.reasons.get(m) or f"not available: {model_name} returns no per-feature weights for {m}"
+        by_reason.setdefault(reason.replace(f" {m} ", " {m} "), []).append(m)
+    why = "; ".join(r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items())
+    return f"nothing to draw: the run has no slides, and {why}"
+
+
 def run_attention(run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Path | None, batch_size: int = 8) -> AttentionResult:
     """Weights for every test patient (each by its fold's model): top omics features averaged over
     patients, and WSI heatmaps of the highest- and lowest-risk patients that have slides."""
