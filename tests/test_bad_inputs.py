@@ -361,6 +361,14 @@ CASES = [
          r"--on-error 'halt' is not one of: continue, fail"),
     Case("17-features-name", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--name", "my features"], 2,
          r"--name 'my features': use letters, digits, '\.', '_' or '-' \(it names the folder features/NAME/\)"),
+    # issue 16: cox-clinical is a model of the clinical covariates alone; a coxnet option with a typo
+    Case("16-cox-clinical-with-omics",
+         lambda i: ["train", *train_args(i.omics(), i.root / "cc")[:-2], "--out", str(i.root / "cc"),
+                    "--model", "cox-clinical", "--modalities", "rna,clinical"],
+         2, r"--model cox-clinical takes --modalities clinical only \(got rna,clinical\)"),
+    Case("16-coxnet-bad-select",
+         lambda i: ["train", *train_args(i.omics(), i.root / "cx"), "--model", "coxnet", "--hparam", "select=best"],
+         2, r"select must be one of \['cv-min', 'cv-1se', 'mid-path'\], got 'best'"),
     # issue 19.9: evaluate --out into a user's folder would delete top_*.png and overwrite summary.md
     Case("19.9-evaluate-out-user-folder", lambda i: _user_folder_out(i), 2,
          r"--out \S*my_figures: not empty \(summary\.md, top_rna\.png\) and not written by `healnet evaluate`",

@@ -4,9 +4,9 @@ Such a model is registered in ``models/_registry.py`` like every network (so a r
 predicts with it through the registry), and listed here with the function that fits it on one
 fold. ``healnet train`` calls :func:`fit_model` for these names instead of the training loop.
 
-Registering another one (e.g. a Cox model on clinical covariates): a ``LinearCox`` subclass with
-its own ``name`` and config in ``models/cox.py``, its class in ``models/_registry.py``, and a
-:class:`Fitter` here whose ``fit`` returns the model with its coefficients loaded.
+Registering another one: a ``LinearCox`` subclass with its own ``name`` and config in
+``models/cox.py`` (as ``cox-clinical``), its class in ``models/_registry.py``, and a :class:`Fitter`
+here whose ``fit`` returns the model with its coefficients loaded.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class FitInputs:
     """One fold's design matrices (fold-preprocessed, absent modalities = training medians).
 
     ``fit``: training patients minus the inner validation set; ``val``: the inner validation set
-    (may be empty); ``all``: every training patient of the fold.
+    (may be empty); ``all``: every training patient of the fold. ``present_all``: per row of ``all``,
+    whether the patient has every modality of the model (None: all have); ``seed``: seeds any
+    inner resampling (the run's ``--seed`` and the fold).
     """
 
     x_fit: np.ndarray
@@ -38,6 +40,8 @@ class FitInputs:
     x_all: np.ndarray
     t_all: np.ndarray
     e_all: np.ndarray
+    present_all: np.ndarray | None = None
+    seed: int = 0
 
 
 @dataclass
@@ -66,7 +70,7 @@ def _fit_coxnet(specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray,
                 hparams: dict[str, Any]) -> FittedModel:
     from healnet_cli.data.coxnet import fit_coxnet
 
-    fit, path = fit_coxnet(d.x_fit, d.t_fit, d.e_fit, d.x_val, d.t_val, d.e_val, d.x_all, d.t_all, d.e_all, hparams)
+    fit, path = fit_coxnet(d.x_all, d.t_all, d.e_all, hparams, seed=d.seed)
     model = create_model("coxnet", specs, n_bins, **hparams)
     model.load_fit(fit.coef, impute, fit.alpha)
     return FittedModel(model.eval(), (fit.times, fit.cum_hazard), path, {"alpha": float(fit.alpha)})
@@ -79,8 +83,30 @@ def _coxnet_refit(infos: Sequence[Mapping[str, Any]], hparams: dict[str, Any]) -
     return {**hparams, "alpha": float(statistics.median(alphas))}
 
 
+def _fit_cox_clinical(specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs,
+                      hparams: dict[str, Any]) -> FittedModel:
+    """Cox on the clinical covariates, fitted on the training patients that have them (absent ones
+    would only add copies of the median patient); the Breslow baseline uses the same patients."""
+    from healnet_cli.data.coxph import fit_coxph
+    from healnet_cli.data.survival import fit_breslow
+
+    model = create_model("cox-clinical", specs, n_bins, **hparams)
+    cfg = model.config
+    keep = np.ones(len(d.t_all), bool) if d.present_all is None else np.asarray(d.present_all, bool)
+    x, t, e = d.x_all[keep], d.t_all[keep], d.e_all[keep]
+    if not e.any():
+        raise ValueError("cox-clinical: no events among the fold's training patients with clinical data")
+    fit = fit_coxph(x, t, e, ridge=float(cfg.ridge), max_iter=int(cfg.max_iter))
+    model.load_fit(fit.coef, impute, float(cfg.ridge))
+    history = [{"iterations": fit.n_iter, "converged": fit.converged, "loglik": fit.loglik, "n_patients": int(keep.sum()),
+                "n_events": int(e.sum())}]
+    return FittedModel(model.eval(), fit_breslow(x @ fit.coef, t, e), history,
+                       {"ridge": float(cfg.ridge), "n_patients": int(keep.sum()), "converged": bool(fit.converged)})
+
+
 FITTERS: dict[str, Fitter] = {
     "coxnet": Fitter(_fit_coxnet, _coxnet_refit, "alpha = median of the folds' chosen alphas (no inner validation)"),
+    "cox-clinical": Fitter(_fit_cox_clinical, lambda infos, hparams: dict(hparams), "the same ridge, all patients"),
 }
 
 

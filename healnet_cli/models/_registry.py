@@ -12,13 +12,13 @@ __all__ = ["create_model", "get_model_class", "list_models"]
 
 def _classes() -> dict[str, type[SurvivalModel]]:
     from healnet_cli.models.baselines import ABMIL, SNN, ConcatFusion, LateFusion
-    from healnet_cli.models.cox import Coxnet
+    from healnet_cli.models.cox import CoxClinical, Coxnet
     from healnet_cli.models.ehpal import EHPAL
     from healnet_cli.models.healnet import HEALNet
 
     # Networks trained by gradient descent, then models fitted in closed form (their fitters are
     # listed in healnet_cli/data/fitted.py).
-    return {cls.name: cls for cls in (HEALNet, EHPAL, ABMIL, SNN, ConcatFusion, LateFusion, Coxnet)}
+    return {cls.name: cls for cls in (HEALNet, EHPAL, ABMIL, SNN, ConcatFusion, LateFusion, Coxnet, CoxClinical)}
 
 
 def list_models() -> list[str]:
@@ -27,7 +27,7 @@ def list_models() -> list[str]:
     Examples
     --------
     >>> list_models()
-    ['healnet', 'ehpal', 'abmil', 'snn', 'concat', 'late', 'coxnet']
+    ['healnet', 'ehpal', 'abmil', 'snn', 'concat', 'late', 'coxnet', 'cox-clinical']
     """
     return list(_classes())
 

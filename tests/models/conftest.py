@@ -9,7 +9,7 @@ import torch
 
 from healnet_cli.models import ModalityInput, ModalitySpec
 
-TOY_DIMS = {"wsi": 12, "rna": 20, "cnv": 10, "mut": 7}
+TOY_DIMS = {"wsi": 12, "rna": 20, "cnv": 10, "mut": 7, "clinical": 4}
 
 
 def toy_specs(names: tuple[str, ...]) -> dict[str, ModalitySpec]:

@@ -22,6 +22,7 @@ COMPILE_CASES = [
     ("concat", TOY_HPARAMS["concat"], ("wsi", "rna")),
     ("late", TOY_HPARAMS["late"], ("wsi", "rna")),
     ("coxnet", TOY_HPARAMS["coxnet"], ("rna", "cnv")),
+    ("cox-clinical", TOY_HPARAMS["cox-clinical"], ("clinical",)),
 ]
 IDS = [f"{name}{i}-{'+'.join(mods)}" for i, (name, _, mods) in enumerate(COMPILE_CASES)]
 

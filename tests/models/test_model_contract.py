@@ -18,6 +18,7 @@ TOY_HPARAMS = {
     "concat": dict(hidden_dim=16, attn_dim=8, fusion_dim=16),
     "late": dict(hidden_dim=16, attn_dim=8),
     "coxnet": dict(l1_ratio=0.5),
+    "cox-clinical": dict(ridge=0.5),
 }
 EXTRA_CASES = [
     ("healnet", dict(TOY_HPARAMS["healnet"], omics_tokens="per_feature", bag_positions="index",
@@ -28,7 +29,7 @@ EXTRA_CASES = [
     ("ehpal", dict(TOY_HPARAMS["ehpal"], norm="group", segment_weights="shared", omics_dropout=0.2)),
 ]
 MODEL_CASES = [(name, TOY_HPARAMS[name]) for name in list_models()] + EXTRA_CASES
-MODALITY_SETS = [("wsi", "rna", "cnv", "mut"), ("rna", "cnv", "mut"), ("wsi", "rna"), ("wsi",), ("rna",)]
+MODALITY_SETS = [("wsi", "rna", "cnv", "mut"), ("rna", "cnv", "mut"), ("wsi", "rna"), ("wsi",), ("rna",), ("clinical",)]
 N_TOKENS = [5, 9, 3, 7]
 N_BINS = 4
 
@@ -40,7 +41,9 @@ def _compatible(name: str, mods: tuple[str, ...]) -> bool:
         return any(m != "wsi" for m in mods)
     if name == "coxnet":  # a linear Cox model on omics vectors only
         return "wsi" not in mods
-    return True
+    if name == "cox-clinical":  # a linear Cox model on the clinical covariates only
+        return mods == ("clinical",)
+    return mods != ("clinical",) or name not in ("abmil",)
 
 
 CASES = [
@@ -199,7 +202,7 @@ def test_checkpoint_roundtrip_and_weights(name, hp, mods, toy, tmp_path):
 
 @pytest.mark.parametrize(("name", "hp"), MODEL_CASES, ids=[f"{n}{i}" for i, (n, _) in enumerate(MODEL_CASES)])
 def test_deterministic_under_seed(name, hp, toy):
-    mods = ("wsi", "rna", "cnv") if _compatible(name, ("wsi", "rna", "cnv")) else ("rna", "cnv")
+    mods = next(m for m in [("wsi", "rna", "cnv"), ("rna", "cnv"), ("clinical",)] if _compatible(name, m))
     batch = toy.batch(toy.specs(mods), _presence(mods), N_TOKENS)
     outs = []
     for _ in range(2):

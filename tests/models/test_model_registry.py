@@ -17,7 +17,7 @@ SPECS = {"wsi": ModalitySpec("bag", 8), "rna": ModalitySpec("vector", 6)}
 
 
 def test_registry_lists_every_model():
-    assert list_models() == ["healnet", "ehpal", "abmil", "snn", "concat", "late", "coxnet"]
+    assert list_models() == ["healnet", "ehpal", "abmil", "snn", "concat", "late", "coxnet", "cox-clinical"]
 
 
 def test_unknown_model_lists_valid_names():
@@ -53,6 +53,8 @@ def test_baselines_require_their_modality_kind():
         create_model("snn", {"wsi": ModalitySpec("bag", 6)}, 4)
     with pytest.raises(ValueError, match="omics only"):
         create_model("coxnet", SPECS, 4)
+    with pytest.raises(ValueError, match="takes the modalities clinical only"):
+        create_model("cox-clinical", {"rna": SPECS["rna"]}, 4)
     with pytest.raises(ValueError, match="kind"):
         ModalitySpec("image", 3)
 
@@ -68,6 +70,8 @@ def _is_plain(obj) -> bool:
 @pytest.mark.parametrize("name", list_models())
 def test_checkpoint_dict_is_plain_and_rebuilds(name):
     specs = {"rna": SPECS["rna"]} if name == "coxnet" else SPECS  # coxnet: omics only
+    if name == "cox-clinical":
+        specs = {"clinical": SPECS["rna"]}
     model = create_model(name, specs, 4)
     ckpt = model_to_checkpoint(model)
     assert set(ckpt) == {"name", "config", "state_dict"} and _is_plain(ckpt)

@@ -58,6 +58,9 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
         except NotComputable as exc:
             entry.update({"difference": None, "p_value": None, "reason": f"{exc} (on {time.size} shared patients)"})
         tests.append(entry)
+    for name, ev in zip(names, evals):  # each run against its clinical baseline (same patients and folds)
+        if ev.clinical_baseline is not None:
+            tests.append({"a": name, "b": f"clinical baseline ({name})", **ev.clinical_baseline.difference})
     return {"runs": table, "paired_tests": tests, "notes": notes}
 
 

@@ -37,6 +37,8 @@ class RunEvaluation:
     calibration: Calibration | None = None
     ablation: AblationResult | None = None
     attention: AttentionResult | None = None
+    clinical_baseline: Any = None  # clinical.ClinicalBaseline
+    adjusted_cox: Any = None  # clinical.AdjustedCox
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
@@ -112,6 +114,9 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
         payload["ablation"] = ev.ablation.as_dict()
     if ev.attention is not None:
         payload["attention"] = ev.attention.as_dict()
+    for key in ("clinical_baseline", "adjusted_cox"):
+        if getattr(ev, key) is not None:
+            payload[key] = getattr(ev, key).as_dict()
     return payload
 
 
@@ -278,6 +283,9 @@ def _report_body(report: Report, ev: RunEvaluation) -> Report:
         report.bullets([f"{g}: {why}" for g, why in ev.failed.items()])
     _data_section(report, ev)
     _metric_sections(report, ev)
+    from healnet_cli.stages.evaluate.clinical import report_sections
+
+    report_sections(report, ev.clinical_baseline, ev.adjusted_cox, ev.skipped)
     _group_sections(report, ev)
     _ablation_section(report, ev.ablation, ev.figures)
     _attention_section(report, ev.attention, ev.figures)

@@ -204,6 +204,10 @@ def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, infe
     ev.scores = _group(ev, "metrics", lambda: score_run(run, times=list(config.times), n_boot=config.bootstrap, seed=config.seed), console, debug)
     ev.groups = _group(ev, "risk_groups", lambda: km_risk_groups(run, config.groups), console, debug)
     ev.calibration = _group(ev, "calibration", lambda: calibrate(run, list(config.times)), console, debug)
+    from healnet_cli.stages.evaluate.clinical import evaluate_clinical
+
+    evaluate_clinical(ev, config.workdir if config.workdir is not None else run.options.get("workdir"), n_boot=config.bootstrap,
+                      seed=config.seed, group=lambda name, func: _group(ev, name, func, console, debug))
     console.info(f"{run.name}: metrics in {time.perf_counter() - start:.1f}s")
     _evaluate_models(ev, config, inference, console, debug)
     _group(ev, "figures", lambda: (_figures(ev), _model_figures(ev)), console, debug)

@@ -29,6 +29,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "attn_dropout": 0.1,
         "ff_dropout": 0.3,
         "ff_mult": 2,
+        "linear_modalities": ["clinical"],
     },
     "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3,
               "omics_segments": 16, "omics_dropout": 0.3},
@@ -148,3 +149,6 @@ def check_config(cfg: TrainConfig) -> None:
     kinds = getattr(get_model_class(cfg.model), "modality_kinds", ("bag", "vector"))
     if WSI in cfg.modalities and "bag" not in kinds:
         raise InputError(f"--model {cfg.model} works on omics only; drop wsi from --modalities or pick another model")
+    only = getattr(get_model_class(cfg.model), "required_modalities", None)
+    if only is not None and tuple(cfg.modalities) != tuple(only):
+        raise InputError(f"--model {cfg.model} takes --modalities {','.join(only)} only (got {','.join(cfg.modalities)})")

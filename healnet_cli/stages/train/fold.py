@@ -134,7 +134,9 @@ class FoldTrainer:
         tables = [build_table(cohort, ids, pre) for ids in (fold.fit, fold.val, fold.train)]
         ys = [targets(cohort, ids, fm.bin_edges) for ids in (fold.fit, fold.val, fold.train)]
         xs = [_vectors(t, cohort.modalities) for t in tables]
-        inputs = FitInputs(xs[0], ys[0].time, ys[0].event, xs[1], ys[1].time, ys[1].event, xs[2], ys[2].time, ys[2].event)
+        present = np.logical_and.reduce([tables[2].present[m] for m in cohort.modalities])
+        inputs = FitInputs(xs[0], ys[0].time, ys[0].event, xs[1], ys[1].time, ys[1].event, xs[2], ys[2].time, ys[2].event,
+                           present_all=present, seed=cfg.seed * 1000 + fold.index)
         impute = np.concatenate([pre[m].median for m in cohort.modalities if m != WSI])
         fitted = fit_model(cfg.model, model_specs(cohort, pre), cfg.n_bins, impute, inputs, cfg.model_hparams())
         fm.model, fm.breslow, fm.loss, fm.training = fitted.model.to(self.device), fitted.breslow, "cox", dict(fitted.info)
