@@ -35,8 +35,12 @@ SUFFIXES = {"rna": "_rnaseq", "cnv": "_cnv", "mut": "_mut"}
 def omics_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> list[str]:
     """Run `healnet omics` on the cohort's wide CSV (rna/cnv/mut/clinical + labels); return the modalities."""
     csv = next(cohort_dir.glob("*.csv.zip"), None) or next(cohort_dir.glob("*.csv"))
-    proc = subprocess.run([sys.executable, "-m", "healnet_cli", "--quiet", "omics", str(csv), "--workdir", str(workdir)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "healnet_cli", "--quiet", "omics", str(csv), "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"healnet omics failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     present = {p.stem for p in (workdir / "omics").glob("*.parquet")}
@@ -59,7 +63,11 @@ def build_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> 
     for name, suffix in SUFFIXES.items():
         cols = [c for c in patients.columns if c.endswith(suffix)]
         if cols:
-            write_modality(modality_path(omics_dir, name), patients[cols].astype(np.float32), {"modality": name, "sources": [str(csv)]})
+            write_modality(
+                modality_path(omics_dir, name),
+                patients[cols].astype(np.float32),
+                {"modality": name, "sources": [str(csv)]},
+            )
             written.append(name)
     if clinical:
         table = patients[["age", "is_female"]].astype(np.float32)
@@ -68,9 +76,30 @@ def build_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> 
     return written
 
 
-def run_model(model: str, modalities: list[str], workdir: Path, cohort_dir: Path, out: Path, quick: bool, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "healnet_cli", "--quiet", "train", "--modalities", ",".join(modalities), "--model", model,
-           "--workdir", str(workdir), "--splits", str(cohort_dir), "--out", str(out), "--device", "cpu", "--json", *extra]
+def run_model(
+    model: str, modalities: list[str], workdir: Path, cohort_dir: Path, out: Path, quick: bool, extra: list[str]
+) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "healnet_cli",
+        "--quiet",
+        "train",
+        "--modalities",
+        ",".join(modalities),
+        "--model",
+        model,
+        "--workdir",
+        str(workdir),
+        "--splits",
+        str(cohort_dir),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+        *extra,
+    ]
     if quick:
         cmd += ["--fold", "0"]
     start = time.monotonic()
@@ -83,12 +112,18 @@ def run_model(model: str, modalities: list[str], workdir: Path, cohort_dir: Path
         from healnet_cli.metrics import compute_harrell, compute_safely
 
         pred = pd.read_parquet(out / "fold_0" / "predictions.parquet")
-        c = compute_safely("harrell_c", compute_harrell, pred["time"].to_numpy(), pred["event"].to_numpy(bool),
-                           pred["risk"].to_numpy()).as_float
+        c = compute_safely(
+            "harrell_c", compute_harrell, pred["time"].to_numpy(), pred["event"].to_numpy(bool), pred["risk"].to_numpy()
+        ).as_float
         return {"mean": c, "sd": 0.0, "folds": [c], "seconds_per_fold": seconds / n_folds}
     summary = json.loads((out / "summary.json").read_text())
-    return {"mean": summary["cindex_mean"], "sd": summary["cindex_sd"], "folds": [f["cindex"] for f in summary["folds"]],
-            "seconds_per_fold": seconds / n_folds, "inner": inner_validation(out)}
+    return {
+        "mean": summary["cindex_mean"],
+        "sd": summary["cindex_sd"],
+        "folds": [f["cindex"] for f in summary["folds"]],
+        "seconds_per_fold": seconds / n_folds,
+        "inner": inner_validation(out),
+    }
 
 
 def inner_validation(run: Path) -> float | None:
@@ -120,8 +155,15 @@ def age_alone(cohort_dir: Path, workdir: Path, quick: bool) -> list[float] | Non
     for k in range(1 if quick else 5):
         test = pd.read_csv(cohort_dir / f"splits_{k}.csv")["val"].dropna().astype(str)
         ids = [p for p in test if p in labels.index and p in clinical.index and np.isfinite(clinical.loc[p, "age"])]
-        out.append(compute_safely("harrell_c", compute_harrell, labels.loc[ids, "time"].to_numpy(float),
-                                  labels.loc[ids, "event"].to_numpy(bool), clinical.loc[ids, "age"].to_numpy(float)).as_float)
+        out.append(
+            compute_safely(
+                "harrell_c",
+                compute_harrell,
+                labels.loc[ids, "time"].to_numpy(float),
+                labels.loc[ids, "event"].to_numpy(bool),
+                clinical.loc[ids, "age"].to_numpy(float),
+            ).as_float
+        )
     return out
 
 
@@ -130,12 +172,18 @@ def main() -> None:
     parser.add_argument("cohort_dir", type=Path)
     parser.add_argument("--quick", action="store_true", help="fold 0 only")
     parser.add_argument("--models", default="healnet,coxnet,snn,ehpal")
-    parser.add_argument("--variants", default="omics", help="omics and/or clinical (comma-separated): without and with "
-                                                            "the 'clinical' modality")
+    parser.add_argument(
+        "--variants",
+        default="omics",
+        help="omics and/or clinical (comma-separated): without and with the 'clinical' modality",
+    )
     parser.add_argument("--clinical", action="store_true", help="same as --variants clinical")
-    parser.add_argument("--local-conversion", action="store_true",
-                        help="build the workspace with the script's own minimal conversion instead of `healnet omics` "
-                             "(clinical = age + sex only)")
+    parser.add_argument(
+        "--local-conversion",
+        action="store_true",
+        help="build the workspace with the script's own minimal conversion instead of `healnet omics` "
+        "(clinical = age + sex only)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the workspace and run folders here")
     parser.add_argument("--extra", default="", help="extra `healnet train` arguments, space-separated")
     args = parser.parse_args()
@@ -155,8 +203,14 @@ def main() -> None:
             print(f"age_cindex={np.mean(age):.3f}±{np.std(age):.3f}")
             print(f"age_folds={','.join(f'{c:.3f}' for c in age)}", flush=True)
         for model in args.models.split(","):
-            runs = ([("cox-clinical", ["clinical"])] if model == "cox-clinical" else
-                    [(model if v == "omics" else f"{model}+clinical", omics if v == "omics" else modalities) for v in variants])
+            runs = (
+                [("cox-clinical", ["clinical"])]
+                if model == "cox-clinical"
+                else [
+                    (model if v == "omics" else f"{model}+clinical", omics if v == "omics" else modalities)
+                    for v in variants
+                ]
+            )
             for tag, mods in runs:
                 if "clinical" in tag and "clinical" not in modalities:
                     print(f"{tag}_cindex=n/a (no clinical modality)")

@@ -58,11 +58,16 @@ def upgrade_legacy_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(CoxnetConfig)}
     model = {
         "name": "coxnet",
-        "config": {"modalities": {m: {"kind": "vector", "dim": max(1, dims[m])} for m in mods},
-                   "n_bins": len(payload["bin_edges"]) - 1,
-                   "hparams": {k: v for k, v in dict(old.get("hparams", {})).items() if k in fields}},
-        "state_dict": {"coef": old["coef"].to(torch.float64), "impute": torch.from_numpy(impute),
-                       "fitted_alpha": torch.tensor(float(old["alpha"]), dtype=torch.float64)},
+        "config": {
+            "modalities": {m: {"kind": "vector", "dim": max(1, dims[m])} for m in mods},
+            "n_bins": len(payload["bin_edges"]) - 1,
+            "hparams": {k: v for k, v in dict(old.get("hparams", {})).items() if k in fields},
+        },
+        "state_dict": {
+            "coef": old["coef"].to(torch.float64),
+            "impute": torch.from_numpy(impute),
+            "fitted_alpha": torch.tensor(float(old["alpha"]), dtype=torch.float64),
+        },
     }
     breslow = {"times": old["breslow_times"], "cum_hazard": old["breslow_cum_hazard"]}
     return {**payload, "model": model, "breslow": breslow, "loss": "cox"}
@@ -128,8 +133,14 @@ def _path_on(params: dict[str, Any], alphas: np.ndarray, x: np.ndarray, y: np.nd
     return np.full((x.shape[1], len(alphas)), np.nan)
 
 
-def cv_scores(params: dict[str, Any], alphas: np.ndarray, x: np.ndarray, time: np.ndarray, event: np.ndarray,
-              folds: list[np.ndarray]) -> dict[str, np.ndarray]:
+def cv_scores(
+    params: dict[str, Any],
+    alphas: np.ndarray,
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    folds: list[np.ndarray],
+) -> dict[str, np.ndarray]:
     """Per inner fold (rows) and alpha (columns): ``deviance``, cv.glmnet's grouped Cox deviance
     (Verweij & van Houwelingen 1993) ``-2 (l(b_-k; all rows) - l(b_-k; rows outside k))`` per event
     of fold k, and ``cindex``, Harrell's c of ``x_k @ b_-k`` on fold k; ``b_-k`` is fitted without
@@ -145,13 +156,19 @@ def cv_scores(params: dict[str, Any], alphas: np.ndarray, x: np.ndarray, time: n
         eta = x @ np.where(np.isfinite(coef), coef, 0.0)
         d = -2.0 * (partial_loglik(eta, time, event) - partial_loglik(eta[keep], time[keep], event[keep]))
         dev.append(np.where(finite, d / max(1, int(event[test].sum())), np.nan))
-        c = [compute_safely("harrell_c", compute_harrell, time[test], event[test], eta[test, j]).as_float if finite[j] else np.nan
-             for j in range(len(alphas))]
+        c = [
+            compute_safely("harrell_c", compute_harrell, time[test], event[test], eta[test, j]).as_float
+            if finite[j]
+            else np.nan
+            for j in range(len(alphas))
+        ]
         cidx.append(np.asarray(c, np.float64))
     return {"deviance": np.vstack(dev), "cindex": np.vstack(cidx)}
 
 
-def choose_alpha(alphas: np.ndarray, per_fold: np.ndarray, rule: str, larger_is_better: bool) -> tuple[float, np.ndarray, np.ndarray]:
+def choose_alpha(
+    alphas: np.ndarray, per_fold: np.ndarray, rule: str, larger_is_better: bool
+) -> tuple[float, np.ndarray, np.ndarray]:
     """The alpha chosen from per-fold scores ``[k, n_alphas]``, with the mean and SE per alpha.
 
     ``cv-min``: the alpha of the best mean score; ``cv-1se``: the largest alpha whose mean is within
@@ -160,8 +177,10 @@ def choose_alpha(alphas: np.ndarray, per_fold: np.ndarray, rule: str, larger_is_
     per_fold = per_fold[np.isfinite(per_fold).any(axis=1)]  # a fold that cannot be scored at all (e.g. one patient)
     ok = np.all(np.isfinite(per_fold), axis=0) if len(per_fold) else np.zeros(per_fold.shape[1], bool)
     if not ok.any():
-        raise ArithmeticError("coxnet: no alpha could be scored in every inner fold (diverged or too few patients); "
-                              "pass --hparam alpha=<value>")
+        raise ArithmeticError(
+            "coxnet: no alpha could be scored in every inner fold (diverged or too few patients); "
+            "pass --hparam alpha=<value>"
+        )
     mean = np.where(ok, np.nanmean(np.where(np.isfinite(per_fold), per_fold, 0.0), axis=0), np.nan)
     k = per_fold.shape[0]
     se = np.nanstd(per_fold, axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.zeros(per_fold.shape[1])
@@ -171,11 +190,16 @@ def choose_alpha(alphas: np.ndarray, per_fold: np.ndarray, rule: str, larger_is_
     if rule == "cv-min":
         return float(alphas[best]), mean, se
     within = np.flatnonzero(ok & (score >= score[best] - se[best]))
-    return float(alphas[within.min()]), mean, se  # alphas decrease along the path: the smallest index is the largest alpha
+    return (
+        float(alphas[within.min()]),
+        mean,
+        se,
+    )  # alphas decrease along the path: the smallest index is the largest alpha
 
 
-def fit_coxnet(x_all: np.ndarray, t_all: np.ndarray, e_all: np.ndarray, hparams: dict[str, Any] | None = None,
-               seed: int = 0) -> tuple[CoxnetModel, list[dict[str, float]]]:
+def fit_coxnet(
+    x_all: np.ndarray, t_all: np.ndarray, e_all: np.ndarray, hparams: dict[str, Any] | None = None, seed: int = 0
+) -> tuple[CoxnetModel, list[dict[str, float]]]:
     """Choose alpha on the training rows (inner cross-validation, or a fixed rule; see
     :class:`~healnet_cli.models.cox.CoxnetConfig`), refit on all of them at that alpha; return the
     model and the path (alpha, cross-validated deviance and its SE, non-zero coefficients) for
@@ -183,7 +207,9 @@ def fit_coxnet(x_all: np.ndarray, t_all: np.ndarray, e_all: np.ndarray, hparams:
     params = {**COXNET_DEFAULTS, **(hparams or {})}
     unknown = sorted(set(params) - set(COXNET_DEFAULTS) - {"alpha"})
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for coxnet; valid keys: {sorted([*COXNET_DEFAULTS, 'alpha'])}")
+        raise ValueError(
+            f"unknown hyperparameter(s) {unknown} for coxnet; valid keys: {sorted([*COXNET_DEFAULTS, 'alpha'])}"
+        )
     rule = str(params["select"])
     path: list[dict[str, float]] = []
     y_all = _surv_y(t_all, e_all)
@@ -201,16 +227,32 @@ def fit_coxnet(x_all: np.ndarray, t_all: np.ndarray, e_all: np.ndarray, hparams:
             else:
                 k = min(int(params["inner_folds"]), int(np.asarray(e_all, bool).sum()))
                 if k < 2:
-                    raise ValueError(f"coxnet: {int(np.sum(e_all))} event(s) among the training patients; inner "
-                                     "cross-validation needs at least 2 (pass --hparam alpha=<value>)")
-                scores = cv_scores(params, alphas, x_all, np.asarray(t_all, float), np.asarray(e_all, bool),
-                                   inner_folds(np.asarray(e_all, bool), k, seed))
+                    raise ValueError(
+                        f"coxnet: {int(np.sum(e_all))} event(s) among the training patients; inner "
+                        "cross-validation needs at least 2 (pass --hparam alpha=<value>)"
+                    )
+                scores = cv_scores(
+                    params,
+                    alphas,
+                    x_all,
+                    np.asarray(t_all, float),
+                    np.asarray(e_all, bool),
+                    inner_folds(np.asarray(e_all, bool), k, seed),
+                )
                 crit = str(params["criterion"])
                 alpha, mean, se = choose_alpha(alphas, scores[crit], rule, larger_is_better=crit == "cindex")
                 other = "deviance" if crit == "cindex" else "cindex"
                 other_mean = np.nanmean(scores[other], axis=0)
-                path = [{"alpha": float(a), f"cv_{crit}": float(m), f"cv_{crit}_se": float(s), f"cv_{other}": float(o),
-                         "n_nonzero": int(z)} for a, m, s, o, z in zip(alphas, mean, se, other_mean, nonzero)]
+                path = [
+                    {
+                        "alpha": float(a),
+                        f"cv_{crit}": float(m),
+                        f"cv_{crit}_se": float(s),
+                        f"cv_{other}": float(o),
+                        "n_nonzero": int(z),
+                    }
+                    for a, m, s, o, z in zip(alphas, mean, se, other_mean, nonzero)
+                ]
         for _ in range(10):
             try:
                 final = _estimator(params, alphas=[alpha]).fit(x_all, y_all)

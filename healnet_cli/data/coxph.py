@@ -73,8 +73,9 @@ def _derivatives(x: np.ndarray, beta: np.ndarray, order: np.ndarray, end: np.nda
     return loglik, grad, info
 
 
-def fit_coxph(x: np.ndarray, time: np.ndarray, event: np.ndarray, *, ridge: float = 0.0, max_iter: int = 50,
-              tol: float = 1e-9) -> CoxPHFit:
+def fit_coxph(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, *, ridge: float = 0.0, max_iter: int = 50, tol: float = 1e-9
+) -> CoxPHFit:
     """Newton-Raphson for the (ridge-penalised) Cox model; ``x`` should be roughly standardised.
 
     Raises

@@ -72,8 +72,11 @@ def combine_outputs(outs: Sequence[ModelOutput], combine: str = "hazard") -> Mod
     weights = None
     if all(o.weights for o in outs):
         keys = set.intersection(*(set(o.weights) for o in outs))
-        weights = {k: torch.stack([o.weights[k].float() for o in outs]).mean(0) for k in keys
-                   if all(o.weights[k].shape == outs[0].weights[k].shape for o in outs)}
+        weights = {
+            k: torch.stack([o.weights[k].float() for o in outs]).mean(0)
+            for k in keys
+            if all(o.weights[k].shape == outs[0].weights[k].shape for o in outs)
+        }
     return ModelOutput(logits=combined, weights=weights)
 
 

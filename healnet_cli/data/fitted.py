@@ -66,8 +66,9 @@ class Fitter:
     refit_rule: str
 
 
-def _fit_coxnet(specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs,
-                hparams: dict[str, Any]) -> FittedModel:
+def _fit_coxnet(
+    specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs, hparams: dict[str, Any]
+) -> FittedModel:
     from healnet_cli.data.coxnet import fit_coxnet
 
     fit, path = fit_coxnet(d.x_all, d.t_all, d.e_all, hparams, seed=d.seed)
@@ -83,8 +84,9 @@ def _coxnet_refit(infos: Sequence[Mapping[str, Any]], hparams: dict[str, Any]) -
     return {**hparams, "alpha": float(statistics.median(alphas))}
 
 
-def _fit_cox_clinical(specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs,
-                      hparams: dict[str, Any]) -> FittedModel:
+def _fit_cox_clinical(
+    specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs, hparams: dict[str, Any]
+) -> FittedModel:
     """Cox on the clinical covariates, fitted on the training patients that have them (absent ones
     would only add copies of the median patient); the Breslow baseline uses the same patients."""
     from healnet_cli.data.coxph import fit_coxph
@@ -98,10 +100,21 @@ def _fit_cox_clinical(specs: dict[str, ModalitySpec], n_bins: int, impute: np.nd
         raise ValueError("cox-clinical: no events among the fold's training patients with clinical data")
     fit = fit_coxph(x, t, e, ridge=float(cfg.ridge), max_iter=int(cfg.max_iter))
     model.load_fit(fit.coef, impute, float(cfg.ridge))
-    history = [{"iterations": fit.n_iter, "converged": fit.converged, "loglik": fit.loglik, "n_patients": int(keep.sum()),
-                "n_events": int(e.sum())}]
-    return FittedModel(model.eval(), fit_breslow(x @ fit.coef, t, e), history,
-                       {"ridge": float(cfg.ridge), "n_patients": int(keep.sum()), "converged": bool(fit.converged)})
+    history = [
+        {
+            "iterations": fit.n_iter,
+            "converged": fit.converged,
+            "loglik": fit.loglik,
+            "n_patients": int(keep.sum()),
+            "n_events": int(e.sum()),
+        }
+    ]
+    return FittedModel(
+        model.eval(),
+        fit_breslow(x @ fit.coef, t, e),
+        history,
+        {"ridge": float(cfg.ridge), "n_patients": int(keep.sum()), "converged": bool(fit.converged)},
+    )
 
 
 FITTERS: dict[str, Fitter] = {
@@ -115,7 +128,13 @@ def is_fitted(name: str) -> bool:
     return name in FITTERS
 
 
-def fit_model(name: str, specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, inputs: FitInputs,
-              hparams: dict[str, Any]) -> FittedModel:
+def fit_model(
+    name: str,
+    specs: dict[str, ModalitySpec],
+    n_bins: int,
+    impute: np.ndarray,
+    inputs: FitInputs,
+    hparams: dict[str, Any],
+) -> FittedModel:
     """Fit the closed-form model ``name`` on one fold."""
     return FITTERS[name].fit(specs, n_bins, impute, inputs, dict(hparams))

@@ -112,8 +112,10 @@ class LinearCox(SurvivalModel):
                 f"drop it from --modalities or pick another model"
             )
         if self.required_modalities is not None and tuple(self.modalities) != self.required_modalities:
-            raise ValueError(f"{self.name} takes the modalities {','.join(self.required_modalities)} only, "
-                             f"got {','.join(self.modalities)}")
+            raise ValueError(
+                f"{self.name} takes the modalities {','.join(self.required_modalities)} only, "
+                f"got {','.join(self.modalities)}"
+            )
         width = sum(int(s.dim) for s in self.modalities.values())
         self.coef = nn.Parameter(torch.zeros(width, dtype=torch.float64))
         self.register_buffer("impute", torch.zeros(width, dtype=torch.float64))
@@ -124,7 +126,9 @@ class LinearCox(SurvivalModel):
         width = self.coef.shape[0]
         coef, impute = np.asarray(coef, np.float64).reshape(-1), np.asarray(impute, np.float64).reshape(-1)
         if coef.shape[0] != width or impute.shape[0] != width:
-            raise ValueError(f"{self.name}: expected {width} coefficients and impute values, got {coef.shape[0]} / {impute.shape[0]}")
+            raise ValueError(
+                f"{self.name}: expected {width} coefficients and impute values, got {coef.shape[0]} / {impute.shape[0]}"
+            )
         with torch.no_grad():
             self.coef.copy_(torch.from_numpy(coef))
             self.impute.copy_(torch.from_numpy(impute))

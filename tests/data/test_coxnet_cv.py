@@ -102,7 +102,9 @@ def test_coxph_matches_sksurv_and_its_information_is_the_hessian() -> None:
         for j in range(4):
             di, dj = np.eye(4)[i] * h, np.eye(4)[j] * h
             f = lambda b: partial_loglik(x @ b, t, e)  # noqa: E731
-            num[i, j] = (f(fit.coef + di + dj) - f(fit.coef + di - dj) - f(fit.coef - di + dj) + f(fit.coef - di - dj)) / (4 * h * h)
+            num[i, j] = (
+                f(fit.coef + di + dj) - f(fit.coef + di - dj) - f(fit.coef - di + dj) + f(fit.coef - di - dj)
+            ) / (4 * h * h)
     assert np.allclose(fit.information, -num, rtol=1e-3, atol=1e-3)
     shrunk = fit_coxph(x, t, e, ridge=50.0)
     assert np.linalg.norm(shrunk.coef) < np.linalg.norm(fit.coef)

@@ -17,7 +17,9 @@ def test_linear_modality_shifts_the_logits_and_is_masked(toy) -> None:
     torch.manual_seed(0)
     model = create_model("healnet", toy.specs(MODS), 4, linear_modalities=("clinical",), **HP).eval()
     assert "clinical" not in model.layers[0].cross_attn and set(model.linear) == {"clinical"}
-    batch = toy.batch(toy.specs(MODS), {"wsi": [True] * 4, "rna": [True] * 4, "clinical": [True, False, True, True]}, [5, 9, 3, 7])
+    batch = toy.batch(
+        toy.specs(MODS), {"wsi": [True] * 4, "rna": [True] * 4, "clinical": [True, False, True, True]}, [5, 9, 3, 7]
+    )
     without = {k: v for k, v in batch.items() if k != "clinical"}
     with torch.no_grad():
         assert torch.equal(model(batch).logits, model(without).logits)  # zero-initialised: no effect yet

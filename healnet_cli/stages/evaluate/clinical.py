@@ -63,9 +63,16 @@ class ClinicalBaseline:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": "cox-clinical", "harrell_c": self.c, "ci95": self.ci95, "n_patients": int(self.risk.size),
-                "n_with_clinical": self.n_with_clinical, "covariates": self.columns, "run_minus_baseline": self.difference,
-                "notes": self.notes}
+        return {
+            "model": "cox-clinical",
+            "harrell_c": self.c,
+            "ci95": self.ci95,
+            "n_patients": int(self.risk.size),
+            "n_with_clinical": self.n_with_clinical,
+            "covariates": self.columns,
+            "run_minus_baseline": self.difference,
+            "notes": self.notes,
+        }
 
 
 def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
@@ -94,21 +101,36 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
 
 
 def clinical_baseline(run: RunData, clinical: pd.DataFrame, *, n_boot: int, seed: int) -> ClinicalBaseline:
-    from healnet_cli.metrics import NotComputable, bootstrap_ci, compute_harrell, compute_weighted_concordance, paired_bootstrap
+    from healnet_cli.metrics import (
+        NotComputable,
+        bootstrap_ci,
+        compute_harrell,
+        compute_weighted_concordance,
+        paired_bootstrap,
+    )
 
     risk = baseline_risk(run, clinical)
     p = run.predictions.drop_duplicates("patient_id").set_index("patient_id")
     risk = risk.reindex(p.index)
-    time, event, rb, ra = p["time"].to_numpy(float), p["event"].to_numpy(bool), risk.to_numpy(float), p["risk"].to_numpy(float)
+    time, event, rb, ra = (
+        p["time"].to_numpy(float),
+        p["event"].to_numpy(bool),
+        risk.to_numpy(float),
+        p["risk"].to_numpy(float),
+    )
     strata = [np.flatnonzero(p["fold"].to_numpy() == k) for k in run.folds]
     notes = []
     n_clin = int(np.isin(p.index, clinical.index).sum())
     if n_clin < len(p):
-        notes.append(f"{len(p) - n_clin} of {len(p)} patients have no clinical data: the baseline gives them the "
-                     "training medians (a median patient's risk)")
+        notes.append(
+            f"{len(p) - n_clin} of {len(p)} patients have no clinical data: the baseline gives them the "
+            "training medians (a median patient's risk)"
+        )
     try:
         c: float | None = compute_harrell(time, event, rb)
-        boot = bootstrap_ci(lambda i: compute_weighted_concordance(time[i], event[i], rb[i]), strata, n_boot=n_boot, seed=seed + 11)
+        boot = bootstrap_ci(
+            lambda i: compute_weighted_concordance(time[i], event[i], rb[i]), strata, n_boot=n_boot, seed=seed + 11
+        )
         ci = [boot.low, boot.high] if boot.low is not None else None
         if boot.reason:
             notes.append(f"baseline CI: {boot.reason}")
@@ -117,13 +139,24 @@ def clinical_baseline(run: RunData, clinical: pd.DataFrame, *, n_boot: int, seed
         notes.append(f"baseline c-index: {exc}")
     diff: dict[str, Any] = {"metric": "harrell_c", "n_shared": int(time.size)}
     try:
-        res = paired_bootstrap(lambda i: compute_weighted_concordance(time[i], event[i], ra[i]),
-                               lambda i: compute_weighted_concordance(time[i], event[i], rb[i]),
-                               time.size, n_boot=n_boot, seed=seed)
-        diff.update({"c_a": compute_weighted_concordance(time, event, ra), "c_b": compute_weighted_concordance(time, event, rb),
-                     "difference": res.difference, "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
-                     "p_value": res.p_value, "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
-                     **({"reason": res.reason} if res.reason else {})})
+        res = paired_bootstrap(
+            lambda i: compute_weighted_concordance(time[i], event[i], ra[i]),
+            lambda i: compute_weighted_concordance(time[i], event[i], rb[i]),
+            time.size,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        diff.update(
+            {
+                "c_a": compute_weighted_concordance(time, event, ra),
+                "c_b": compute_weighted_concordance(time, event, rb),
+                "difference": res.difference,
+                "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
+                "p_value": res.p_value,
+                "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
+                **({"reason": res.reason} if res.reason else {}),
+            }
+        )
     except NotComputable as exc:
         diff.update({"difference": None, "p_value": None, "reason": str(exc)})
     return ClinicalBaseline(risk, n_clin, c, ci, diff, [str(c) for c in clinical.columns], notes)
@@ -140,9 +173,14 @@ class AdjustedCox:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "n_patients": self.n_patients, "n_events": self.n_events,
-                "left_out_covariates": self.left_out, "notes": self.notes,
-                "method": "Cox PH (Breslow ties, unpenalised); Wald 95% CI and p from the observed information"}
+        return {
+            "rows": self.rows,
+            "n_patients": self.n_patients,
+            "n_events": self.n_events,
+            "left_out_covariates": self.left_out,
+            "notes": self.notes,
+            "method": "Cox PH (Breslow ties, unpenalised); Wald 95% CI and p from the observed information",
+        }
 
 
 def _independent(x: np.ndarray, names: list[str], left_out: dict[str, str]) -> list[int]:
@@ -193,9 +231,17 @@ def adjusted_cox(run: RunData, clinical: pd.DataFrame) -> AdjustedCox:
         if name == "risk":
             b, s = fit.coef[j], se[j]
         pval = math.erfc(abs(b / s) / math.sqrt(2.0)) if s > 0 else None
-        rows.append({"term": "model risk (per SD)" if name == "risk" else name, "unit": "SD" if name == "risk" else "unit",
-                     "coef": float(b), "se": float(s), "hr": float(np.exp(b)),
-                     "ci95": [float(np.exp(b - 1.959964 * s)), float(np.exp(b + 1.959964 * s))], "p_value": pval})
+        rows.append(
+            {
+                "term": "model risk (per SD)" if name == "risk" else name,
+                "unit": "SD" if name == "risk" else "unit",
+                "coef": float(b),
+                "se": float(s),
+                "hr": float(np.exp(b)),
+                "ci95": [float(np.exp(b - 1.959964 * s)), float(np.exp(b + 1.959964 * s))],
+                "p_value": pval,
+            }
+        )
     notes = [] if fit.converged else ["Newton-Raphson did not converge: the estimates may be unstable (separation?)"]
     dropped = len(p) - len(frame)
     if dropped:
@@ -207,8 +253,9 @@ def _hr(value: float) -> str:
     return f"{value:.2f}" if 0.1 <= value < 100 else f"{value:.3g}"
 
 
-def report_sections(report: Any, baseline: ClinicalBaseline | None, table: AdjustedCox | None,
-                    skipped: dict[str, str]) -> None:
+def report_sections(
+    report: Any, baseline: ClinicalBaseline | None, table: AdjustedCox | None, skipped: dict[str, str]
+) -> None:
     """The report's "Clinical baseline" and "Adjusted Cox model" sections."""
     if baseline is None and table is None:
         if "clinical_baseline" in skipped:
@@ -225,16 +272,28 @@ def report_sections(report: Any, baseline: ClinicalBaseline | None, table: Adjus
             vs = f"run − baseline {d['difference']:+.3f}{dci}, paired bootstrap p = {d['p_value']:.3g}"
         else:
             vs = f"run − baseline: n/a ({d.get('reason', '')})"
-        report.text(f"clinical baseline: c = {c}{ci} — cox-clinical fitted on each fold's training patients, "
-                    f"scored on the run's {baseline.risk.size} patients; {vs}.")
+        report.text(
+            f"clinical baseline: c = {c}{ci} — cox-clinical fitted on each fold's training patients, "
+            f"scored on the run's {baseline.risk.size} patients; {vs}."
+        )
         report.bullets([f"covariates: {', '.join(baseline.columns)}", *baseline.notes])
     if table is not None:
         report.heading("Adjusted Cox model", 3)
-        report.text(f"Hazard ratio of the run's out-of-fold risk (standardised within each fold) adjusted for the "
-                    f"clinical covariates; {table.n_patients} patients, {table.n_events} events.")
-        report.table(["term", "hazard ratio (95% CI)", "p"],
-                     [[r["term"], f"{_hr(r['hr'])} ({_hr(r['ci95'][0])}–{_hr(r['ci95'][1])})",
-                       "n/a" if r["p_value"] is None else f"{r['p_value']:.3g}"] for r in table.rows])
+        report.text(
+            f"Hazard ratio of the run's out-of-fold risk (standardised within each fold) adjusted for the "
+            f"clinical covariates; {table.n_patients} patients, {table.n_events} events."
+        )
+        report.table(
+            ["term", "hazard ratio (95% CI)", "p"],
+            [
+                [
+                    r["term"],
+                    f"{_hr(r['hr'])} ({_hr(r['ci95'][0])}–{_hr(r['ci95'][1])})",
+                    "n/a" if r["p_value"] is None else f"{r['p_value']:.3g}",
+                ]
+                for r in table.rows
+            ],
+        )
         report.bullets([f"{k}: left out ({why})" for k, why in table.left_out.items()] + table.notes)
 
 
@@ -248,5 +307,7 @@ def evaluate_clinical(ev: Any, workdir: str | Path | None, *, n_boot: int, seed:
     if clinical is None:
         ev.skipped["clinical_baseline"] = why
         return
-    ev.clinical_baseline = group("clinical_baseline", lambda: clinical_baseline(ev.run, clinical, n_boot=n_boot, seed=seed))
+    ev.clinical_baseline = group(
+        "clinical_baseline", lambda: clinical_baseline(ev.run, clinical, n_boot=n_boot, seed=seed)
+    )
     ev.adjusted_cox = group("adjusted_cox", lambda: adjusted_cox(ev.run, clinical))

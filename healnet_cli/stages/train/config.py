@@ -31,8 +31,15 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "ff_mult": 2,
         "linear_modalities": ["clinical"],
     },
-    "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3,
-              "omics_segments": 16, "omics_dropout": 0.3},
+    "ehpal": {
+        "token_dim": 32,
+        "widths": [32, 32, 64, 64],
+        "sir_max_width": 64,
+        "pool_dim": 32,
+        "dropout": 0.3,
+        "omics_segments": 16,
+        "omics_dropout": 0.3,
+    },
     "snn": {"hidden_dim": 64, "depth": 2, "dropout": 0.25},
     "abmil": {"hidden_dim": 128, "attn_dim": 64, "dropout": 0.25},
     "concat": {"hidden_dim": 64, "attn_dim": 64, "fusion_dim": 64, "dropout": 0.25},
@@ -136,12 +143,18 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.grad_accum >= 1, f"--grad-accum {cfg.grad_accum}: must be >= 1"),
         (cfg.splits is not None or cfg.folds >= 2, f"--folds {cfg.folds}: must be >= 2"),
         (cfg.fold is None or cfg.fold >= 0, f"--fold {cfg.fold}: must be >= 0"),
-        (cfg.name is None or (cfg.name not in (".", "..") and cfg.name == slug(cfg.name)),
-         f"--name {cfg.name!r}: use a plain folder name (letters, digits, . _ -), or --out for a path"),
-        (cfg.fold is None or cfg.out is not None or cfg.name is not None,
-         f"--fold {cfg.fold}: pass --out or --name, so that every fold job writes the same run folder"),
-        (not (cfg.refit_all and cfg.fold is not None),
-         "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)"),
+        (
+            cfg.name is None or (cfg.name not in (".", "..") and cfg.name == slug(cfg.name)),
+            f"--name {cfg.name!r}: use a plain folder name (letters, digits, . _ -), or --out for a path",
+        ),
+        (
+            cfg.fold is None or cfg.out is not None or cfg.name is not None,
+            f"--fold {cfg.fold}: pass --out or --name, so that every fold job writes the same run folder",
+        ),
+        (
+            not (cfg.refit_all and cfg.fold is not None),
+            "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -151,4 +164,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise InputError(f"--model {cfg.model} works on omics only; drop wsi from --modalities or pick another model")
     only = getattr(get_model_class(cfg.model), "required_modalities", None)
     if only is not None and tuple(cfg.modalities) != tuple(only):
-        raise InputError(f"--model {cfg.model} takes --modalities {','.join(only)} only (got {','.join(cfg.modalities)})")
+        raise InputError(
+            f"--model {cfg.model} takes --modalities {','.join(only)} only (got {','.join(cfg.modalities)})"
+        )

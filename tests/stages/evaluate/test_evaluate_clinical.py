@@ -25,14 +25,22 @@ def _workspace(root: Path, n: int = 60, clinical_missing: float = 0.0, clinical:
     gene, age = rng.normal(size=n), 60 + 10 * rng.normal(size=n)
     t = rng.exponential(20.0 * np.exp(-0.8 * gene - 0.8 * (age - 60) / 10)) + 0.5
     e = rng.random(n) < 0.8
-    write_labels(modality_path(root / "omics", "labels"),
-                 pd.DataFrame({"time": t, "event": e}, index=pd.Index(ids, name="patient_id")), {"time_unit": "months"})
+    write_labels(
+        modality_path(root / "omics", "labels"),
+        pd.DataFrame({"time": t, "event": e}, index=pd.Index(ids, name="patient_id")),
+        {"time_unit": "months"},
+    )
     rna = rng.normal(size=(n, 5))
     rna[:, 0] = gene
-    write_modality(modality_path(root / "omics", "rna"), pd.DataFrame(rna, index=ids, columns=[f"G{j}" for j in range(5)]).astype(np.float32),
-                   {"modality": "rna"})
+    write_modality(
+        modality_path(root / "omics", "rna"),
+        pd.DataFrame(rna, index=ids, columns=[f"G{j}" for j in range(5)]).astype(np.float32),
+        {"modality": "rna"},
+    )
     if clinical:
-        frame = pd.DataFrame({"age": age, "is_female": (rng.random(n) < 0.5).astype(float)}, index=ids).astype(np.float32)
+        frame = pd.DataFrame({"age": age, "is_female": (rng.random(n) < 0.5).astype(float)}, index=ids).astype(
+            np.float32
+        )
         keep = rng.random(n) >= clinical_missing
         write_modality(modality_path(root / "omics", "clinical"), frame[keep], {"modality": "clinical"})
     return root
@@ -49,7 +57,9 @@ def _splits_dir(run: Path, folder: Path) -> Path:
         tr = part.loc[part.split != "test", "patient_id"].tolist()
         te = part.loc[part.split == "test", "patient_id"].tolist()
         m = max(len(tr), len(te))
-        pd.DataFrame({"train": tr + [None] * (m - len(tr)), "val": te + [None] * (m - len(te))}).to_csv(folder / f"splits_{k}.csv")
+        pd.DataFrame({"train": tr + [None] * (m - len(tr)), "val": te + [None] * (m - len(te))}).to_csv(
+            folder / f"splits_{k}.csv"
+        )
     return folder
 
 
@@ -58,10 +68,26 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("clin")
     ws = _workspace(root / "ws")
     cox = root / "coxnet"
-    assert _invoke("train", "-m", "rna", "--model", "coxnet", "-w", ws, "--out", cox, "--folds", "3", "--seed", "1").exit_code == 0
+    assert (
+        _invoke(
+            "train", "-m", "rna", "--model", "coxnet", "-w", ws, "--out", cox, "--folds", "3", "--seed", "1"
+        ).exit_code
+        == 0
+    )
     base = root / "cox-clinical"
-    result = _invoke("train", "-m", "clinical", "--model", "cox-clinical", "-w", ws, "--out", base,
-                     "--splits", _splits_dir(cox, root / "splits"))
+    result = _invoke(
+        "train",
+        "-m",
+        "clinical",
+        "--model",
+        "cox-clinical",
+        "-w",
+        ws,
+        "--out",
+        base,
+        "--splits",
+        _splits_dir(cox, root / "splits"),
+    )
     assert result.exit_code == 0, result.output
     return ws, cox, base
 
@@ -76,8 +102,10 @@ def test_baseline_is_cox_clinical_on_the_runs_folds(runs) -> None:
     from healnet_cli.metrics import compute_harrell
 
     # the same fits as `healnet train --model cox-clinical` on the same splits
-    assert b["harrell_c"] == pytest.approx(compute_harrell(trained["time"].to_numpy(), trained["event"].to_numpy(bool),
-                                                           trained["risk"].to_numpy(float)), abs=1e-4)
+    assert b["harrell_c"] == pytest.approx(
+        compute_harrell(trained["time"].to_numpy(), trained["event"].to_numpy(bool), trained["risk"].to_numpy(float)),
+        abs=1e-4,
+    )
     assert b["n_patients"] == 60 == b["n_with_clinical"] and b["covariates"] == ["age", "is_female"]
     assert b["ci95"][0] < b["harrell_c"] < b["ci95"][1]
     diff = b["run_minus_baseline"]
@@ -97,7 +125,10 @@ def test_comparison_tests_each_run_against_its_baseline(runs, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     tests = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["paired_tests"]
     pairs = [(t["a"], t["b"]) for t in tests]
-    assert ("coxnet", "clinical baseline (coxnet)") in pairs and ("cox-clinical", "clinical baseline (cox-clinical)") in pairs
+    assert ("coxnet", "clinical baseline (coxnet)") in pairs and (
+        "cox-clinical",
+        "clinical baseline (cox-clinical)",
+    ) in pairs
     own = next(t for t in tests if t["a"] == "cox-clinical" and t["b"].startswith("clinical baseline"))
     assert abs(own["difference"]) < 1e-4  # cox-clinical against itself
     assert "clinical baseline (coxnet)" in (tmp_path / "cmp" / "summary.md").read_text()
@@ -119,7 +150,10 @@ def test_patients_without_clinical_data_and_workspaces_without_it(tmp_path: Path
     assert _invoke("train", "-m", "rna", "--model", "coxnet", "-w", bare, "--out", run2, "--folds", "2").exit_code == 0
     assert _invoke("evaluate", run2, "--bootstrap", "0", "--no-attention").exit_code == 0  # skipped is not a failure
     metrics = json.loads((run2 / "evaluation" / "metrics.json").read_text())
-    assert "clinical_baseline" not in metrics and "no clinical data in the workspace" in metrics["skipped"]["clinical_baseline"]
+    assert (
+        "clinical_baseline" not in metrics
+        and "no clinical data in the workspace" in metrics["skipped"]["clinical_baseline"]
+    )
     assert "Not computed: no clinical data" in (run2 / "evaluation" / "summary.md").read_text()
 
 
@@ -138,13 +172,26 @@ def test_adjusted_cox_table_hazard_ratios_and_wald_intervals() -> None:
     e = rng.random(n) < 0.8
     fold = np.arange(n) % 3
     stage = rng.integers(0, 2, size=n).astype(float)
-    clinical = pd.DataFrame({"age": age, "stage=I": stage, "stage=II": 1 - stage, "const": 1.0,
-                             "sparse": np.where(rng.random(n) < 0.5, np.nan, 1.0)}, index=[f"P{i:03d}" for i in range(n)])
-    table = adjusted_cox(_run_data(3.0 * signal + fold, t, e, fold), clinical)  # per-fold shift and scale: standardised away
+    clinical = pd.DataFrame(
+        {
+            "age": age,
+            "stage=I": stage,
+            "stage=II": 1 - stage,
+            "const": 1.0,
+            "sparse": np.where(rng.random(n) < 0.5, np.nan, 1.0),
+        },
+        index=[f"P{i:03d}" for i in range(n)],
+    )
+    table = adjusted_cox(
+        _run_data(3.0 * signal + fold, t, e, fold), clinical
+    )  # per-fold shift and scale: standardised away
     rows = {r["term"]: r for r in table.rows}
     assert list(rows) == ["model risk (per SD)", "age", "stage=I"]
-    assert table.left_out == {"const": "constant", "sparse": "missing for 50% of the patients (> 20%)",
-                              "stage=II": "linearly dependent on the covariates before it"}
+    assert table.left_out == {
+        "const": "constant",
+        "sparse": "missing for 50% of the patients (> 20%)",
+        "stage=II": "linearly dependent on the covariates before it",
+    }
     risk = rows["model risk (per SD)"]
     assert 1.6 < risk["hr"] < 2.6 and risk["p_value"] < 1e-6
     assert 1.02 < rows["age"]["hr"] < 1.09  # per year

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from train_factories import factories  # noqa: E402
 from typer.testing import CliRunner
 
 from healnet_cli.artifacts.omics import modality_path, read_labels, read_modality, write_modality
@@ -16,8 +17,6 @@ from healnet_cli.cli import build_app
 from healnet_cli.data.coxph import fit_coxph
 from healnet_cli.data.inference import load_fold, predict_patients
 from healnet_cli.data.preprocess import fit_omics_preprocess
-
-from train_factories import factories  # noqa: E402
 
 runner = CliRunner()
 
@@ -37,7 +36,9 @@ def clinical_workspace(root: Path, n: int = 60, missing: float = 0.15) -> Path:
     from healnet_cli.artifacts.omics import write_labels
 
     write_labels(modality_path(ws / "omics", "labels"), labels, {"time_unit": "months"})
-    frame = pd.DataFrame({"age": age, "is_female": (rng.random(n) < 0.5).astype(float)}, index=labels.index).astype(np.float32)
+    frame = pd.DataFrame({"age": age, "is_female": (rng.random(n) < 0.5).astype(float)}, index=labels.index).astype(
+        np.float32
+    )
     keep = rng.random(n) >= missing
     write_modality(modality_path(ws / "omics", "clinical"), frame[keep], {"modality": "clinical"})
     return ws
@@ -47,7 +48,9 @@ def write_splits(folder: Path, folds: list[tuple[list[str], list[str]]]) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     for k, (tr, te) in enumerate(folds):
         n = max(len(tr), len(te))
-        pd.DataFrame({"train": tr + [None] * (n - len(tr)), "val": te + [None] * (n - len(te))}).to_csv(folder / f"splits_{k}.csv")
+        pd.DataFrame({"train": tr + [None] * (n - len(tr)), "val": te + [None] * (n - len(te))}).to_csv(
+            folder / f"splits_{k}.csv"
+        )
     return folder
 
 
@@ -61,8 +64,21 @@ def test_cox_clinical_trains_predicts_and_refits(tmp_path: Path) -> None:
     labels, _ = read_labels(ws / "omics" / "labels.parquet")
     splits = write_splits(tmp_path / "splits", two_folds(sorted(labels.index)))
     out = tmp_path / "run"
-    result = train("--modalities", "clinical", "--model", "cox-clinical", "--workdir", ws, "--splits", splits, "--out", out,
-                   "--refit-all", "--device", "cpu")
+    result = train(
+        "--modalities",
+        "clinical",
+        "--model",
+        "cox-clinical",
+        "--workdir",
+        ws,
+        "--splits",
+        splits,
+        "--out",
+        out,
+        "--refit-all",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     pred = pd.read_parquet(out / "predictions.parquet")
     clinical, _ = read_modality(ws / "omics" / "clinical.parquet")
@@ -73,8 +89,12 @@ def test_cox_clinical_trains_predicts_and_refits(tmp_path: Path) -> None:
     train_ids = two_folds(sorted(labels.index))[0][0]
     have = [p for p in train_ids if p in clinical.index]
     pre = fit_omics_preprocess(clinical.loc[have])
-    ref = fit_coxph(pre.transform(clinical.loc[have]).astype(np.float64), labels.loc[have, "time"].to_numpy(),
-                    labels.loc[have, "event"].to_numpy(bool), ridge=1.0)
+    ref = fit_coxph(
+        pre.transform(clinical.loc[have]).astype(np.float64),
+        labels.loc[have, "time"].to_numpy(),
+        labels.loc[have, "event"].to_numpy(bool),
+        ridge=1.0,
+    )
     fm = load_fold(out, 0)
     assert np.allclose(fm.model.coef.detach().numpy(), ref.coef, atol=1e-6)
     assert fm.model.coef.detach().numpy()[0] > 0  # older = higher risk
@@ -89,7 +109,18 @@ def test_cox_clinical_trains_predicts_and_refits(tmp_path: Path) -> None:
 
 def test_cox_clinical_takes_clinical_only(tmp_path: Path) -> None:
     ws = clinical_workspace(tmp_path / "ws", n=20)
-    result = train("--modalities", "rna,clinical", "--model", "cox-clinical", "--workdir", ws, "--out", tmp_path / "r", "--folds", "2")
+    result = train(
+        "--modalities",
+        "rna,clinical",
+        "--model",
+        "cox-clinical",
+        "--workdir",
+        ws,
+        "--out",
+        tmp_path / "r",
+        "--folds",
+        "2",
+    )
     assert result.exit_code == 2
     assert "--model cox-clinical takes --modalities clinical only (got rna,clinical)" in result.output
 
@@ -116,7 +147,9 @@ def test_coxnet_fold_sees_nothing_of_its_test_patients(tmp_path: Path) -> None:
     b = torch.load(tmp_path / "b" / "fold_0" / "checkpoint.pt", weights_only=True)
     assert torch.equal(a["model"]["state_dict"]["coef"], b["model"]["state_dict"]["coef"])
     assert a["training"]["alpha"] == b["training"]["alpha"]
-    assert (tmp_path / "a" / "fold_0" / "history.jsonl").read_text() == (tmp_path / "b" / "fold_0" / "history.jsonl").read_text()
+    assert (tmp_path / "a" / "fold_0" / "history.jsonl").read_text() == (
+        tmp_path / "b" / "fold_0" / "history.jsonl"
+    ).read_text()
     c = torch.load(tmp_path / "a" / "fold_1" / "checkpoint.pt", weights_only=True)  # fold 1 trains on them: it changes
     d = torch.load(tmp_path / "b" / "fold_1" / "checkpoint.pt", weights_only=True)
     assert not torch.equal(c["model"]["state_dict"]["coef"], d["model"]["state_dict"]["coef"])
