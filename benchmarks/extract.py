@@ -19,13 +19,19 @@ measures CPU time (``getrusage`` of the main process and the reaped workers):
 - ``io_efficiency_cpu = num_workers * forward_cpu / end_to_end_cpu``: the ``io_efficiency`` the loop
   reaches when each worker has a core to itself, independent of what else runs on the machine.
 
-The two are measured back to back, ``--repeats`` times (after a warm-up forward); the printed
-values are the medians, and ``io_efficiency`` is the median of the per-repeat ratios, which keeps
-it meaningful on a shared machine whose load changes during the run. Runs on CUDA
-with ``--precision auto`` (bf16) when a GPU is visible. Usage::
+Patches are read the way ``healnet extract`` reads them: tiles decoded directly (tifffile) where
+that gives OpenSlide's pixels. With ``--readers direct,openslide`` (the default) each repeat also runs
+the loop with every read through OpenSlide (the reader before direct decoding), interleaved, and
+prints those figures with the suffix ``_openslide`` and ``read_speedup_cpu`` (OpenSlide loop CPU per
+patch / direct loop CPU per patch).
+
+The runs are back to back, ``--repeats`` times (after a warm-up forward); the printed values are
+the medians, and ``io_efficiency`` is the median of the per-repeat ratios, which keeps it
+meaningful on a shared machine whose load changes during the run. Runs on CUDA with
+``--precision auto`` (bf16) when a GPU is visible. Usage::
 
     python benchmarks/extract.py [--quick] [--extractor stain-texture] [--level-factor 4] [--device auto]
-        [--batch-size 32] [--num-workers N] [--json out.json]
+        [--batch-size 32] [--num-workers N] [--readers direct,openslide] [--json out.json]
 """
 
 from __future__ import annotations
@@ -51,8 +57,9 @@ from healnet_cli.core.hpc import available_cpus
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.extractors import Extractor, load_extractor
-from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
 from healnet_cli.stages.extract.config import default_num_workers
+from healnet_cli.stages.extract import loader
 from healnet_cli.stages.extract.engine import EngineOptions, extract_slides
 from healnet_cli.stages.extract.items import discover_items, read_plan
 
@@ -103,14 +110,19 @@ def forward_only(extractor: Extractor, n_patches: int, batch_size: int) -> float
     return n_patches / (time.perf_counter() - start)
 
 
-def end_to_end(extractor: Extractor, workdir: Path, options: EngineOptions, run: int) -> tuple[float, int]:
-    """Patches/s of the stage's loop on every slide (written to a fresh folder)."""
+def end_to_end(extractor: Extractor, workdir: Path, options: EngineOptions, run: str, *, direct: bool = True) -> tuple[float, int]:
+    """Patches/s of the stage's loop on every slide (written to a fresh folder); ``direct=False``
+    reads every patch through OpenSlide."""
     items, _ = discover_items(workdir / "tiles")
     store = ArtifactStore(workdir / "features" / f"run{run}", "extract", {"bench": run})
     store.folder.mkdir(parents=True, exist_ok=True)
     work = [(item, read_plan(item)) for item in items]
     status = StatusTable("extract")
-    stats = extract_slides(work, extractor, store=store, status=status, console=Console(quiet=True), options=options)
+    saved, loader.DIRECT_TILES = loader.DIRECT_TILES, direct
+    try:
+        stats = extract_slides(work, extractor, store=store, status=status, console=Console(quiet=True), options=options)
+    finally:
+        loader.DIRECT_TILES = saved
     if status.failed:
         raise RuntimeError(f"benchmark slides failed: {status.failed}")
     shutil.rmtree(store.folder)
@@ -146,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-workers", type=int, default=None, help="default: healnet extract's default")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--level-factor", type=int, default=4, help="downsample between pyramid levels (4 or 2)")
+    parser.add_argument("--readers", default="direct,openslide",
+                        help="direct (as healnet extract reads), openslide (every read through OpenSlide), or both, interleaved")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -156,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     batch_size = args.batch_size or (256 if on_cuda or in_workers else 32)
     n_slides, per_slide = (2, batch_size) if args.quick else ((8, 2 * batch_size) if on_cuda or in_workers else (4, 2 * batch_size))
     repeats = args.repeats or (1 if args.quick else 3)
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    if not readers or set(readers) - {"direct", "openslide"}:
+        parser.error(f"--readers {args.readers!r}: give direct, openslide or both (comma-separated)")
     if args.num_workers is not None:
         num_workers = args.num_workers
     else:
@@ -168,15 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         extractor.prepare(device, autocast_dtype)
         forward_only(extractor, batch_size, batch_size)  # warm-up
         options = EngineOptions(batch_size=batch_size, num_workers=num_workers)
-        fwd, e2e, fwd_cpu, e2e_cpu, n_patches = [], [], [], [], 0
+        fwd, fwd_cpu, n_patches = [], [], 0
+        e2e: dict[str, list[float]] = {r: [] for r in readers}
+        e2e_cpu: dict[str, list[float]] = {r: [] for r in readers}
         for run in range(repeats):
             start = cpu_seconds()
             fwd.append(forward_only(extractor, n_slides * per_slide, batch_size))
             fwd_cpu.append((cpu_seconds() - start) / (n_slides * per_slide))
-            start = cpu_seconds()
-            rate, n_patches = end_to_end(extractor, root / "work", options, run)
-            e2e_cpu.append((cpu_seconds() - start) / n_patches)
-            e2e.append(rate)
+            for reader in readers:
+                start = cpu_seconds()
+                rate, n_patches = end_to_end(extractor, root / "work", options, f"{run}-{reader}", direct=reader == "direct")
+                e2e_cpu[reader].append((cpu_seconds() - start) / n_patches)
+                e2e[reader].append(rate)
 
     results = {
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if on_cuda else f" ({available_cpus()} cpus)"),
@@ -187,14 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         "num_workers": num_workers,
         "torch_threads": torch.get_num_threads(),
         "patches": n_patches,
-        "end_to_end_patches_per_s": round(float(np.median(e2e)), 2),
         "forward_only_patches_per_s": round(float(np.median(fwd)), 2),
-        "io_efficiency": round(float(np.median([e / f for e, f in zip(e2e, fwd, strict=True)])), 3),
         "forward_cpu_ms_per_patch": round(1e3 * float(np.median(fwd_cpu)), 3),
-        "end_to_end_cpu_ms_per_patch": round(1e3 * float(np.median(e2e_cpu)), 3),
-        **({"io_efficiency_cpu": round(float(np.median([max(num_workers, 1) * f / e for f, e in zip(fwd_cpu, e2e_cpu, strict=True)])), 3)}
-           if in_workers else {}),
-        "runs_end_to_end": [round(v, 2) for v in e2e],
+    }
+    for reader in readers:
+        suffix = "" if reader == "direct" else "_openslide"
+        results |= {
+            f"end_to_end_patches_per_s{suffix}": round(float(np.median(e2e[reader])), 2),
+            f"io_efficiency{suffix}": round(float(np.median([e / f for e, f in zip(e2e[reader], fwd, strict=True)])), 3),
+            f"end_to_end_cpu_ms_per_patch{suffix}": round(1e3 * float(np.median(e2e_cpu[reader])), 3),
+        }
+        if in_workers:
+            ratios = [max(num_workers, 1) * f / e for f, e in zip(fwd_cpu, e2e_cpu[reader], strict=True)]
+            results[f"io_efficiency_cpu{suffix}"] = round(float(np.median(ratios)), 3)
+        results[f"runs_end_to_end{suffix}"] = [round(v, 2) for v in e2e[reader]]
+    if len(readers) == 2:
+        speedups = [o / d for o, d in zip(e2e_cpu["openslide"], e2e_cpu["direct"], strict=True)]
+        results["read_speedup_cpu"] = round(float(np.median(speedups)), 3)
+    results |= {
         "runs_forward_only": [round(v, 2) for v in fwd],
         "load_average_1min": round(__import__("os").getloadavg()[0], 2),
         "torch": torch.__version__,

@@ -1,7 +1,7 @@
 """Training-step time of every model at `healnet train`'s defaults, side by side (CPU time).
 
 Usage: ``python benchmarks/model_step.py [--models ehpal,healnet] [--bags 1000,10000] [--reps 15]
-[--threads 1] [--compile] [--quick]``
+[--threads 1] [--compile] [--quick] [--blocks]``
 
 One step = forward + backward + the AdamW step of ``healnet train`` (``make_optimizer``), with the
 model hyper-parameters of ``MODEL_DEFAULTS``. Settings:
@@ -12,7 +12,9 @@ model hyper-parameters of ``MODEL_DEFAULTS``. Settings:
 
 Runs are interleaved (model A, model B, A, B, ...) and timed with ``time.process_time``; medians are
 printed as ``<setting>_<model>_step_ms=`` with ``<setting>_<model>_over_healnet=`` ratios, plus
-``..._forward_ms``, ``..._aten_calls`` (one step, from the profiler) and ``..._param_tensors``.
+``..._forward_ms``, ``..._optimizer_ms`` (the AdamW step alone), ``..._aten_calls`` (one step, from the
+profiler) and ``..._param_tensors``. ``--blocks`` adds ``ehpal_rgsa_pair_fwd_bwd_ms_batch{1,4,32}``: one
+stacked EHPAL block at three batch sizes (per-call overhead vs work on the data).
 ``--compile`` adds ``..._compiled_step_ms`` and ``..._compile_s`` (first call) for each model
 (``torch.compile`` of the model, as ``healnet train --compile`` does).
 """
@@ -65,6 +67,7 @@ class _Runner:
         self.optimizer = make_optimizer(self.model, 5e-4, 1e-2)
         self.call = torch.compile(self.model) if compiled else self.model
         self.batch = batch
+        self.optimizer_ms: list[float] = []
 
     def forward(self):
         return self.call(self.batch).logits
@@ -72,7 +75,9 @@ class _Runner:
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.forward().square().sum().backward()
+        start = time.process_time()
         self.optimizer.step()
+        self.optimizer_ms.append((time.process_time() - start) * 1e3)
 
 
 def _cpu_ms(fn) -> float:
@@ -104,6 +109,7 @@ def _measure(setting: str, models: list[str], reps: int, compiled: bool, out: di
                 times[m]["forward"].append(_cpu_ms(r.forward))
     for m, r in runners.items():
         out[f"{setting}_{m}_step_ms"] = round(statistics.median(times[m]["step"]), 2)
+        out[f"{setting}_{m}_optimizer_ms"] = round(statistics.median(r.optimizer_ms[-reps:]), 2)
         out[f"{setting}_{m}_forward_ms"] = round(statistics.median(times[m]["forward"]), 2)
         out[f"{setting}_{m}_aten_calls"] = _aten_calls(r)
         out[f"{setting}_{m}_param_tensors"] = len(list(r.model.parameters()))
@@ -126,6 +132,31 @@ def _measure(setting: str, models: list[str], reps: int, compiled: bool, out: di
         out[f"{setting}_{m}_compiled_over_eager"] = round(out[f"{setting}_{m}_compiled_step_ms"] / out[f"{setting}_{m}_step_ms"], 3)
 
 
+def _block_scaling(reps: int, out: dict) -> None:
+    """Forward + backward of one stacked RGSA pair (the omics stage-2 block at train defaults: 32 -> 64
+    channels, 16 tokens) at batch 1, 4 and 32: a time that barely grows with the batch is per-call
+    overhead, one that grows with it is work on the data."""
+    import torch
+
+    from healnet_cli.models.ehpal_blocks import RGSA
+
+    torch.manual_seed(0)
+    pair = [RGSA(32, 64, 1, "group"), RGSA(32, 64, 1, "group")]
+    inputs = {b: torch.randn(2, 32, b, 16, requires_grad=True) for b in (1, 4, 32)}
+
+    def run(z):
+        RGSA.run(pair, z, None)[0].sum().backward()
+
+    times: dict[int, list[float]] = {b: [] for b in inputs}
+    for z in inputs.values():
+        run(z)
+    for _ in range(reps):
+        for b, z in inputs.items():
+            times[b].append(_cpu_ms(lambda z=z: run(z)))
+    for b in inputs:
+        out[f"ehpal_rgsa_pair_fwd_bwd_ms_batch{b}"] = round(statistics.median(times[b]), 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="healnet,ehpal", help="comma-separated registry names")
@@ -134,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (train pins 1 for omics)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--quick", action="store_true", help="omics only, 7 repetitions")
+    parser.add_argument("--blocks", action="store_true", help="also time one EHPAL RGSA pair at batch 1, 4, 32")
     args = parser.parse_args(argv)
     import torch
 
@@ -146,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     for setting in settings:
         out: dict = {}
         _measure(setting, models, reps if setting == "omics" else max(3, reps // 3), args.compile, out)
+        for key, value in out.items():
+            print(f"{key}={value}", flush=True)
+    if args.blocks:
+        out = {}
+        _block_scaling(reps, out)
         for key, value in out.items():
             print(f"{key}={value}", flush=True)
     return 0

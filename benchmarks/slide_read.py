@@ -45,7 +45,7 @@ def main() -> None:
 
     from healnet_cli.slides.base import rgba_to_rgb
     from healnet_cli.slides.openslide_backend import OpenSlideReader
-    from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
+    from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
     with tempfile.TemporaryDirectory(prefix="healnet-read-") as tmp:
         path = Path(tmp) / "slide.tif"

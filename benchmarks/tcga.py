@@ -75,10 +75,11 @@ def run_model(model: str, modalities: list[str], workdir: Path, cohort_dir: Path
         raise RuntimeError(f"{model} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     n_folds = 1 if quick else 5
     if quick:
-        from healnet_cli.data.survival import harrell_cindex
+        from healnet_cli.metrics import compute_harrell, compute_safely
 
         pred = pd.read_parquet(out / "fold_0" / "predictions.parquet")
-        c = harrell_cindex(pred["time"].to_numpy(), pred["event"].to_numpy(bool), pred["risk"].to_numpy())
+        c = compute_safely("harrell_c", compute_harrell, pred["time"].to_numpy(), pred["event"].to_numpy(bool),
+                           pred["risk"].to_numpy()).as_float
         return {"mean": c, "sd": 0.0, "folds": [c], "seconds_per_fold": seconds / n_folds}
     summary = json.loads((out / "summary.json").read_text())
     return {"mean": summary["cindex_mean"], "sd": summary["cindex_sd"], "folds": [f["cindex"] for f in summary["folds"]],

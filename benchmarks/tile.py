@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 SLIDE_MPP = 0.25
 

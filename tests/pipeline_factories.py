@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 REPO = Path(__file__).resolve().parents[1]
 #: Cheap tile options for the tiny slides below (a few patches each).

@@ -194,3 +194,53 @@ def test_unevenly_spaced_array_is_refused_with_how_to_submit(tmp_path: Path, til
     assert result.exit_code == 2
     assert "not evenly spaced" in result.output and "--array=0-2" in result.output
     assert not (tmp_path / "w" / "tiles").exists() or not list((tmp_path / "w" / "tiles").glob("*.parquet"))
+
+
+# -- train and predict: temporaries of a killed job are cleaned by the rerun ----------------------
+def _train_args(work: Path, out: Path) -> list[str]:
+    return ["train", "-w", str(work), "--modalities", "rna", "--model", "snn", "--folds", "2", "--epochs", "2",
+            "--device", "cpu", "--ensemble", "2", "--batch-size", "4", "--out", str(out)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def omics_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("omics")
+    work = root / "work"
+    assert runner.invoke(build_app(), ["omics", str(wide_table(root / "study_all_clean.csv")), "-w", str(work)]).exit_code == 0
+    return work
+
+
+@pytest.fixture(scope="module")
+def clean_run(omics_work: Path) -> Path:
+    """An uninterrupted run (the reference; also what predict is run on)."""
+    run = omics_work.parent / "clean_run"
+    assert runner.invoke(build_app(), _train_args(omics_work, run)).exit_code == 0
+    return run
+
+
+@pytest.mark.parametrize("kill_at", [3, 16], ids=["creating-the-run", "fold-1-member"])
+def test_killed_train_leaves_temporaries_that_the_resume_removes(kill_at: int, tmp_path: Path, omics_work: Path,
+                                                                 clean_run: Path) -> None:
+    clean = clean_run
+    out = tmp_path / "run"
+    killed = run_healnet(_train_args(omics_work, out), env=NODE_A, kill=("replace", kill_at, "SIGKILL"))
+    assert killed.returncode == -9, killed.stderr
+    assert any(p.name.startswith(".tmp-") for p in out.rglob("*")), "killed mid-write: a temporary is left"
+    _wait_for_expiry(out)
+    rerun = runner.invoke(build_app(), [*_train_args(omics_work, out), "--resume"], env=NODE_B_LATER)
+    assert rerun.exit_code == 0, rerun.output
+    assert leftovers(out) == []
+    suffixes = ("predictions.parquet", "summary.csv")
+    assert snapshot(out, suffixes=suffixes) == snapshot(clean, suffixes=suffixes)
+
+
+@pytest.mark.parametrize("kill_at", [1, 2], ids=["predictions", "predict.json"])
+def test_killed_predict_is_rerun_into_the_same_folder(kill_at: int, tmp_path: Path, omics_work: Path, clean_run: Path) -> None:
+    run = clean_run
+    out = tmp_path / "predicted"
+    args = ["predict", str(run), "-w", str(omics_work), "--out", str(out), "--json"]
+    killed = run_healnet(args, kill=("replace", kill_at, "SIGKILL"))
+    assert killed.returncode == -9, killed.stderr
+    rerun = runner.invoke(build_app(), args)
+    assert rerun.exit_code == 0, rerun.output
+    assert leftovers(out) == [] and (out / "predict.json").is_file()

@@ -46,13 +46,17 @@ def decode_meta(metadata: dict[bytes, bytes] | None) -> dict[str, Any] | None:
     return json.loads(raw) if raw is not None else None
 
 
-def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str) -> dict[str, Any]:
-    """The healnet metadata of a Parquet file, checked against ``schema``; reads no rows."""
+def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str, unversioned: bool = False) -> dict[str, Any]:
+    """The healnet metadata of a Parquet file, checked against ``schema``; reads no rows: the one
+    reader of that metadata. ``unversioned`` accepts files written before the format had a schema
+    name (no metadata, or metadata without ``schema``: schema-1 run tables)."""
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({exc}); {hint}") from exc
+        raise InputError(f"{path}: not a readable Parquet file ({_one_line(exc)}); {hint}") from exc
     meta = decode_meta(metadata)
+    if unversioned and (meta is None or "schema" not in meta):
+        return meta or {}
     if meta is None:
         raise InputError(f"{path}: no healnet metadata (not written by healnet); {hint}")
     found = meta.get("schema", "")
@@ -63,11 +67,17 @@ def read_meta(path: str | os.PathLike[str], *, schema: str, hint: str) -> dict[s
     return meta
 
 
-def read_table(path: str | os.PathLike[str], *, schema: str, hint: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a healnet Parquet table and its metadata (schema checked)."""
-    meta = read_meta(path, schema=schema, hint=hint)
+def read_table(
+    path: str | os.PathLike[str], *, schema: str, hint: str, unversioned: bool = False
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a healnet Parquet table and its metadata (schema checked; ``unversioned`` as in :func:`read_meta`)."""
+    meta = read_meta(path, schema=schema, hint=hint, unversioned=unversioned)
     try:
         frame = pq.read_table(path).to_pandas()
     except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: cannot read the table ({exc}); {hint}") from exc
+        raise InputError(f"{path}: cannot read the table ({_one_line(exc)}); {hint}") from exc
     return frame, meta
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

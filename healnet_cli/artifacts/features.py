@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from healnet_cli import __version__
 from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
@@ -143,10 +141,6 @@ def read_features(path: str | os.PathLike[str]) -> FeatureBag:
     if features.ndim != 2 or coords.shape != (features.shape[0], 2):
         raise InputError(f"{path}: features {tuple(features.shape)} / coords {tuple(coords.shape)} mismatch; {_HINT}")
     return FeatureBag(features, coords, meta)
-
-
-def as_numpy(bag: FeatureBag) -> tuple[np.ndarray, np.ndarray]:
-    return bag.features.float().numpy(), bag.coords.numpy()
 
 
 def write_clam_pt(path: str | os.PathLike[str], features: torch.Tensor) -> Path:

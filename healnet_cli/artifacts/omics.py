@@ -11,14 +11,13 @@ columns (NaN = missing). Metadata: ``modality``, ``sources`` (input files + fing
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from healnet_cli.artifacts._parquet import read_meta, read_table, write_table
+from healnet_cli.artifacts._parquet import read_table, write_table
 from healnet_cli.core.errors import InputError
 
 OMICS_SCHEMA = "healnet.omics/1"
@@ -76,38 +75,9 @@ def read_labels(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, A
     return frame, meta
 
 
-def read_modality_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_meta(path, schema=OMICS_SCHEMA, hint=_HINT)
-
-
-# -- patient identifiers (shared by `healnet omics` and `healnet cohort`) ------------------------
-_TCGA_PATIENT = re.compile(r"^(TCGA)[-._]([A-Z0-9]{2})[-._]([A-Z0-9]{4})(?=$|[-._])", re.IGNORECASE)
-
-
-def to_patient_id(identifier: str) -> str:
-    """The patient id of ``identifier``: TCGA barcodes (sample, aliquot, slide; ``-``, ``.`` or
-    ``_`` separated) are reduced to ``TCGA-XX-XXXX``; anything else is returned stripped.
-
-    Examples
-    --------
-    >>> to_patient_id("TCGA-2F-A9KO-01Z-00-DX1.195576CF.svs")
-    'TCGA-2F-A9KO'
-    >>> to_patient_id("tcga.06.0174.01")
-    'TCGA-06-0174'
-    """
-    text = str(identifier).strip()
-    match = _TCGA_PATIENT.match(text)
-    if match is None:
-        return text
-    return "-".join(part.upper() for part in match.groups())
-
-
-def read_patient_ids(path: str | os.PathLike[str]) -> list[str]:
-    """The patient ids (index) of a modality or labels table, reading only that column."""
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path, columns=[INDEX])
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types on bad files
-        raise InputError(f"{path}: cannot read its {INDEX!r} column ({exc}); {_HINT}") from exc
-    return [str(v) for v in table.column(INDEX).to_pylist()]
+def present_patients(frame: pd.DataFrame) -> pd.Index:
+    """The patients a modality table gives data for: rows with at least one value (a row that is
+    all NaN counts as absent), each id once. ``healnet cohort`` and ``healnet train`` both count
+    presence with this rule."""
+    frame = frame[~frame.index.duplicated()]
+    return frame.index[frame.notna().to_numpy().any(axis=1)].astype(str)

@@ -72,12 +72,17 @@ def prepare_predict_dir(path: str | os.PathLike[str]) -> PredictLayout:
     Raises
     ------
     InputError
-        ``path`` is a file, or a non-empty folder without ``predict.json``.
+        ``path`` is a file, or a folder without ``predict.json`` holding files that predict did not
+        write (its temporaries and a predictions.parquet of a killed predict do not count).
     """
     layout = PredictLayout(Path(path))
     if layout.root.exists() and not layout.root.is_dir():
         raise InputError(f"--out {layout.root}: exists and is not a folder; choose another --out")
-    if layout.root.is_dir() and any(layout.root.iterdir()) and not layout.record.is_file():
+    if layout.root.is_dir():
+        atomic.sweep_temporaries(layout.root)  # of a killed predict: they do not make the folder foreign
+    own = {layout.predictions.name, layout.record.name}  # a predict killed before its predict.json
+    others = [p for p in layout.root.iterdir() if p.name not in own] if layout.root.is_dir() else []
+    if others and not layout.record.is_file():
         raise InputError(f"--out {layout.root}: folder is not empty and holds no {PREDICT_FILE}; "
                          "choose an empty or new folder (predict replaces only its own outputs)")
     layout.root.mkdir(parents=True, exist_ok=True)

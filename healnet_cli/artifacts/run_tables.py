@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from healnet_cli.artifacts._parquet import attach_meta, decode_meta
+from healnet_cli.artifacts._parquet import read_table, write_arrow
 from healnet_cli.artifacts.run import HINT, PREDICTIONS_FILE, RunLayout
 from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
@@ -37,27 +36,12 @@ GROUP_COUNTS = range(2, 7)
 
 def write_predictions(path: str | os.PathLike[str], frame: pd.DataFrame, meta: Mapping[str, Any]) -> Path:
     """Atomically write a predictions table (no index) with ``meta`` + schema + version."""
-    table = attach_meta(pa.Table.from_pandas(frame, preserve_index=False), {**meta, "schema": PREDICTIONS_SCHEMA})
-    with atomic.atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return Path(path)
+    return write_arrow(path, pa.Table.from_pandas(frame, preserve_index=False), dict(meta), schema=PREDICTIONS_SCHEMA)
 
 
 def read_predictions(path: str | os.PathLike[str], *, hint: str = HINT) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A predictions (or labels) table and its healnet metadata (``{}`` when it has none)."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())}); {hint}") from exc
-    return table.to_pandas(), decode_meta(table.schema.metadata) or {}
-
-
-def read_predictions_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The healnet metadata of a predictions file (reads no rows)."""
-    try:
-        return decode_meta(pq.read_schema(path).metadata) or {}
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())}); {HINT}") from exc
+    """A predictions (or run labels) table and its healnet metadata (``{}`` for a schema-1 file without any)."""
+    return read_table(path, schema=PREDICTIONS_SCHEMA, hint=hint, unversioned=True)
 
 
 def _concat_folds(layout: RunLayout, folds: Sequence[int]) -> tuple[pd.DataFrame, dict[str, Any], list[Path]]:

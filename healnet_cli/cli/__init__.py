@@ -13,9 +13,10 @@ import pkgutil
 import sys
 
 import typer
+from typer.core import TyperCommand
 
 from healnet_cli import __version__
-from healnet_cli.cli.common import AppState
+from healnet_cli.cli.common import AppState, JsonUsageCommand
 
 HELP = """healnet: multimodal (whole-slide image + omics) survival analysis.
 
@@ -82,7 +83,18 @@ def build_app() -> typer.Typer:
             modules.append(module)
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
         module.register(app)
+    _json_usage_errors(app)
     return app
+
+
+def _json_usage_errors(app: typer.Typer) -> None:
+    """Every command (sub-commands too) reports usage errors as JSON under ``--json``."""
+    for info in app.registered_commands:
+        if info.cls is None or info.cls is TyperCommand:
+            info.cls = JsonUsageCommand
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _json_usage_errors(group.typer_instance)
 
 
 def main() -> None:

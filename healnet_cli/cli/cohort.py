@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the availability matrix: patients × modalities (omics tables and wsi:<extractor>), labels, events, mismatches.
 
-        Reads only ids and file headers; writes nothing. --json prints the same on stdout.
+        Counts patients as `healnet train` does; writes nothing. --json prints the same on stdout.
         """
         import sys
 

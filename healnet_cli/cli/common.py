@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import exceptions as click_exceptions
+from typer.core import TyperCommand
 
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
-from healnet_cli.core.console import Console
+from healnet_cli.core.console import Console, json_result
 from healnet_cli.core.errors import EXIT_CRASH, EXIT_INPUT, HealnetError, InputError, Interrupted, one_line
+from healnet_cli.core.runner import check_on_error
 
 
 @dataclass
@@ -123,12 +124,6 @@ def make_console(ctx: typer.Context, *, json_output: bool = False) -> Console:
     return Console(quiet=app_state(ctx).quiet, json_output=json_output)
 
 
-def check_on_error(value: str) -> str:
-    if value not in ("continue", "fail"):
-        raise InputError(f"--on-error {value!r} is not one of: continue, fail")
-    return value
-
-
 def resolved_options(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]]:
     """This command's resolved option values and where each came from (commandline, environment,
     default_map = config file, default)."""
@@ -153,40 +148,68 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
     so locks are released, and exit 143 / 130. ``healnet --debug`` prints the traceback too.
     """
     debug = app_state(ctx).debug
+    command = " ".join(_command_path(ctx)) or (ctx.info_name or "")
+    json_output = bool(ctx.params.get("json_output"))
+
+    def fail(exc: BaseException, code: int, *, unexpected: bool = False, cause: BaseException | None = None) -> None:
+        if debug:
+            traceback.print_exception(cause or exc)
+        message = f"unexpected failure: {one_line(exc)}" if unexpected else one_line(exc)
+        hint = " (rerun with `healnet --debug ...` for the traceback)" if unexpected and not debug else ""
+        print(f"error: {message}{hint}", file=sys.stderr, flush=True)
+        _json_error(json_output, command, code, message)
+        raise typer.Exit(code) from None
+
     try:
         with terminate_as_interrupt():
             yield
-    except (typer.Exit, typer.Abort, click_exceptions.ClickException):
+    except (typer.Exit, typer.Abort, typer.BadParameter):  # typer's own: it prints them and sets the exit code
         raise
     except HealnetError as exc:
-        _fail(exc, debug, exc.exit_code)
+        fail(exc, exc.exit_code)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         what = "terminated by SIGTERM (walltime or scancel)" if signum == signal.SIGTERM else "interrupted (SIGINT)"
-        print(
-            f"{what}: locks released, finished items kept; rerun (resubmit) the same command to resume",
-            file=sys.stderr,
-            flush=True,
-        )
+        message = f"{what}: locks released, finished items kept; rerun (resubmit) the same command to resume"
+        print(message, file=sys.stderr, flush=True)
+        _json_error(json_output, command, 128 + int(signum), message)
         raise typer.Exit(128 + int(signum)) from None
     except OSError as exc:
         mapped = os_error(exc)
         if mapped is None:
-            _fail(exc, debug, EXIT_CRASH, unexpected=True)
-        _fail(mapped, debug, mapped.exit_code, cause=exc)
+            fail(exc, EXIT_CRASH, unexpected=True)
+        fail(mapped, mapped.exit_code, cause=exc)
     except Exception as exc:
-        _fail(exc, debug, EXIT_CRASH, unexpected=True)
+        fail(exc, EXIT_CRASH, unexpected=True)
 
 
-def _fail(exc: BaseException, debug: bool, code: int, *, unexpected: bool = False, cause: BaseException | None = None) -> None:
-    if debug:
-        traceback.print_exception(cause or exc)
-    if unexpected:
-        hint = "" if debug else " (rerun with `healnet --debug ...` for the traceback)"
-        print(f"error: unexpected failure: {one_line(exc)}{hint}", file=sys.stderr, flush=True)
-    else:
-        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
-    raise typer.Exit(code) from None
+class JsonUsageCommand(TyperCommand):
+    """A command whose usage errors (a missing or malformed option, a bad ``--config``) are also a
+    JSON object on stdout when the command line holds ``--json``; the parser still prints them."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except Exception as exc:
+            if wants_json and _is_usage_error(exc):
+                names = [*_command_path(parent), info_name or ""] if parent is not None else [info_name or ""]
+                _json_error(True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split()))  # type: ignore[attr-defined]
+            raise
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A usage error of typer's parser (a missing or malformed option; exit 2), recognised by what it
+    carries, as typer exports no base class for it (``typer._click`` is private)."""
+    return getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))
+
+
+def _json_error(json_output: bool, command: str, code: int, message: str) -> None:
+    """With ``--json``: the failure as one JSON object on stdout (scripts parse stdout, and an
+    empty one would not parse)."""
+    if json_output:
+        Console(json_output=True).emit_json(json_result({"error": message, "command": command}, code))
+
 
 
 def os_error(exc: OSError) -> HealnetError | None:

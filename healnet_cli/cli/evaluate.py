@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         ctx: typer.Context,
-        run_dirs: Annotated[list[Path], typer.Argument(help="Run folder(s) written by `healnet train`.", show_default=False)],
+        run_dirs: Annotated[list[Path], typer.Argument(help="Run folder(s) written by `healnet train` (or run names under <workdir>/runs).", show_default=False)],
         config: ConfigOpt = None,
         bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for 95% CIs and paired tests (0 = none).")] = 1000,
         groups: Annotated[int, typer.Option("--groups", help="Risk groups for the KM plot: 2 = median split, 3 = tertiles.")] = 2,
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         comparison table and paired bootstrap tests (in --out or the first run's
         evaluation/comparison/). Exit 0 ok, 3 some folds or metric groups missing (report written), 2 bad run folder.
         """
+        from healnet_cli.core.workspace import Workspace
         from healnet_cli.stages.evaluate.config import EvaluateConfig, parse_times
         from healnet_cli.stages.evaluate.run import evaluate_runs
 
@@ -48,7 +49,8 @@ def register(app: typer.Typer) -> None:
                 top_k_genes=top_k_genes, seed=seed, workdir=workdir, out=out, device=device, batch_size=batch_size,
             )
             values, sources = resolved_options(ctx)
-            outcome = evaluate_runs(run_dirs, cfg, console=console, options=values, sources=sources,
+            runs = [Workspace.at(workdir).find_run(r) for r in run_dirs]
+            outcome = evaluate_runs(runs, cfg, console=console, options=values, sources=sources,
                                     debug=app_state(ctx).debug)
             if json_output:
                 console.emit_json(outcome.as_dict())

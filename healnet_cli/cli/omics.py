@@ -66,13 +66,18 @@ def register(app: typer.Typer) -> None:
         log1p: Annotated[bool, typer.Option("--log1p", help="log(1 + x) of non-negative counts (all modalities but clinical).")] = False,
         sample_type: Annotated[str, typer.Option("--sample-type", help="TCGA sample types kept where sample barcodes are given (01 = primary tumour; '01,03'; 'all').")] = "01",
         max_levels: Annotated[int, typer.Option("--max-levels", help="Clinical text columns with more distinct values are dropped, not one-hot encoded.", min=1)] = 50,
+        clinical_columns: Annotated[
+            str,
+            typer.Option("--clinical-columns", help="Clinical covariates kept, comma-separated: roles (age, sex, stage, grade, site = centre) "
+                         "and/or column names, or all / none. Centre (site) columns only on request."),
+        ] = "age,sex,stage,grade",
         force: ForceOpt = False,
         on_error: OnErrorOpt = "continue",
         json_output: JsonOpt = False,
     ) -> None:
         """Omics and clinical tables into omics/<modality>.parquet and omics/labels.parquet.
 
-        Wide tables (*_all_clean.csv): _rnaseq → rna, _cnv → cnv, _mut → mut, age/site/... → clinical.
+        Wide tables (*_all_clean.csv): _rnaseq → rna, _cnv → cnv, _mut → mut; age, sex, stage, grade → clinical.
 
         survival_months + censorship (or OS.time + OS) → labels. Report: omics/report.json.
 
@@ -103,6 +108,7 @@ def register(app: typer.Typer) -> None:
                 log1p=log1p,
                 sample_types=parse_sample_types(sample_type),
                 max_levels=max_levels,
+                clinical_columns=clinical_columns,
                 tables=tuple(TableSpec.parse(t) for t in tables),
             )
             workspace = Workspace.at(workdir)
@@ -124,6 +130,10 @@ def register(app: typer.Typer) -> None:
         censor_col: Annotated[str | None, typer.Option("--censor-col", help="Censoring column: 1 / True = censored (e.g. censorship).", show_default=False)] = None,
         id_col: Annotated[str | None, typer.Option("--id-col", help="Patient id column (default: detected, e.g. case_id).", show_default=False)] = None,
         time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of the times, recorded in the labels (months, days, years).")] = "months",
+        status_as_is: Annotated[
+            bool,
+            typer.Option("--status-as-is", help="Read --event-col / --censor-col as the option says even when the column's name says the opposite (e.g. --event-col censorship)."),
+        ] = False,
         workdir: WorkdirOpt = Path("healnet_work"),
         force: ForceOpt = False,
         json_output: JsonOpt = False,
@@ -131,6 +141,9 @@ def register(app: typer.Typer) -> None:
         """Survival labels (time > 0, event) per patient into omics/labels.parquet.
 
         Rows with a missing, negative or zero time or a non-binary event are rejected and listed in omics/labels_report.json.
+
+        The labels belong to this command from then on: `healnet omics TABLE` leaves them alone. Replacing labels that
+        `healnet omics TABLE` built needs --force.
         """
         from healnet_cli.core.config import write_resolved_config
         from healnet_cli.core.runner import report
@@ -139,7 +152,8 @@ def register(app: typer.Typer) -> None:
 
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
-            cfg = LabelsConfig(time_col=time_col, event_col=event_col, censor_col=censor_col, id_col=id_col, time_unit=time_unit)
+            cfg = LabelsConfig(time_col=time_col, event_col=event_col, censor_col=censor_col, id_col=id_col, time_unit=time_unit,
+                               status_as_is=status_as_is)
             workspace = Workspace.at(workdir)
             status = run_labels(Path(table), cfg, workspace=workspace, console=console, force=force, debug=_debug(ctx))
             values, sources = resolved_options(ctx)

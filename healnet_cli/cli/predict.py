@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
         ctx: typer.Context,
-        run: Annotated[Path, typer.Argument(help="Run folder written by `healnet train`.", show_default=False)],
+        run: Annotated[Path, typer.Argument(help="Run folder written by `healnet train` (or a run name under <workdir>/runs).", show_default=False)],
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: <workdir>/predictions/<run name>].", show_default=False)] = None,
@@ -40,13 +40,14 @@ def register(app: typer.Typer) -> None:
         import os
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle threads sleep (see `train`)
+        from healnet_cli.core.workspace import Workspace
         from healnet_cli.stages.predict.config import PredictConfig, parse_modalities
         from healnet_cli.stages.predict.run import run_predict
 
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
             cfg = PredictConfig(
-                run=Path(run), workdir=Path(workdir), out=out, model=model, fold=fold, modalities=parse_modalities(modalities),
+                run=Workspace.at(workdir).find_run(run), workdir=Path(workdir), out=out, model=model, fold=fold, modalities=parse_modalities(modalities),
                 extractor=extractor, min_feature_overlap=min_feature_overlap, device=device, batch_size=batch_size,
             )
             values, _ = resolved_options(ctx)

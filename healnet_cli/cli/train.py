@@ -14,6 +14,7 @@ from healnet_cli.cli.common import (
     PrecisionOpt,
     WorkdirOpt,
     cli_errors,
+    json_result,
     make_console,
     resolved_options,
 )
@@ -29,7 +30,8 @@ def register(app: typer.Typer) -> None:
         modalities: Annotated[str, typer.Option("--modalities", "-m", help="Comma-separated: wsi and/or omics tables (rna, cnv, mut, ...).")] = "",
         model: Annotated[str, typer.Option("--model", help="healnet, ehpal, abmil, snn, concat, late or coxnet.")] = "healnet",
         workdir: WorkdirOpt = Path("healnet_work"),
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder [default: runs/<model>-<modalities>-<timestamp>].", show_default=False)] = None,
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder [default: <workdir>/runs/<--name>].", show_default=False)] = None,
+        name: Annotated[str | None, typer.Option("--name", help="Run name: the run folder is <workdir>/runs/NAME unless --out is given [default: <model>-<modalities>-<timestamp>].", show_default=False)] = None,
         extractor: Annotated[str | None, typer.Option("--extractor", help="Features folder for wsi (default: the only one).", show_default=False)] = None,
         splits: Annotated[Path | None, typer.Option("--splits", help="Folder of splits_K.csv files (train/val columns; val = test patients).", show_default=False)] = None,
         folds: Annotated[int, typer.Option("--folds", help="Number of stratified folds when --splits is not given.")] = 5,
@@ -75,21 +77,22 @@ def register(app: typer.Typer) -> None:
         # Spinning threads made small-model CPU training ~40x slower on shared (oversubscribed) nodes.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from healnet_cli.core.errors import InputError
+        from healnet_cli.core.workspace import Workspace
         from healnet_cli.stages.train.config import TrainConfig, parse_hparams
         from healnet_cli.stages.train.run import gather_run, run_train
 
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
             if gather:
-                if out is None:
-                    raise InputError("--gather needs --out RUN_FOLDER")
-                code, summary = gather_run(Path(out), console)
+                if out is None and name is None:
+                    raise InputError("--gather needs the run: --out RUN_FOLDER or --name NAME (<workdir>/runs/NAME)")
+                code, summary = gather_run(Path(out) if out is not None else Workspace.at(workdir).runs_dir / name, console)
             else:
                 mods = [m.strip() for m in modalities.split(",") if m.strip()]
                 if not mods:
                     raise InputError("--modalities is required, e.g. --modalities rna or --modalities wsi,rna")
                 cfg = TrainConfig(
-                    modalities=mods, model=model, workdir=Path(workdir), out=out, extractor=extractor, splits=splits,
+                    modalities=mods, model=model, workdir=Path(workdir), out=out, name=name, extractor=extractor, splits=splits,
                     folds=folds, fold=fold, require_all=require_all, n_bins=n_bins, alpha=alpha, loss=loss,
                     epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                     patience=patience, monitor=monitor, val_fraction=val_fraction, l1=l1, modality_dropout=modality_dropout,
@@ -100,6 +103,6 @@ def register(app: typer.Typer) -> None:
                 values, sources = resolved_options(ctx)
                 code, summary = run_train(cfg, console, options=values, sources=sources)
             if json_output:
-                console.emit_json(summary)
+                console.emit_json(json_result(summary, code))
         if code != 0:
             raise typer.Exit(code)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
+import numbers
 import os
 import re
 import shutil
@@ -131,8 +133,25 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON (non-JSON values are stringified)."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Atomically write ``obj`` as indented JSON (see :func:`json_text`)."""
+    return write_text(path, json_text(obj, indent=2) + "\n")
+
+
+def json_text(obj: Any, *, indent: int | None = None) -> str:
+    """``obj`` as valid JSON: sorted keys, non-JSON values stringified, and a NaN or infinity
+    written as ``null`` (never the ``NaN`` that JSON parsers refuse). Writers that can produce a
+    missing number record why beside it (e.g. ``"reason"``); this is the safety net."""
+    return json.dumps(_finite(obj), indent=indent, sort_keys=True, default=str, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral) and not math.isfinite(float(obj)):
+        return None
+    return obj
 
 
 # -- full disks ----------------------------------------------------------------------------------
@@ -185,13 +204,14 @@ def format_bytes(n: int) -> str:
 
 
 # -- temporaries of killed writers ---------------------------------------------------------------
-def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None) -> int:
+def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None, held: bool = False) -> int:
     """Delete temporary files of writers that are gone; return how many were removed.
 
     Removed: those of dead processes on this host; those of other hosts (or untagged, from an
     older healnet) not modified for the lease expiry, and half-created lock files as old; and, with ``item`` (whose lock the caller
     holds, so no live writer of it exists), that item's temporaries not modified for a heartbeat
-    interval. Temporaries of live writers on this host, this process's included, are kept.
+    interval (``held``: every temporary of ``folder`` is of something whose lock the caller
+    holds). Temporaries of live writers on this host, this process's included, are kept.
     """
     base = Path(folder)
     if not base.is_dir():
@@ -210,7 +230,7 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None
             stale = pid != os.getpid() and not pid_alive(pid)
         else:
             target = match["target"] if match is not None else tmp.name[len(TMP_PREFIX) :]
-            mine = item is not None and target.startswith(f"{item}.")
+            mine = held or (item is not None and target.startswith(f"{item}."))
             stale = age > timing.expiry_s or (mine and age > timing.refresh_s)
         if stale:
             with contextlib.suppress(OSError):

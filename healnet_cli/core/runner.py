@@ -18,12 +18,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 from healnet_cli.core import atomic
-from healnet_cli.core.console import Console
-from healnet_cli.core.errors import one_line
+from healnet_cli.core.console import Console, json_result
+from healnet_cli.core.errors import InputError, one_line
 from healnet_cli.core.status import HELD_PREFIX, StatusTable
 from healnet_cli.core.store import ArtifactStore
 
 OnError = Literal["continue", "fail"]
+ON_ERROR_CHOICES: tuple[OnError, ...] = ("continue", "fail")
+
+
+def check_on_error(value: str) -> OnError:
+    """``--on-error`` checked (the one check every stage's options use).
+
+    Raises
+    ------
+    InputError
+        ``value`` is not ``continue`` or ``fail``.
+    """
+    if value not in ON_ERROR_CHOICES:
+        raise InputError(f"--on-error {value!r} is not one of: {', '.join(ON_ERROR_CHOICES)}")
+    return value  # type: ignore[return-value]  # checked above
 
 
 @dataclass
@@ -69,7 +83,7 @@ def run_items(
             continue
         start = time.perf_counter()
         try:
-            _write_item(item, process, store=store, status=status, console=console, start=start)
+            write_item(item, lambda: process(item), store=store, status=status, console=console, start=start)
         except KeyboardInterrupt:
             done = status.counts()["done"]
             console.error(f"{status.stage}: interrupted while writing {item.id} ({done} item(s) finished in this run are kept)")
@@ -90,28 +104,34 @@ def run_items(
     return status
 
 
-def _write_item(
+def write_item(
     item: WorkItem,
-    process: Callable[[WorkItem], ItemResult],
+    write: Callable[[], ItemResult],
     *,
     store: ArtifactStore,
     status: StatusTable,
     console: Console,
     start: float,
-) -> None:
-    """Sweep the item's stale temporaries, invalidate, process and commit one locked item."""
+) -> bool:
+    """The commit protocol for one locked item, the one every stage uses (``run_items`` and
+    extract's streaming loop): sweep the item's stale temporaries, remove its old manifest, let
+    ``write`` write its outputs atomically, and commit the new manifest last — unless this job lost
+    the item's lock meanwhile (then it is left to the job that took it over). Records the outcome
+    in ``status``; True when committed. ``start`` is the ``time.perf_counter()`` the item's time
+    counts from. Exceptions from ``write`` propagate (the caller records the failure)."""
     atomic.sweep_temporaries(store.folder, item=item.id)
     store.invalidate(item.id)
-    result = process(item)
+    result = write()
     seconds = time.perf_counter() - start
     if not store.holds_lock(item.id):  # suspended past the lease expiry: another job took it over
         status.add(item.id, "skipped", reason=f"{HELD_PREFIX}another job: this job's lock expired while it wrote")
         console.warn(f"{item.id}: the lock expired while it was written (job suspended?); left to the job that took it over")
-        return
+        return False
     store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
     status.add(item.id, "done", seconds=seconds, warning=result.warning)
     if result.warning:
         console.warn(f"{item.id}: {result.warning}")
+    return True
 
 
 def claim(item: WorkItem, *, store: ArtifactStore, status: StatusTable, console: Console, force: bool) -> bool:
@@ -152,7 +172,7 @@ def report(status: StatusTable, console: Console, *, folder: Path | None = None)
         line += f"; status table: {path}"
     console.info(line)
     if console.json_output:
-        summary = status.summary()
+        summary = json_result(status.summary(), status.exit_code)
         if path is not None:
             summary["status_table"] = str(path)
         console.emit_json(summary)

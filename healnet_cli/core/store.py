@@ -1,16 +1,19 @@
 """The artifact store: per-item outputs committed by a manifest written last.
 
 Each item (a slide, a modality table) owns a few output files in a stage folder and one manifest,
-``<item>.manifest.json``, recording the parameters' hash, the input's fingerprint, the package
-version and the size and modification time of every output. The manifest is the commit marker:
+``<item>.manifest.json``, recording the parameters' hash (which covers the stage's algorithm
+version), the input's fingerprint, the package version (for the record) and the size and
+modification time of every output. The manifest is the commit marker:
 
 1. :meth:`ArtifactStore.invalidate` removes the old manifest before any output is rewritten;
 2. the stage writes its outputs atomically (:mod:`healnet_cli.core.atomic`);
 3. :meth:`ArtifactStore.commit` removes the outputs of the old manifest that were not written
    again (e.g. an export no longer asked for), then writes the manifest atomically, last.
 
-An item is reused only when its manifest matches the current parameters, input and version and
-every output is still the file that was committed (:meth:`ArtifactStore.is_fresh`). A job killed at
+An item is reused only when its manifest matches the current parameters, algorithm version and
+input and every output is still the file that was committed (:meth:`ArtifactStore.is_fresh`). Each
+stage owns an ``ALGORITHM_VERSION`` constant that a change to what its code computes bumps (new
+resize code, new cleaning rules); the package version does not key the cache. A job killed at
 any point therefore leaves either a committed item or one that the rerun recomputes.
 
 Lock files (``<item>.lock``) keep two jobs from writing the same item. They are leases
@@ -48,6 +51,7 @@ class ItemRecord:
     version: str
     outputs: dict[str, dict[str, int]]
     meta: dict[str, Any] = field(default_factory=dict)
+    algorithm: int | None = None
     created: float = 0.0
     seconds: float = 0.0
 
@@ -63,13 +67,21 @@ class ArtifactStore:
         Stage name recorded in manifests (``"tile"``, ``"extract"``, ...).
     params
         The parameters that determine the outputs (JSON-serialisable). Their hash keys the cache.
+    algorithm
+        The stage's algorithm version (its ``ALGORITHM_VERSION``), hashed with ``params``: bumping
+        it recomputes every item. Every stage's store gives it (``tests/core/test_store.py`` checks);
+        a store only read or locked through leaves it out.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], stage: str, params: Mapping[str, Any]):
+    def __init__(
+        self, folder: str | os.PathLike[str], stage: str, params: Mapping[str, Any], *, algorithm: int | None = None
+    ):
         self.folder = Path(folder)
         self.stage = stage
         self.params = dict(params)
-        self.params_hash = hash_params(self.params)
+        self.algorithm = algorithm
+        keyed = self.params if algorithm is None else {**self.params, "algorithm": int(algorithm)}
+        self.params_hash = hash_params(keyed)
         self._previous: dict[str, list[str]] = {}
 
     # -- paths -------------------------------------------------------------------------------
@@ -93,22 +105,14 @@ class ArtifactStore:
             return None
 
     def is_fresh(self, item: str, input_fingerprint: str) -> bool:
-        """True when ``item`` was committed with these parameters, this input and this version,
-        and its outputs are untouched since."""
+        """True when ``item`` was committed with these parameters, this algorithm version and this
+        input, and its outputs are untouched since."""
         record = self.read_record(item)
         if record is None:
             return False
-        if (record.params_hash, record.input_fingerprint, record.version) != (
-            self.params_hash,
-            input_fingerprint,
-            __version__,
-        ):
+        if (record.params_hash, record.input_fingerprint) != (self.params_hash, input_fingerprint):
             return False
         return all(_stat_matches(self.folder / name, st) for name, st in record.outputs.items())
-
-    def committed_items(self) -> list[str]:
-        """Items with a manifest in this folder (any parameters)."""
-        return sorted(p.name[: -len(MANIFEST_SUFFIX)] for p in self.folder.glob(f"*{MANIFEST_SUFFIX}"))
 
     # -- writing -----------------------------------------------------------------------------
     def invalidate(self, item: str) -> None:
@@ -145,6 +149,7 @@ class ArtifactStore:
             version=__version__,
             outputs=stats,
             meta=dict(meta or {}),
+            algorithm=self.algorithm,
             created=time.time(),
             seconds=round(seconds, 4),
         )

@@ -6,7 +6,7 @@
       tiles/              per-slide patch coordinates, QC images, manifests, status
       features/<name>/    per-slide feature matrices of one extractor
       omics/              <modality>.parquet and labels.parquet
-    ./runs/<run>/         training runs (``--out``), outside the workdir by default
+      runs/<name>/        training runs (``healnet train``; ``--out`` puts one elsewhere)
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from healnet_cli.core.errors import InputError
+
 DEFAULT_WORKDIR = "healnet_work"
 DEFAULT_RUNS = "runs"
 
@@ -23,6 +25,18 @@ DEFAULT_RUNS = "runs"
 def slug(name: str) -> str:
     """A folder-safe version of a registry name (``timm:resnet50`` → ``timm-resnet50``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "unnamed"
+
+
+def check_features_name(name: str | None) -> None:
+    """``--name`` (the folder ``features/NAME/``) checked: already folder-safe, as :func:`slug` leaves it.
+
+    Raises
+    ------
+    InputError
+        ``name`` is empty or has characters other than letters, digits, ``.``, ``_`` and ``-``.
+    """
+    if name is not None and (not name or slug(name) != name):
+        raise InputError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,19 @@ class Workspace:
     @property
     def omics_dir(self) -> Path:
         return self.root / "omics"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / DEFAULT_RUNS
+
+    def find_run(self, run: str | os.PathLike[str]) -> Path:
+        """``run`` as given when it exists (or is absolute), else ``<workdir>/runs/<run>`` when that
+        is a folder (a run named by ``healnet train --name``), else ``run`` (the caller reports it)."""
+        path = Path(run)
+        if path.exists() or path.is_absolute():
+            return path
+        named = self.runs_dir / path
+        return named if named.is_dir() else path
 
     def extractors(self) -> list[str]:
         """Feature folders present in the workspace."""

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from healnet_cli.artifacts.features import SUFFIX, encoder_identity, read_features, read_provenance, short_identity
-from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, read_labels, read_modality
+from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, present_patients, read_labels, read_modality
+from healnet_cli.artifacts.patients import slide_patient
 from healnet_cli.artifacts.run import WSI
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.fingerprint import file_fingerprint
@@ -118,13 +119,11 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
             continue
         meta = read_provenance(path)
         prints[str(path)] = file_fingerprint(path)
-        n = int(meta.get("n_patches", 0))
         dims.add(int(meta["dim"]))
         encoders.setdefault(encoder_identity(meta), []).append(path.stem)
-        if n == 0:
-            continue
-        case = str(meta.get("case_id") or meta["slide_id"])
-        slides.setdefault(case, []).append(SlideRef(str(meta["slide_id"]), path, n))
+        patient = slide_patient(meta)
+        if patient is not None:
+            slides.setdefault(patient, []).append(SlideRef(str(meta["slide_id"]), path, int(meta["n_patches"])))
     if len(encoders) > 1:
         listed = "; ".join(f"{short_identity(k)} ({len(v)} slide(s), e.g. {v[0]})" for k, v in sorted(encoders.items()))
         raise InputError(
@@ -189,7 +188,7 @@ def load_cohort(
         frame = frame[~frame.index.duplicated()]
         prints[str(path)] = file_fingerprint(path)
         omics[m] = frame
-        presence[m] = pd.Series(True, index=frame.index[frame.notna().any(axis=1)])
+        presence[m] = pd.Series(True, index=present_patients(frame))
     slides: dict[str, list[SlideRef]] = {}
     wsi_dim = None
     used_extractor = None

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from healnet_cli.data.survival import breslow_survival, fit_breslow, harrell_cindex
+from healnet_cli.data.survival import breslow_survival, fit_breslow
+from healnet_cli.metrics import compute_harrell, compute_safely
 from healnet_cli.models.cox import CoxnetConfig
 
 # The fit settings and their defaults are the registered model's config (models/cox.py).
@@ -114,7 +115,7 @@ def fit_coxnet(
             est = _fit_path(params, x_fit, _surv_y(t_fit, e_fit))
             best, alpha = -np.inf, float(est.alphas_[-1])
             for j, a in enumerate(est.alphas_):
-                c = harrell_cindex(t_val, e_val, x_val @ est.coef_[:, j]) if len(x_val) else float("nan")
+                c = compute_safely("harrell_c", compute_harrell, t_val, e_val, x_val @ est.coef_[:, j]).as_float
                 path.append({"alpha": float(a), "val_cindex": c, "n_nonzero": int(np.count_nonzero(est.coef_[:, j]))})
                 if np.isfinite(c) and c > best + 1e-9:
                     best, alpha = c, float(a)

@@ -157,22 +157,25 @@ def list_folds(run_dir: str | os.PathLike[str]) -> list[int]:
 
 
 def load_fold(
-    run_dir: str | os.PathLike[str], fold: int, *, workdir: str | os.PathLike[str] | None = None, device: str = "cpu"
+    run_dir: str | os.PathLike[str], fold: int, *, workdir: str | os.PathLike[str] | None = None, device: str = "cpu",
+    cohort: Cohort | None = None,
 ) -> FoldModel:
     """Load fold ``fold`` of a run; its data come from the run's recorded workdir and extractor
-    unless ``workdir`` is given."""
+    unless ``workdir`` is given. ``cohort``: one already loaded for another fold of the same run
+    (every fold of a run reads the same cohort; reused when it holds the fold's modalities)."""
     layout = require_run(run_dir)
     path = layout.checkpoint(fold)
     if not path.is_file():
         raise InputError(f"{path} not found; folds with a checkpoint: {layout.folds_with_checkpoint()}")
     payload = read_bundle(path)
-    manifest = read_manifest(layout)
-    cohort = load_cohort(
-        workdir if workdir is not None else (manifest.workdir or "healnet_work"),
-        payload["modalities"],
-        extractor=manifest.extractor,
-        require_all=False,
-    )
+    if cohort is None or list(cohort.modalities) != [str(m) for m in payload["modalities"]]:
+        manifest = read_manifest(layout)
+        cohort = load_cohort(
+            workdir if workdir is not None else (manifest.workdir or "healnet_work"),
+            payload["modalities"],
+            extractor=manifest.extractor,
+            require_all=False,
+        )
     return fold_model_from_bundle(payload, cohort=cohort, device=device)
 
 
@@ -242,6 +245,19 @@ def predict_table(fm: FoldModel, table: PatientTable, *, batch_size: int = 8, re
     return frame, weights
 
 
+def _slide_coords(cohort: Cohort, patient_id: str, coords: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``[(slide_id, coords)]`` of a patient's bag, split from the coordinates already read with its
+    features (each bag is read once)."""
+    refs = cohort.slides.get(patient_id, [])
+    if sum(r.n_patches for r in refs) != coords.shape[0]:  # provenance disagrees with the files: read them
+        return cohort.load_bag(patient_id)[2]
+    out, start = [], 0
+    for ref in refs:
+        out.append((ref.slide_id, coords[start : start + ref.n_patches]))
+        start += ref.n_patches
+    return out
+
+
 def predict_patients(
     fold_model: FoldModel,
     patient_ids: Sequence[str],
@@ -249,8 +265,12 @@ def predict_patients(
     drop: Mapping[str, Collection[str]] | None = None,
     return_weights: bool = False,
     batch_size: int = 8,
+    bag_cache: dict[str, Any] | None = None,
 ) -> PredictionResult:
     """Predict ``patient_ids`` with one fold's model (whole bags, eval mode).
+
+    ``bag_cache``: a dict kept by the caller across calls with the same fold model (e.g. the
+    conditions of the missing-modality ablation), so that each bag is read and standardised once.
 
     Raises
     ------
@@ -263,11 +283,13 @@ def predict_patients(
     if missing:
         raise InputError(f"{len(missing)} patient(s) not in the cohort of this run (e.g. {missing[0]}); check the ids")
     table = build_table(cohort, ids, fold_model.preprocess, drop=drop)
+    if bag_cache is not None:
+        table._bags = bag_cache
     frame, weights = predict_table(fold_model, table, batch_size=batch_size, return_weights=return_weights)
     bags: dict[str, list[tuple[str, np.ndarray]]] = {}
     if return_weights and WSI in fold_model.modalities:
         for i, p in enumerate(ids):
             if table.present[WSI][i]:
-                bags[p] = cohort.load_bag(p)[2]
+                bags[p] = _slide_coords(cohort, p, table.bag(i)[1].numpy())
     result_w = {p: weights[i] for i, p in enumerate(ids)} if return_weights else None
     return PredictionResult(frame, result_w, bags)

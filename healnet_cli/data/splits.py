@@ -113,12 +113,16 @@ def make_folds(labels: pd.DataFrame, n_folds: int, seed: int) -> list[Fold]:
     return folds
 
 
+#: Fewer training patients than this: no inner validation set is drawn.
+MIN_VAL_SOURCE = 4
+
+
 def inner_validation(train: Sequence[str], events: pd.Series, fraction: float, seed: int) -> list[str]:
     """A stratified random ``fraction`` of the training patients, held out for early stopping."""
     from sklearn.model_selection import train_test_split
 
     ids = np.asarray(sorted(train))
-    if fraction <= 0 or len(ids) < 4:
+    if fraction <= 0 or len(ids) < MIN_VAL_SOURCE:
         return []
     n_val = max(1, int(round(fraction * len(ids))))
     ev = events.loc[ids].to_numpy(bool)

@@ -63,15 +63,3 @@ def breslow_survival(risk: np.ndarray, times: np.ndarray, cum_hazard: np.ndarray
     h0 = np.where(idx >= 0, np.asarray(cum_hazard)[np.clip(idx, 0, None)] if len(cum_hazard) else 0.0, 0.0)
     return np.exp(-np.outer(np.exp(np.asarray(risk, dtype=np.float64)), h0))
 
-
-def harrell_cindex(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's c-index (sksurv ``concordance_index_censored``); NaN when not computable."""
-    from sksurv.metrics import concordance_index_censored
-
-    event = np.asarray(event, dtype=bool)
-    if event.sum() == 0 or len(event) < 2 or not np.all(np.isfinite(risk)):
-        return float("nan")
-    try:
-        return float(concordance_index_censored(event, np.asarray(time, float), np.asarray(risk, float))[0])
-    except ValueError:
-        return float("nan")

@@ -11,6 +11,23 @@ from healnet_cli.metrics.result import NotComputable
 
 Statistic = Callable[[np.ndarray], float]
 
+MIN_CI_EVENTS = 10
+MIN_CI_PATIENTS = 20
+TOO_FEW = "too few events for a CI"
+
+
+def too_few_for_ci(n_patients: int, n_events: int) -> str:
+    """Why no bootstrap interval is given for a set this small (``""`` when it is large enough).
+
+    Below ``MIN_CI_EVENTS`` events or ``MIN_CI_PATIENTS`` patients the percentile bootstrap is
+    degenerate (three patients give "1.000 (1.000–1.000)"): resamples repeat the same few
+    patients, so the interval says nothing about the uncertainty.
+    """
+    if n_events < MIN_CI_EVENTS or n_patients < MIN_CI_PATIENTS:
+        return (f"{TOO_FEW} ({n_events} events, {n_patients} patients; a CI needs >= {MIN_CI_EVENTS} events "
+                f"and >= {MIN_CI_PATIENTS} patients)")
+    return ""
+
 
 @dataclass
 class BootstrapResult:
@@ -25,7 +42,8 @@ class BootstrapResult:
 
 def resample_indices(strata: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """One bootstrap sample: indices drawn with replacement inside each stratum (e.g. each fold)."""
-    return np.concatenate([rng.choice(s, size=s.size, replace=True) for s in strata if s.size])
+    # s[rng.integers(...)] is rng.choice(s, size=s.size, replace=True) (the same draws) without its overhead
+    return np.concatenate([s[rng.integers(0, s.size, size=s.size)] for s in strata if s.size])
 
 
 def bootstrap_ci(
@@ -51,7 +69,7 @@ def bootstrap_ci(
     """
     if n_boot <= 0:
         return BootstrapResult(None, None, 0, 0, "bootstrap disabled (--bootstrap 0)")
-    groups = [np.arange(strata)] if isinstance(strata, int) else [np.asarray(s) for s in strata]
+    groups = _groups(strata)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_boot):
@@ -62,13 +80,60 @@ def bootstrap_ci(
             continue
         if np.isfinite(value):
             values.append(value)
-    if len(values) < max(2, min_valid_fraction * n_boot):
-        return BootstrapResult(
-            None, None, len(values), n_boot, f"only {len(values)}/{n_boot} bootstrap resamples were computable"
-        )
+    return _interval(np.asarray(values, dtype=float), n_boot, level, min_valid_fraction)
+
+
+BatchStatistic = Callable[[np.ndarray], np.ndarray]
+
+
+def _groups(strata: Sequence[np.ndarray] | int) -> list[np.ndarray]:
+    return [np.arange(strata)] if isinstance(strata, int) else [np.asarray(s) for s in strata]
+
+
+def _interval(values: np.ndarray, n_boot: int, level: float, min_valid_fraction: float) -> BootstrapResult:
+    values = values[np.isfinite(values)]
+    if values.size < max(2, min_valid_fraction * n_boot):
+        return BootstrapResult(None, None, int(values.size), n_boot,
+                               f"only {values.size}/{n_boot} bootstrap resamples were computable")
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return BootstrapResult(float(low), float(high), len(values), n_boot)
+    return BootstrapResult(float(low), float(high), int(values.size), n_boot)
+
+
+def resample_counts(strata: Sequence[np.ndarray] | int, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, n]`` multiplicities of each patient in the resamples :func:`bootstrap_ci` draws
+    with the same ``seed`` (the same random draws, counted instead of listed)."""
+    groups = _groups(strata)
+    n = int(max((g.max() + 1 for g in groups if g.size), default=0))
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, n), dtype=np.float64)
+    for b in range(n_boot):
+        out[b] = np.bincount(resample_indices(groups, rng), minlength=n)
+    return out
+
+
+def bootstrap_ci_batched(
+    statistic: BatchStatistic,
+    strata: Sequence[np.ndarray] | int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    min_valid_fraction: float = 0.5,
+    chunk: int = 250,
+) -> BootstrapResult:
+    """:func:`bootstrap_ci` for a statistic that scores many resamples at once.
+
+    ``statistic(counts)`` maps ``[b, n]`` patient multiplicities to ``[b]`` values (NaN where a
+    resample is not computable). The resamples, and so the interval, are those of
+    :func:`bootstrap_ci` with the same seed; the statistic is evaluated ``chunk`` resamples at a
+    time (vectorised kernels instead of one Python call per resample).
+    """
+    if n_boot <= 0:
+        return BootstrapResult(None, None, 0, 0, "bootstrap disabled (--bootstrap 0)")
+    counts = resample_counts(strata, n_boot, seed)
+    values = np.concatenate([np.asarray(statistic(counts[i : i + chunk]), dtype=float) for i in range(0, n_boot, chunk)])
+    return _interval(values, n_boot, level, min_valid_fraction)
 
 
 @dataclass

@@ -119,6 +119,35 @@ def compute_weighted_concordance(
     return numerator / denominator
 
 
+def concordance_counts(
+    time: np.ndarray,
+    event: np.ndarray,
+    risk: np.ndarray,
+    counts: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    tied_tol: float = TIED_TOL,
+) -> np.ndarray:
+    """:func:`compute_weighted_concordance` of many resamples at once: ``counts[b, i]`` is how often
+    patient i is in resample b; ``[b]`` values, NaN where a resample has no event or no comparable
+    pair. Two copies of one patient are never a comparable pair (equal times, the first an event),
+    so the weighted pair counts ``c_i c_j`` give exactly the index-based value."""
+    time, event = check_outcome(time, event)
+    risk = _check_risk(risk, time)
+    c = np.asarray(counts, dtype=float)
+    w = np.ones_like(time) if weights is None else np.asarray(weights, dtype=float)
+    rows = np.flatnonzero(event & (w > 0))
+    t_i, r_i = time[rows, None], risk[rows, None]
+    comparable = (time[None, :] > t_i) | ((time[None, :] == t_i) & ~event[None, :])
+    score = comparable * ((risk[None, :] < r_i - tied_tol) + 0.5 * (np.abs(risk[None, :] - r_i) <= tied_tol))
+    cw = c[:, rows] * w[rows]
+    numerator = np.einsum("bi,bi->b", cw @ score, c) if rows.size else np.zeros(c.shape[0])
+    denominator = np.einsum("bi,bi->b", cw @ comparable.astype(float), c) if rows.size else np.zeros(c.shape[0])
+    has_event = c[:, event].sum(axis=1) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(has_event & (denominator > 0), numerator / denominator, np.nan)
+
+
 def _check_tau(tau: float, time: np.ndarray, event: np.ndarray, train_time: np.ndarray) -> None:
     if not np.isfinite(tau) or tau <= 0:
         raise NotComputable(f"truncation time τ={tau} is not a positive finite time")

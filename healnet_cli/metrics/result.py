@@ -46,6 +46,11 @@ class MetricValue:
     def ok(self) -> bool:
         return self.value is not None
 
+    @property
+    def as_float(self) -> float:
+        """The value, NaN when it is missing (for arrays and model selection; reports use ``reason``)."""
+        return math.nan if self.value is None else float(self.value)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (``reason`` only present when the value is missing)."""
         out: dict[str, Any] = {"value": _num(self.value), "ci95": None}
@@ -65,6 +70,8 @@ class MetricValue:
         out = f"{self.value:.{digits}f}"
         if self.ci_low is not None and self.ci_high is not None:
             out += f" ({self.ci_low:.{digits}f}–{self.ci_high:.{digits}f})"
+        elif self.ci_reason and not self.ci_reason.startswith("bootstrap disabled"):
+            out += f" ({self.ci_reason.split(' (')[0]})"
         return out
 
 

@@ -51,6 +51,37 @@ def survival_at(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray)
     return padded[:, ends]
 
 
+INTERPOLATION = ("log-linear between the model's bin ends (a constant hazard within each bin), from S(0) = 1; "
+                 "held at the last finite bin end")
+
+
+def survival_interpolated(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Predicted survival at ``times`` interpolated between the bin ends (:data:`INTERPOLATION`).
+
+    The step function of :func:`survival_at` is 1 until the first bin end, so at a time inside the
+    first bin every patient has S = 1 whatever the model said; this one passes through the same
+    values at the bin ends (``surv_bins[:, j]`` at ``edges[j+1]``) and, in between, spreads each
+    bin's hazard evenly over the bin. An infinite last edge ends the curve at the last finite one.
+
+    Returns
+    -------
+    np.ndarray
+        ``[n, m]`` survival probabilities.
+    """
+    surv = np.asarray(surv_bins, dtype=float)
+    edges = np.asarray(bin_edges, dtype=float)
+    if surv.ndim != 2 or edges.shape[0] != surv.shape[1] + 1:
+        raise ValueError(f"{surv.shape[-1]} survival bins need {surv.shape[-1] + 1} edges, got {edges.shape[0]}")
+    knots = np.concatenate([[0.0], edges[1:]])
+    log_s = np.log(np.clip(np.concatenate([np.ones((surv.shape[0], 1)), surv], axis=1), 1e-12, 1.0))
+    finite = np.isfinite(knots)
+    knots, log_s = knots[finite], log_s[:, finite]
+    t = np.clip(np.asarray(times, dtype=float), knots[0], knots[-1])
+    j = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, knots.size - 2)
+    frac = (t - knots[j]) / (knots[j + 1] - knots[j])
+    return np.exp(log_s[:, j] * (1.0 - frac) + log_s[:, j + 1] * frac)
+
+
 @dataclass
 class Grid:
     """Time points kept for one fold, and why others were dropped."""
@@ -163,6 +194,81 @@ def compute_td_auc(
     km = _km_at(time, event, usable)
     d = -np.diff(np.r_[1.0, km])
     return usable, auc, float((auc * d).sum() / (1.0 - km[-1]))
+
+
+def ibs_counts(
+    time: np.ndarray, event: np.ndarray, surv_at_grid: np.ndarray, grid: np.ndarray, g_event: np.ndarray,
+    g_grid: np.ndarray, counts: np.ndarray,
+) -> np.ndarray:
+    """:func:`compute_ibs` of many resamples (``counts[b, i]``: copies of patient i); ``[b]``."""
+    time, event = check_outcome(time, event)
+    grid = np.asarray(grid, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    if grid.size < 2:
+        return np.full(c.shape[0], np.nan)
+    s = np.asarray(surv_at_grid, dtype=float)
+    inv_e = _safe_inverse(np.asarray(g_event, float))[:, None]
+    inv_t = _safe_inverse(np.asarray(g_grid, float))
+    case = (time[:, None] <= grid[None, :]) & event[:, None]
+    control = time[:, None] > grid[None, :]
+    terms = np.square(s) * case * inv_e + np.square(1.0 - s) * control * inv_t  # [n, m]
+    bs = (c @ terms) / c.sum(axis=1, keepdims=True)
+    return np.trapezoid(bs, grid, axis=1) / (grid[-1] - grid[0])
+
+
+def td_auc_counts(
+    time: np.ndarray, event: np.ndarray, risk: np.ndarray, grid: np.ndarray, g_event: np.ndarray, counts: np.ndarray,
+    *, tied_tol: float = TIED_TOL,
+) -> np.ndarray:
+    """The mean AUC of :func:`compute_td_auc` for many resamples at once; ``[b]``, NaN where a
+    resample is not computable (no event, no usable time, a usable time without case weight).
+
+    Per resample the usable times, the pair counts (controls below / tied with each case, by
+    cumulative sums over the risk order) and the Kaplan–Meier weights are those of the resample
+    itself, as when :func:`compute_td_auc` is called on its index list."""
+    time, event = check_outcome(time, event)
+    risk = np.asarray(risk, dtype=float)
+    grid = np.asarray(grid, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    w = _safe_inverse(np.asarray(g_event, float))
+    order = np.argsort(risk, kind="stable")
+    sorted_risk = risk[order]
+    lo = np.searchsorted(sorted_risk, risk - tied_tol, side="left")
+    hi = np.searchsorted(sorted_risk, risk + tied_tol, side="right")
+    km = _km_counts(time, event, c, grid)
+    n_b = c.shape[0]
+    valid = c[:, event].sum(axis=1) > 0
+    prev, total, n_usable, first = np.ones(n_b), np.zeros(n_b), np.zeros(n_b, dtype=int), np.full(n_b, np.nan)
+    for k, t in enumerate(grid):
+        case, control = (time <= t) & event, time > t
+        n_case, n_ctrl = c[:, case].sum(axis=1), c[:, control].sum(axis=1)
+        usable = (n_case > 0) & (n_ctrl > 0)
+        cum = np.concatenate([np.zeros((n_b, 1)), np.cumsum((c * control)[:, order], axis=1)], axis=1)
+        pairs = cum[:, lo] + 0.5 * (cum[:, hi] - cum[:, lo])  # [b, n]: controls below + tied/2, per patient
+        cw = c * w * case
+        weight = cw.sum(axis=1)
+        valid &= ~(usable & (weight <= 0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = np.einsum("bi,bi->b", cw, pairs) / (weight * n_ctrl)
+        first = np.where(usable & (n_usable == 0), auc, first)
+        total += np.where(usable, auc * (prev - km[:, k]), 0.0)
+        prev = np.where(usable, km[:, k], prev)
+        n_usable += usable
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(n_usable == 1, first, total / (1.0 - prev))
+    return np.where(valid & (n_usable > 0) & np.isfinite(mean), mean, np.nan)
+
+
+def _km_counts(time: np.ndarray, event: np.ndarray, counts: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Kaplan–Meier survival at ``at`` of each resample (patients weighted by their counts); ``[b, m]``."""
+    u = np.unique(time)
+    deaths = counts @ (event[:, None] & (time[:, None] == u[None, :])).astype(float)
+    at_risk = counts @ (time[:, None] >= u[None, :]).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
+    surv = np.cumprod(factor, axis=1)
+    idx = np.searchsorted(u, np.asarray(at, dtype=float), side="right") - 1
+    return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
 
 
 def _km_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:

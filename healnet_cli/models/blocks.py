@@ -21,6 +21,7 @@ __all__ = [
     "fourier_encode",
     "index_positions",
     "coord_positions",
+    "grid_steps",
     "masked_mean",
     "unit_layer_norm",
 ]
@@ -87,8 +88,25 @@ def coord_positions(coords: torch.Tensor, token_mask: torch.Tensor) -> torch.Ten
     return torch.where(valid, pos, torch.zeros_like(pos))
 
 
+def grid_steps(coords: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """The patch grid's step per sample and axis: the smallest gap between distinct coordinates
+    of the valid tokens (``> 1e-9``); ``inf`` where an axis has a single value. The one rule for
+    "grid step from coordinates" (EHPAL's token grid, evaluate's heatmap patch size).
+
+    ``coords [b, n, 2]`` (level-0 pixels), ``token_mask [b, n]``; returns float64 ``[b, 1, 2]``.
+    """
+    valid = token_mask.unsqueeze(-1)
+    c = coords.to(torch.float64)
+    inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
+    srt = torch.where(valid, c, inf).sort(dim=1).values
+    gaps = srt[:, 1:] - srt[:, :-1] if c.shape[1] > 1 else torch.full_like(srt, float("inf"))
+    gaps = torch.where(torch.isfinite(gaps) & (gaps > 1e-9), gaps, inf)
+    return gaps.amin(dim=1, keepdim=True)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """Mean of ``x`` over ``dim`` counting only positions where ``mask`` is True."""
+    """Mean of ``x`` over ``dim`` counting only positions where ``mask`` is True (the one masked
+    mean; ``mask`` broadcasts against ``x``, trailing dims added when it has fewer)."""
     if mask is None:
         return x.mean(dim=dim)
     m = mask.to(x.dtype)

@@ -1,4 +1,8 @@
-"""EHPAL-Surv: an efficient hybrid-fusion cascade for bags and omics (EHPAL.md section 2).
+"""EHPAL-Surv: an efficient hybrid-fusion cascade for bags and omics, a PyTorch survival model
+after EHPAL-Net (anonymous ICLR 2026 submission 20215, OpenReview forum mZJM8hXmVg; republished as
+CURE: Dhar et al., "Advancing Multimodal Fusion on Heterogeneous Medical Data with Hybrid Geometry
+Attention", KDD 2026, arXiv:2607.19086). The design and where it departs from the authors'
+TensorFlow code: ``docs/models.md`` (EHPAL-Surv).
 
 The first modality in ``modality_order`` seeds the shared stream ``S`` (a WSI bag by
 default: LayerNorm -> Linear -> GELU once, Hilbert ordering, stride-4 stem). Each later
@@ -21,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from healnet_cli.models.base import SurvivalModel, check_choice
 from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality, known_all
-from healnet_cli.models.blocks import GatedAttentionPool, unit_layer_norm
+from healnet_cli.models.blocks import GatedAttentionPool
 from healnet_cli.models.ehpal_blocks import NORMS, RGSA, SIR, BagStem, ChannelNorm, hilbert_order, masked
 from healnet_cli.models.ehpal_fusion import LLF, PCMFA
 from healnet_cli.models.ehpal_legacy import upgrade_state_dict
@@ -53,7 +57,7 @@ class EHPALConfig:
     segment_weights : {"per_segment", "shared"}
         Omics tokenizer: one ``Linear(G/T -> c0)`` per segment, so every feature has its own
         weights ("per_segment", default), or one Linear shared by all segments plus a learned
-        position embedding, as in EHPAL.md section 2.1 ("shared"). Omics features have no
+        position embedding ("shared", the design's original tokenizer). Omics features have no
         order that makes weight sharing across segments meaningful.
     omics_dropout : float
         Dropout on the omics feature values before tokenization, in training only (0.0): with
@@ -74,8 +78,8 @@ class EHPALConfig:
         Tokens per chunk in the bag projection (16384).
     norm : {"layer", "group"}
         Norm used wherever the authors used BatchNorm: a per-token LayerNorm over channels
-        ("layer") or a masked GroupNorm with 8 groups over each sample's valid tokens ("group";
-        EHPAL.md section 2.2 allows either). Both are per sample.
+        ("layer") or a masked GroupNorm with 8 groups over each sample's valid tokens ("group").
+        Both are per sample (BatchNorm would mix patients and padding).
     activation_checkpointing : bool
         Recompute tokenizer and stage activations in the backward pass (False): less
         training memory on large bags for about a third more compute.
@@ -127,8 +131,11 @@ class EHPALConfig:
 class BagTokenizer(nn.Module):
     """``[b, n, d] -> [c0, b, n']``: LayerNorm -> Linear -> GELU once, Hilbert order, stem.
 
-    The LayerNorm's affine is folded into the projection (``W diag(gamma)``, ``b + W beta``), so the
-    normalised bag needs no gradient and the backward pass skips the bag-sized input gradient.
+    The whole LayerNorm is folded into the projection: with ``W' = W diag(gamma)``,
+    ``b' = b + W beta`` and each patch's mean ``mu`` and ``rstd = 1 / sqrt(var + eps)``,
+    ``Linear(LayerNorm(x)) = rstd * (x W'^T - mu * W' 1) + b'``. The bag is read by one product and
+    two row reductions; no normalised ``[b, n, d]`` copy is written, kept for the backward pass
+    (which only needs the weight gradient) or differentiated. Padding never reaches the valid tokens.
     """
 
     def __init__(self, in_dim: int, c0: int, cfg: EHPALConfig) -> None:
@@ -143,15 +150,18 @@ class BagTokenizer(nn.Module):
         all_valid = known_all(valid)
         weight = self.proj.weight * self.norm.weight
         bias = torch.addmv(self.proj.bias, self.proj.weight, self.norm.bias)
+        weight_sum = weight.sum(dim=1)
         b, n = valid.shape
         chunks = [slice(start, start + self.chunk) for start in range(0, n, self.chunk)]
         tokens = None if len(chunks) > 1 and torch.is_grad_enabled() else weight.new_empty(b, n, weight.shape[0])
         outs = []
         for sl in chunks:
-            x = unit_layer_norm(res.data[:, sl], self.norm.eps)
+            x = res.data[:, sl]
+            mean, rstd = _row_moments(x, self.norm.eps)
+            pre = rstd * torch.addcmul(F.linear(x, weight), mean, weight_sum, value=-1.0)
             if not all_valid:
-                x = x.masked_fill_(~valid[:, sl].unsqueeze(-1), 0.0)  # padding and absent rows: exactly 0
-            out = F.gelu(F.linear(x, weight, bias))
+                pre = torch.where(valid[:, sl].unsqueeze(-1), pre, 0.0)  # padding and absent rows: exactly gelu(b')
+            out = F.gelu(pre + bias)
             if tokens is None:
                 outs.append(out)
             elif len(chunks) == 1:
@@ -169,6 +179,20 @@ class BagTokenizer(nn.Module):
         if self.stem is not None:
             x, mask = self.stem(x, mask)
         return x, mask
+
+
+def _row_moments(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ``1 / sqrt(var + eps)`` over the last dim of ``x`` (``[..., 1]`` each, no gradient).
+
+    From the sum and the sum of squares (two fast reductions; ``var_mean`` is ~40x slower on the CPU),
+    in at least float32.
+    """
+    with torch.no_grad():
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        d = x.shape[-1]
+        mean = x.sum(dim=-1, keepdim=True, dtype=dtype) / d
+        sq = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=dtype).square_() / d
+        return mean, torch.rsqrt((sq - mean.square()).clamp_(min=0.0) + eps)
 
 
 class VectorTokenizer(nn.Module):
@@ -219,6 +243,8 @@ class _Stage(nn.Module):
         self.llf = LLF(c_b, norm)
 
     def forward(self, s, s_mask, x, x_mask, present):
+        if self.pairable(s, s_mask, x, x_mask):
+            return self._paired(torch.stack([s, x]), present)
         s, s_mask = self.s1(s, s_mask)
         x, x_mask = self.x1(x, x_mask)
         s, x, _ = self.fuse1(s, s_mask, x, x_mask, present)
@@ -230,6 +256,24 @@ class _Stage(nn.Module):
         side_x = torch.where(present.unsqueeze(1), self.sir_x(x, x_mask), 0.0)
         s, llf_w = self.llf(s, s_mask, x, x_mask, present)
         return s, s_mask, (side_s, side_x), {"gate": gate, "llf": llf_w}
+
+    def pairable(self, s, s_mask, x, x_mask) -> bool:
+        """Whether both streams can run stacked: same shape, no padding, no stride (static facts)."""
+        return s_mask is None and x_mask is None and s.shape == x.shape and self.s2.m1.stride == 1
+
+    def _paired(self, z, present):
+        """The same stage when both streams have the same shape and no padding (omics): stacked as
+        ``z [2, c, b, n]``, each pair of parallel blocks (``s1``/``x1``, ``s2``/``x2``, the norms, the
+        SIRs) runs as one call with its two weight sets stacked."""
+        z, _ = RGSA.run([self.s1, self.x1], z, None)
+        z, _ = self.fuse1.stacked(z, present)
+        z, _ = RGSA.run([self.s2, self.x2], z, None)
+        z = ChannelNorm.run([self.norm_s, self.norm_x], z, None)
+        z, gate = self.fuse2.stacked(z, present)
+        side_s, side_x = SIR.run([self.sir_s, self.sir_x], z, None).unbind(0)
+        side_x = torch.where(present.unsqueeze(1), side_x, 0.0)
+        s, llf_w = self.llf(z[0], None, z[1], None, present)
+        return s, None, (side_s, side_x), {"gate": gate, "llf": llf_w}
 
 
 def _upgrade_hook(module, state_dict, prefix, *_):

@@ -16,7 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from healnet_cli.models.ehpal_ops import depthwise, group_norm, layer_norm, masked, pointwise, pooled, stride_mask
+from healnet_cli.models.blocks import grid_steps
+from healnet_cli.models.ehpal_ops import (
+    depthwise,
+    group_norm,
+    layer_norm,
+    masked,
+    permute_channels,
+    pooled,
+    stack,
+    stacked_depthwise,
+    stacked_pointwise,
+    stride_mask,
+)
 
 __all__ = [
     "MHCF",
@@ -95,15 +107,25 @@ class ChannelNorm(nn.Module):
         self.runs = [tuple(r[:3]) for r in runs]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return ChannelNorm.run([self], x.unsqueeze(0), mask)[0]
+
+    @staticmethod
+    def run(norms: list[ChannelNorm], x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The norms of ``s`` streams (identical configurations) on stacked ``x [s, c, b, n]``, in one call per run."""
+        first = norms[0]
+        weight, bias = stack([m.weight for m in norms]), stack([m.bias for m in norms])
+        if len(first.runs) == 1:
+            xs, ws, bs = [x], [weight], [bias]
+        else:  # split, not slices: the backward is one concatenation, not a zero-filled copy per slice
+            sizes = [stop - start for start, stop, _ in first.runs]
+            xs, ws, bs = x.split(sizes, dim=1), weight.split(sizes, dim=1), bias.split(sizes, dim=1)
         parts = []
-        for start, stop, groups in self.runs:
-            xs = x if len(self.runs) == 1 else x[start:stop]
-            w, b = self.weight[start:stop], self.bias[start:stop]
-            if self.kind == "layer":
-                parts.append(layer_norm(xs, w, b, self.eps))
+        for (_, _, groups), xp, w, b in zip(first.runs, xs, ws, bs):
+            if first.kind == "layer":
+                parts.append(layer_norm(xp, w, b, first.eps))
             else:
-                parts.append(group_norm(xs, groups, w, b, mask, self.eps))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+                parts.append(group_norm(xp, groups, w, b, mask, first.eps))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def _pw(c_in: int, c_out: int, stride: int = 1) -> nn.Conv1d:
@@ -138,22 +160,36 @@ class MHCF(nn.Module):
         self.norm = ChannelNorm((c_out,) * self.n_point + (c_in, c_in), norm)
         self.fuse_norm = ChannelNorm(c_out, norm)
         src = shuffle_index(cat, 8)  # cat = [pointwise | k=3 | k=5]; y = [pointwise | shortcuts | k=3 | k=5]
-        self.register_buffer("fuse_index", torch.where(src < c_out, src, src + shortcuts * c_out), persistent=False)
-
-    def with_shortcut(self, x: torch.Tensor, mask: torch.Tensor | None):
-        """``(out, out_mask, extra)``: ``extra`` is the normed second shortcut (``shortcuts=2``) or None."""
-        s, o = self.stride, self.c_out
-        out_mask = stride_mask(mask, s)
-        p = pointwise(x, self.point.weight, self.point.bias, s, branches=self.n_point)
-        d = depthwise(x, self.depth.weight * self.taps, self.depth.bias, s)
-        y = self.norm(torch.cat([p, d]), out_mask)
-        f = pointwise(y.index_select(0, self.fuse_index), self.fuse.weight, self.fuse.bias)
-        out = F.gelu(self.fuse_norm(f, out_mask) + y[o : 2 * o])
-        return masked(out, out_mask), out_mask, (y[2 * o : 3 * o] if self.n_point > 2 else None)
+        # a permutation of y: the shuffled cat, then the shortcuts (so its backward is a gather too)
+        shuffled = torch.where(src < c_out, src, src + shortcuts * c_out)
+        order = torch.cat([shuffled, torch.arange(c_out, (1 + shortcuts) * c_out)])
+        self.register_buffer("fuse_index", order, persistent=False)
+        self.register_buffer("fuse_inverse", torch.argsort(order), persistent=False)
+        self.cat = cat
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out, out_mask, _ = self.with_shortcut(x, mask)
-        return out, out_mask
+        out, out_mask, _ = MHCF.run([self], x.unsqueeze(0), mask)
+        return out[0], out_mask
+
+    @staticmethod
+    def run(mods: list[MHCF], x: torch.Tensor, mask: torch.Tensor | None):
+        """``s`` streams through their own MHCFs (identical configurations) at once: ``x [s, c_in, b, n]``.
+
+        Returns ``(out, out_mask, extra)``: ``extra`` is the normed second shortcut (``shortcuts=2``) or None.
+        """
+        first = mods[0]
+        s, o = first.stride, first.c_out
+        out_mask = stride_mask(mask, s)
+        p = stacked_pointwise(x, stack([m.point.weight for m in mods]), stack([m.point.bias for m in mods]), s,
+                              branches=first.n_point)
+        depth_w = stack([m.depth.weight for m in mods]) * first.taps
+        d = stacked_depthwise(x, depth_w, stack([m.depth.bias for m in mods]), s)
+        y = ChannelNorm.run([m.norm for m in mods], torch.cat([p, d], dim=1), out_mask)
+        shuffled, *shortcuts = permute_channels(y, 1, first.fuse_index, first.fuse_inverse).split(
+            [first.cat] + [o] * (first.n_point - 1), dim=1)
+        f = stacked_pointwise(shuffled, stack([m.fuse.weight for m in mods]), stack([m.fuse.bias for m in mods]))
+        out = F.gelu(ChannelNorm.run([m.fuse_norm for m in mods], f, out_mask) + shortcuts[0])
+        return masked(out, out_mask), out_mask, (shortcuts[1] if first.n_point > 2 else None)
 
 
 class RGSA(nn.Module):
@@ -171,10 +207,17 @@ class RGSA(nn.Module):
         self.n2 = ChannelNorm(c_out, norm)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h, out_mask, short = self.m1.with_shortcut(x, mask)
-        h = masked(F.relu(self.n1(h, out_mask)), out_mask)
-        h, _ = self.m2(h, out_mask)
-        h = self.n2(pointwise(h, self.proj.weight, self.proj.bias), out_mask)
+        out, out_mask = RGSA.run([self], x.unsqueeze(0), mask)
+        return out[0], out_mask
+
+    @staticmethod
+    def run(mods: list[RGSA], x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``s`` streams through their own RGSAs (identical configurations) at once: ``x [s, c_in, b, n]``."""
+        h, out_mask, short = MHCF.run([m.m1 for m in mods], x, mask)
+        h = masked(F.relu(ChannelNorm.run([m.n1 for m in mods], h, out_mask)), out_mask)
+        h, _, _ = MHCF.run([m.m2 for m in mods], h, out_mask)
+        h = stacked_pointwise(h, stack([m.proj.weight for m in mods]), stack([m.proj.bias for m in mods]))
+        h = ChannelNorm.run([m.n2 for m in mods], h, out_mask)
         return masked(F.relu(h + short), out_mask), out_mask
 
 
@@ -195,6 +238,7 @@ class SIRBlock(nn.Module):
         init_stacked_(self.depth, self.taps)
         cat = q + 3 * c
         self.register_buffer("mix_index", shuffle_index(cat, 8), persistent=False)
+        self.register_buffer("mix_inverse", torch.argsort(self.mix_index), persistent=False)
         self.mix_dw = _dw(cat, 3)
         self.mix_pw = _pw(cat, c2)
         self.short_pw = _pw(c, c2)
@@ -202,14 +246,32 @@ class SIRBlock(nn.Module):
         self.norm = ChannelNorm((c2, c2), norm)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, out_mask = SIRBlock.run([self], x.unsqueeze(0), mask)
+        return out[0], out_mask
+
+    @staticmethod
+    def run(mods: list[SIRBlock], x: torch.Tensor,
+            mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``s`` streams through their own blocks (identical configurations) at once: ``x [s, c, b, n]``."""
+        first = mods[0]
+        c2 = first.c2
+
+        def par(get):
+            return stack([get(m) for m in mods])
+
         out_mask = stride_mask(mask, 2)
-        p = pointwise(x, self.pw.weight, self.pw.bias)
-        branches = masked(torch.cat([p, depthwise(x, self.depth.weight * self.taps, self.depth.bias)]), mask)
-        h = masked(depthwise(branches.index_select(0, self.mix_index), self.mix_dw.weight, self.mix_dw.bias), mask)
-        h = masked(pointwise(h, self.mix_pw.weight, self.mix_pw.bias), mask)
-        s = masked(pointwise(x, self.short_pw.weight, self.short_pw.bias), mask)
-        hs = self.norm(depthwise(torch.cat([h, s]), self.down.weight, self.down.bias, stride=2), out_mask)
-        return masked(F.gelu(hs[: self.c2] + hs[self.c2 :]), out_mask), out_mask
+        p = stacked_pointwise(x, par(lambda m: m.pw.weight), par(lambda m: m.pw.bias))
+        d = stacked_depthwise(x, par(lambda m: m.depth.weight) * first.taps, par(lambda m: m.depth.bias))
+        branches = masked(torch.cat([p, d], dim=1), mask)
+        shuffled = permute_channels(branches, 1, first.mix_index, first.mix_inverse)
+        h = masked(stacked_depthwise(shuffled, par(lambda m: m.mix_dw.weight), par(lambda m: m.mix_dw.bias)), mask)
+        h = masked(stacked_pointwise(h, par(lambda m: m.mix_pw.weight), par(lambda m: m.mix_pw.bias)), mask)
+        sc = masked(stacked_pointwise(x, par(lambda m: m.short_pw.weight), par(lambda m: m.short_pw.bias)), mask)
+        hs = stacked_depthwise(torch.cat([h, sc], dim=1), par(lambda m: m.down.weight), par(lambda m: m.down.bias),
+                               stride=2)
+        hs = ChannelNorm.run([m.norm for m in mods], hs, out_mask)
+        main, short = hs.split(c2, dim=1)
+        return masked(F.gelu(main + short), out_mask), out_mask
 
 
 class SIR(nn.Module):
@@ -224,8 +286,13 @@ class SIR(nn.Module):
         self.out_dim = widths[-1]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for block in self.blocks:
-            x, mask = block(x, mask)
+        return SIR.run([self], x.unsqueeze(0), mask)[0]
+
+    @staticmethod
+    def run(mods: list[SIR], x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``s`` streams through their own SIRs (identical configurations): ``x [s, c, b, n] -> [s, b, c_max]``."""
+        for blocks in zip(*(m.blocks for m in mods)):
+            x, mask = SIRBlock.run(list(blocks), x, mask)
         return pooled(x, mask)
 
 
@@ -278,15 +345,11 @@ def hilbert_index(xy: torch.Tensor, bits: int = HILBERT_BITS) -> torch.Tensor:
 
 
 def _grid(coords: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Level-0 pixel coordinates -> integer patch grid, per sample (step = smallest gap)."""
+    """Level-0 pixel coordinates -> integer patch grid, per sample (step: :func:`grid_steps`)."""
     valid = mask.unsqueeze(-1)
     c = coords.to(torch.float64)
-    inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
-    lo = torch.where(valid, c, inf).amin(dim=1, keepdim=True)
-    srt = torch.where(valid, c, inf).sort(dim=1).values
-    gaps = srt[:, 1:] - srt[:, :-1] if c.shape[1] > 1 else torch.full_like(srt, float("inf"))
-    gaps = torch.where(torch.isfinite(gaps) & (gaps > 1e-9), gaps, inf)
-    step = gaps.amin(dim=1, keepdim=True)
+    lo = torch.where(valid, c, torch.tensor(float("inf"), dtype=c.dtype, device=c.device)).amin(dim=1, keepdim=True)
+    step = grid_steps(c, mask)
     step = torch.where(torch.isfinite(step), step, torch.ones_like(step))
     grid = torch.round((c - lo) / step)
     grid = torch.where(valid & torch.isfinite(grid), grid, torch.zeros_like(grid))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from healnet_cli.models.ehpal_blocks import ChannelNorm, shuffle_index
-from healnet_cli.models.ehpal_ops import masked, pointwise, pooled
+from healnet_cli.models.ehpal_ops import masked, permute_channels, pointwise, pooled
 
 __all__ = ["LLF", "PCMFA", "FusionF", "FusionR"]
 
@@ -145,14 +145,22 @@ class PCMFA(nn.Module):
         self.layers = nn.ModuleList([layer(channels), layer(channels)])
 
     def forward(self, s, s_mask, x, x_mask, x_present):
-        p = torch.stack([pooled(s, s_mask), pooled(x, x_mask)])  # [2, b, c]
+        scale, gate = self._scale(torch.stack([pooled(s, s_mask), pooled(x, x_mask)]), x_present)
+        return s * scale[0], x * scale[1], gate
+
+    def stacked(self, z: torch.Tensor, x_present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both streams stacked, ``z [2, c, b, n]``, every token real: ``(z', gate)``."""
+        scale, gate = self._scale(pooled(z, None), x_present)
+        return z * scale, gate
+
+    def _scale(self, p: torch.Tensor, x_present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled descriptors ``[2, b, c]`` -> each stream's product of the layers' factors ``[2, c, b, 1]``."""
         total, gate = None, None
         for layer in self.layers:
             f, gate = layer.factors(p, x_present)
             p = p * f
             total = f if total is None else total * f
-        scale = total.transpose(1, 2).unsqueeze(-1)  # [2, c, b, 1]
-        return s * scale[0], x * scale[1], gate
+        return total.transpose(1, 2).unsqueeze(-1), gate
 
 
 class LLF(nn.Module):
@@ -170,6 +178,7 @@ class LLF(nn.Module):
         self.mix = nn.Conv1d(2 * channels, channels, 1, groups=8 if channels % 8 == 0 else 1)
         self.norm = ChannelNorm(channels, norm)
         self.register_buffer("mix_index", shuffle_index(2 * channels, 8), persistent=False)
+        self.register_buffer("mix_inverse", torch.argsort(self.mix_index), persistent=False)
 
     def forward(self, s, s_mask, x, x_mask, x_present):
         z_s, z_x = pooled(s, s_mask), pooled(x, x_mask)
@@ -180,5 +189,6 @@ class LLF(nn.Module):
         w = torch.stack([w_s / total, w_x / total], dim=1)
         stream_x = (w[:, 1:2] * z_x).t().unsqueeze(-1).expand(-1, -1, s.shape[2])
         cat = torch.cat([w[:, 0, None] * s, stream_x])
-        out = self.norm(pointwise(cat.index_select(0, self.mix_index), self.mix.weight, self.mix.bias), s_mask)
+        shuffled = permute_channels(cat, 0, self.mix_index, self.mix_inverse)
+        out = self.norm(pointwise(shuffled, self.mix.weight, self.mix.bias), s_mask)
         return masked(out, s_mask), w

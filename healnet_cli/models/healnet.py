@@ -1,4 +1,5 @@
-"""HEALNet (Hemker et al., NeurIPS 2024) with per-sample missing-modality gating.
+"""HEALNet (Hemker, Simidjievski, Jamnik, "HEALNet: Multimodal Fusion for Heterogeneous Biomedical
+Data", NeurIPS 2024, arXiv:2311.09115) with per-sample missing-modality gating.
 
 Latents ``[l, c]`` attend to each modality in a fixed order, once per fusion layer:
 pre-norm cross-attention, gated feed-forward, then ``self_per_cross_attn`` latent

@@ -67,3 +67,26 @@ def test_omics_and_labels_round_trip(tmp_path: Path) -> None:
     assert list_modalities(tmp_path) == ["rna"]
     with pytest.raises(InputError, match="expected"):
         read_labels(tmp_path / "rna.parquet")
+
+
+def test_one_reader_of_parquet_metadata_for_run_tables(tmp_path: Path) -> None:
+    """Run predictions and labels read through _parquet.read_table: schema-1 files (no schema key,
+    or no healnet metadata at all) still load, another healnet table is refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from healnet_cli.artifacts._parquet import attach_meta
+    from healnet_cli.artifacts.run_tables import read_predictions, write_predictions
+
+    frame = pd.DataFrame({"patient_id": ["a", "b"], "risk": [0.1, 0.2]})
+    write_predictions(tmp_path / "p.parquet", frame, {"time_unit": "days"})
+    back, meta = read_predictions(tmp_path / "p.parquet")
+    assert back.equals(frame) and meta["schema"] == "healnet.predictions/1" and meta["time_unit"] == "days"
+    old = attach_meta(pa.Table.from_pandas(frame, preserve_index=False), {"time_unit": "months"})  # schema 1: no schema key
+    pq.write_table(old, tmp_path / "old.parquet")
+    assert read_predictions(tmp_path / "old.parquet")[1]["time_unit"] == "months"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "bare.parquet")
+    assert read_predictions(tmp_path / "bare.parquet")[1] == {}
+    write_modality(tmp_path / "rna.parquet", pd.DataFrame({"g": [1.0]}, index=["a"]), {})
+    with pytest.raises(InputError, match="rna.parquet: schema 'healnet.omics/1', expected 'healnet.predictions/1'"):
+        read_predictions(tmp_path / "rna.parquet")

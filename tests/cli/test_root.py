@@ -148,3 +148,46 @@ def test_root_flags_read_only_their_documented_variables(tmp_path: Path) -> None
     assert result.exit_code == 1 and "Traceback" in result.output
     result = runner.invoke(app, ["probe", "--fail", "crash"], env={"HEALNET_DEBUG": "no"})
     assert "Traceback" not in result.output
+
+
+def test_no_private_typer_or_click_modules() -> None:
+    """healnet and its scripts import typer's public API only (typer vendors click as a private
+    module since 0.26; pyproject pins the range the CLI is tested with)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    bad = []
+    for path in [*(root / "healnet_cli").rglob("*.py"), *(root / "scripts").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                private = (node.module or "").startswith(("typer._", "click")) or (
+                    node.module == "typer" and any(a.name.startswith("_") for a in node.names)
+                )
+            elif isinstance(node, ast.Import):
+                private = any(a.name.startswith(("typer._", "click")) for a in node.names)
+            else:
+                continue
+            if private:
+                bad.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not bad, bad
+
+
+def test_usage_errors_and_exits_inside_a_command_keep_typers_handling() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from healnet_cli.cli.common import cli_errors
+
+    app = typer.Typer()
+
+    @app.command()
+    def run(ctx: typer.Context, what: str) -> None:
+        with cli_errors(ctx):
+            if what == "usage":
+                raise typer.BadParameter("not like that")
+            raise typer.Exit(3)
+
+    usage = CliRunner().invoke(app, ["usage"])
+    assert usage.exit_code == 2 and "not like that" in usage.output
+    assert CliRunner().invoke(app, ["exit"]).exit_code == 3

@@ -178,3 +178,34 @@ def test_written_files_get_the_umask_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert {oct((tmp_path / n).stat().st_mode & 0o777) for n in ("a.txt", "b.bin")} == {"0o664"}
+
+
+def test_the_algorithm_version_keys_the_cache_and_the_package_version_does_not(tmp_path: Path, monkeypatch) -> None:
+    from healnet_cli.core import store as store_module
+
+    store = ArtifactStore(tmp_path, "test", {"a": 1}, algorithm=1)
+    _write_item(store, "s1", b"x")
+    assert store.read_record("s1").algorithm == 1
+    assert ArtifactStore(tmp_path, "test", {"a": 1}, algorithm=1).is_fresh("s1", "fp1")
+    assert not ArtifactStore(tmp_path, "test", {"a": 1}, algorithm=2).is_fresh("s1", "fp1")
+    monkeypatch.setattr(store_module, "__version__", "99.0")
+    assert ArtifactStore(tmp_path, "test", {"a": 1}, algorithm=1).is_fresh("s1", "fp1")
+
+
+# Stores that only read records or hold locks; every other store commits items and keys on its
+# stage's ALGORITHM_VERSION.
+_READ_OR_LOCK_ONLY = {"stages/extract/items.py", "artifacts/run.py"}
+
+
+def test_every_stage_store_gives_an_algorithm_version() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "healnet_cli"
+    missing = []
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ArtifactStore":
+                if rel not in _READ_OR_LOCK_ONLY and not any(k.arg == "algorithm" for k in node.keywords):
+                    missing.append(f"{rel}:{node.lineno}")
+    assert not missing, f"ArtifactStore without algorithm=: {missing}"

@@ -91,3 +91,13 @@ def test_uno_no_events_before_tau():
 def test_nan_risk_is_not_computable():
     with pytest.raises(NotComputable, match="NaN"):
         compute_harrell(TIME, EVENT, np.r_[np.nan, -TIME[1:]])
+
+
+def test_one_harrell_for_reports_and_training_missing_maps_to_nan() -> None:
+    """Training and coxnet's alpha path use compute_harrell too; a missing value is NaN there."""
+    t, risk = np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])
+    ok = compute_safely("harrell_c", compute_harrell, t, np.array([True, True, False]), risk)
+    assert ok.as_float == ok.value == 1.0
+    censored = compute_safely("harrell_c", compute_harrell, t, np.zeros(3, bool), risk)
+    assert censored.value is None and "no events" in censored.reason and np.isnan(censored.as_float)
+    assert np.isnan(compute_safely("harrell_c", compute_harrell, t[:0], np.zeros(0, bool), risk[:0]).as_float)

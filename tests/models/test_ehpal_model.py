@@ -209,3 +209,80 @@ def test_stacked_branch_norms_normalise_each_branch_alone():
         x = torch.randn(27, 2, 5)
         ref = torch.cat([p(x[a:b]) for p, (a, b) in zip(parts, ((0, 16), (16, 24), (24, 27)))])
         torch.testing.assert_close(merged(x), ref)
+
+
+def _grads(model):
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_stacked_streams_equal_the_streams_one_by_one(norm, monkeypatch):
+    """Omics stages run their parallel S/X blocks stacked; outputs and gradients are those of the
+    separate calls (float64), and the stacked path is the one taken."""
+    from healnet_cli.models.ehpal import _Stage
+
+    specs = {"rna": ModalitySpec("vector", 40), "cnv": ModalitySpec("vector", 36), "mut": ModalitySpec("vector", 30)}
+    hp = dict(token_dim=16, widths=(16, 16, 24), sir_max_width=32, omics_segments=6, null_tokens=6, pool_dim=8,
+              norm=norm)
+    torch.manual_seed(0)
+    model = create_model("ehpal", specs, 4, **hp).double().eval()
+    with torch.no_grad():  # leave the identity-at-init fusion, so the gates matter
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    gen = torch.Generator().manual_seed(1)
+    present = {"rna": [True] * 5, "cnv": [True, True, False, True, True], "mut": [False, True, True, True, False]}
+    batch = {k: ModalityInput(torch.randn(5, s.dim, generator=gen, dtype=torch.float64), torch.tensor(present[k]))
+             for k, s in specs.items()}  # S spans max(tokens, null_tokens) = 6 tokens: no padding
+    calls = []
+    original = _Stage._paired
+    monkeypatch.setattr(_Stage, "_paired", lambda self, z, present: calls.append(1) or original(self, z, present))
+    out = model(batch, return_weights=True)
+    out.logits.sum().backward()
+    stacked = _grads(model)
+    assert len(calls) == 2, "both omics stages take the stacked path"
+    model.zero_grad()
+    monkeypatch.setattr(_Stage, "pairable", lambda *a: False)
+    ref = model(batch, return_weights=True)
+    ref.logits.sum().backward()
+    torch.testing.assert_close(out.logits, ref.logits, atol=1e-12, rtol=1e-10)
+    for key in ref.weights:
+        torch.testing.assert_close(out.weights[key], ref.weights[key], atol=1e-12, rtol=1e-10)
+    for key, g in _grads(model).items():
+        torch.testing.assert_close(stacked[key], g, atol=1e-12, rtol=1e-10, msg=key)
+
+
+def test_channel_permutation_backward_is_the_inverse_gather():
+    from healnet_cli.models.ehpal_ops import permute_channels
+
+    index = torch.randperm(12)
+    x = torch.randn(2, 12, 3, 4, dtype=torch.float64, requires_grad=True)
+    ref = x.detach().clone().requires_grad_()
+    probe = torch.randn(2, 12, 3, 4, dtype=torch.float64)
+    out = permute_channels(x, 1, index, torch.argsort(index))
+    (out * probe).sum().backward()
+    (ref.index_select(1, index) * probe).sum().backward()
+    assert torch.equal(out, ref.index_select(1, index)) and torch.equal(x.grad, ref.grad)
+
+
+def test_bag_tokens_equal_layer_norm_then_projection_with_junk_padding():
+    """The folded LayerNorm (row moments + one product) gives LayerNorm -> Linear -> GELU on valid
+    patches, also for features far from zero mean; junk padding does not leak into the stream."""
+    from healnet_cli.models.batch import resolve_modality
+    from healnet_cli.models.ehpal import BagTokenizer, EHPALConfig
+
+    torch.manual_seed(0)
+    tok = BagTokenizer(24, 16, EHPALConfig(bag_stem=False, hilbert=False)).double()
+    with torch.no_grad():
+        tok.norm.weight.normal_()
+        tok.norm.bias.normal_()
+    data = 5.0 + 2.0 * torch.randn(2, 9, 24, dtype=torch.float64)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    data[1, 6:] = 1e6 * torch.randn(3, 24, dtype=torch.float64)  # junk padding
+    item = ModalityInput(data, torch.ones(2, dtype=torch.bool), mask)
+    res = resolve_modality("wsi", ModalitySpec("bag", 24), item, 2)
+    tokens, _ = tok(res)  # [c0, b, n]
+    ref = F.gelu(tok.proj(tok.norm(data)))  # [b, n, c0]
+    got = tokens.permute(1, 2, 0)
+    torch.testing.assert_close(got[mask], ref[mask], atol=1e-10, rtol=1e-9)
+    assert torch.equal(got[~mask], torch.zeros(3, 16, dtype=torch.float64)), "padding tokens are exactly zero"

@@ -10,8 +10,8 @@ import pytest
 
 from healnet_cli.core.errors import ItemError
 from healnet_cli.slides import downsample, open_slide, read_downsampled
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
 from healnet_cli.slides.tiff_pages import open_direct_level
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 REGIONS = [(0, 0, 300, 200), (900, 600, 200, 200), (250, 333, 517, 211), (1200, 0, 10, 10)]  # the last is outside
 

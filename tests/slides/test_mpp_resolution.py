@@ -9,7 +9,7 @@ import pytest
 from healnet_cli.core.errors import ItemError
 from healnet_cli.slides import open_slide, resolve_mpp
 from healnet_cli.slides.mpp import mpp_from_properties
-from healnet_cli.slides.synthetic import aperio_description, tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import aperio_description, tissue_disk_tile_fn, write_pyramidal_tiff
 
 
 class _FakeReader:

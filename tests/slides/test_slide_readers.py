@@ -15,7 +15,7 @@ from healnet_cli.core.errors import ItemError
 from healnet_cli.slides import SLIDE_EXTENSIONS, open_slide, read_downsampled
 from healnet_cli.slides.base import best_level_for_downsample
 from healnet_cli.slides.downsample import thumbnail_downsample
-from healnet_cli.slides.synthetic import aperio_description, tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import aperio_description, tissue_disk_tile_fn, write_pyramidal_tiff
 
 
 def _gradient(width: int, height: int) -> np.ndarray:

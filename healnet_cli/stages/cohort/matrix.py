@@ -1,8 +1,9 @@
 """The cohort availability matrix: which patients have which modality, labels and events.
 
 Modalities are the omics tables in ``omics/`` and ``wsi:<extractor>`` for every
-``features/<extractor>/`` folder; a slide's patient is its features file's provenance ``case_id``
-(header only, reduced to ``TCGA-XX-XXXX`` for TCGA barcodes). Nothing is written.
+``features/<extractor>/`` folder. Presence follows the rules ``healnet train`` uses
+(:mod:`healnet_cli.artifacts.patients`): an omics row with at least one value, a slide with at
+least one patch, whose patient is its provenance ``case_id`` as a patient id. Nothing is written.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, read_labels, read_patient_ids, to_patient_id
+from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, present_patients, read_labels, read_modality
+from healnet_cli.artifacts.patients import slide_patient
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.workspace import Workspace
 
@@ -21,8 +23,9 @@ _EXAMPLES = 10
 
 
 @dataclass
-class Cohort:
-    """Patients per modality, labels, availability patterns and mismatches."""
+class CohortMatrix:
+    """What ``healnet cohort`` shows: patients per modality, labels, availability patterns and
+    mismatches (the cohort a run trains on is :class:`healnet_cli.data.cohort.Cohort`)."""
 
     workdir: str
     modalities: dict[str, set[str]] = field(default_factory=dict)
@@ -74,7 +77,7 @@ class Cohort:
         }  # fmt: skip
 
 
-def _wsi_patients(folder: Path, cohort: Cohort) -> dict[str, str]:
+def _wsi_patients(folder: Path, cohort: CohortMatrix) -> dict[str, str]:
     from healnet_cli.artifacts.features import SUFFIX, read_provenance  # imports torch: only when needed
 
     slides = {}
@@ -86,13 +89,14 @@ def _wsi_patients(folder: Path, cohort: Cohort) -> dict[str, str]:
         except InputError as exc:
             cohort.unreadable.append(str(exc))
             continue
-        slide = str(meta.get("slide_id") or path.stem)
-        slides[slide] = to_patient_id(str(meta.get("case_id") or slide))
+        patient = slide_patient({"slide_id": path.stem, **meta})
+        if patient is not None:
+            slides[str(meta.get("slide_id") or path.stem)] = patient
     return slides
 
 
-def compute_cohort(workdir: str | Path, *, extractor: str | None = None) -> Cohort:
-    """Collect the availability of every modality in ``workdir`` (reads headers and id columns only).
+def compute_cohort(workdir: str | Path, *, extractor: str | None = None) -> CohortMatrix:
+    """Collect the availability of every modality in ``workdir`` (feature file headers, omics tables).
 
     Raises
     ------
@@ -100,11 +104,11 @@ def compute_cohort(workdir: str | Path, *, extractor: str | None = None) -> Coho
         Nothing to show (no omics tables, labels or features), or ``extractor`` has no folder.
     """
     workspace = Workspace.at(workdir)
-    cohort = Cohort(str(workspace.root))
+    cohort = CohortMatrix(str(workspace.root))
     omics_dir = workspace.omics_dir
     for name in list_modalities(omics_dir):
         try:
-            cohort.modalities[name] = set(read_patient_ids(modality_path(omics_dir, name)))
+            cohort.modalities[name] = set(present_patients(read_modality(modality_path(omics_dir, name))[0]))
         except InputError as exc:
             cohort.unreadable.append(str(exc))
     labels_path = omics_dir / f"{LABELS_NAME}.parquet"

@@ -34,7 +34,7 @@ import pandas as pd
 
 from healnet_cli.core import atomic
 from healnet_cli.core.errors import InputError
-from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
 from healnet_cli.stages.demo.tissue import compose_slide, load_patch_library
 
 SLIDE_EFFECT = 1.6

@@ -44,10 +44,12 @@ class DemoResult:
     report: Path | None = None
     cindex: dict[str, float | None] = field(default_factory=dict)
     ablation: dict[str, float | None] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # what shapes the numbers: seed, size, training
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out_dir": str(self.out_dir),
+            "config": self.config,
             "cohort": self.cohort.summary(),
             "cohort_seconds": round(self.cohort_seconds, 2),
             "steps": [
@@ -137,7 +139,7 @@ def run_demo(
     start = time.perf_counter()
     progress(f"[cohort] building {config.n_patients} synthetic patients in {config.cohort_dir}")
     cohort = ensure_cohort(config)
-    result = DemoResult(config.out_dir, cohort, cohort_seconds=time.perf_counter() - start)
+    result = DemoResult(config.out_dir, cohort, cohort_seconds=time.perf_counter() - start, config=_numbers_config(config))
     progress(f"         {cohort.summary()}  ({result.cohort_seconds:.1f} s)")
     steps = plan_steps(config, cohort)
     if config.runs_dir.exists():  # runs of a previous demo: retrained (tiles and features stay cached)
@@ -160,6 +162,11 @@ def run_demo(
         _remove_bulk(config)
     _write_summary(config, result)
     return result
+
+
+def _numbers_config(config: DemoConfig) -> dict[str, Any]:
+    """The options that determine the demo's figures (not where it writes or what it keeps)."""
+    return {k: v for k, v in asdict(config).items() if k not in ("out_dir", "keep")}
 
 
 def _write_summary(config: DemoConfig, result: DemoResult) -> None:

@@ -1,6 +1,11 @@
 """Missing-modality robustness (HEALNet paper, Table 2): each fold's saved model re-predicts its test
 patients with all modalities, without each modality in turn, and with a random half of the
-modalities removed per patient; Harrell's c-index per condition (per fold, mean ± sd, pooled)."""
+modalities removed per patient; Harrell's c-index per condition (per fold, mean ± sd, pooled).
+
+A condition only changes the patients who had what it removes: "without m" is scored on the test
+patients who have m (the others would be predicted exactly as with all present), "random half" on
+those who lost at least one modality; each row gives how many patients it changed and the c-index
+of the same patients with all present, its reference."""
 
 from __future__ import annotations
 
@@ -33,35 +38,43 @@ def random_half_drop(
 
 
 def conditions_for(ids: list[str], modalities: list[str], present: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
-    """``condition -> drop mapping`` (``None`` for all present)."""
+    """``condition -> drop mapping`` over the patients the condition changes (``None`` for all
+    present): "without m" lists only the patients who have m, "random half" those who lose one."""
     conds: dict[str, Any] = {ALL: None}
     if len(modalities) < 2:
         return conds
     for m in modalities:
-        conds[f"without {m}"] = {p: {m} for p in ids}
-    conds[HALF] = random_half_drop(ids, modalities, present, rng)
+        conds[f"without {m}"] = {p: {m} for p in ids if p not in present.index or bool(present.at[p, m])}
+    conds[HALF] = {p: d for p, d in random_half_drop(ids, modalities, present, rng).items() if d}
     return conds
 
 
 @dataclass
 class AblationResult:
-    """c-index per condition and fold, plus pooled over folds."""
+    """c-index per condition and fold, plus pooled over folds; ``changed`` counts the patients each
+    condition changed per fold, ``reference`` is the all-present c-index of those patients."""
 
     per_fold: dict[str, dict[int, MetricValue]] = field(default_factory=dict)
     pooled: dict[str, MetricValue] = field(default_factory=dict)
+    changed: dict[str, dict[int, int]] = field(default_factory=dict)
+    reference: dict[str, MetricValue] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
         for cond, folds in self.per_fold.items():
             vals = np.array([v.value for v in folds.values() if v.ok], dtype=float)
+            ref = self.reference.get(cond)
             out.append({
                 "condition": cond,
+                "n_changed": int(sum(self.changed.get(cond, {}).values())),
                 "mean": float(vals.mean()) if vals.size else None,
                 "sd": float(vals.std(ddof=0)) if vals.size else None,
                 "pooled": self.pooled[cond].value,
                 "pooled_reason": self.pooled[cond].reason or None,
-                "folds": {str(k): v.as_dict() for k, v in folds.items()},
+                "pooled_all_present": ref.value if ref is not None else self.pooled[cond].value,
+                "pooled_all_present_reason": (ref.reason or None) if ref is not None else None,
+                "folds": {str(k): {**v.as_dict(), "n_changed": self.changed.get(cond, {}).get(k, 0)} for k, v in folds.items()},
             })
         return out
 
@@ -74,8 +87,15 @@ def _presence(part: pd.DataFrame, modalities: list[str]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=part["patient_id"].astype(str).to_numpy())
 
 
+def _harrell(frame: pd.DataFrame, column: str = "risk") -> MetricValue:
+    if frame.empty:
+        return MetricValue("harrell_c", None, reason="no patient changed (none has what this condition removes)")
+    return compute_safely("harrell_c", compute_harrell, frame["time"], frame["event"], frame[column])
+
+
 def run_ablation(run: RunData, models: FoldModels, *, seed: int, batch_size: int = 8) -> AblationResult:
-    """Re-predict each fold's test patients under every condition and score them."""
+    """Re-predict each fold's test patients under every condition and score the patients each
+    condition changed (beside their all-present c-index)."""
     result = AblationResult()
     pooled: dict[str, list[pd.DataFrame]] = {}
     max_diff = 0.0
@@ -85,18 +105,27 @@ def run_ablation(run: RunData, models: FoldModels, *, seed: int, batch_size: int
         ids = part["patient_id"].astype(str).tolist()
         mods = [str(m) for m in fm.modalities]
         rng = np.random.default_rng([seed, k])
+        base, bags = None, {}  # bags: each one read once for all conditions of the fold
         for cond, drop in conditions_for(ids, mods, _presence(part, mods), rng).items():
-            frame = models.inference.predict_patients(fm, ids, drop=drop, batch_size=batch_size).frame
-            risk = frame.set_index(frame["patient_id"].astype(str))["risk"].reindex(ids).to_numpy(float)
-            scored = part.assign(risk=risk)
+            changed = ids if drop is None else [p for p in ids if p in drop]
+            scored = part[part["patient_id"].astype(str).isin(changed)].copy()
+            if changed:
+                frame = models.inference.predict_patients(fm, changed, drop=drop, batch_size=batch_size, bag_cache=bags).frame
+                scored["risk"] = frame.set_index(frame["patient_id"].astype(str))["risk"].reindex(
+                    scored["patient_id"].astype(str)).to_numpy(float)
             if cond == ALL:
-                max_diff = max(max_diff, float(np.nanmax(np.abs(risk - part["risk"].to_numpy(float)))))
-            value = compute_safely("harrell_c", compute_harrell, scored["time"], scored["event"], scored["risk"])
-            result.per_fold.setdefault(cond, {})[k] = value
+                base = scored.set_index(scored["patient_id"].astype(str))["risk"]
+                max_diff = max(max_diff, float(np.nanmax(np.abs(scored["risk"].to_numpy(float) - part["risk"].to_numpy(float)))))
+            elif base is not None:
+                scored["risk_all"] = base.reindex(scored["patient_id"].astype(str)).to_numpy(float)
+            result.per_fold.setdefault(cond, {})[k] = _harrell(scored)
+            result.changed.setdefault(cond, {})[k] = len(changed)
             pooled.setdefault(cond, []).append(scored)
     for cond, frames in pooled.items():
         both = pd.concat(frames)
-        result.pooled[cond] = compute_safely("harrell_c", compute_harrell, both["time"], both["event"], both["risk"])
+        result.pooled[cond] = _harrell(both)
+        if cond != ALL:
+            result.reference[cond] = _harrell(both, "risk_all") if "risk_all" in both else _harrell(both.iloc[:0])
     n_mods = len(run.modalities)
     if n_mods < 2:
         result.notes.append("single-modality model: nothing to remove; only 'all present' is reported")
@@ -106,7 +135,9 @@ def run_ablation(run: RunData, models: FoldModels, *, seed: int, batch_size: int
             "(different workdir or features since training?)"
         )
     result.notes.append(
-        "'without m' removes m for every test patient (a patient whose only modality is m is then predicted "
-        "from no input); 'random half' removes floor(M/2) of the patient's present modalities, keeping >= 1"
+        "'without m' removes m from the test patients who have it and is scored on them (a patient whose only "
+        "modality is m is then predicted from no input); 'random half' removes floor(M/2) of a patient's present "
+        "modalities, keeping >= 1, and is scored on the patients who lost one; 'all present, same patients' is the "
+        "c-index of a condition's patients with nothing removed"
     )
     return result

@@ -112,10 +112,14 @@ def _thumbnail(tiles_dir: Path | None, slide_id: str) -> tuple[np.ndarray | None
 
 
 def _patch_size(coords: np.ndarray) -> float:
-    """Level-0 patch size guessed from the coordinate grid (smallest non-zero step)."""
-    steps = [np.diff(np.unique(coords[:, a])) for a in (0, 1)]
-    steps = np.concatenate([s[s > 0] for s in steps])
-    return float(steps.min()) if steps.size else 256.0
+    """Level-0 patch size guessed from the coordinate grid (its smallest step, :func:`grid_steps`)."""
+    import torch
+
+    from healnet_cli.models.blocks import grid_steps
+
+    xy = torch.from_numpy(np.asarray(coords, dtype=np.float64))[None]
+    step = float(grid_steps(xy, torch.ones(xy.shape[:2], dtype=torch.bool)).min())
+    return step if np.isfinite(step) else 256.0
 
 
 def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tiles_dir: Path | None) -> list[Heatmap]:
@@ -129,6 +133,37 @@ def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tile
         thumb, ds, patch, note = _thumbnail(tiles_dir, str(slide_id))
         out.append(Heatmap(pid, label, risk, str(slide_id), coords, part, patch or _patch_size(coords), thumb, ds, note))
     return out[:2]
+
+
+PROBE_PATIENTS = 2
+
+
+def nothing_to_draw(run: RunData, models: FoldModels, *, batch_size: int = 8) -> str:
+    """Why a run has no attention to draw (``""`` when it may have some): a run without slides whose
+    model, asked for its weights on a couple of test patients of the first fold, returns none per
+    omics feature (e.g. each omics modality enters as one token). Folds share the architecture, so
+    one probe answers for all, and the pass over every patient is skipped."""
+    if WSI in run.modalities or not run.folds:
+        return ""
+    k = run.folds[0]
+    fm = models.get(k)
+    model_name = str(getattr(fm, "model_name", run.model_name))
+    ids = run.predictions.loc[run.predictions["fold"] == k, "patient_id"].astype(str).tolist()[:PROBE_PATIENTS]
+    res = models.inference.predict_patients(fm, ids, return_weights=True, batch_size=batch_size)
+    names = dict(getattr(fm, "feature_names", {}) or {})
+    acc = _FeatureAccumulator()
+    for per_mod in (res.weights or {}).values():
+        for m, w in per_mod.items():
+            if m in names:
+                acc.add(m, list(names[m]), _flat(w), model_name)
+    if acc.sums:
+        return ""
+    by_reason: dict[str, list[str]] = {}
+    for m in run.modalities:
+        reason = acc.reasons.get(m) or f"not available: {model_name} returns no per-feature weights for {m}"
+        by_reason.setdefault(reason.replace(f" {m} ", " {m} "), []).append(m)
+    why = "; ".join(r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items())
+    return f"nothing to draw: the run has no slides, and {why}"
 
 
 def run_attention(run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Path | None, batch_size: int = 8) -> AttentionResult:

@@ -9,7 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from healnet_cli.metrics import NotComputable, calibration, kaplan_meier, logrank, numbers_at_risk, risk_groups, survival_at
+from healnet_cli.metrics import (
+    NotComputable,
+    calibration,
+    kaplan_meier,
+    logrank,
+    numbers_at_risk,
+    risk_groups,
+    survival_at,
+    survival_interpolated,
+)
+from healnet_cli.metrics.timedep import INTERPOLATION
 from healnet_cli.stages.evaluate.run_folder import RunData
 
 GROUP_NAMES = {2: ["low", "high"], 3: ["low", "intermediate", "high"]}
@@ -107,15 +117,20 @@ def km_risk_groups(run: RunData, n_groups: int) -> RiskGroups:
     return groups
 
 
+CALIBRATION_METHOD = (f"patients grouped by quartile of predicted S(t); predicted S(t) {INTERPOLATION}; "
+                      "observed: Kaplan–Meier of the group at t")
+
+
 @dataclass
 class Calibration:
     """Mean predicted vs Kaplan–Meier observed survival per predicted-survival quartile and time."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    method: str = CALIBRATION_METHOD
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "skipped": self.skipped or None}
+        return {"rows": self.rows, "skipped": self.skipped or None, "method": self.method}
 
 
 def calibration_times(run: RunData, times: list[float] | None) -> list[float]:
@@ -134,14 +149,16 @@ def calibration_times(run: RunData, times: list[float] | None) -> list[float]:
     return sorted({float(q) for q in np.percentile(ev, [25, 50, 75])})
 
 
-def pooled_survival_at(run: RunData, times: list[float]) -> np.ndarray:
-    """``[n, len(times)]`` predicted S(t) of the pooled predictions (each fold's own bin edges)."""
+def pooled_survival_at(run: RunData, times: list[float], *, interpolate: bool = True) -> np.ndarray:
+    """``[n, len(times)]`` predicted S(t) of the pooled predictions (each fold's own bin edges),
+    interpolated between the bin ends (``interpolate=False``: the step function)."""
     p = run.predictions
     out = np.empty((len(p), len(times)))
     cols = run.surv_columns()
+    at = survival_interpolated if interpolate else survival_at
     for k in run.folds:
         mask = (p["fold"] == k).to_numpy()
-        out[mask] = survival_at(p.loc[mask, cols].to_numpy(float), run.bin_edges[k], np.asarray(times, float))
+        out[mask] = at(p.loc[mask, cols].to_numpy(float), run.bin_edges[k], np.asarray(times, float))
     return out
 
 

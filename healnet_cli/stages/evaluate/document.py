@@ -12,7 +12,12 @@ from healnet_cli.stages.evaluate.attention import AttentionResult
 from healnet_cli.stages.evaluate.curves import Calibration, RiskGroups
 from healnet_cli.stages.evaluate.report import Figure, Report
 from healnet_cli.stages.evaluate.run_folder import RunData
-from healnet_cli.stages.evaluate.scoring import METRICS, RunScores
+from healnet_cli.stages.evaluate.scoring import METRICS, NULL_MODEL, RunScores
+from healnet_cli.stages.evaluate.training import early_stopping_text, modality_patterns, settings_rows, training_settings
+
+EVALUATION_SCHEMA = "healnet.evaluation/1"
+
+NULL_LABEL = "Integrated Brier score, null model (KM)"
 
 LABELS = {
     "harrell_c": "Harrell's c-index",
@@ -35,13 +40,15 @@ class RunEvaluation:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per metric group (benchmarks/evaluate.py)
 
 
 def conventions(ev: RunEvaluation) -> dict[str, Any]:
     out: dict[str, Any] = {
         "risk": "higher risk = earlier event (sksurv convention); c-index ties count 0.5",
         "censoring_distribution": "Kaplan–Meier of each fold's training patients (splits.csv split != test)",
-        "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end",
+        "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
+                         "(Brier score, IBS); calibration interpolates it (see Calibration)",
         "td_auc_estimate": "the risk score (cumulative cases / dynamic controls)",
         "ci": "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed",
         "time_unit": ev.run.time_unit,
@@ -76,13 +83,14 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
     """The machine-readable ``metrics.json`` payload."""
     run, p = ev.run, ev.run.predictions
     payload: dict[str, Any] = {
-        "schema": "healnet.evaluation/1",
+        "schema": EVALUATION_SCHEMA,
         "healnet_version": __version__,
         "run": {
             "path": str(run.path), "name": run.name, "model": run.model_name, "modalities": run.modalities,
             "folds": run.folds, "n_patients": int(p["patient_id"].nunique()), "n_events": int(p["event"].sum()),
-            "time_unit": run.time_unit,
+            "time_unit": run.time_unit, "modality_patterns": modality_patterns(run),
         },
+        "training": training_settings(run) or None,
         "options": options,
         "inputs": run.fingerprints,
         "conventions": conventions(ev),
@@ -95,7 +103,7 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
         payload["pooled"] = ev.scores.pooled.as_dict()
         if run.external is None:
             payload["folds"] = {str(k): s.as_dict() for k, s in ev.scores.folds.items()}
-            payload["across_folds"] = ev.scores.across_folds()
+            payload["across_folds"] = {**ev.scores.across_folds(), "ibs_null_km": ev.scores.null_across_folds()}
     if ev.groups is not None:
         payload["risk_groups"] = ev.groups.as_dict()
     if ev.calibration is not None:
@@ -108,6 +116,8 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mean_sd(entry: dict[str, Any]) -> str:
+    if entry["mean"] is None and "not_computable" not in entry:
+        return "n/a"
     if entry["mean"] is None:
         return "n/a (" + "; ".join(f"fold {k}: {r}" for k, r in entry.get("not_computable", {}).items()) + ")"
     return f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n_folds']} folds)"
@@ -126,10 +136,14 @@ def _metric_sections(report: Report, ev: RunEvaluation) -> None:
                 report.figure(ev.figures[name])
         return
     across = scores.across_folds()
-    report.table(
-        ["metric", "pooled out-of-fold (95% CI)", "mean ± sd over folds"],
-        [[LABELS[m], scores.pooled.values[m].text(), _mean_sd(across[m])] for m in METRICS],
-    )
+    rows = [[LABELS[m], scores.pooled.values[m].text(), _mean_sd(across[m])] for m in METRICS]
+    if scores.pooled.ibs_null is not None:
+        null = scores.null_across_folds()
+        rows.append([NULL_LABEL, scores.pooled.ibs_null.text(),
+                     "n/a" if null["mean"] is None else f"{null['mean']:.3f} ± {null['sd']:.3f} ({null['n_folds']} folds)"])
+    report.table(["metric", "pooled out-of-fold (95% CI)", "mean ± sd over folds"], rows)
+    report.bullets([f"{NULL_LABEL}: {NULL_MODEL}; same time grid and censoring weights as the model's IBS"]
+                   if scores.pooled.ibs_null is not None else [])
     rows = []
     for k, s in scores.folds.items():
         rows.append([str(k), str(s.n), str(s.n_events)] + [s.values[m].text() for m in METRICS])
@@ -159,6 +173,9 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
             report.figure(ev.figures["km"])
     if ev.calibration is not None:
         report.heading("Calibration", 3)
+        times = sorted({r["time"] for r in ev.calibration.rows})
+        report.text(f"Method: {ev.calibration.method}" + (f"; times {', '.join(f'{t:.4g}' for t in times)} "
+                                                           f"{ev.run.time_unit}." if times else "."))
         report.bullets([f"t = {t}: n/a ({why})" for t, why in ev.calibration.skipped.items()])
         if "calibration" in ev.figures:
             report.figure(ev.figures["calibration"])
@@ -172,8 +189,11 @@ def _ablation_section(report: Report, ab: AblationResult | None, figures: dict[s
     for r in ab.rows():
         mean = "n/a" if r["mean"] is None else f"{r['mean']:.3f} ± {r['sd']:.3f}"
         pooled = f"{r['pooled']:.3f}" if r["pooled"] is not None else f"n/a ({r['pooled_reason']})"
-        rows.append([r["condition"], mean, pooled])
-    report.table(["test-time modalities", "c-index mean ± sd over folds", "pooled c-index"], rows)
+        ref = r["pooled_all_present"]
+        same = f"{ref:.3f}" if ref is not None else f"n/a ({r['pooled_all_present_reason']})"
+        rows.append([r["condition"], str(r["n_changed"]), mean, pooled, same])
+    report.table(["test-time modalities", "patients changed", "c-index mean ± sd over folds", "pooled c-index",
+                  "all present, same patients"], rows)
     report.bullets(ab.notes)
     if "ablation" in figures:
         report.figure(figures["ablation"])
@@ -236,10 +256,27 @@ def build_report(ev: RunEvaluation) -> Report:
     return _report_body(report, ev)
 
 
+def _data_section(report: Report, ev: RunEvaluation) -> None:
+    """Patients per modality pattern and the training settings."""
+    patterns = modality_patterns(ev.run)
+    info = training_settings(ev.run)
+    if not patterns and not info:
+        return
+    report.heading("Data and training")
+    if patterns:
+        total = sum(patterns.values())
+        report.table(["modalities present", "patients", "share"],
+                     [[k, str(v), f"{100 * v / total:.0f}%"] for k, v in patterns.items()])
+    if info.get("settings"):
+        report.table(["training setting", "value"], settings_rows(info))
+    report.bullets(early_stopping_text(info))
+
+
 def _report_body(report: Report, ev: RunEvaluation) -> Report:
     if ev.failed:
         report.heading("Not computed")
         report.bullets([f"{g}: {why}" for g, why in ev.failed.items()])
+    _data_section(report, ev)
     _metric_sections(report, ev)
     _group_sections(report, ev)
     _ablation_section(report, ev.ablation, ev.figures)
@@ -251,12 +288,39 @@ def _report_body(report: Report, ev: RunEvaluation) -> Report:
     return report
 
 
+def console_table(ev: RunEvaluation) -> str:
+    """The headline metrics as a plain-text table for the terminal / the job log: pooled value with
+    its 95% CI (or why there is none) and, for a run's folds, mean ± sd over folds."""
+    run, p = ev.run, ev.run.predictions
+    what = "external cohort" if run.external is not None else f"pooled out-of-fold over {len(run.folds)} fold(s)"
+    lines = [f"{run.name}: {p['patient_id'].nunique()} patients, {int(p['event'].sum())} events; {what}"]
+    if ev.scores is None:
+        return "\n".join(lines + [f"  metrics not computed: {ev.failed.get('metrics', 'see the report')}"])
+    header = ["metric", "value (95% CI)"]
+    rows = [[LABELS[m], ev.scores.pooled.values[m].text()] for m in METRICS]
+    null = ev.scores.pooled.ibs_null
+    if null is not None:
+        rows.append([NULL_LABEL, null.text()])
+    if run.external is None:
+        header.append("mean ± sd over folds")
+        across = {**ev.scores.across_folds(), "ibs_null_km": ev.scores.null_across_folds()}
+        for row, m in zip(rows, [*METRICS, "ibs_null_km"]):
+            row.append(_mean_sd(across[m]))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
 def headline(ev: RunEvaluation) -> dict[str, Any]:
     """Short summary for ``--json`` and the comparison table."""
     out: dict[str, Any] = {"run": ev.run.name, "path": str(ev.run.path), "failed": ev.failed}
     if ev.scores is not None:
         out["pooled"] = {m: ev.scores.pooled.values[m].value for m in METRICS}
         out["pooled_ci95"] = {m: _ci(ev.scores.pooled.values[m]) for m in METRICS}
+        no_ci = {m: v.ci_reason for m, v in ev.scores.pooled.values.items() if v.ok and _ci(v) is None and v.ci_reason}
+        if no_ci:
+            out["pooled_ci_reason"] = no_ci
         if ev.run.external is None:
             out["across_folds"] = {m: {"mean": v["mean"], "sd": v["sd"]} for m, v in ev.scores.across_folds().items()}
         else:

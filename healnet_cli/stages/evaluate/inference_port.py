@@ -1,7 +1,8 @@
 """The inference functions evaluate needs (``load_fold``, ``predict_patients``), injectable.
 
 Production code uses :mod:`healnet_cli.data.inference`; tests pass a small fake with the same two
-functions. Fold models are loaded once and shared by the ablation and the attention maps.
+functions. Fold models are loaded once and shared by the ablation and the attention maps; the
+cohort (labels, omics tables, the slide index) is read once per run and handed to every fold.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any, Protocol
 
 
 class Inference(Protocol):
-    def load_fold(self, run_dir: str | os.PathLike[str], fold: int, *, workdir: Any = None, device: str = "cpu") -> Any: ...
+    def load_fold(
+        self, run_dir: str | os.PathLike[str], fold: int, *, workdir: Any = None, device: str = "cpu", cohort: Any = None
+    ) -> Any: ...
 
     def predict_patients(
         self,
@@ -23,6 +26,7 @@ class Inference(Protocol):
         drop: Mapping[str, Collection[str]] | None = None,
         return_weights: bool = False,
         batch_size: int = 8,
+        bag_cache: dict[str, Any] | None = None,
     ) -> Any: ...
 
 
@@ -45,5 +49,7 @@ class FoldModels:
 
     def get(self, fold: int) -> Any:
         if fold not in self._cache:
-            self._cache[fold] = self.inference.load_fold(self.run_dir, fold, workdir=self.workdir, device=self.device)
+            cohort = next((getattr(m, "cohort", None) for m in self._cache.values()), None)
+            self._cache[fold] = self.inference.load_fold(self.run_dir, fold, workdir=self.workdir, device=self.device,
+                                                         cohort=cohort)
         return self._cache[fold]

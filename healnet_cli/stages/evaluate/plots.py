@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,14 +12,36 @@ import numpy as np
 from healnet_cli.stages.evaluate.curves import Calibration, RiskGroups
 
 COLORS = ["#1b7837", "#e08214", "#b2182b", "#2166ac", "#762a83", "#4d4d4d"]
-DPI = 110
+DPI = 144
+#: Every figure is this wide (inches): the report shows it at the column's width, 380 px on a
+#: 400-px phone, so a font of ``MIN_FONT_PT`` points appears at ``MIN_FONT_PT * 380 / (72 * FIG_WIDTH)``
+#: ≈ 10.6 px there (matplotlib's 8-pt legends on 6.4-in figures came out at 6 px).
+FIG_WIDTH = 5.0
+MIN_FONT_PT = 10
+PHONE_COLUMN_PX = 380
+STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": MIN_FONT_PT,
+         "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT, "figure.titlesize": 12}
+SMALL = MIN_FONT_PT
 
 
-def _figure(width_in: float = 6.4, height_in: float = 4.2) -> Any:
+def _styled(func: Any) -> Any:
+    """Draw (and render) the figure under :data:`STYLE` (a temporary rc context, no global state)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib as mpl
+
+        with mpl.rc_context(STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _figure(height_in: float = 3.8) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    fig = Figure(figsize=(FIG_WIDTH, height_in), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -30,9 +53,10 @@ def to_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+@_styled
 def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
     """KM curves per risk group, log-rank p in the title and the numbers at risk below."""
-    fig = _figure(6.4, 4.8)
+    fig = _figure(4.6)
     ax, table = fig.subplots(2, 1, height_ratios=[4, 1.1], sharex=True)
     for g, (name, (t, s)) in enumerate(zip(groups.names, groups.curves)):
         if t:
@@ -40,13 +64,13 @@ def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
     title = "Kaplan–Meier by predicted risk group"
     title += f"\nlog-rank p = {groups.p_value:.2g}" if groups.p_value is not None else f"\nlog-rank: n/a ({groups.reason})"
     ax.set(title=title, ylabel="survival probability", ylim=(-0.02, 1.02))
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.legend(loc="lower left", fontsize=SMALL, frameon=False)
     ax.grid(alpha=0.3)
     table.set_ylim(-0.5, len(groups.names) - 0.5)
-    table.set_yticks(range(len(groups.names)), labels=groups.names[::-1], fontsize=8)
+    table.set_yticks(range(len(groups.names)), labels=groups.names[::-1], fontsize=SMALL)
     for row, counts in enumerate(groups.at_risk[::-1]):
         for t, c in zip(groups.at_times, counts):
-            table.text(t, row, str(c), ha="center", va="center", fontsize=8)
+            table.text(t, row, str(c), ha="center", va="center", fontsize=SMALL)
     table.set_xlabel(f"time ({time_unit}) — numbers at risk")
     table.tick_params(axis="y", length=0)
     for side in ("top", "right", "left"):
@@ -54,9 +78,10 @@ def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
     return to_png(fig)
 
 
+@_styled
 def calibration_figure(cal: Calibration, *, time_unit: str) -> bytes:
     """Mean predicted vs KM observed survival per predicted-survival group, one colour per time."""
-    fig = _figure(5.0, 4.6)
+    fig = _figure(4.6)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
     times = sorted({r["time"] for r in cal.rows})
@@ -66,17 +91,18 @@ def calibration_figure(cal: Calibration, *, time_unit: str) -> bytes:
                 label=f"t = {t:.3g} {time_unit}")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="predicted survival (group mean)", ylabel="observed survival (KM)",
            title="Calibration at chosen times")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=SMALL, frameon=False)
     ax.grid(alpha=0.3)
     return to_png(fig)
 
 
+@_styled
 def curve_figure(
     curves: Mapping[str, Mapping[str, Sequence[float]] | None], *, key: str, ylabel: str, title: str, time_unit: str,
     reference: float | None = None,
 ) -> bytes:
     """One line per fold (thin) and the pooled curve (thick) of ``curves[name][key]`` over time."""
-    fig = _figure()
+    fig = _figure(3.8)
     ax = fig.subplots()
     for i, (name, curve) in enumerate(curves.items()):
         if not curve:
@@ -87,16 +113,17 @@ def curve_figure(
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1)
     ax.set(xlabel=f"time ({time_unit})", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8, frameon=False, ncols=2)
+    ax.legend(fontsize=SMALL, frameon=False, ncols=2)
     ax.grid(alpha=0.3)
     return to_png(fig)
 
 
+@_styled
 def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """Bars of the c-index per ablation condition (mean ± sd over folds, pooled as a dot)."""
-    fig = _figure(6.4, 3.8)
+    fig = _figure(4.0)
     ax = fig.subplots()
-    names = [r["condition"] for r in rows]
+    names = [f"{r['condition']}\n(n={r['n_changed']})" if "n_changed" in r else r["condition"] for r in rows]
     mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows], dtype=float)
     sd = np.array([0.0 if r["sd"] is None else r["sd"] for r in rows], dtype=float)
     x = np.arange(len(rows))
@@ -108,7 +135,7 @@ def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
     ax.axhline(0.5, color="grey", ls="--", lw=1)
     ax.set_xticks(x, labels=names, rotation=20, ha="right")
     ax.set(ylim=(0, 1), ylabel="Harrell's c-index", title="Missing modalities at inference")
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.legend(fontsize=SMALL, frameon=False, loc="upper right")
     return to_png(fig)
 
 
@@ -133,6 +160,7 @@ def weight_grid(coords: np.ndarray, weights: np.ndarray, *, step: float) -> tupl
     return grid, float(x0), float(y0)
 
 
+@_styled
 def heatmap_figure(
     coords: np.ndarray, weights: np.ndarray, *, patch_px_level0: float, thumbnail: np.ndarray | None,
     downsample: float | None, title: str,
@@ -146,7 +174,7 @@ def heatmap_figure(
     step = _grid_step(coords, patch_px_level0)
     grid, x0, y0 = weight_grid(coords, w, step=step)
     scale = 1.0 / downsample if thumbnail is not None and downsample else 1.0
-    fig = _figure(5.6, 5.0)
+    fig = _figure(4.6)
     ax = fig.subplots()
     if thumbnail is not None:
         ax.imshow(thumbnail, extent=(0, thumbnail.shape[1], thumbnail.shape[0], 0))
@@ -158,18 +186,19 @@ def heatmap_figure(
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=SMALL)
     ax.axis("off")
     fig.colorbar(image, ax=ax, shrink=0.7, label="attention weight")
     return to_png(fig)
 
 
+@_styled
 def top_features_figure(names: Sequence[str], values: Sequence[float], *, title: str) -> bytes:
     """Horizontal bars of the top-weighted omics features."""
-    fig = _figure(5.6, max(2.4, 0.22 * len(names) + 1.0))
+    fig = _figure(max(2.6, 0.3 * len(names) + 1.2))
     ax = fig.subplots()
     y = np.arange(len(names))[::-1]
     ax.barh(y, values, color=COLORS[0])
-    ax.set_yticks(y, labels=list(names), fontsize=8)
+    ax.set_yticks(y, labels=list(names), fontsize=SMALL)
     ax.set(xlabel="mean attention weight", title=title)
     return to_png(fig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,29 +63,41 @@ class Report:
         return [b.figure for b in self.blocks if b.kind == "figure" and b.figure is not None]
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_escape(text: str) -> str:
+    """Text as literal Markdown: ``&``, ``<``, ``>`` as entities (no raw HTML), the characters of
+    emphasis, code, links and tables backslash-escaped (a gene ``TP53_mut`` or a patient ``*P1*`` is
+    not emphasis) and a leading ``#``/``-``/``+``/``1.`` kept from starting a heading or a list, as
+    ``report.html`` escapes everything it shows."""
+    out = _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+    out = re.sub(r"^(\s*)([#+=-])(?=\s|$|[#=-])", r"\1\\\2", out)
+    return re.sub(r"^(\s*\d+)([.)])(?=\s|$)", r"\1\\\2", out)
 
 
 def to_markdown(report: Report) -> str:
-    """Markdown with figures linked by file name (they sit beside ``summary.md``)."""
-    lines = [f"# {report.title}", ""]
+    """Markdown with figures linked by file name (they sit beside ``summary.md``); every text is
+    escaped (:func:`md_escape`)."""
+    esc = md_escape
+    lines = [f"# {esc(report.title)}", ""]
     if report.subtitle:
-        lines += [report.subtitle, ""]
+        lines += [esc(report.subtitle), ""]
     for b in report.blocks:
         if b.kind == "heading":
-            lines += ["#" * b.level + " " + b.text, ""]
+            lines += ["#" * b.level + " " + esc(b.text), ""]
         elif b.kind == "text":
-            lines += [b.text, ""]
+            lines += [esc(b.text), ""]
         elif b.kind == "list":
-            lines += [f"- {item}" for item in b.items] + [""]
+            lines += [f"- {esc(item)}" for item in b.items] + [""]
         elif b.kind == "table":
-            lines.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            lines.append("| " + " | ".join(esc(h) for h in b.headers) + " |")
             lines.append("|" + "---|" * len(b.headers))
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in b.rows]
             lines.append("")
         elif b.kind == "figure" and b.figure is not None:
-            lines += [f"![{b.figure.caption}]({b.figure.name})", "", f"*{b.figure.caption}*", ""]
+            cap = esc(b.figure.caption)
+            lines += [f"![{cap}]({b.figure.name})", "", f"*{cap}*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -102,7 +115,8 @@ th{background:#f0f0f3}tr:nth-child(even) td{background:#fafafa}
 figure{margin:1rem 0}img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:.85rem;color:#555;text-align:center}
 ul{padding-left:1.2rem}footer{color:#777;font-size:.8rem;margin-top:2rem}
-@media (max-width:600px){body{font-size:15px}main{padding:10px}th,td{padding:3px 5px}}
+@media (max-width:600px){body{font-size:15px}main{padding:10px}th,td{padding:3px 5px}
+figure{margin:.8rem 0}figure img{width:100%}figcaption{font-size:.9rem}}
 """
 
 

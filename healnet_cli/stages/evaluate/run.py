@@ -9,10 +9,11 @@ any work).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from healnet_cli import __version__
 from healnet_cli.artifacts.run import (
     COMPARISON_DIR,
+    CONFIG_FILE,
     COMPARISON_FILE,
     EVALUATION_DIR,
     METRICS_FILE,
@@ -35,7 +37,14 @@ from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, InputError, one_line
 from healnet_cli.core.workspace import Workspace
 from healnet_cli.stages.evaluate import plots
 from healnet_cli.stages.evaluate.config import EvaluateConfig
-from healnet_cli.stages.evaluate.document import RunEvaluation, build_report, headline, metrics_json
+from healnet_cli.stages.evaluate.document import (
+    EVALUATION_SCHEMA,
+    RunEvaluation,
+    build_report,
+    console_table,
+    headline,
+    metrics_json,
+)
 from healnet_cli.stages.evaluate.inference_port import FoldModels, Inference, default_inference
 from healnet_cli.stages.evaluate.report import Figure, Report, to_html, to_markdown
 from healnet_cli.stages.evaluate.run_folder import RunData, read_run, require_checkpoints
@@ -55,7 +64,9 @@ class Outcome:
 
 
 def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Console, debug: bool) -> Any:
-    """Run one metric group; a failure is recorded (exit 3) and the report goes on."""
+    """Run one metric group (its wall time goes to ``ev.timings``); a failure is recorded (exit 3)
+    and the report goes on."""
+    start = time.perf_counter()
     try:
         return func()
     except Exception as exc:  # noqa: BLE001 - every group failure is reported, none is fatal
@@ -64,6 +75,8 @@ def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Conso
         ev.failed[name] = one_line(exc)
         console.warn(f"{ev.run.name}: {name} not computed: {one_line(exc)}")
         return None
+    finally:
+        ev.timings[name] = ev.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def _curves(ev: RunEvaluation, name: str) -> tuple[dict[str, Any], str]:
@@ -127,6 +140,12 @@ def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Infer
         return
     workdir = config.workdir if config.workdir is not None else ev.run.options.get("workdir")
     models = FoldModels(inference or default_inference(), ev.run.path, workdir=config.workdir, device=config.device)
+    with _inference_threads(ev.run.modalities, config.device, enabled=inference is None):
+        _model_groups(ev, config, models, workdir, console, debug)
+
+
+def _model_groups(ev: RunEvaluation, config: EvaluateConfig, models: FoldModels, workdir: Any, console: Console,
+                  debug: bool) -> None:
     if config.ablate:
         from healnet_cli.stages.evaluate.ablation import run_ablation
 
@@ -134,15 +153,41 @@ def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Infer
         ev.ablation = _group(ev, "ablation", lambda: run_ablation(ev.run, models, seed=config.seed, batch_size=config.batch_size), console, debug)
     else:
         ev.skipped["ablation"] = "not requested (--ablate)"
-    if config.attention:
-        from healnet_cli.stages.evaluate.attention import run_attention
-
-        console.info(f"{ev.run.name}: attention weights")
-        tiles = Workspace.at(workdir).tiles_dir if workdir else None
-        ev.attention = _group(ev, "attention", lambda: run_attention(
-            ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size), console, debug)
-    else:
+    if not config.attention:
         ev.skipped["attention"] = "disabled (--no-attention)"
+        return
+    from healnet_cli.stages.evaluate.attention import nothing_to_draw, run_attention
+
+    why = _group(ev, "attention", lambda: nothing_to_draw(ev.run, models, batch_size=config.batch_size), console, debug)
+    if why:
+        ev.skipped["attention"] = why
+        return
+    if "attention" in ev.failed:
+        return
+    console.info(f"{ev.run.name}: attention weights")
+    tiles = Workspace.at(workdir).tiles_dir if workdir else None
+    ev.attention = _group(ev, "attention", lambda: run_attention(
+        ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size), console, debug)
+
+
+@contextlib.contextmanager
+def _inference_threads(modalities: Sequence[str], device: str, *, enabled: bool) -> Iterator[None]:
+    """CPU inference with train's thread rule (one thread for omics-only models: with several, the
+    thread synchronisation of tiny tensors costs more than the work); restored afterwards."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    from healnet_cli.data.inference import cpu_threads
+
+    threads, before = cpu_threads(modalities, torch.device(device)), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, inference: Inference | None = None,
@@ -196,6 +241,52 @@ def write_run_outputs(ev: RunEvaluation, folder: Path, options: dict[str, Any]) 
     return written + _write_report(folder, build_report(ev), list(ev.figures.values()), _footer())
 
 
+def written_by_evaluate(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier evaluation (its ``metrics.json`` / ``comparison.json``, or
+    a ``config.yaml`` of ``healnet evaluate``): only such a folder is rewritten."""
+    import json
+
+    import yaml
+
+    for name, key, expected in ((METRICS_FILE, "schema", EVALUATION_SCHEMA), (CONFIG_FILE, "command", "evaluate")):
+        path = folder / name
+        try:
+            text = path.read_text()
+            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get(key) == expected:
+            return True
+    return (folder / COMPARISON_FILE).is_file()
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` must be new, empty or an earlier evaluation: evaluate replaces its own figures,
+    ``summary.md`` and ``config.yaml`` there, which must never be a user's files.
+
+    Raises
+    ------
+    InputError
+        ``out`` is a training run folder, a file, or a non-empty folder evaluate did not write.
+    """
+    if any((out / name).exists() for name in (SPLITS_FILE, PREDICTIONS_FILE)):
+        raise InputError(
+            f"--out {out}: is a training run folder (its config.yaml would be overwritten); "
+            "pass a new folder, or leave --out out to write RUN/evaluation/"
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder; pass a new or empty folder")
+    if not out.is_dir() or written_by_evaluate(out):
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise InputError(
+            f"--out {out}: not empty ({shown}) and not written by `healnet evaluate`; evaluate would overwrite "
+            "config.yaml/summary.md and replace figures there: pass a new or empty folder"
+        )
+
+
 def evaluate_runs(
     run_dirs: Sequence[Path],
     config: EvaluateConfig,
@@ -214,12 +305,11 @@ def evaluate_runs(
         A run folder lacks predictions, labels or splits, or (with --ablate / attention) a
         checkpoint — before any work.
     """
-    if config.out is not None and any((Path(config.out) / name).exists() for name in (SPLITS_FILE, PREDICTIONS_FILE)):
-        raise InputError(
-            f"--out {config.out}: is a training run folder (its config.yaml would be overwritten); "
-            "pass a new folder, or leave --out out to write RUN/evaluation/"
-        )
+    if config.out is not None:
+        check_out_folder(Path(config.out))
+    start = time.perf_counter()
     runs = [read_run(d) for d in run_dirs]
+    read_s = (time.perf_counter() - start) / max(len(runs), 1)
     if _needs_models(config):
         from healnet_cli.core.device import resolve_device
 
@@ -232,13 +322,17 @@ def evaluate_runs(
     evals = []
     for run in runs:
         ev = evaluate_run(run, config, console=console, inference=inference, debug=debug)
+        ev.timings = {"read": read_s, **ev.timings}
         folder = config.out if (config.out is not None and len(runs) == 1) else run.path / EVALUATION_DIR
+        start = time.perf_counter()
         outcome.outputs += [str(p) for p in write_run_outputs(ev, folder, options)]
         write_resolved_config(folder, options, command="evaluate", sources=sources)
-        outcome.runs.append({**headline(ev), "output": str(folder)})
+        ev.timings["write"] = time.perf_counter() - start
+        outcome.runs.append({**headline(ev), "output": str(folder), "timings_s": {k: round(v, 3) for k, v in ev.timings.items()}})
         if ev.failed or run.unfinished:
             outcome.exit_code = EXIT_PARTIAL
         evals.append(ev)
+        console.info(console_table(ev))
         console.info(f"{run.name}: report {folder / REPORT_HTML}")
     if len(evals) > 1:
         outcome.comparison = _write_comparison(evals, config, options, sources, console)

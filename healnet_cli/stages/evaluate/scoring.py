@@ -16,7 +16,7 @@ import numpy as np
 from healnet_cli.metrics import (
     MetricValue,
     NotComputable,
-    bootstrap_ci,
+    bootstrap_ci_batched,
     censoring_at,
     clip_grid,
     compute_brier,
@@ -26,13 +26,20 @@ from healnet_cli.metrics import (
     compute_td_auc,
     compute_uno,
     compute_weighted_concordance,
+    concordance_counts,
     default_grid,
     fit_censoring,
+    ibs_counts,
+    kaplan_meier,
     survival_at,
+    td_auc_counts,
+    too_few_for_ci,
 )
 from healnet_cli.stages.evaluate.run_folder import RunData
 
 METRICS = ("harrell_c", "uno_c", "ibs", "mean_auc")
+NULL_MODEL = ("Kaplan–Meier of the fold's training patients, the same curve for every test patient "
+              "(an IBS below it means the model's survival curves are better than no model)")
 
 
 @dataclass
@@ -48,6 +55,7 @@ class PatientSet:
     g_grid: np.ndarray  # [n, m] G_fold(t)
     uno_weights: np.ndarray  # 1 / G_fold(T_i)^2 for events before tau
     strata: list[np.ndarray] = field(default_factory=list)
+    surv_null: np.ndarray | None = None  # [n, m] the null model's S(t): KM of the fold's training patients
 
 
 @dataclass
@@ -60,10 +68,13 @@ class SetScores:
     brier: dict[str, list[float]] = field(default_factory=dict)
     td_auc: dict[str, list[float]] = field(default_factory=dict)
     grid_note: str = ""
+    ibs_null: MetricValue | None = None  # IBS of the null model (KM of the training patients), same grid and weights
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, "n_events": self.n_events}
         out.update({k: v.as_dict() for k, v in self.values.items()})
+        if self.ibs_null is not None:
+            out["ibs_null_km"] = {**self.ibs_null.as_dict(), "model": NULL_MODEL}
         out["brier_curve"] = self.brier or None
         out["td_auc_curve"] = self.td_auc or None
         if self.grid_note:
@@ -105,19 +116,37 @@ def _fold_set(run: RunData, k: int, grid: np.ndarray, tau: float) -> tuple[Patie
     except NotComputable:
         uno_w = np.zeros_like(time)
     risk = part["risk"].to_numpy(float)
-    ps = PatientSet(time, event, risk, surv, clipped.times, g_event, g_grid, uno_w, [np.arange(time.size)])
+    km_t, km_s = kaplan_meier(train["time"].to_numpy(float), train["event"].to_numpy(bool))
+    null = km_s[np.searchsorted(km_t, clipped.times, side="right") - 1]
+    ps = PatientSet(time, event, risk, surv, clipped.times, g_event, g_grid, uno_w, [np.arange(time.size)],
+                    np.broadcast_to(null, surv.shape).copy())
     return ps, clipped.note()
 
 
-def _boot(value: MetricValue, stat: Callable[[np.ndarray], float], ps: PatientSet, n_boot: int, seed: int) -> None:
+def _boot(value: MetricValue, stat: Callable[[np.ndarray], np.ndarray], ps: PatientSet, n_boot: int, seed: int) -> None:
     if not value.ok:
         return
-    res = bootstrap_ci(stat, ps.strata, n_boot=n_boot, seed=seed)
+    if n_boot > 0 and (why := too_few_for_ci(int(ps.time.size), int(ps.event.sum()))):
+        value.ci_reason = why
+        return
+    res = bootstrap_ci_batched(stat, ps.strata, n_boot=n_boot, seed=seed)
     value.ci_low, value.ci_high, value.ci_reason = res.low, res.high, res.reason
     value.extra["bootstrap_valid"] = f"{res.n_valid}/{res.n_boot}"
 
 
+def _batched_stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The statistics of :func:`_stats` over many resamples at once (``counts [b, n]`` → ``[b]``):
+    the same values, one vectorised call per chunk of resamples instead of one per resample."""
+    return {
+        "harrell_c": lambda c: concordance_counts(ps.time, ps.event, ps.risk, c),
+        "uno_c": lambda c: concordance_counts(ps.time, ps.event, ps.risk, c, ps.uno_weights),
+        "ibs": lambda c: ibs_counts(ps.time, ps.event, ps.surv, ps.grid, ps.g_event, ps.g_grid, c),
+        "mean_auc": lambda c: td_auc_counts(ps.time, ps.event, ps.risk, ps.grid, ps.g_event, c),
+    }
+
+
 def _stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], float]]:
+    """Each metric of a resample given as an index list (the reference of :func:`_batched_stats`)."""
     def harrell(i: np.ndarray) -> float:
         return compute_weighted_concordance(ps.time[i], ps.event[i], ps.risk[i])
 
@@ -142,9 +171,13 @@ def score_set(ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue
         "ibs": compute_safely("ibs", stats["ibs"], np.arange(ps.time.size)),
         "mean_auc": compute_safely("mean_auc", stats["mean_auc"], np.arange(ps.time.size)),
     }
+    batched = _batched_stats(ps)
     for offset, name in enumerate(METRICS):
-        _boot(values[name], stats[name], ps, n_boot, seed + offset)
+        _boot(values[name], batched[name], ps, n_boot, seed + offset)
     scores = SetScores(int(ps.time.size), int(ps.event.sum()), values)
+    if ps.surv_null is not None:
+        scores.ibs_null = compute_safely("ibs_null_km", compute_ibs, ps.time, ps.event, ps.surv_null, ps.grid, ps.g_event,
+                                         ps.g_grid)
     if ps.grid.size:
         try:
             bs = compute_brier(ps.time, ps.event, ps.surv, ps.grid, ps.g_event, ps.g_grid)
@@ -191,6 +224,7 @@ def _pool(sets: list[PatientSet], grid: np.ndarray) -> PatientSet:
         np.concatenate([ps.g_grid[:, c] for ps, c in zip(sets, cols)]),
         np.concatenate([ps.uno_weights for ps in sets]),
         [np.arange(sizes[i], sizes[i + 1]) for i in range(len(sets))],
+        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols)]) if all(ps.surv_null is not None for ps in sets) else None,
     )
 
 
@@ -202,6 +236,12 @@ class RunScores:
     pooled: SetScores
     tau: float
     grid: np.ndarray
+
+    def null_across_folds(self) -> dict[str, Any]:
+        """Mean ± sd over folds of the null model's IBS."""
+        vals = np.array([s.ibs_null.value for s in self.folds.values() if s.ibs_null is not None and s.ibs_null.ok], float)
+        return {"mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std(ddof=0)) if vals.size else None,
+                "n_folds": int(vals.size)}
 
     def across_folds(self) -> dict[str, dict[str, Any]]:
         """Mean ± sd (ddof=0, as the HEALNet paper) over the folds where a metric was computable."""

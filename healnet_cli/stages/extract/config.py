@@ -7,7 +7,8 @@ from pathlib import Path
 
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.hpc import available_cpus
-from healnet_cli.core.workspace import slug
+from healnet_cli.core.runner import check_on_error
+from healnet_cli.core.workspace import check_features_name
 
 DTYPES = ("float16", "float32")
 EXPORTS = ("none", "clam")
@@ -48,10 +49,8 @@ class ExtractConfig:
             raise InputError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.export not in EXPORTS:
             raise InputError(f"--export {self.export!r} is not one of {', '.join(EXPORTS)}")
-        if self.on_error not in ("continue", "fail"):
-            raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
-        if self.name is not None and (not self.name or slug(self.name) != self.name):
-            raise InputError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
+        check_on_error(self.on_error)
+        check_features_name(self.name)
         return self
 
 

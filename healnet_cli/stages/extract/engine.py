@@ -1,8 +1,8 @@
 """The extraction loop: stream chunks from the loader, encode them, commit each slide when complete.
 
-Per slide: its old manifest is removed right before its outputs are written (atomically), and the
-new manifest is committed last, so a killed job leaves each slide either committed or recomputed on
-the rerun. Failures (unreadable slide, non-finite features) are recorded per slide and the batch
+Each complete slide is committed by the stages' one protocol, :func:`healnet_cli.core.runner.write_item`
+(old manifest removed, outputs written atomically, new manifest last, nothing committed once the
+lock was lost), so a killed job leaves each slide either committed or recomputed on the rerun. Failures (unreadable slide, non-finite features) are recorded per slide and the batch
 goes on unless ``on_error="fail"``.
 """
 
@@ -12,7 +12,6 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +20,7 @@ from healnet_cli.artifacts.features import features_path, write_clam_pt, write_f
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import ItemError, one_line
-from healnet_cli.core.runner import WorkItem
+from healnet_cli.core.runner import ItemResult, WorkItem, write_item
 from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.extractors import Extractor
@@ -169,9 +168,9 @@ def _finish(
 ) -> bool:
     """Check, write and commit one complete slide; False when the batch must stop."""
     try:
-        outputs, meta = _write_slide(slide, extractor, store, options)
-        seconds = clock.lap()
-        store.commit(slide.item.id, slide.item.fingerprint, outputs, meta=meta, seconds=seconds)
+        committed = write_item(slide.item, lambda: _write_slide(slide, extractor, store, options),
+                               store=store, status=status, console=console, start=clock.last)  # fmt: skip
+        clock.lap()
     except Exception as exc:  # noqa: BLE001 - one bad slide never sinks the batch
         full = atomic.disk_full_error(exc, store.folder / slide.item.id)
         if full is not None:  # every further slide would fail too: stop, keep what is committed
@@ -182,11 +181,7 @@ def _finish(
         slide.done = True
         slide.parts.clear()
         store.release_lock(slide.item.id)
-    empty = slide.plan.n_patches == 0
-    status.add(slide.item.id, "done", seconds=seconds, warning="0 patches" if empty else "")
-    if empty:
-        console.warn(f"{slide.item.id}: 0 patches; wrote a (0, {extractor.dim}) matrix")
-    stats.slides_done += 1
+    stats.slides_done += committed
     return True
 
 
@@ -210,9 +205,7 @@ def _fail(
     return options.on_error == "fail"
 
 
-def _write_slide(
-    slide: _Slide, extractor: Extractor, store: ArtifactStore, options: EngineOptions
-) -> tuple[list[Path], dict[str, Any]]:
+def _write_slide(slide: _Slide, extractor: Extractor, store: ArtifactStore, options: EngineOptions) -> ItemResult:
     features = torch.cat(slide.parts) if slide.parts else torch.zeros((0, extractor.dim))
     if features.shape != (slide.plan.n_patches, extractor.dim):
         raise ItemError(f"features {tuple(features.shape)} for {slide.plan.n_patches} patches of dim {extractor.dim}")
@@ -227,15 +220,14 @@ def _write_slide(
     if not torch.isfinite(out).all():
         raise ItemError(f"features overflow {options.out_dtype} (max |x| = {features.abs().max():.3g}); rerun with --dtype float32")
     item_id = slide.item.id
-    atomic.sweep_temporaries(store.folder, item=item_id)
-    store.invalidate(item_id)
     path = features_path(store.folder, item_id)
     coords = torch.from_numpy(slide.plan.xy).to(torch.int64)
     write_features(path, out, coords, slide_provenance(slide.plan, extractor))
     outputs = [path]
     if options.export_clam:
         outputs.append(write_clam_pt(store.output_path(item_id, ".pt"), features))
-    return outputs, {"n_patches": slide.plan.n_patches, "dim": extractor.dim}
+    warning = f"0 patches; wrote a (0, {extractor.dim}) matrix" if slide.plan.n_patches == 0 else ""
+    return ItemResult(outputs, {"n_patches": slide.plan.n_patches, "dim": extractor.dim}, warning)
 
 
 def slide_provenance(plan: SlidePlan, extractor: Extractor) -> dict[str, Any]:

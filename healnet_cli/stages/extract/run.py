@@ -35,6 +35,11 @@ class ExtractResult:
     stats: EngineStats
 
 
+#: Bump when the code changes a slide's features for the same options (reading, resizing,
+#: normalising, batching): recomputes cached slides.
+ALGORITHM_VERSION = 1
+
+
 def cache_params(extractor: Extractor, config: ExtractConfig) -> dict[str, Any]:
     """The parameters that key the cache: a different extractor, encoder arguments, weights,
     transform, precision, dtype or export means the slide is recomputed."""
@@ -81,7 +86,7 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
         console.warn(note)
     folder = workspace.features_dir(config.name or extractor.name)
     check_folder_identity(folder, encoder_identity(extractor.provenance()), force=config.force)
-    store = ArtifactStore(folder, "extract", cache_params(extractor, config))
+    store = ArtifactStore(folder, "extract", cache_params(extractor, config), algorithm=ALGORITHM_VERSION)
     status = StatusTable("extract", shard=str(shard))
     folder.mkdir(parents=True, exist_ok=True)
     work, locked = _claim(shard.select(items, key=lambda item: item.id), store, status, console, config)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from healnet_cli.core.errors import InputError
-from healnet_cli.core.workspace import slug
+from healnet_cli.core.runner import check_on_error
+from healnet_cli.core.workspace import check_features_name
 from healnet_cli.stages.import_features.formats import FORMATS
 
 DTYPES = ("float16", "float32")
@@ -68,8 +69,6 @@ class ImportConfig:
                 raise InputError(f"{flag} {value}: expected µm per pixel, a positive number such as 0.25 or 0.5")
         if self.patch_size is not None and self.patch_size < 1:
             raise InputError(f"--patch-size {self.patch_size}: must be a positive number of pixels")
-        if self.name is not None and (not self.name or slug(self.name) != self.name):
-            raise InputError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-' (it names the folder features/NAME/)")
-        if self.on_error not in ("continue", "fail"):
-            raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
+        check_features_name(self.name)
+        check_on_error(self.on_error)
         return self

@@ -31,6 +31,9 @@ from healnet_cli.stages.import_features.formats.common import ImportContext, Imp
 from healnet_cli.stages.import_features.slides import SlideTable, read_slide_table
 
 SCHEMA_PARAMS = "healnet.import/1"
+#: Bump when the code changes a slide's imported features for the same inputs and options
+#: (conversion, coordinate scaling): recomputes cached slides.
+ALGORITHM_VERSION = 1
 
 
 @dataclass
@@ -81,7 +84,7 @@ def run_import(config: ImportConfig, *, console: Console, debug: bool = False) -
         "schema": SCHEMA_PARAMS, "format": config.format, "encoder": plan.encoder, "source_encoder": plan.source_encoder,
         "dtype": config.dtype, "mpp": config.mpp, "patch_size": config.patch_size,
     }  # fmt: skip
-    store = ArtifactStore(folder, "import", params)
+    store = ArtifactStore(folder, "import", params, algorithm=ALGORITHM_VERSION)
     status = StatusTable("import", shard=str(shard))
     ctx = ImportContext(slide_mpp=dict(table.mpp), default_slide_mpp=config.slide_mpp, mpp=config.mpp, patch_px=config.patch_size)
     items = shard.select([_item(s, table, ctx) for s in slides], key=lambda item: item.id)

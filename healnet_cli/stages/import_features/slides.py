@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from healnet_cli.artifacts.patients import to_patient_id
+from healnet_cli.core.csv_table import read_csv_table
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.import_features.formats.common import positive
 
 SLIDE_COLUMNS = ("slide_id", "slide", "filename", "wsi", "slide_path")
 CASE_COLUMNS = ("case_id", "patient", "patient_id", "case", "submitter_id")
-_TCGA = re.compile(r"^(TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4})")
 _EXTENSIONS = re.compile(r"\.(h5|pt|svs|tif|tiff|ndpi|mrxs|scn|vms|vmu|bif|svslide|dcm|png|jpe?g|zarr)$", re.IGNORECASE)
 
 
@@ -32,11 +33,8 @@ class SlideTable:
     mpp: dict[str, float] = field(default_factory=dict)
 
     def case_of(self, slide_id: str) -> str:
-        """The listed case id, else the TCGA patient barcode, else the slide id."""
-        if slide_id in self.cases:
-            return self.cases[slide_id]
-        match = _TCGA.match(slide_id)
-        return match.group(1) if match else slide_id
+        """The patient (:func:`to_patient_id`) of the listed case id, else of the slide id."""
+        return to_patient_id(self.cases.get(slide_id) or slide_id)
 
 
 def slide_id_of(name: str) -> str:
@@ -81,15 +79,7 @@ def read_slide_table(path: Path | None) -> SlideTable:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise InputError(f"--slides-csv {path}: file not found; check the path")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            head = handle.readline()
-        sep = "\t" if "\t" in head else (";" if ";" in head and "," not in head else ",")
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"--slides-csv {path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from exc
+    return read_csv_table(path, "--slides-csv")
 
 
 def _put(table: dict, key: str, value: object, where: str, what: str) -> None:

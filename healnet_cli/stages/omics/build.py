@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from healnet_cli.core.errors import InputError
-from healnet_cli.stages.omics import clean
+from healnet_cli.stages.omics import clean, clinical
 from healnet_cli.stages.omics.config import OmicsConfig, TableSpec
 from healnet_cli.stages.omics.identifiers import COLUMNS, Layout, detect_layout, filter_samples
 from healnet_cli.stages.omics.labels import LabelResult, build_labels
@@ -34,6 +34,8 @@ class TableJob:
     columns: ColumnPlan
     labels: LabelColumns | None
     modality_names: tuple[str, ...]
+    clinical: clinical.Selection | None = None
+    clinical_candidates: tuple[str, ...] = ()
 
 
 def plan_table(spec: TableSpec, config: OmicsConfig) -> TableJob:
@@ -54,8 +56,16 @@ def plan_table(spec: TableSpec, config: OmicsConfig) -> TableJob:
     excluded = non_feature_columns(head.columns, layout)
     plan = plan_columns(head.columns, path=head.path, modality=modality, groups=config.groups, excluded=excluded)
     plan.modalities = {m: cols for m, cols in plan.modalities.items() if cols}
+    candidates: tuple[str, ...] = ()
+    selection = None
+    if CLINICAL in plan.modalities:
+        candidates = tuple(c for c, _ in plan.modalities[CLINICAL])
+        selection = clinical.select(candidates, config.clinical_request)
+        plan.modalities[CLINICAL] = [(k.column, k.feature) for k in selection.kept]
+        if not selection.kept:
+            del plan.modalities[CLINICAL]
     labels = find_label_columns(head.columns)
-    return TableJob(spec, head, layout, plan, labels, tuple(plan.modalities))
+    return TableJob(spec, head, layout, plan, labels, tuple(plan.modalities), selection, candidates)
 
 
 @dataclass
@@ -92,6 +102,10 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     the report note and per-modality failures."""
     layout, plan = job.layout, job.columns
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict(), "columns": plan.as_dict()}
+    if job.head.decimal != "." or job.head.decimal_note:
+        note["decimal_separator"] = {"read": job.head.decimal, "note": job.head.decimal_note}
+    if job.clinical is not None:
+        note["clinical_columns"] = job.clinical.as_dict()  # replaced by the encoded result below
     numeric = [c for m, cols in plan.modalities.items() if m != CLINICAL for c, _ in cols]
     strings = [layout.id_column] + ([job.labels.time_col, job.labels.status_col] if job.labels else [])
     strings += [c for c, _ in plan.modalities.get(CLINICAL, []) if c.lower() in clean.CATEGORICAL_NAMES]
@@ -105,7 +119,7 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     note["sample_type_filter"] = sample_filter.as_dict(config.sample_types)
     label_rows: list[tuple] = []
     if job.labels is not None:
-        times = table.column(job.labels.time_col).to_pylist()
+        times = job.head.decimal_text(table.column(job.labels.time_col).to_pylist())
         statuses = table.column(job.labels.status_col).to_pylist()
         # labels are patient attributes: every row with an identifier counts, whatever its sample type
         label_rows = [(p, times[i], statuses[i]) for i, (p, k) in enumerate(zip(sample_filter.patient_ids, has_id, strict=True)) if k]
@@ -116,9 +130,11 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
         details[modality] = {}
         try:
             if modality == CLINICAL:
-                frame, clinical = clean.clinical_frame(table, columns, keep, coercion, max_levels=config.max_levels)
+                assert job.clinical is not None  # plan_table selected the clinical columns
+                frame, report = clean.clinical_frame(table, job.clinical, keep, coercion, max_levels=config.max_levels)
                 frame.index = patients
-                details[modality]["clinical"] = clinical.as_dict()
+                details[modality]["clinical"] = report.as_dict()
+                note["clinical_columns"] = report.as_dict()["columns"]
             else:
                 matrix, names = clean.numeric_matrix(table, columns, keep, coercion, log1p=config.log1p)
                 frame = pd.DataFrame(matrix, index=patients, columns=names, copy=False)
@@ -146,6 +162,8 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
     layout = job.layout
     modality = job.spec.modality or config.modality
     note: dict[str, Any] = {"path": str(job.head.path), "layout": layout.as_dict()}
+    if job.head.decimal != "." or job.head.decimal_note:
+        note["decimal_separator"] = {"read": job.head.decimal, "note": job.head.decimal_note}
     table = _read(job, layout.sample_columns, [layout.feature_column], note)
     names = _text_column(table, layout.feature_column)
     named = np.array([bool(n) for n in names])
@@ -233,6 +251,11 @@ def build(jobs: Sequence[TableJob], config: OmicsConfig, fingerprints: dict[str,
         sources = [{"path": path, "fingerprint": fingerprints.get(path, "")} for path, _ in parts[name]]
         if name in built.meta:
             built.meta[name]["sources"] = sources
+    selections = [{"path": n["path"], **n["clinical_columns"]} for n in built.report["inputs"] if "clinical_columns" in n]
+    if selections:
+        built.report["clinical_columns"] = selections
+        if CLINICAL in built.meta:
+            built.meta[CLINICAL]["clinical_columns"] = selections
     if label_rows:
         _labels(jobs, label_rows, label_kinds, fingerprints, built)
     return built

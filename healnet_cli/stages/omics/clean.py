@@ -1,4 +1,4 @@
-"""Stateless cleaning: numeric coercion, categorical one-hot, duplicate collapse, dropping empty
+"""Stateless cleaning: numeric coercion, clinical encodings, categorical one-hot, duplicate collapse, dropping empty
 and constant features, optional log1p, per-feature missingness.
 
 Nothing here is fitted on data: z-scoring, clipping, imputation and feature selection depend on
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from healnet_cli.stages.omics import clinical
 
 # Text columns of clinical tables that are categories even when most values look like numbers
 # (TCGA tissue-source-site codes such as "55" or "MP").
@@ -108,21 +110,43 @@ def _looks_numeric(text: pd.Series) -> bool:
 class ClinicalReport:
     one_hot: dict[str, int] = field(default_factory=dict)
     dropped_text: dict[str, int] = field(default_factory=dict)
+    selection: clinical.Selection | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"one_hot_columns": self.one_hot, "dropped_high_cardinality_text": self.dropped_text}
+        out: dict[str, Any] = {"one_hot_columns": self.one_hot, "dropped_high_cardinality_text": self.dropped_text}
+        if self.selection is not None:
+            out["columns"] = self.selection.as_dict()
+        return out
 
 
 def clinical_frame(
-    table: pa.Table, columns: Sequence[tuple[str, str]], rows: np.ndarray, coercion: Coercion, *, max_levels: int
+    table: pa.Table, selection: clinical.Selection, rows: np.ndarray, coercion: Coercion, *, max_levels: int
 ) -> tuple[pd.DataFrame, ClinicalReport]:
-    """Clinical columns: numbers kept, categories one-hot encoded (``col=level``; a missing category
-    gives NaN in all its indicator columns), text with more than ``max_levels`` values dropped."""
+    """The clinical columns ``selection`` keeps (see :mod:`healnet_cli.stages.omics.clinical`):
+    age, sex, stage and grade by their encodings; other columns asked for as numbers, or one-hot
+    encoded categories (``col=level``; a missing category gives NaN in all its indicator columns),
+    text with more than ``max_levels`` values dropped."""
     parts: list[pd.DataFrame] = []
-    report = ClinicalReport()
-    for source, name in columns:
+    final = clinical.Selection(selection.request, dropped=dict(selection.dropped), not_found=list(selection.not_found))
+    report = ClinicalReport(selection=final)
+    for kept in selection.kept:
+        source, name = kept.column, kept.feature
+        if kept.role in clinical.ENCODED_ROLES:
+            values = pd.Series(table.column(source).to_pandas(), dtype=object)[rows].reset_index(drop=True)
+            reason = clinical.check_share(kept, values)
+            if reason:
+                final.dropped[source] = reason
+                continue
+            feature, bad, note = clinical.encode(kept, values)
+            coercion.add(source, bad)
+            parts.append(pd.DataFrame({name: feature}))
+            final.kept.append(kept)
+            if note:
+                final.notes[source] = note
+            continue
+        final.kept.append(kept)
         column = table.column(source)
-        categorical = name.lower() in CATEGORICAL_NAMES
+        categorical = kept.role == clinical.SITE or name.lower() in CATEGORICAL_NAMES
         if categorical:
             column = column.cast(pa.string())
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -138,6 +162,8 @@ def clinical_frame(
         levels = sorted(text.dropna().unique())
         if len(levels) > max_levels:
             report.dropped_text[name] = len(levels)
+            final.kept.pop()
+            final.dropped[source] = f"text with {len(levels)} distinct values (more than --max-levels {max_levels}): an identifier or free text"
             continue
         encoded = pd.DataFrame({f"{name}={level}": (text == level).astype(np.float32) for level in levels})
         encoded.loc[text.isna().to_numpy()] = np.nan

@@ -9,6 +9,7 @@ from typing import Any
 
 from healnet_cli.artifacts.omics import LABELS_NAME
 from healnet_cli.core.errors import InputError
+from healnet_cli.stages.omics import clinical
 from healnet_cli.stages.omics.identifiers import ORIENTATIONS
 
 RESERVED_NAMES = frozenset({LABELS_NAME, "report", "config", "status", "cohort", "labels_report", "labels_config"})
@@ -79,9 +80,11 @@ class OmicsConfig:
     log1p: bool = False
     sample_types: tuple[str, ...] | None = DEFAULT_SAMPLE_TYPES
     max_levels: int = 50
+    clinical_columns: str = clinical.DEFAULT_REQUEST
     tables: tuple[TableSpec, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        clinical.parse_request(self.clinical_columns)  # fails early on a bad value
         if self.orientation not in ORIENTATIONS:
             raise InputError(f"--orientation {self.orientation!r} is not one of: {', '.join(ORIENTATIONS)}")
         if self.modality is not None:
@@ -93,8 +96,14 @@ class OmicsConfig:
         """What determines the outputs (keys the cache together with the inputs' fingerprints)."""
         out = asdict(self)
         out["tables"] = [[spec.path.name, spec.modality] for spec in self.tables]
-        out["schema"] = 1
+        out["clinical_columns"] = self.clinical_request.text
+        out["schema"] = 2  # 2: clinical covariates selected (age, sex, stage, grade by default)
         return out
+
+    @property
+    def clinical_request(self) -> clinical.Request:
+        """``--clinical-columns``, parsed."""
+        return clinical.parse_request(self.clinical_columns)
 
 
 @dataclass(frozen=True)
@@ -106,10 +115,23 @@ class LabelsConfig:
     censor_col: str | None = None
     id_col: str | None = None
     time_unit: str = "months"
+    status_as_is: bool = False
 
     def __post_init__(self) -> None:
         if (self.event_col is None) == (self.censor_col is None):
             raise InputError("pass exactly one of --event-col (1 = event observed) or --censor-col (1 = censored)")
+        if self.status_as_is:
+            return
+        if self.event_col is not None and _says_censoring(self.event_col):
+            raise InputError(
+                f"--event-col {self.event_col!r}: the name says censoring (1 = censored), and reading it as 1 = event would invert "
+                f"every label; pass --censor-col {self.event_col}, or add --status-as-is if 1 really means the event was observed"
+            )
+        if self.censor_col is not None and _says_event(self.censor_col):
+            raise InputError(
+                f"--censor-col {self.censor_col!r}: the name says event (1 = event observed), and reading it as 1 = censored would "
+                f"invert every label; pass --event-col {self.censor_col}, or add --status-as-is if 1 really means censored"
+            )
 
     @property
     def status_col(self) -> str:
@@ -121,4 +143,20 @@ class LabelsConfig:
         return "event" if self.event_col else "censor"
 
     def params(self) -> dict[str, Any]:
-        return {**asdict(self), "schema": 1}
+        out = asdict(self)
+        out.pop("status_as_is")  # a confirmation, not a parameter of the output
+        return {**out, "schema": 1}
+
+
+_EVENT_WORDS = frozenset({"event", "events", "dead", "death", "died", "deceased", "os", "dss", "pfi", "dfi", "pfs", "efs"})
+
+
+def _says_censoring(name: str) -> bool:
+    """A column name that says censoring (``censorship``, ``is_censored``, ``Censor``)."""
+    return "censor" in name.lower()
+
+
+def _says_event(name: str) -> bool:
+    """A column name that says event (``event``, ``OS``, ``death``, ``dss_event``), and not censoring."""
+    tokens = set(re.split(r"[^a-z0-9]+", name.lower()))
+    return bool(tokens & _EVENT_WORDS) and not _says_censoring(name)

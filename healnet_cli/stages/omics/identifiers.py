@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from healnet_cli.artifacts.omics import to_patient_id
+from healnet_cli.artifacts.patients import to_patient_id
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.omics.tables import INDEX_NAME, TableHead
 

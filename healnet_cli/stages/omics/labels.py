@@ -99,10 +99,17 @@ class LabelResult:
         }
 
     def warning(self) -> str:
-        if not self.reasons:
-            return ""
-        detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.reasons.items()))
-        return f"{sum(self.reasons.values())} label row(s) rejected ({detail}); listed in the report"
+        """The rejected rows and a cohort without events, in one line ('' when neither)."""
+        parts = []
+        if self.reasons:
+            detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.reasons.items()))
+            parts.append(f"{sum(self.reasons.values())} label row(s) rejected ({detail}); listed in the report")
+        if len(self.labels) and not self.labels["event"].any():
+            parts.append(
+                f"no events: 0 events, {len(self.labels)} censored among {len(self.labels)} patients — no survival model can "
+                "be trained or scored on these labels; check the event / censoring column (which value means censored?)"
+            )
+        return "; ".join(parts)
 
 
 def build_labels(patients: Sequence[str], times: Sequence[Any], statuses: Sequence[Any], *, kind: str) -> LabelResult:

@@ -12,23 +12,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, to_patient_id, write_labels, write_modality
+from healnet_cli.artifacts.omics import LABELS_NAME, modality_path, write_labels, write_modality
+from healnet_cli.artifacts.patients import to_patient_id
 from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.errors import InputError, ItemError
 from healnet_cli.core.fingerprint import combine, file_fingerprint
 from healnet_cli.core.runner import ItemResult, WorkItem, run_items
 from healnet_cli.core.status import StatusTable
-from healnet_cli.core.store import ArtifactStore
+from healnet_cli.core.store import ArtifactStore, ItemRecord
 from healnet_cli.core.workspace import Workspace
+from healnet_cli.stages.omics import clinical
 from healnet_cli.stages.omics.build import Built, build, plan_table
 from healnet_cli.stages.omics.config import LabelsConfig, OmicsConfig
 from healnet_cli.stages.omics.identifiers import ROWS, detect_layout
 from healnet_cli.stages.omics.labels import LabelResult, build_labels
-from healnet_cli.stages.omics.tables import read_full, read_head
+from healnet_cli.stages.omics.tables import TableHead, read_full, read_head
 
 REPORT = "report.json"
+#: The two commands that write ``labels.parquet``; the labels manifest's ``stage`` names its owner.
+OMICS_STAGE, LABELS_STAGE = "omics", "omics-labels"
 LABELS_REPORT = "labels_report.json"
+#: Bump when the code changes what `healnet omics` writes for the same inputs and options (parsing,
+#: orientation, cleaning, filtering rules; the labels it finds): recomputes cached modalities.
+ALGORITHM_VERSION = 1
+#: The same for `healnet omics labels` (id, time and event parsing rules).
+LABELS_ALGORITHM_VERSION = 1
 
 
 def run_omics(
@@ -50,6 +59,7 @@ def run_omics(
     if not config.tables:
         raise InputError("no TABLE given; pass one or more omics tables (CSV, TSV, TXT, .gz, .zip, Parquet)")
     jobs = [plan_table(spec, config) for spec in config.tables]
+    clinical.check_names(config.clinical_request, {str(j.head.path): j.clinical_candidates for j in jobs})
     names = sorted({name for job in jobs for name in job.modality_names})
     if any(job.labels is not None for job in jobs):
         names.append(LABELS_NAME)
@@ -58,13 +68,26 @@ def run_omics(
     fingerprints = {str(job.head.path): file_fingerprint(job.head.path) for job in jobs}
     combined = combine(fingerprints[str(job.head.path)] for job in jobs)
     folder = workspace.omics_dir
-    store = ArtifactStore(folder, "omics", config.params())
+    store = ArtifactStore(folder, OMICS_STAGE, config.params(), algorithm=ALGORITHM_VERSION)
+    owner = labels_owner(store)
+    kept_labels = ""
+    if LABELS_NAME in names and owner is not None and owner.stage == LABELS_STAGE:
+        names.remove(LABELS_NAME)  # one owner per artifact: `healnet omics labels` wrote them, it keeps them
+        kept_labels = (f"omics/labels.parquet belongs to `healnet omics labels` ({describe_labels(owner)}); the tables' survival "
+                       f"columns are not used. Remove {folder / (LABELS_NAME + '.parquet')} to build the labels from the tables")  # fmt: skip
     items = [WorkItem(name, name, combined) for name in names]
+    for job in jobs:
+        _decimal_message(job.head, console)
     built = None
     if force or not all(store.is_fresh(item.id, item.fingerprint) for item in items):
         console.info(f"omics: reading {len(jobs)} table(s)")
         built = build(jobs, config, fingerprints)  # a malformed table raises InputError here, before any write
     status = StatusTable(stage="omics")
+    if kept_labels:
+        status.add(LABELS_NAME, "skipped", reason="kept: written by `healnet omics labels`", warning=kept_labels)
+        console.warn(f"{LABELS_NAME}: {kept_labels}")
+        if built is not None:
+            built.report["labels_not_written"] = kept_labels
     run_items(items, _processor(folder, built), store=store, status=status, console=console,
               force=force, on_error=on_error, debug=debug, description="omics")  # type: ignore[arg-type]  # fmt: skip
     if built is not None:
@@ -84,10 +107,17 @@ def _processor(folder: Path, built: Built | None) -> Callable[[WorkItem], ItemRe
             if built.labels is None:  # pragma: no cover - build() records an error instead
                 raise ItemError("no labels were built")
             path = write_labels(folder / f"{LABELS_NAME}.parquet", built.labels.labels, built.label_meta)
-            return ItemResult([path], meta=_label_counts(built.labels), warning=built.labels.warning())
+            source = ", ".join(s["path"] for s in built.label_meta["sources"])
+            meta = {**_label_counts(built.labels), "source": source, "time_unit": built.label_meta["time_unit"]}
+            return ItemResult([path], meta=meta, warning=built.labels.warning())
         frame = built.frames[item.id]
         path = write_modality(modality_path(folder, item.id), frame, built.meta[item.id])
-        return ItemResult([path], meta={"n_patients": len(frame), "n_features": frame.shape[1]}, warning=_warning(built, item.id))
+        meta: dict[str, Any] = {"n_patients": len(frame), "n_features": frame.shape[1]}
+        if "clinical_columns" in built.meta[item.id]:  # which columns became covariates, and which not (why: report.json)
+            selections = built.meta[item.id]["clinical_columns"]
+            meta["clinical_columns"] = {"kept": [k["column"] for s in selections for k in s["kept"]],
+                                        "dropped": [d["column"] for s in selections for d in s["dropped"]]}  # fmt: skip
+        return ItemResult([path], meta=meta, warning=_warning(built, item.id))
 
     return process
 
@@ -110,6 +140,33 @@ def _warning(built: Built, name: str) -> str:
     return "; ".join(parts) + ("; see omics/report.json" if parts else "")
 
 
+def _decimal_message(head: TableHead, console: Console) -> None:
+    if head.decimal != ".":
+        console.info(f"{head.path}: numbers are written with decimal commas ('12,5'); read as decimals")
+    if head.decimal_note:
+        console.warn(f"{head.path}: {head.decimal_note}")
+
+
+def labels_owner(store: ArtifactStore) -> ItemRecord | None:
+    """The manifest of the committed ``labels.parquet`` (its ``stage`` says which command wrote
+    it), or None when there are no labels."""
+    record = store.read_record(LABELS_NAME)
+    if record is None or not (store.folder / f"{LABELS_NAME}.parquet").is_file():
+        return None
+    return record
+
+
+def describe_labels(record: ItemRecord) -> str:
+    """``from clinical.tsv, days, 300 patients`` (what a labels manifest says)."""
+    meta = record.meta
+    parts = [f"from {meta['source']}" if meta.get("source") else "from an earlier run"]
+    if meta.get("time_unit"):
+        parts.append(str(meta["time_unit"]))
+    if "n_patients" in meta:
+        parts.append(f"{meta['n_patients']} patients")
+    return ", ".join(parts)
+
+
 def _label_counts(result: LabelResult) -> dict[str, Any]:
     return {"n_patients": len(result.labels), "n_events": int(result.labels["event"].sum())}
 
@@ -121,6 +178,11 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
             f"  {name}: {info['patients']} patients × {info['features']} features "
             f"(dropped {dropped['all_missing']['count']} all-missing, {dropped['constant']['count']} constant)"
         )
+    for selection in report.get("clinical_columns", []):
+        console.info(f"  clinical columns of {Path(selection['path']).name}: {clinical.summary(selection)}")
+        if selection["requested"] not in (clinical.DEFAULT_REQUEST, clinical.ALL) and selection["roles_not_found"]:
+            console.warn(f"{selection['path']}: --clinical-columns asked for {', '.join(selection['roles_not_found'])}, "
+                         "which the table has no column for; see clinical_columns in omics/report.json")  # fmt: skip
     labels = report.get("labels")
     if labels:
         console.info(f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected")
@@ -161,18 +223,26 @@ def run_labels(
     columns = list(dict.fromkeys([layout.id_column, time_col, status_col]))
     frame = read_full(head, string_columns=columns, only=columns)
     ids = [("" if v is None else str(v).strip()) for v in frame.column(layout.id_column).to_pylist()]
-    times, statuses = frame.column(time_col).to_pylist(), frame.column(status_col).to_pylist()
+    times, statuses = head.decimal_text(frame.column(time_col).to_pylist()), frame.column(status_col).to_pylist()
     rows = [(to_patient_id(i), t, s) for i, t, s in zip(ids, times, statuses, strict=True) if i]
     result = build_labels([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], kind=config.kind)
     if len(result.labels) == 0:
         raise InputError(f"{head.path}: every label row was rejected ({result.warning()}); check --time-col / --{config.kind}-col")
     folder = workspace.omics_dir
-    store = ArtifactStore(folder, "omics-labels", config.params())
+    store = ArtifactStore(folder, LABELS_STAGE, config.params(), algorithm=LABELS_ALGORITHM_VERSION)
+    owner = labels_owner(store)
+    if owner is not None and owner.stage == OMICS_STAGE and not force:
+        raise InputError(
+            f"{folder / (LABELS_NAME + '.parquet')}: holds the labels `healnet omics` built ({describe_labels(owner)}); pass --force "
+            f"to replace them with the labels of {head.path} ({config.time_unit}) — `healnet omics` then leaves them alone"
+        )
+    _decimal_message(head, console)
     meta = {"time_unit": config.time_unit, "sources": [{"path": str(head.path), "fingerprint": fingerprint}]}
 
     def process(item: WorkItem) -> ItemResult:
         path = write_labels(folder / f"{LABELS_NAME}.parquet", result.labels, meta)
-        return ItemResult([path], meta=_label_counts(result), warning=result.warning())
+        record_meta = {**_label_counts(result), "source": str(head.path), "time_unit": config.time_unit}
+        return ItemResult([path], meta=record_meta, warning=result.warning())
 
     status = StatusTable(stage="omics labels")
     run_items([WorkItem(LABELS_NAME, head.path, fingerprint)], process, store=store, status=status,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,8 @@ NULL_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "NULL", "null", "No
 _DELIMITERS = ("\t", ",", ";", "|")
 _PREVIEW_LINES = 32
 _PARQUET_MAGIC = b"PAR1"
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+_DECIMAL_POINT = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,14 @@ class TableHead:
     delimiter: str
     columns: list[str]
     first_values: list[str]
+    decimal: str = "."  # "," for tables written with decimal commas (e.g. ';'-separated European exports)
+    decimal_note: str = ""  # both decimal commas and points seen (see sniff_decimal)
+
+    def decimal_text(self, values: list) -> list:
+        """Text values with the table's decimal comma as a point (``"12,5"`` → ``"12.5"``)."""
+        if self.decimal == ".":
+            return values
+        return [v.replace(",", ".") if isinstance(v, str) and _DECIMAL_COMMA.match(v.strip()) else v for v in values]
 
 
 def _suffixes(path: Path) -> list[str]:
@@ -135,7 +146,35 @@ def read_head(path: str | Path) -> TableHead:
     if len(rows) < 2:
         raise InputError(f"{p}: only a header row, no data rows; pass a table with one row per sample")
     first_values = [r[0].strip() for r in rows[1:] if r]
-    return TableHead(p, "text", delimiter, columns, first_values)
+    decimal, note = sniff_decimal(rows, delimiter)
+    return TableHead(p, "text", delimiter, columns, first_values, decimal, note)
+
+
+def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, str]:
+    """The decimal separator of a text table's first rows and, when both styles appear, a note.
+
+    ``","`` when numbers are written with decimal commas (``12,5``; only possible when the
+    delimiter is not a comma) and none with decimal points; else ``"."``. When both appear (a
+    column of lists such as ``1,2`` beside decimals, or a half-converted export), the table is read
+    with decimal points and the note names one example of each: the comma values then become
+    missing and are reported like any non-numeric cell.
+    """
+    if delimiter == ",":
+        return ".", ""
+    comma = point = None
+    header = rows[0]
+    for row in rows[1:]:
+        for name, value in zip(header[1:], row[1:]):
+            text = value.strip()
+            if comma is None and _DECIMAL_COMMA.match(text):
+                comma = (name, text)
+            elif point is None and _DECIMAL_POINT.match(text):
+                point = (name, text)
+    if comma and point:
+        return ".", (f"numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points ({point[1]!r} in "
+                     f"column {point[0]!r}): read with decimal points, so the comma values become missing; "
+                     "save the table with one decimal separator")  # fmt: skip
+    return ("," if comma else "."), ""
 
 
 def _parquet_head(path: Path) -> TableHead:
@@ -179,7 +218,8 @@ def read_full(
     parse_options = pacsv.ParseOptions(delimiter=head.delimiter, newlines_in_values=False)
     include = [names[head.columns.index(c)] for c in only] if only is not None else []
     convert = pacsv.ConvertOptions(
-        column_types=types, null_values=NULL_VALUES, strings_can_be_null=True, include_columns=include
+        column_types=types, null_values=NULL_VALUES, strings_can_be_null=True, include_columns=include,
+        decimal_point=head.decimal,
     )
     try:
         with _open_binary(head.path) as raw:

@@ -8,11 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from healnet_cli.core.errors import InputError
+from healnet_cli.core.runner import check_on_error
 from healnet_cli.stages.tile.export import EXPORTS
-
-#: Bumped when the algorithm changes outputs for the same options (invalidates cached slides).
-ALGORITHM_VERSION = 1
-
 
 @dataclass(frozen=True)
 class TileConfig:
@@ -50,8 +47,7 @@ class TileConfig:
         unknown = sorted(set(self.export) - set(EXPORTS))
         if unknown:
             raise InputError(f"--export {','.join(unknown)}: unknown format(s); choose from {', '.join(EXPORTS)}")
-        if self.on_error not in ("continue", "fail"):
-            raise InputError(f"--on-error {self.on_error!r} is not one of: continue, fail")
+        check_on_error(self.on_error)
 
     @property
     def tiles_dir(self) -> Path:
@@ -61,7 +57,6 @@ class TileConfig:
         """The options that change every slide's outputs (they key the cache). ``--default-mpp``
         keys only the slides that use it (see :func:`healnet_cli.stages.tile.run.item_fingerprint`)."""
         return {
-            "algorithm": ALGORITHM_VERSION,
             "mpp": self.mpp,
             "patch_size": self.patch_size,
             "overlap": self.overlap,

@@ -8,19 +8,19 @@ from __future__ import annotations
 import errno
 import math
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from healnet_cli.artifacts.patients import to_patient_id
+from healnet_cli.core.csv_table import read_csv_table
 from healnet_cli.core.errors import InputError
 from healnet_cli.slides.base import SLIDE_EXTENSIONS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_TCGA = re.compile(r"^(TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4})")
 _MAX_LISTED = 10
 
 
@@ -38,12 +38,6 @@ class SlideInput:
 def slide_id_of(path: Path) -> str:
     """The slide id: the file name without its extension."""
     return path.stem if path.suffix else path.name
-
-
-def case_id_of(slide_id: str) -> str:
-    """The TCGA patient barcode (``TCGA-XX-XXXX``) for TCGA slide ids, else the slide id."""
-    match = _TCGA.match(slide_id)
-    return match.group(1) if match else slide_id
 
 
 def collect_slides(
@@ -93,7 +87,7 @@ def collect_slides(
     slides = []
     for sid, entries in by_id.items():
         path = entries[0][0]
-        case = next((e[1] for e in entries if e[1]), None) or case_id_of(sid)
+        case = to_patient_id(next((e[1] for e in entries if e[1]), None) or sid)
         mpp = overrides.get(sid)
         if mpp is None:
             mpp = next((e[2] for e in entries if e[2] is not None), None)
@@ -131,17 +125,7 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    import pandas as pd  # lazily: a run without CSVs does not pay for importing pandas
-
-    if not Path(path).is_file():
-        raise InputError(f"{what} {path}: file not found; check the path")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            header = handle.readline()
-        sep = "\t" if "\t" in header else (";" if ";" in header and "," not in header else ",")
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"{what} {path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from exc
+    frame = read_csv_table(path, what)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     return frame
 

@@ -27,6 +27,8 @@ from healnet_cli.stages.tile.grid import GridSpec, grid_coords, grid_spec, tissu
 from healnet_cli.stages.tile.inputs import SlideInput, collect_slides, read_mpp_csv, unreadable_reason
 from healnet_cli.stages.tile.tissue import detect_tissue
 
+#: Bump when the code changes a slide's outputs for the same options (recomputes cached slides).
+ALGORITHM_VERSION = 1
 #: Longest side of the segmentation image: bounds memory even for a wrong, huge mpp.
 MAX_SEG_PX = 8192
 #: A patch spans at least this many segmentation pixels per side.
@@ -272,7 +274,7 @@ def run(
     tiles_dir = config.tiles_dir
     tiles_dir.mkdir(parents=True, exist_ok=True)
     write_resolved_config(tiles_dir, resolved if resolved is not None else _plain_config(config), command="tile", sources=sources, shard=str(shard))
-    store = ArtifactStore(tiles_dir, "tile", config.output_params())
+    store = ArtifactStore(tiles_dir, "tile", config.output_params(), algorithm=ALGORITHM_VERSION)
     status = StatusTable("tile", shard=str(shard))
     console.info(f"tile: {len(selected)} of {len(slides)} slide(s) in shard {shard} -> {tiles_dir}")
     run_items(

@@ -11,6 +11,7 @@ import yaml
 
 from healnet_cli.artifacts.run import WSI
 from healnet_cli.core.errors import InputError
+from healnet_cli.core.workspace import slug
 
 LOSSES = ("nll", "cox")
 
@@ -46,6 +47,7 @@ class TrainConfig:
     model: str = "healnet"
     workdir: Path = Path("healnet_work")
     out: Path | None = None
+    name: str | None = None
     extractor: str | None = None
     splits: Path | None = None
     folds: int = 5
@@ -133,6 +135,10 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.grad_accum >= 1, f"--grad-accum {cfg.grad_accum}: must be >= 1"),
         (cfg.splits is not None or cfg.folds >= 2, f"--folds {cfg.folds}: must be >= 2"),
         (cfg.fold is None or cfg.fold >= 0, f"--fold {cfg.fold}: must be >= 0"),
+        (cfg.name is None or (cfg.name not in (".", "..") and cfg.name == slug(cfg.name)),
+         f"--name {cfg.name!r}: use a plain folder name (letters, digits, . _ -), or --out for a path"),
+        (cfg.fold is None or cfg.out is not None or cfg.name is not None,
+         f"--fold {cfg.fold}: pass --out or --name, so that every fold job writes the same run folder"),
         (not (cfg.refit_all and cfg.fold is not None),
          "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)"),
     ]

@@ -4,7 +4,7 @@ The options that define a run (everything that changes its results) are stored i
 a later ``healnet train`` into the same ``--out`` (``--resume``, ``--fold K``) must repeat them.
 Options that change only where or how fast it runs may differ: ``--device``, ``--precision``,
 ``--workdir`` (a staged copy of the same data), and the bookkeeping flags ``--fold``, ``--resume``,
-``--out``, ``--refit-all``.
+``--out``, ``--name``, ``--refit-all``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from healnet_cli.stages.train.loop import Dist
 from healnet_cli.stages.train.outputs import environment
 
 #: TrainConfig fields that do not define a run (may differ between the processes writing it).
-NOT_DEFINING = frozenset({"device", "precision", "workdir", "fold", "resume", "out", "refit_all", "compile"})
+NOT_DEFINING = frozenset({"device", "precision", "workdir", "fold", "resume", "out", "name", "refit_all", "compile"})
 #: How long a `--fold K` job waits for another job that is creating the same run folder.
 SETUP_WAIT_S = 120.0
 

@@ -4,7 +4,6 @@ model, and write its bundle and test predictions into the run."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +139,7 @@ class FoldTrainer:
         fitted = fit_model(cfg.model, model_specs(cohort, pre), cfg.n_bins, impute, inputs, cfg.model_hparams())
         fm.model, fm.breslow, fm.loss, fm.training = fitted.model.to(self.device), fitted.breslow, "cox", dict(fitted.info)
         if self.dist.is_main:
-            atomic.write_text(model_dir / HISTORY_FILE, "".join(json.dumps(d) + "\n" for d in fitted.history))
+            atomic.write_text(model_dir / HISTORY_FILE, "".join(atomic.json_text(d) + "\n" for d in fitted.history))
         return Trained(fm, fitted.history)
 
     def _train_network(self, fold, pre, fit_t, fit_y, val_t, val_y, member_dir, member: int = 0):
@@ -169,8 +168,10 @@ class FoldTrainer:
             grad_accum=cfg.grad_accum, modality_dropout=cfg.modality_dropout, max_patches=cfg.max_patches,
             seed=seed, fold=fold.index, device=self.device, autocast=self.autocast, monitor=cfg.monitor,
         )
+        where = "refit" if fold.index == REFIT_SEED_INDEX else f"fold {fold.index}"
         module, history = train_fold(wrapped, fit_t, fit_y, val_t, val_y, settings, fold_dir=member_dir, dist=self.dist,
-                                     log=self._log(fold.index, member))
+                                     log=self._log(fold.index, member), console=self.console if self.dist.is_main else None,
+                                     label=f"{where} member {member}" if self.cfg.ensemble > 1 else where)
         return module.eval(), history
 
     def _log(self, index: int, member: int):

@@ -4,8 +4,8 @@ per-epoch resumable state (``state.pt``)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
@@ -19,9 +19,11 @@ from torch import nn
 
 from healnet_cli.artifacts.run import HISTORY_FILE, STATE_FILE
 from healnet_cli.core import atomic
+from healnet_cli.core.console import Console
 from healnet_cli.data.batching import PatientTable, collate, drop_modalities, make_batches
 from healnet_cli.data.inference import predict_logits
-from healnet_cli.data.survival import harrell_cindex, risk_from_survival, survival_from_logits
+from healnet_cli.data.survival import risk_from_survival, survival_from_logits
+from healnet_cli.metrics import compute_harrell, compute_safely
 from healnet_cli.stages.train.losses import cox_loss, nll_loss
 
 IMPROVE_TOL = 1e-4
@@ -86,7 +88,9 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
         {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    # fused: one kernel per parameter group instead of ~10 ops per tensor (on the CPU 4x faster for EHPAL)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, fused=fused or None)
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -121,7 +125,7 @@ def evaluate(model: nn.Module, table: PatientTable, y: Targets, s: LoopSettings)
     rows = np.arange(len(table.ids))
     loss = float(sample_losses(t, y, rows, s, alpha=0.0).mean())
     risk = logits[:, 0] if s.loss == "cox" else risk_from_survival(survival_from_logits(logits))
-    return loss, harrell_cindex(y.time, y.event, risk)
+    return loss, compute_safely("harrell_c", compute_harrell, y.time, y.event, risk).as_float
 
 
 def _seed_epoch(s: LoopSettings, epoch: int, rank: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -140,6 +144,8 @@ def train_fold(
     fold_dir: Path | None = None,
     dist: Dist | None = None,
     log: Callable[[str], None] = lambda _: None,
+    console: Console | None = None,
+    label: str = "",
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train ``model`` (possibly DDP-wrapped and/or compiled) on ``train``; early-stop on ``val``; return the
     unwrapped module holding the best weights and the per-epoch history.
@@ -167,64 +173,93 @@ def train_fold(
         st = {k: saved[k] for k in st}
         log(f"fold {s.fold}: resuming after epoch {st['epoch']}")
     has_val = len(val.ids) > 0
-    while st["epoch"] < s.epochs and st["bad_epochs"] < s.patience:
-        epoch = st["epoch"]
-        start = time.monotonic()
-        order_rng, sample_rng = _seed_epoch(s, epoch, dist.rank)
-        batches = make_batches(train.lengths(), s.batch_size, order_rng)
-        model.train()
-        loss_sum, n_seen = 0.0, 0
-        for group in step_groups(len(batches), per_step):
-            lr = lr_at(st["step"], total, warmup, s.lr)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            group_batches = [batches[i] for i in group]
-            n_group = sum(len(b) for b in group_batches)
-            mine = group_batches[dist.rank :: dist.world]
-            n_calls = math.ceil(len(group_batches) / dist.world)
-            for j in range(n_calls):
-                rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
-                present = {m: v[rows] for m, v in train.present.items()}
-                present = drop_modalities(present, s.modality_dropout, sample_rng)
-                batch = collate(train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device)
-                with torch.autocast(s.device.type, dtype=s.autocast, enabled=s.autocast is not None):
-                    out = model(batch)
-                terms = sample_losses(out.logits, train_y, rows, s)
-                loss = terms.sum() * (weight * dist.world / n_group)
-                if s.l1 > 0 and j == 0:
-                    loss = loss + s.l1 * sum(p.abs().sum() for p in l1_params)
-                scaler.scale(loss).backward()
-                if weight:
-                    loss_sum += float(terms.detach().sum())
-                    n_seen += len(rows)
-            scaler.step(optimizer)
-            scaler.update()
-            st["step"] += 1
-        val_loss, val_c = evaluate(module, val, val_y, s) if has_val else (float("nan"), float("nan"))
-        st["epoch"] = epoch + 1
-        if not has_val:
-            monitor = -float(epoch)
-        elif s.monitor == "cindex":
-            monitor = -val_c if np.isfinite(val_c) else math.inf
-        else:
-            monitor = val_loss
-        if monitor < st["best_loss"] - IMPROVE_TOL:
-            st["best_loss"], st["best_epoch"], st["bad_epochs"] = monitor, epoch, 0
-            st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
-        elif epoch >= s.warmup_epochs:
-            st["bad_epochs"] += 1
-        st["history"].append({
-            "epoch": epoch, "train_loss": loss_sum / max(1, n_seen), "val_loss": val_loss, "val_cindex": val_c,
-            "lr": lr, "seconds": time.monotonic() - start, "best_epoch": st["best_epoch"],
-        })
-        if state_path is not None and dist.is_main:
-            _save_state(state_path, module, optimizer, st)
-            atomic.write_text(fold_dir / HISTORY_FILE, "".join(json.dumps(h) + "\n" for h in st["history"]))
+    epochs = (console or Console(quiet=True)).track(
+        range(st["epoch"], s.epochs), total=s.epochs, completed=st["epoch"], description=label or f"fold {s.fold}",
+        unit="epochs", extra=lambda: progress_text(st, has_val, s.monitor),
+    )
+    with contextlib.closing(epochs):
+        for epoch in epochs:
+            if st["bad_epochs"] >= s.patience:
+                break
+            start = time.monotonic()
+            order_rng, sample_rng = _seed_epoch(s, epoch, dist.rank)
+            batches = make_batches(train.lengths(), s.batch_size, order_rng)
+            model.train()
+            loss_sum, n_seen = 0.0, 0
+            for group in step_groups(len(batches), per_step):
+                lr = lr_at(st["step"], total, warmup, s.lr)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                group_batches = [batches[i] for i in group]
+                n_group = sum(len(b) for b in group_batches)
+                mine = group_batches[dist.rank :: dist.world]
+                n_calls = math.ceil(len(group_batches) / dist.world)
+                for j in range(n_calls):
+                    rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
+                    present = {m: v[rows] for m, v in train.present.items()}
+                    present = drop_modalities(present, s.modality_dropout, sample_rng)
+                    batch = collate(train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device)
+                    with torch.autocast(s.device.type, dtype=s.autocast, enabled=s.autocast is not None):
+                        out = model(batch)
+                    terms = sample_losses(out.logits, train_y, rows, s)
+                    loss = terms.sum() * (weight * dist.world / n_group)
+                    if s.l1 > 0 and j == 0:
+                        loss = loss + s.l1 * sum(p.abs().sum() for p in l1_params)
+                    scaler.scale(loss).backward()
+                    if weight:
+                        loss_sum += float(terms.detach().sum())
+                        n_seen += len(rows)
+                scaler.step(optimizer)
+                scaler.update()
+                st["step"] += 1
+            val_loss, val_c = evaluate(module, val, val_y, s) if has_val else (float("nan"), float("nan"))
+            st["epoch"] = epoch + 1
+            if not has_val:
+                monitor = -float(epoch)
+            elif s.monitor == "cindex":
+                monitor = -val_c if np.isfinite(val_c) else math.inf
+            else:
+                monitor = val_loss
+            if monitor < st["best_loss"] - IMPROVE_TOL:
+                st["best_loss"], st["best_epoch"], st["bad_epochs"] = monitor, epoch, 0
+                st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+            elif epoch >= s.warmup_epochs:
+                st["bad_epochs"] += 1
+            st["history"].append({
+                "epoch": epoch, "train_loss": loss_sum / max(1, n_seen), "val_loss": val_loss, "val_cindex": val_c,
+                "lr": lr, "seconds": time.monotonic() - start, "best_epoch": st["best_epoch"],
+            })
+            if state_path is not None and dist.is_main:
+                _save_state(state_path, module, optimizer, st)
+                atomic.write_text(fold_dir / HISTORY_FILE, "".join(atomic.json_text(h) + "\n" for h in st["history"]))
     if st["best_state"] is not None:
         module.load_state_dict(st["best_state"])
-    log(f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} (val loss {st['best_loss']:.4f})")
+    if has_val:
+        log(f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} ({_monitored(st['best_loss'], s.monitor)})")
+    else:
+        log(f"fold {s.fold}: {st['epoch']} epochs, the last epoch's weights kept (no inner validation)")
     return module, st["history"]
+
+
+def _monitored(value: float, monitor: str) -> str:
+    """The early-stopping criterion for humans (stored negated for the c-index)."""
+    if not math.isfinite(value):
+        return f"val {'c-index' if monitor == 'cindex' else 'loss'} n/a"
+    return f"val c-index {-value:.4f}" if monitor == "cindex" else f"val loss {value:.4f}"
+
+
+def progress_text(st: dict[str, Any], has_val: bool, monitor: str) -> str:
+    """The status beside an epoch count: last train loss, the monitored value and the best epoch."""
+    if not st["history"]:
+        return ""
+    last = st["history"][-1]
+    text = f"train loss {last['train_loss']:.4f}"
+    if not has_val:
+        return f"{text}, no inner validation (no early stopping)"
+    value = last["val_cindex"] if monitor == "cindex" else last["val_loss"]
+    shown = f"{value:.4f}" if math.isfinite(value) else "n/a"
+    return f"{text}, val {'c-index' if monitor == 'cindex' else 'loss'} {shown}, best epoch {st['best_epoch']}"
 
 
 def _save_state(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, st: dict[str, Any]) -> None:

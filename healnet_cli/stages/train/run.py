@@ -18,12 +18,15 @@ from healnet_cli.artifacts.run_tables import (
     risk_cutoffs,
     write_summary,
 )
+from healnet_cli.core import atomic
 from healnet_cli.core.console import Console
 from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, DiskFullError, HealnetError, InputError, one_line
+from healnet_cli.core.workspace import Workspace
 from healnet_cli.data.cohort import Cohort, load_cohort
 from healnet_cli.data.inference import cpu_threads as inference_threads
-from healnet_cli.data.splits import Fold, folds_from_frame, inner_validation, make_folds, read_splits_dir
+from healnet_cli.data.fitted import is_fitted
+from healnet_cli.data.splits import MIN_VAL_SOURCE, Fold, folds_from_frame, inner_validation, make_folds, read_splits_dir
 from healnet_cli.stages.train.config import TrainConfig, check_config
 from healnet_cli.stages.train.contract import (
     SETUP_WAIT_S,
@@ -35,12 +38,15 @@ from healnet_cli.stages.train.contract import (
 )
 from healnet_cli.stages.train.fold import FoldTrainer, remove_states
 from healnet_cli.stages.train.loop import Dist
-from healnet_cli.stages.train.outputs import summarise
+from healnet_cli.stages.train.outputs import summarise, summary_line
 
 
-def default_out(cfg: TrainConfig) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.model}-{'+'.join(cfg.modalities)}-{stamp}"
+def run_folder(cfg: TrainConfig) -> Path:
+    """``--out``, else ``<workdir>/runs/<--name>``, else ``<workdir>/runs/<model>-<modalities>-<timestamp>``."""
+    if cfg.out is not None:
+        return Path(cfg.out)
+    name = cfg.name or f"{cfg.model}-{'+'.join(cfg.modalities)}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Workspace.at(cfg.workdir).runs_dir / name
 
 
 def init_distributed(device_spec: str) -> Dist:
@@ -88,6 +94,45 @@ def plan_folds(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Con
     return folds, info
 
 
+#: The fewest patients a fold may be fitted on.
+MIN_TRAIN_PATIENTS = 2
+
+
+def check_events(cohort: Cohort, folds: list[Fold], console: Console) -> None:
+    """Before any training: the cohort and every fold's training patients need events (an input
+    error with the counts otherwise); a fold whose test set has none is trained with a warning,
+    since its c-index cannot be computed.
+
+    Raises
+    ------
+    InputError
+        No events in the cohort, or a fold fitted on fewer than :data:`MIN_TRAIN_PATIENTS`
+        patients or on patients without an event.
+    """
+    event = cohort.labels["event"].astype(bool)
+    if not event.any():
+        raise InputError(
+            f"the cohort has 0 events among {len(event)} patients (all censored): a survival model needs events; "
+            "check the event column of omics/labels.parquet (`healnet omics labels --event-col C`, or "
+            "--censor-col C when the column flags censoring)"
+        )
+    for f in folds:
+        fit, n_fit = int(event.loc[f.fit].sum()), len(f.fit)
+        if n_fit < MIN_TRAIN_PATIENTS or fit == 0:
+            held = f" ({len(f.val)} more held out for inner validation)" if f.val else ""
+            raise InputError(
+                f"fold {f.index} would be fitted on {n_fit} patient(s) with {fit} event(s){held} "
+                f"(the cohort: {len(event)} patients, {int(event.sum())} events); every fold needs "
+                f"{MIN_TRAIN_PATIENTS}+ training patients with an event: use fewer --folds, more patients, "
+                "or --splits with events in every training set"
+            )
+        n_events = int(event.loc[f.test].sum())
+        if n_events == 0 or len(f.test) < 2:
+            what = f"no events among its {len(f.test)} test patients" if n_events == 0 else f"{len(f.test)} test patient"
+            console.warn(f"fold {f.index}: {what}: it is trained, but its c-index cannot be computed; the summary "
+                         "says how many folds were scored")
+
+
 def check_hparams(cfg: TrainConfig, cohort: Cohort) -> None:
     """Build the model once on the cohort's dimensions so a bad ``--hparam`` fails before any work."""
     from healnet_cli.models import ModalitySpec, create_model
@@ -114,6 +159,7 @@ def prepare_run(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Co
     folds, info = plan_folds(cfg, cohort, layout, console)
     if cfg.fold is not None and cfg.fold >= len(folds):
         raise InputError(f"--fold {cfg.fold}: the run has folds 0..{len(folds) - 1}")
+    check_events(cohort, [f for f in folds if cfg.fold is None or f.index == cfg.fold], console)
     _barrier(dist)  # every rank has checked the folder before rank 0 writes into it
     if dist.is_main:
         write_run_files(cfg, cohort, layout, folds, info, options, sources, dist, training_provenance(cohort))
@@ -126,8 +172,8 @@ def _setup(cfg: TrainConfig, console: Console) -> tuple[Dist, Console, torch.dev
     dist = init_distributed(cfg.device)
     if not dist.is_main:
         console = Console(quiet=True)  # rank 0 reports
-    if dist.world > 1 and cfg.out is None:
-        raise InputError("torchrun: pass --out so that every process writes the same run folder")
+    if dist.world > 1 and cfg.out is None and cfg.name is None:
+        raise InputError("torchrun: pass --out or --name so that every process writes the same run folder")
     device = resolve_device(cfg.device)
     if dist.world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -144,7 +190,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
     dist, console, device, autocast = _setup(cfg, console)
     cohort = load_cohort(cfg.workdir, cfg.modalities, extractor=cfg.extractor, require_all=cfg.require_all)
     check_hparams(cfg, cohort)
-    layout = RunLayout.at(cfg.out if cfg.out is not None else default_out(cfg))
+    layout = RunLayout.at(run_folder(cfg))
     locks = RunLocks(layout, dist)
     try:
         # A whole-run process holds the run for its duration; a --fold K job only while it sets the run up.
@@ -153,6 +199,7 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
         todo = [f for f in folds if cfg.fold is None or f.index == cfg.fold]
         for f in todo:
             locks.take(fold_lock(f.index), f"fold {f.index}")
+        sweep_run(layout, [f.index for f in todo], whole_run=cfg.fold is None)
         if cfg.fold is not None:
             locks.drop(RUN_LOCK)
         console.info(f"cohort: {len(cohort.patients)} patients, {int(cohort.labels['event'].sum())} events; "
@@ -170,6 +217,16 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
     return (EXIT_PARTIAL if failed else EXIT_OK), summary
 
 
+def sweep_run(layout: RunLayout, folds: list[int], *, whole_run: bool) -> int:
+    """Delete the temporaries that killed writers left in the folders of ``folds`` and their
+    ensemble members (this process holds their locks: no live writer of them exists anywhere), in
+    the run folder and ``refit/`` (a whole-run process holds the run for its duration; a fold job
+    only while it sets up, so there only those of dead writers go); return how many."""
+    tops = [layout.fold_dir(k) for k in folds] + ([layout.refit_dir] if whole_run else [])
+    folders = [d for top in tops for d in (top, *sorted(top.glob("member_*")))]
+    return atomic.sweep_temporaries(layout.root, held=whole_run) + sum(atomic.sweep_temporaries(d, held=True) for d in folders)
+
+
 def train_folds(cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout: RunLayout, console: Console,
                 dist: Dist) -> dict[int, str]:
     """Train the folds ``todo`` (finished ones skipped with --resume); ``fold -> reason`` of failures."""
@@ -181,6 +238,10 @@ def train_folds(cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout
         if cfg.fold is not None and not cfg.resume:
             remove_states(layout.fold_dir(fold.index))
         console.info(f"fold {fold.index}: {len(fold.fit)} train, {len(fold.val)} inner validation, {len(fold.test)} test patients")
+        if not fold.val and not is_fitted(cfg.model):
+            why = "--val-fraction 0" if cfg.val_fraction <= 0 else f"fewer than {MIN_VAL_SOURCE} training patients"
+            console.info(f"fold {fold.index}: no inner validation ({why}): no early stopping, every network trains "
+                         f"all {cfg.epochs} epochs and keeps its last epoch's weights")
         try:
             trainer.write(fold, trainer.fit(fold, layout.fold_dir(fold.index)))
         except (InputError, DiskFullError):  # a full disk fails every further fold too: stop, keep the finished ones
@@ -218,8 +279,9 @@ def finish(layout: RunLayout, folds: list[int], failed: dict[int, str], console:
     summary = summarise(frame, failed, {"model": manifest.model, "modalities": manifest.modalities, "out": str(layout.root)})
     write_summary(layout, summary)
     for row in summary["folds"]:
-        console.info(f"fold {row['fold']}: c-index {row['cindex']:.3f} (n={row['n_test']}, events={row['n_events']})")
-    console.info(f"c-index {summary['cindex_mean']:.3f} ± {summary['cindex_sd']:.3f} over {len(summary['folds'])} folds -> {layout.root}")
+        value = f"{row['cindex']:.3f}" if row["cindex"] is not None else f"n/a ({row['reason']})"
+        console.info(f"fold {row['fold']}: c-index {value} (n={row['n_test']}, events={row['n_events']})")
+    console.info(f"{summary_line(summary)} -> {layout.root}")
     return summary
 
 

@@ -94,3 +94,31 @@ def test_unreadable_features_file_is_reported_not_fatal(workspace: Path) -> None
     summary = compute_cohort(workspace).as_dict()
     assert len(summary["unreadable_files"]) == 1 and "broken.safetensors" in summary["unreadable_files"][0]
     assert np.isclose(summary["modalities"]["wsi:resnet50-trunc"]["patients"], 3)
+
+
+def test_cohort_counts_equal_the_cohort_train_builds(tmp_path: Path) -> None:
+    """`healnet cohort` and `healnet train` (load_cohort) count presence by one rule: lower-case and
+    dotted TCGA slide names map to their patient, an all-NaN omics row and a slide without patches
+    count as absent, a duplicated omics row counts once."""
+    from healnet_cli.data.cohort import load_cohort
+
+    omics = tmp_path / "omics"
+    ids = ["TCGA-2F-A9KO", "TCGA-AA-0002", "TCGA-AA-0003", "TCGA-AA-0002"]
+    write_modality(omics / "rna.parquet", pd.DataFrame({"g": [1.0, 2.0, np.nan, 2.0], "h": [0.0, np.nan, np.nan, 1.0]}, index=ids), {})
+    labels = pd.DataFrame({"time": [1.0, 2.0, 3.0, 4.0], "event": [True, True, False, False]},
+                          index=["TCGA-2F-A9KO", "TCGA-AA-0002", "TCGA-AA-0003", "TCGA-AA-0005"])  # fmt: skip
+    write_labels(omics / "labels.parquet", labels, {"time_unit": "days"})
+    features = tmp_path / "features" / "uni"
+    slides = {  # slide id -> (case id recorded by tile/extract, patches)
+        "tcga-2f-a9ko-01z-00-dx1": ("tcga-2f-a9ko-01z-00-dx1", 3),
+        "TCGA.AA.0003.01": ("", 2),
+        "TCGA-AA-0005-01Z": ("TCGA-AA-0005", 0),
+    }
+    for slide, (case, n) in slides.items():
+        write_features(features / f"{slide}.safetensors", torch.zeros(n, 4), torch.zeros(n, 2), {"slide_id": slide, "case_id": case})
+    shown = compute_cohort(tmp_path).as_dict()["modalities"]
+    trained = load_cohort(tmp_path, ["rna", "wsi"]).presence
+    assert shown["rna"]["labelled"] == int(trained["rna"].sum()) == 2
+    assert shown["wsi:uni"]["labelled"] == int(trained["wsi"].sum()) == 2
+    assert sorted(trained.index) == ["TCGA-2F-A9KO", "TCGA-AA-0002", "TCGA-AA-0003"]
+    assert trained.loc["TCGA-2F-A9KO"].all() and not trained.loc["TCGA-AA-0003", "rna"]

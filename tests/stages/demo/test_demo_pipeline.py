@@ -71,6 +71,7 @@ def test_runs_every_step_and_stops_at_a_failure(tmp_path: Path, fake_launcher, m
     assert result.log_path.is_file()
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert summary["steps"][-1]["exit_code"] == 2
+    assert summary["config"] == {**SMALL, "slide_px": 512, "seed": 0}  # what shapes the figures (docs/demo_results.json)
     assert any(line.startswith("[5/8] train-wsi_rna") for line in lines)
 
 

@@ -98,10 +98,10 @@ class FakeInference:
         self.components = cohort(60, 0).set_index("patient_id")
         self.calls: list[dict] = []
 
-    def load_fold(self, run_dir, fold, *, workdir=None, device="cpu"):
+    def load_fold(self, run_dir, fold, *, workdir=None, device="cpu", cohort=None):
         return FakeFoldModel(fold, self.modalities, self.components)
 
-    def predict_patients(self, fm, patient_ids, *, drop=None, return_weights=False, batch_size=8):
+    def predict_patients(self, fm, patient_ids, *, drop=None, return_weights=False, batch_size=8, bag_cache=None):
         drop = drop or {}
         self.calls.append({"fold": fm.fold, "drop": drop, "weights": return_weights})
         ids = [str(p) for p in patient_ids]

@@ -64,7 +64,24 @@ def test_report_escapes_and_embeds():
     check_html(html_text)
     assert "&lt;b&gt;1&lt;/b&gt;" in html_text and "data:image/png;base64," in html_text
     md = to_markdown(report)
-    assert "| a\\|b | c |" in md and "![cap & more](f.png)" in md
+    assert "| a\\|b | c |" in md and "![cap &amp; more](f.png)" in md
+
+
+def test_summary_md_escapes_ids_and_gene_names():
+    report = Report("run *x*", "sub_title")
+    report.heading("# top")
+    report.table(["rank", "feature"], [["1", "TP53_mut"], ["2", "<img src=x>"], ["3", "*P1*"], ["4", "[a](http://x)"]])
+    report.bullets(["patient TCGA_01 | `code`", "1. not a list"])
+    report.text("- not a list either ~~x~~")
+    report.table(["value"], [["0.606 (0.565–0.650)"]])
+    md = to_markdown(report)
+    assert "TP53\\_mut" in md and "TP53_mut" not in md
+    assert "&lt;img src=x&gt;" in md and "<img" not in md
+    assert "\\*P1\\*" in md and "\\[a\\](http://x)" in md
+    assert "- patient TCGA\\_01 \\| \\`code\\`" in md and "- 1\\. not a list" in md
+    assert "\\- not a list either \\~\\~x\\~\\~" in md
+    assert md.startswith("# run \\*x\\*\n\nsub\\_title\n") and "## \\# top" in md
+    assert "| 0.606 (0.565–0.650) |" in md  # numbers stay readable
 
 
 def test_cli_happy_path_report_and_json(run_dir):
@@ -168,3 +185,88 @@ def test_out_must_not_be_a_run_folder(run_dir):
     result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--out", str(run_dir), "--no-attention"])
     assert result.exit_code == 2 and "training run folder" in result.stderr
     assert (run_dir / "config.yaml").read_text() == before
+
+
+def test_tiny_run_reports_no_ci_in_report_console_and_json(tmp_path):
+    from evaluate_fixtures import make_run
+
+    run = make_run(tmp_path / "tiny", n=9, n_folds=3)
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run), "--bootstrap", "50", "--no-attention", "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)["runs"][0]
+    assert payload["pooled_ci95"]["harrell_c"] is None
+    assert payload["pooled_ci_reason"]["harrell_c"].startswith("too few events for a CI")
+    pooled = json.loads((run / "evaluation" / "metrics.json").read_text())["pooled"]["harrell_c"]
+    assert pooled["value"] is not None and pooled["ci95"] is None and "too few events for a CI" in pooled["ci_reason"]
+    assert "too few events for a CI" in (run / "evaluation" / "report.html").read_text()
+    assert "(too few events for a CI)" in result.stderr and "–" not in result.stderr.split("Harrell")[1].splitlines()[0]
+
+
+def test_console_prints_the_headline_table(run_dir):
+    result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "20", "--no-attention"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    header = next(i for i, line in enumerate(lines) if "value (95% CI)" in line and "mean ± sd over folds" in line)
+    table = lines[header + 1 : header + 5]
+    metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    for line, (label, key) in zip(table, [("Harrell's c-index", "harrell_c"), ("Uno's c-index", "uno_c"),
+                                           ("Integrated Brier score", "ibs"), ("Mean time-dependent AUC", "mean_auc")]):
+        entry = metrics["pooled"][key]
+        assert line.strip().startswith(label) and f"{entry['value']:.3f} ({entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f})" in line
+        assert f"({metrics['across_folds'][key]['n_folds']} folds)" in line
+
+
+def test_out_is_new_empty_or_an_earlier_evaluation(run_dir, tmp_path):
+    out = tmp_path / "eval_out"
+    args = ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention", "--out", str(out)]
+    assert CliRunner().invoke(build_app(), args).exit_code == 0  # a new folder
+    (out / "ablation.png").write_bytes(b"stale figure of an earlier evaluation")
+    again = CliRunner().invoke(build_app(), args)
+    assert again.exit_code == 0, again.stderr  # re-evaluation into its own output
+    assert not (out / "ablation.png").exists() and (out / "report.html").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert CliRunner().invoke(build_app(), [*args[:-1], str(empty)]).exit_code == 0
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "heatmap_1_mine.png").write_bytes(b"user figure")
+    refused = CliRunner().invoke(build_app(), [*args[:-1], str(user)])
+    assert refused.exit_code == 2 and "not written by `healnet evaluate`" in refused.stderr
+    assert (user / "heatmap_1_mine.png").read_bytes() == b"user figure" and len(list(user.iterdir())) == 1
+
+
+def test_figures_are_readable_at_phone_width(run_dir, monkeypatch):
+    """Every text of every figure is >= 10 px when the figure is shown 380 px wide (a 400-px phone)."""
+    from evaluate_fixtures import FakeInference
+    from matplotlib.text import Text
+
+    from healnet_cli.core.console import Console
+    from healnet_cli.stages.evaluate import plots
+    from healnet_cli.stages.evaluate.config import EvaluateConfig
+    from healnet_cli.stages.evaluate.run import evaluate_run
+    from healnet_cli.stages.evaluate.run_folder import read_run
+
+    seen, real = [], plots.to_png
+
+    def recording(fig):
+        png = real(fig)  # rendered: tick labels exist now
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        seen.append((fig.get_figwidth(), min(t.get_fontsize() for t in texts), len(texts)))
+        return png
+
+    monkeypatch.setattr(plots, "to_png", recording)
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True), console=Console(quiet=True),
+                      inference=FakeInference())
+    assert {"td_auc", "brier", "km", "calibration", "ablation", "top_rna", "heatmap_0"} <= set(ev.figures)
+    assert len(seen) == len(ev.figures)
+    for width_in, smallest_pt, n_texts in seen:
+        assert n_texts > 3
+        assert smallest_pt * 380 / (72 * width_in) >= 10, (width_in, smallest_pt)
+
+
+def test_report_css_keeps_figures_full_width_on_a_phone():
+    from healnet_cli.stages.evaluate.report import CSS
+
+    assert "img{max-width:100%" in CSS.replace(" ", "")
+    phone = CSS.split("@media (max-width:600px)")[1]
+    assert "figure{" in phone and "width:100%" in phone

@@ -180,3 +180,129 @@ def test_calibration_times_are_at_most_four(run_dir):
     run = read_run(run_dir)
     assert calibration_times(run, [float(t) for t in range(1, 11)]) == [1.0, 4.0, 7.0, 10.0]
     assert len(calibration_times(run, None)) == 3
+
+
+def test_omics_run_without_per_feature_weights_skips_the_attention_pass(tmp_path):
+    run_dir = make_run(tmp_path / "r", modalities=("rna",))
+    fake = FakeInference(modalities=("rna",), single_token=True)
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=fake)
+    assert ev.attention is None and "attention" not in ev.failed
+    assert ev.skipped["attention"].startswith("nothing to draw") and "single token" in ev.skipped["attention"]
+    assert len(fake.calls) == 1 and all(c["weights"] for c in fake.calls)  # one probe, not every patient
+    per_feature = FakeInference(modalities=("rna",))
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=per_feature)
+    assert "rna" in ev.attention.top_features and len(per_feature.calls) == 1 + 3
+
+
+def test_the_cohort_is_loaded_once_per_run(run_dir):
+    from types import SimpleNamespace
+
+    class Counting(FakeInference):
+        def __init__(self):
+            super().__init__()
+            self.cohorts = []
+
+        def load_fold(self, run_dir, fold, *, workdir=None, device="cpu", cohort=None):
+            self.cohorts.append(cohort)
+            fm = super().load_fold(run_dir, fold, workdir=workdir, device=device)
+            fm.cohort = cohort if cohort is not None else SimpleNamespace(name=f"loaded by fold {fold}")
+            return fm
+
+    fake = Counting()
+    evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True), console=QUIET, inference=fake)
+    assert fake.cohorts[0] is None and len(fake.cohorts) == 3
+    assert all(c is not None and c.name == "loaded by fold 0" for c in fake.cohorts[1:])
+
+
+def test_interpolated_survival_passes_through_the_bin_ends():
+    from healnet_cli.metrics import survival_at, survival_interpolated
+
+    surv = np.array([[0.8, 0.5, 0.2, 0.05]])
+    for edges in ([0.0, 10.0, 20.0, 30.0, 60.0], [0.0, 10.0, 20.0, 30.0, np.inf]):
+        at = survival_interpolated(surv, np.array(edges), np.array([0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 99.0]))[0]
+        assert at[0] == 1.0 and at[2] == pytest.approx(0.8) and at[4] == pytest.approx(0.5) and at[5] == pytest.approx(0.2)
+        assert at[1] == pytest.approx(0.8**0.5) and at[3] == pytest.approx((0.8 * 0.5) ** 0.5)  # constant hazard in a bin
+        assert np.all(np.diff(at) <= 1e-12)
+    assert at[6] == pytest.approx(0.2) and at[7] == pytest.approx(0.2)  # infinite last edge: held
+    assert survival_at(surv, np.array(edges), np.array([5.0]))[0, 0] == 1.0  # the step function says 1 in bin 0
+
+
+def test_calibration_is_not_drawn_where_the_step_function_is_one(run_dir):
+    from healnet_cli.stages.evaluate.curves import calibrate, calibration_times, pooled_survival_at
+
+    run = read_run(run_dir)
+    times = calibration_times(run, None)
+    step = pooled_survival_at(run, times, interpolate=False)
+    assert (step[:, 0] == 1.0).mean() > 0.5  # the situation of the issue: most patients at exactly 1.0
+    cal = calibrate(run, None)
+    first = [r for r in cal.rows if r["time"] == times[0]]
+    assert first and all(r["predicted"] < 0.999 for r in first)
+    assert "log-linear between the model's bin ends" in cal.method
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
+    assert "interpolat" in _metrics(run_dir)["calibration"]["method"] or "log-linear" in _metrics(run_dir)["calibration"]["method"]
+    assert "log-linear between the model" in (run_dir / "evaluation" / "report.html").read_text()
+
+
+def test_ablation_scores_only_the_patients_a_condition_changes(run_dir):
+    path = run_dir / "predictions.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    no_slide = frame["patient_id"].isin([f"P{i:03d}" for i in range(0, 60, 3)])  # 20 of 60 without slides
+    frame.loc[no_slide, "has_wsi"] = False
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    fake = FakeInference()
+    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake)
+    rows = {r["condition"]: r for r in ev.ablation.rows()}
+    assert rows["all present"]["n_changed"] == 60 and rows["without rna"]["n_changed"] == 60
+    assert rows["without wsi"]["n_changed"] == 40 and sum(f["n_changed"] for f in rows["without wsi"]["folds"].values()) == 40
+    without_wsi = [c for c in fake.calls if c["drop"] and set().union(*c["drop"].values()) == {"wsi"}]
+    assert sum(len(c["drop"]) for c in without_wsi) == 40
+    assert not any(p in c["drop"] for c in without_wsi for p in frame.loc[no_slide, "patient_id"])
+    assert rows["random half"]["n_changed"] == 40  # patients with one modality lose nothing
+    has = frame[~no_slide]
+    risk_all = fake.components.loc[has["patient_id"], ["comp_wsi", "comp_rna"]].sum(axis=1).to_numpy()
+    expected = concordance_index_censored(has["event"].to_numpy(bool), has["time"].to_numpy(), risk_all)[0]
+    assert rows["without wsi"]["pooled_all_present"] == pytest.approx(expected)
+    assert rows["without rna"]["pooled_all_present"] == pytest.approx(rows["all present"]["pooled"])
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=FakeInference())
+    html_text = (run_dir / "evaluation" / "report.html").read_text()
+    assert "patients changed" in html_text and "all present, same patients" in html_text
+
+
+def test_report_shows_patterns_training_settings_and_the_null_brier(run_dir):
+    import yaml
+    from sksurv.metrics import integrated_brier_score
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    path = run_dir / "predictions.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    frame.loc[frame.index < 7, "has_wsi"] = False
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["options"].update({"epochs": 30, "ensemble": 3, "patience": 5, "monitor": "cindex", "lr": 0.001,
+                              "hparams": {"depth": 2, "latent_dim": 16}})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "fold_1" / "history.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "train_loss": 1.0, "best_epoch": min(e, 3)}) + "\n" for e in range(9)))
+    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
+    m = _metrics(run_dir)
+    assert m["run"]["modality_patterns"] == {"wsi+rna": 53, "rna": 7}
+    assert m["training"]["settings"]["ensemble"] == 3 and m["training"]["settings"]["monitor"] == "cindex"
+    assert m["training"]["folds"] == {"1": [{"epochs": 9, "best_epoch": 3}]}
+    html_text = (run_dir / "evaluation" / "report.html").read_text()
+    for text in ("wsi+rna", "seed ensemble per fold", "early stopping monitors", "depth=2, latent_dim=16",
+                 "fold 1: 9 epochs, kept epoch 3", "null model (KM)"):
+        assert text in html_text, text
+    # the null model's IBS is scikit-survival's IBS of the training patients' Kaplan–Meier curve
+    run = read_run(run_dir)
+    part = run.predictions[run.predictions["fold"] == 1]
+    train = run.labels.loc[run.train_ids[1]]
+    grid = np.array(m["folds"]["1"]["ibs"]["grid"][:2], dtype=float)
+    times = np.linspace(grid[0], grid[1], m["folds"]["1"]["ibs"]["grid"][2])
+    t, s = kaplan_meier_estimator(train["event"].to_numpy(bool), train["time"].to_numpy(float))
+    km = np.where(np.searchsorted(t, times, side="right") > 0, s[np.searchsorted(t, times, side="right") - 1], 1.0)
+    expected = integrated_brier_score(Surv.from_arrays(train["event"], train["time"]), Surv.from_arrays(part["event"], part["time"]),
+                                      np.tile(km, (len(part), 1)), times)
+    assert m["folds"]["1"]["ibs_null_km"]["value"] == pytest.approx(expected, rel=1e-9)
+    assert m["across_folds"]["ibs_null_km"]["n_folds"] == 3

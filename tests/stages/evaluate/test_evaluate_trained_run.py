@@ -20,10 +20,17 @@ def _trained_run(tmp_path, model: str, *extra: str):
     return run
 
 
-def test_ablation_and_attention_on_a_trained_run(tmp_path):
+def test_ablation_and_attention_on_a_trained_run(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from healnet_cli.data.cohort import Cohort
+
     run = _trained_run(tmp_path, "healnet", "--hparam", "depth=1", "--hparam", "omics_tokens=per_feature")
+    reads, load_bag = Counter(), Cohort.load_bag
+    monkeypatch.setattr(Cohort, "load_bag", lambda self, pid: (reads.update([pid]), load_bag(self, pid))[1])
     result = CliRunner().invoke(build_app(), ["evaluate", str(run), "--bootstrap", "0", "--ablate", "--json"])
     assert result.exit_code == 0, result.stderr
+    assert len(reads) == 18 and set(reads.values()) == {2}  # once for all ablation conditions, once for attention
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     rows = {r["condition"]: r for r in metrics["ablation"]["conditions"]}
     assert list(rows) == ["all present", "without wsi", "without rna", "random half"]
@@ -38,11 +45,23 @@ def test_ablation_and_attention_on_a_trained_run(tmp_path):
     assert (run / "evaluation" / "heatmap_0_highest_risk.png").is_file()
 
 
-def test_ehpal_pooling_weights_reach_the_heatmaps(tmp_path):
+def test_ehpal_pooling_weights_reach_the_heatmaps(tmp_path, monkeypatch):
+    from collections import Counter
+
+    from healnet_cli.data.cohort import Cohort
+
     run = _trained_run(tmp_path, "ehpal", "--ensemble", "1", "--hparam", "token_dim=16", "--hparam", "widths=[16,16]",
                        "--hparam", "sir_max_width=16")
+    reads, load_bag = Counter(), Cohort.load_bag
+
+    def counting(self, patient_id):
+        reads[patient_id] += 1
+        return load_bag(self, patient_id)
+
+    monkeypatch.setattr(Cohort, "load_bag", counting)
     result = CliRunner().invoke(build_app(), ["evaluate", str(run), "--bootstrap", "0", "--json"])
     assert result.exit_code == 0, result.stderr
+    assert len(reads) == 18 and set(reads.values()) == {1}  # each test patient's bag read once
     heatmaps = json.loads((run / "evaluation" / "metrics.json").read_text())["attention"]["heatmaps"]
     assert [h["label"] for h in heatmaps] == ["highest risk", "lowest risk"]
     assert (run / "evaluation" / "heatmap_0_highest_risk.png").is_file()

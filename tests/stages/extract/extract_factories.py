@@ -11,7 +11,7 @@ import torch
 from healnet_cli.artifacts.coords import SlideCoords, coords_path, write_coords
 from healnet_cli.core.fingerprint import file_fingerprint
 from healnet_cli.core.store import ArtifactStore
-from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
 
 TINY_MODEL = "timm:test_resnet"  # 96-d, 160 px input, ~0.4 M parameters
 PATCH_PX = 64  # read at level 0, resized to the model input by the loader

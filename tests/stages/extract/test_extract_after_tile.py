@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from healnet_cli.artifacts.coords import read_coords
 from healnet_cli.artifacts.features import read_features
 from healnet_cli.cli import build_app
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 runner = CliRunner()
 

@@ -110,6 +110,30 @@ def test_corrupt_slide_among_good_ones(workspace: Path, weights_file: Path) -> N
     assert features_path(_folder(workspace), "s2").exists()
 
 
+def test_damaged_tile_fails_its_slide_with_one_line(workspace: Path, weights_file: Path) -> None:
+    """A tile whose bytes are garbage (decoded directly, not through OpenSlide) fails that slide only."""
+    import tifffile
+
+    from healnet_cli.artifacts.coords import coords_path
+    from healnet_cli.core.fingerprint import file_fingerprint
+    from healnet_cli.core.store import ArtifactStore
+
+    slide = add_slide(workspace, "dmg", n_patches=4)
+    with tifffile.TiffFile(slide) as tif:
+        offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    with open(slide, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xff" * count)
+    fingerprint = file_fingerprint(slide)  # tiled after the damage
+    store = ArtifactStore(workspace / "tiles", "tile", {"target_mpp": 0.5, "patch_px": 64})
+    store.commit("dmg", fingerprint, [coords_path(workspace / "tiles", "dmg")], meta={"slide_fingerprint": fingerprint})
+    result = _extract(workspace, *TINY, "--weights", str(weights_file), "--json")
+    summary = json.loads(result.stdout)
+    failed = {f["item"]: f["reason"] for f in summary["failed"]}
+    assert result.exit_code == 3 and summary["counts"]["done"] == 3, result.output
+    assert "dmg.tif: cannot decode segment 0" in failed["dmg"] and "\n" not in failed["dmg"]
+
+
 def test_on_error_fail_stops(workspace: Path, weights_file: Path) -> None:
     add_slide(workspace, "a0-bad", corrupt=True)  # sorts first
     result = _extract(workspace, *TINY, "--weights", str(weights_file), "--on-error", "fail", "--num-workers", "0", "--json")

@@ -17,7 +17,7 @@ from healnet_cli.core.store import ArtifactStore
 from healnet_cli.extractors.stain_texture import stain_texture_features
 from healnet_cli.extractors.transform import resize_patches
 from healnet_cli.slides import open_slide
-from healnet_cli.slides.synthetic import write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
 from healnet_cli.stages.extract.config import ExtractConfig
 from healnet_cli.stages.extract.engine import _guarded
 from healnet_cli.stages.extract.items import SlidePlan, discover_items, read_plan
@@ -117,3 +117,59 @@ def test_coarse_read_gives_the_features_of_the_pyramid_level(tmp_path: Path) -> 
         level1 = np.stack([reader.read_region((int(x), int(y)), 1, (256, 256)) for x, y in xy])
     resized = resize_patches(torch.from_numpy(level1).permute(0, 3, 1, 2), 128, "bilinear")
     assert np.allclose(bag.features.float().numpy(), stain_texture_features(resized), atol=1e-2, rtol=1e-3)
+
+
+def _jpeg_slide(path: Path, pixels: np.ndarray) -> Path:
+    """A two-level JPEG (YCbCr) generic TIFF with 96 px tiles (patch grids do not align with them)."""
+    import tifffile
+
+    with tifffile.TiffWriter(path) as writer:
+        for index, level in enumerate([pixels, np.ascontiguousarray(pixels[::2, ::2])]):
+            extra = {"resolution": (20000, 20000), "resolutionunit": "CENTIMETER"} if index == 0 else {"subfiletype": 1}
+            writer.write(level, tile=(96, 96), compression="jpeg", photometric="ycbcr", **extra)
+    return path
+
+
+def test_direct_tile_reads_give_the_batches_of_openslide_reads(tmp_path: Path) -> None:
+    """Chunks read from directly decoded tiles (with the tile cache) equal chunks read through OpenSlide:
+    deflate and JPEG slides, patches on and off the tile grid, level 0 and a coarse level."""
+    pixels = slide_pixels(5, 768)
+    deflate = write_pyramidal_tiff(tmp_path / "d.tif", pixels, mpp=0.5, levels=2, tile=128, level_factor=2)
+    jpeg = _jpeg_slide(tmp_path / "j.tif", pixels)
+    grid = np.array([(x, y) for y in range(16, 600, 80) for x in range(40, 700, 80)], np.int64)  # 80 px, off the tiles
+    plans = [SlidePlan(f"s{i}", str(slide), 0, 80, grid) for i, slide in enumerate((deflate, jpeg))]
+    chunks = make_chunks(plans, 24)
+    for coarse in (False, True):  # coarse: 80 px at level 0 = 40 px at level 1, read there
+        direct, through_openslide = (
+            list(make_loader(PatchChunks(plans, chunks, input_px=40, interpolation="bilinear", coarse_read=coarse,
+                                         direct_tiles=flag), num_workers=2, pin_memory=False))
+            for flag in (True, False)
+        )  # fmt: skip
+        assert len(direct) == len(chunks) and all("error" not in b for b in direct)
+        assert {b["read_level"] for b in direct} == {1 if coarse else 0}
+        for a, b in zip(direct, through_openslide, strict=True):
+            assert torch.equal(a["data"], b["data"])
+
+
+def test_worker_opens_direct_regions_for_tiff_slides(tmp_path: Path) -> None:
+    from healnet_cli.slides.direct_regions import DirectRegions
+    from healnet_cli.stages.extract.loader import _SlideCache
+
+    slide = add_slide(tmp_path, "s", n_patches=2)
+    for flag, kind in ((True, DirectRegions), (False, type(open_slide(slide)))):
+        cache = _SlideCache(direct_tiles=flag)
+        assert type(cache.get(str(slide))) is kind
+        cache.close()
+
+
+def test_stain_texture_features_are_the_same_with_direct_tile_reads(tmp_path: Path, monkeypatch) -> None:
+    from healnet_cli.stages.extract import loader
+
+    add_slide(tmp_path, "a", seed=1, n_patches=16)
+    features = []
+    for flag, name in ((True, "direct"), (False, "openslide")):
+        monkeypatch.setattr(loader, "DIRECT_TILES", flag)
+        config = ExtractConfig(workdir=tmp_path, extractor="stain-texture", num_workers=1, name=name)
+        assert run_extract(config, console=Console(quiet=True)).exit_code == 0
+        features.append(read_features(features_path(tmp_path / "features" / name, "a")).features)
+    assert torch.equal(features[0], features[1])

@@ -38,6 +38,9 @@ def test_wide_table_splits_by_suffix(tmp_path: Path, wide_csv: Path) -> None:
     assert list(read_modality(ws.omics_dir / "cnv.parquet")[0].columns) == ["GENE1", "GENE2"]
     assert list(read_modality(ws.omics_dir / "mut.parquet")[0].columns) == ["TP53", "KRAS"]
     clinical, _ = read_modality(ws.omics_dir / "clinical.parquet")
+    assert list(clinical.columns) == ["age", "is_female"]  # site (centre) and oncotree_code: not covariates by default
+    ws2, _ = _run(tmp_path / "site", wide_csv, clinical_columns="age,sex,site,oncotree_code")
+    clinical, _ = read_modality(ws2.omics_dir / "clinical.parquet")
     assert list(clinical.columns) == ["age", "site=AA", "site=BB", "is_female"]  # oncotree_code constant: dropped
     labels, lmeta = read_labels(ws.omics_dir / "labels.parquet")
     assert len(labels) == 6 and labels["event"].sum() == 4 and lmeta["time_unit"] == "months"
@@ -130,14 +133,14 @@ def test_wide_table_slides_collapse_and_report(tmp_path: Path) -> None:
 
 def test_text_in_numeric_columns_is_coerced_and_reported(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
-    path.write_text("case_id,g1_rnaseq,g2_rnaseq,age\nP1,1.0,2,61\nP2,oops,3,unknown\nP3,2.5,NA,70\nP4,4,5,55\n")
+    path.write_text("case_id,g1_rnaseq,g2_rnaseq,age\nP1,1.0,2,61\nP2,oops,3,sixty\nP3,2.5,NA,70\nP4,4,5,55\n")
     ws, report = _run(tmp_path, path)
     rna, meta = read_modality(ws.omics_dir / "rna.parquet")
     assert np.isnan(rna.loc["P2", "g1"]) and np.isnan(rna.loc["P3", "g2"])
     assert meta["missing_fraction"] == {"g1": 0.25, "g2": 0.25}
     coerced = report["inputs"][0]["modalities"]["rna"]["non_numeric"]
     assert coerced["cells"] == 1 and coerced["examples"] == ["g1_rnaseq='oops'"]
-    assert report["inputs"][0]["modalities"]["clinical"]["non_numeric"]["examples"] == ["age='unknown'"]
+    assert report["inputs"][0]["modalities"]["clinical"]["non_numeric"]["examples"] == ["age='sixty'"]
     assert "non-numeric cell" in report["status"]["warnings"][0]["warning"]
 
 

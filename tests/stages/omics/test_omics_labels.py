@@ -103,3 +103,64 @@ def test_every_row_rejected_is_an_input_error(tmp_path: Path) -> None:
     table.write_text("case_id,t,e\nP1,0,1\nP2,-1,1\n")
     result = runner.invoke(build_app(), ["omics", "labels", str(table), "--time-col", "t", "--event-col", "e", "-w", str(tmp_path / "w")])
     assert result.exit_code == 2 and "every label row was rejected" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"event_col": "censorship"}, "--event-col 'censorship': the name says censoring"),
+     ({"event_col": "Is_Censored"}, "--event-col 'Is_Censored'"),
+     ({"censor_col": "OS"}, "--censor-col 'OS': the name says event"),
+     ({"censor_col": "dss_event"}, "--censor-col 'dss_event'")],
+)  # fmt: skip
+def test_status_column_named_the_opposite_is_refused(options: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        LabelsConfig(time_col="t", **options)
+    LabelsConfig(time_col="t", status_as_is=True, **options)  # confirmed: read as the option says
+
+
+@pytest.mark.parametrize("options", [{"event_col": "OS"}, {"event_col": "vital_status"}, {"censor_col": "censorship"}, {"event_col": "status"}])
+def test_status_columns_named_as_the_option_pass(options: dict) -> None:
+    LabelsConfig(time_col="t", **options)
+
+
+def test_status_as_is_reads_the_column_as_the_option_says(tmp_path: Path) -> None:
+    table = tmp_path / "c.csv"
+    table.write_text("case_id,t,censored\nP1,3,1\nP2,5,0\n")  # an export whose "censored" column holds 1 = death
+    args = ["omics", "labels", str(table), "--time-col", "t", "--event-col", "censored", "-w", str(tmp_path / "w")]
+    assert runner.invoke(build_app(), args).exit_code == 2
+    result = runner.invoke(build_app(), [*args, "--status-as-is"])
+    assert result.exit_code == 0, result.output
+    assert read_labels(tmp_path / "w" / "omics" / "labels.parquet")[0]["event"].tolist() == [True, False]
+
+
+def test_no_events_warns_with_the_counts() -> None:
+    result = build_labels(["P1", "P2"], [3, 4], [0, 0], kind="event")
+    assert "no events: 0 events, 2 censored among 2 patients" in result.warning()
+    assert build_labels(["P1", "P2"], [3, 4], [1, 0], kind="event").warning() == ""
+
+
+def test_labels_have_one_owner(tmp_path: Path) -> None:
+    """`omics TABLE` and `omics labels` no longer overwrite each other's labels (months ↔ days)."""
+    from omics_factory import wide_frame
+
+    study = tmp_path / "s_all_clean.csv"
+    wide_frame(6).to_csv(study)
+    clinical = tmp_path / "clinical.tsv"
+    clinical.write_text("case_id\tOS.time\tOS\n" + "".join(f"TCGA-AA-{i:04d}\t{100 * (i + 1)}\t1\n" for i in range(6)))
+    work = tmp_path / "w"
+    labels_path = work / "omics" / "labels.parquet"
+    omics = ["omics", str(study), "-w", str(work)]
+    labels = ["omics", "labels", str(clinical), "--time-col", "OS.time", "--event-col", "OS", "--time-unit", "days", "-w", str(work)]
+    assert runner.invoke(build_app(), omics).exit_code == 0
+    refused = runner.invoke(build_app(), labels)
+    assert refused.exit_code == 2 and "holds the labels `healnet omics` built" in refused.output
+    assert read_labels(labels_path)[1]["time_unit"] == "months"
+    assert runner.invoke(build_app(), [*labels, "--force"]).exit_code == 0
+    for extra in ([], ["--force"], ["--sample-type", "all"]):  # a rerun, a forced one, new parameters: the labels stay
+        again = runner.invoke(build_app(), [*omics, *extra, "--json"])
+        assert again.exit_code == 0 and "belongs to `healnet omics labels`" in again.output
+        assert read_labels(labels_path)[1]["time_unit"] == "days"
+    assert runner.invoke(build_app(), labels).exit_code == 0  # its own labels: a rerun is fine
+    labels_path.unlink()  # handing the labels back to the tables
+    assert runner.invoke(build_app(), omics).exit_code == 0
+    assert read_labels(labels_path)[1]["time_unit"] == "months"

@@ -135,3 +135,14 @@ def test_non_utf8_text_and_id_col_with_transposed_orientation(tmp_path: Path) ->
         run_omics(OmicsConfig(tables=(TableSpec(path),)), workspace=Workspace.at(tmp_path / "w"), console=Console(quiet=True))
     with pytest.raises(InputError, match="--id-col"):
         detect_layout(read_head(_write(tmp_path / "t.csv", CSV)), orientation=COLUMNS, id_col="case_id")
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal"),
+    [("a;b;c\nP1;1,5;2\nP2;-0,25;3\n", ","), ("a\tb\nP1\t1,5\n", ","), ("a;b\nP1;1.5\n", "."), ("a,b\nP1,1.5\n", "."),
+     ("a;b\nP1;1\n", ".")],
+)  # fmt: skip
+def test_decimal_commas_are_detected(tmp_path: Path, text: str, decimal: str) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    assert read_head(path).decimal == decimal

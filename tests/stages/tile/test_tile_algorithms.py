@@ -15,7 +15,7 @@ from healnet_cli.slides import open_slide
 from healnet_cli.stages.tile import export
 from healnet_cli.stages.tile.config import TileConfig, parse_exports
 from healnet_cli.stages.tile.grid import grid_coords, grid_spec, tissue_fraction
-from healnet_cli.stages.tile.inputs import case_id_of, collect_slides, read_mpp_csv
+from healnet_cli.stages.tile.inputs import collect_slides, read_mpp_csv
 from healnet_cli.stages.tile.tissue import detect_tissue, fill_small_holes, otsu_threshold, remove_small_objects, saturation
 
 
@@ -173,9 +173,18 @@ def test_config_validation() -> None:
             TileConfig(**kwargs)
 
 
-def test_case_ids() -> None:
-    assert case_id_of("TCGA-06-0174-01Z-00-DX3.8d6b5b0c") == "TCGA-06-0174"
-    assert case_id_of("patient7_slideA") == "patient7_slideA"
+def test_case_ids_are_patient_ids(tmp_path: Path) -> None:
+    """Tile derives a slide's case id with the one patient parser: any case, any separator."""
+    for name in ("TCGA-06-0174-01Z-00-DX3.8d6b5b0c.svs", "tcga-2f-a9ko-01z-00-dx1.svs", "patient7_slideA.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "slides.csv").write_text("path,case_id\npatient7_slideA.tif,tcga.aa.0001\n")
+    cases = {s.slide_id: s.case_id for s in collect_slides([tmp_path])}
+    assert cases == {
+        "TCGA-06-0174-01Z-00-DX3.8d6b5b0c": "TCGA-06-0174",
+        "tcga-2f-a9ko-01z-00-dx1": "TCGA-2F-A9KO",
+        "patient7_slideA": "patient7_slideA",
+    }
+    assert collect_slides([], slides_csv=tmp_path / "slides.csv")[0].case_id == "TCGA-AA-0001"
 
 
 def test_collect_slides_inputs(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from healnet_cli.artifacts.coords import read_coords
 from healnet_cli.cli import build_app
-from healnet_cli.slides.synthetic import aperio_description
+from healnet_cli.stages.demo.synthetic_slides import aperio_description
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from healnet_cli.slides.synthetic import tissue_disk_tile_fn, write_pyramidal_tiff
+from healnet_cli.stages.demo.synthetic_slides import tissue_disk_tile_fn, write_pyramidal_tiff
 
 
 def disk_slide(

@@ -7,7 +7,16 @@ import torch
 
 from healnet_cli.data.batching import PatientTable
 from healnet_cli.models import ModalitySpec, create_model
-from healnet_cli.stages.train.loop import LoopSettings, Targets, evaluate, lr_at, penalised_parameters, step_groups, train_fold
+from healnet_cli.stages.train.loop import (
+    LoopSettings,
+    Targets,
+    evaluate,
+    lr_at,
+    make_optimizer,
+    penalised_parameters,
+    step_groups,
+    train_fold,
+)
 from healnet_cli.stages.train.losses import cox_loss, nll_loss
 
 
@@ -72,6 +81,14 @@ def test_penalised_parameters_are_layer_weights_only() -> None:
     names = {n for n, p in model.named_parameters() if id(p) in chosen}
     assert names and all(n.endswith("weight") for n in names)
     assert "latents" not in names and not any("norm" in n for n in names)
+
+
+def test_the_optimizer_is_fused_adamw_with_decay_on_layer_weights_only() -> None:
+    model = create_model("healnet", {"rna": ModalitySpec("vector", 5)}, 4, depth=1, num_latents=4, latent_dim=8)
+    opt = make_optimizer(model, 1e-3, 0.1)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"]  # one kernel per group, not ~10 ops per tensor
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    assert decayed == {id(p) for p in penalised_parameters(model)}
 
 
 def test_losses_match_hand_computation() -> None:

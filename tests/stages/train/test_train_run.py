@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from healnet_cli.cli import build_app
-from healnet_cli.artifacts.run_tables import read_predictions_meta as predictions_meta
+from healnet_cli.artifacts.run_tables import read_predictions
 from healnet_cli.data.inference import list_folds, load_fold, predict_patients
 
 from train_factories import factories  # noqa: E402
@@ -59,7 +59,7 @@ def test_run_folder_contents(healnet_run: tuple[Path, Path]) -> None:
     assert sorted(pred["patient_id"]) == sorted(labels["patient_id"])  # every patient once
     assert {"risk", "surv_0", "surv_3", "time", "event", "has_wsi", "has_rna", "has_cnv", "fold"} <= set(pred.columns)
     assert np.all(np.diff(pred[[f"surv_{j}" for j in range(4)]].to_numpy(), axis=1) <= 1e-12)
-    meta = predictions_meta(run / "predictions.parquet")
+    meta = read_predictions(run / "predictions.parquet")[1]
     assert set(meta["bin_edges"]) == {"0", "1", "2"} and meta["time_unit"] == "months" and meta["model"] == "healnet"
     splits = pd.read_csv(run / "splits.csv")
     assert set(splits["split"]) == {"train", "val", "test"}

@@ -1,4 +1,5 @@
-"""Write synthetic slides: OpenSlide-readable tiled pyramidal TIFFs, for tests, demos and benchmarks.
+"""Write synthetic slides: OpenSlide-readable tiled pyramidal TIFFs, for the demo cohort, tests and
+benchmarks (a writer: it lives with the demo that ships it, not with the slide readers).
 
 Each pyramid level is its own tiled page in the main IFD chain (not SubIFDs), deflate-compressed,
 with resolution tags and an optional Aperio-style description. Level 0 can come from a callable that
