@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="demo folder (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    size = ["--patients", "16", "--slide-px", "1024", "--epochs", "5", "--folds", "2", "--bootstrap", "50"] if args.quick else []
+    size = (
+        ["--patients", "16", "--slide-px", "1024", "--epochs", "5", "--folds", "2", "--bootstrap", "50"]
+        if args.quick
+        else []
+    )
     with tempfile.TemporaryDirectory(prefix="healnet-demo-bench-") as tmp:
         out = args.out or Path(tmp) / "demo"
         command = [sys.executable, "-m", "healnet_cli", "demo", "--out", str(out), "--seed", str(args.seed), *size]

@@ -35,8 +35,23 @@ def train_omics_run(cohort_dir: Path, tmp: Path) -> Path:
     """An omics-only run (rna, cnv, mut) on the cohort's splits, default model and settings."""
     workdir, run = tmp / "work", tmp / "run"
     modalities = omics_workspace(cohort_dir, workdir)
-    cmd = [sys.executable, "-m", "healnet_cli", "--quiet", "train", "--modalities", ",".join(modalities), "--workdir",
-           str(workdir), "--splits", str(cohort_dir), "--out", str(run), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "healnet_cli",
+        "--quiet",
+        "train",
+        "--modalities",
+        ",".join(modalities),
+        "--workdir",
+        str(workdir),
+        "--splits",
+        str(cohort_dir),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+    ]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -49,8 +64,24 @@ def evaluate_once(run: Path, out: Path, bootstrap: int, extra: list[str]) -> tup
     """(wall s, CPU s, the --json payload) of one `healnet evaluate` subprocess."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "healnet_cli", "evaluate", str(run), "--out", str(out), "--bootstrap",
-                           str(bootstrap), "--json", *extra], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "healnet_cli",
+            "evaluate",
+            str(run),
+            "--out",
+            str(out),
+            "--bootstrap",
+            str(bootstrap),
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 3):

@@ -48,7 +48,9 @@ def split_table(csv: Path, sites: list[str], out: Path) -> tuple[Path, Path, int
 
 def healnet(*args: str, seconds: dict[str, float], step: str) -> str:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "healnet_cli", "--quiet", *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "healnet_cli", "--quiet", *args], capture_output=True, text=True, check=False
+    )
     seconds[step] = time.monotonic() - start
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"healnet {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -84,8 +86,23 @@ def main() -> int:
     boot = ["--bootstrap", "200" if args.quick else "1000"]
     quick = ["--epochs", "2", "--folds", "3"] if args.quick else []
     run = root / "run"
-    healnet("train", "-w", str(root / "work_A"), "-m", args.modalities, "--model", args.model, "--out", str(run),
-            "--device", "cpu", "--refit-all", *quick, seconds=seconds, step="train")
+    healnet(
+        "train",
+        "-w",
+        str(root / "work_A"),
+        "-m",
+        args.modalities,
+        "--model",
+        args.model,
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--refit-all",
+        *quick,
+        seconds=seconds,
+        step="train",
+    )
     healnet("evaluate", str(run), *boot, "--no-attention", seconds=seconds, step="evaluate_internal")
     internal = json.loads((run / "evaluation" / "metrics.json").read_text())
     print(f"internal_harrell_pooled={_metric(internal, 'harrell_c')}")
@@ -93,7 +110,17 @@ def main() -> int:
     print(f"internal_harrell_mean_sd={h['mean']:.3f}±{h['sd']:.3f}")
     for kind, extra in (("folds", []), ("refit", ["--model", "refit"])):
         pred = root / f"pred_{kind}"
-        healnet("predict", str(run), "-w", str(root / "work_B"), "--out", str(pred), *extra, seconds=seconds, step=f"predict_{kind}")
+        healnet(
+            "predict",
+            str(run),
+            "-w",
+            str(root / "work_B"),
+            "--out",
+            str(pred),
+            *extra,
+            seconds=seconds,
+            step=f"predict_{kind}",
+        )
         healnet("evaluate", str(pred), *boot, seconds=seconds, step=f"evaluate_{kind}")
         metrics = json.loads((pred / "evaluation" / "metrics.json").read_text())
         ext = metrics["external_validation"]

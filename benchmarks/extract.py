@@ -58,8 +58,8 @@ from healnet_cli.core.status import StatusTable
 from healnet_cli.core.store import ArtifactStore
 from healnet_cli.extractors import Extractor, load_extractor
 from healnet_cli.stages.demo.synthetic_slides import write_pyramidal_tiff
-from healnet_cli.stages.extract.config import default_num_workers
 from healnet_cli.stages.extract import loader
+from healnet_cli.stages.extract.config import default_num_workers
 from healnet_cli.stages.extract.engine import EngineOptions, extract_slides
 from healnet_cli.stages.extract.items import discover_items, read_plan
 
@@ -76,15 +76,25 @@ def make_workspace(root: Path, n_slides: int, patches_per_slide: int, level_fact
         pixels = rng.integers(90, 250, (side, side, 3), dtype=np.uint8)
         (root / "slides").mkdir(parents=True, exist_ok=True)
         slide = write_pyramidal_tiff(
-            root / "slides" / f"b{s}.tif", pixels, mpp=0.5, levels=2, tile=256, compression_level=1, level_factor=level_factor
+            root / "slides" / f"b{s}.tif",
+            pixels,
+            mpp=0.5,
+            levels=2,
+            tile=256,
+            compression_level=1,
+            level_factor=level_factor,
         )
-        grid = [(x, y) for y in range(0, side, READ_PATCH_PX) for x in range(0, side, READ_PATCH_PX)][:patches_per_slide]
+        grid = [(x, y) for y in range(0, side, READ_PATCH_PX) for x in range(0, side, READ_PATCH_PX)][
+            :patches_per_slide
+        ]
         xy = np.array(grid, dtype=np.int64)
         meta = {
             "slide_id": f"b{s}", "case_id": f"b{s}", "source_path": str(slide), "mpp": 0.5, "target_mpp": 0.5,
             "patch_px": READ_PATCH_PX, "patch_px_level0": READ_PATCH_PX, "read_level": 0, "read_patch_px": READ_PATCH_PX,
         }  # fmt: skip
-        path = write_coords(coords_path(tiles, f"b{s}"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
+        path = write_coords(
+            coords_path(tiles, f"b{s}"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta)
+        )
         fingerprint = file_fingerprint(slide)
         ArtifactStore(tiles, "tile", {}).commit(f"b{s}", fingerprint, [path], meta={"slide_fingerprint": fingerprint})
     return root
@@ -98,7 +108,9 @@ def cpu_seconds() -> float:
 
 def forward_only(extractor: Extractor, n_patches: int, batch_size: int) -> float:
     """Patches/s of normalisation + forward on in-memory uint8 batches (same batch size)."""
-    batch = torch.randint(0, 256, (batch_size, 3, extractor.transform.input_px, extractor.transform.input_px), dtype=torch.uint8)
+    batch = torch.randint(
+        0, 256, (batch_size, 3, extractor.transform.input_px, extractor.transform.input_px), dtype=torch.uint8
+    )
     batch = batch.contiguous(memory_format=torch.channels_last).to(extractor.device)  # as the loader yields
     sizes = [min(batch_size, n_patches - i) for i in range(0, n_patches, batch_size)]
     _sync(extractor.device)
@@ -110,7 +122,9 @@ def forward_only(extractor: Extractor, n_patches: int, batch_size: int) -> float
     return n_patches / (time.perf_counter() - start)
 
 
-def end_to_end(extractor: Extractor, workdir: Path, options: EngineOptions, run: str, *, direct: bool = True) -> tuple[float, int]:
+def end_to_end(
+    extractor: Extractor, workdir: Path, options: EngineOptions, run: str, *, direct: bool = True
+) -> tuple[float, int]:
     """Patches/s of the stage's loop on every slide (written to a fresh folder); ``direct=False``
     reads every patch through OpenSlide."""
     items, _ = discover_items(workdir / "tiles")
@@ -120,7 +134,9 @@ def end_to_end(extractor: Extractor, workdir: Path, options: EngineOptions, run:
     status = StatusTable("extract")
     saved, loader.DIRECT_TILES = loader.DIRECT_TILES, direct
     try:
-        stats = extract_slides(work, extractor, store=store, status=status, console=Console(quiet=True), options=options)
+        stats = extract_slides(
+            work, extractor, store=store, status=status, console=Console(quiet=True), options=options
+        )
     finally:
         loader.DIRECT_TILES = saved
     if status.failed:
@@ -151,15 +167,20 @@ def _sync(device: torch.device) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, smaller slides (smoke run)")
-    parser.add_argument("--extractor", default="resnet50-trunc", help="resnet50-trunc (random-init file) or stain-texture")
+    parser.add_argument(
+        "--extractor", default="resnet50-trunc", help="resnet50-trunc (random-init file) or stain-texture"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 256 on CUDA")
     parser.add_argument("--num-workers", type=int, default=None, help="default: healnet extract's default")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--level-factor", type=int, default=4, help="downsample between pyramid levels (4 or 2)")
-    parser.add_argument("--readers", default="direct,openslide",
-                        help="direct (as healnet extract reads), openslide (every read through OpenSlide), or both, interleaved")
+    parser.add_argument(
+        "--readers",
+        default="direct,openslide",
+        help="direct (as healnet extract reads), openslide (every read through OpenSlide), or both, interleaved",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -168,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     on_cuda = device.type == "cuda"
     in_workers = args.extractor == "stain-texture"
     batch_size = args.batch_size or (256 if on_cuda or in_workers else 32)
-    n_slides, per_slide = (2, batch_size) if args.quick else ((8, 2 * batch_size) if on_cuda or in_workers else (4, 2 * batch_size))
+    n_slides, per_slide = (
+        (2, batch_size) if args.quick else ((8, 2 * batch_size) if on_cuda or in_workers else (4, 2 * batch_size))
+    )
     repeats = args.repeats or (1 if args.quick else 3)
     readers = [r.strip() for r in args.readers.split(",") if r.strip()]
     if not readers or set(readers) - {"direct", "openslide"}:
@@ -194,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             fwd_cpu.append((cpu_seconds() - start) / (n_slides * per_slide))
             for reader in readers:
                 start = cpu_seconds()
-                rate, n_patches = end_to_end(extractor, root / "work", options, f"{run}-{reader}", direct=reader == "direct")
+                rate, n_patches = end_to_end(
+                    extractor, root / "work", options, f"{run}-{reader}", direct=reader == "direct"
+                )
                 e2e_cpu[reader].append((cpu_seconds() - start) / n_patches)
                 e2e[reader].append(rate)
 
     results = {
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if on_cuda else f" ({available_cpus()} cpus)"),
+        "device": str(device)
+        + (f" ({torch.cuda.get_device_name(device)})" if on_cuda else f" ({available_cpus()} cpus)"),
         "extractor": extractor.name,
         "precision": extractor.precision,
         "batch_size": batch_size,
@@ -214,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         suffix = "" if reader == "direct" else "_openslide"
         results |= {
             f"end_to_end_patches_per_s{suffix}": round(float(np.median(e2e[reader])), 2),
-            f"io_efficiency{suffix}": round(float(np.median([e / f for e, f in zip(e2e[reader], fwd, strict=True)])), 3),
+            f"io_efficiency{suffix}": round(
+                float(np.median([e / f for e, f in zip(e2e[reader], fwd, strict=True)])), 3
+            ),
             f"end_to_end_cpu_ms_per_patch{suffix}": round(1e3 * float(np.median(e2e_cpu[reader])), 3),
         }
         if in_workers:

@@ -37,8 +37,14 @@ from pathlib import Path
 BLCA = {"rna": 1554, "cnv": 256, "mut": 371}
 CONFIGS = {
     "library": {},
-    "blca": {"depth": 2, "num_latents": 25, "latent_dim": 119, "cross_heads": 1, "cross_dim_head": 16,
-             "self_per_cross_attn": 0},
+    "blca": {
+        "depth": 2,
+        "num_latents": 25,
+        "latent_dim": 119,
+        "cross_heads": 1,
+        "cross_dim_head": 16,
+        "self_per_cross_attn": 0,
+    },
 }
 N_BINS = 4
 
@@ -46,7 +52,9 @@ N_BINS = 4
 def _reference_class(ref_dir: Path):
     path = ref_dir / "healnet" / "models" / "healnet.py"
     if not path.is_file():
-        raise SystemExit(f"--reference {ref_dir}: no healnet/models/healnet.py there; pass a checkout of konst-int-i/healnet")
+        raise SystemExit(
+            f"--reference {ref_dir}: no healnet/models/healnet.py there; pass a checkout of konst-int-i/healnet"
+        )
     spec = importlib.util.spec_from_file_location("reference_healnet", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -66,8 +74,10 @@ def _data(shapes, batch: int, n_patches: int):
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    return {k: torch.randn((batch, n_patches, d) if kind == "bag" else (batch, d), generator=gen)
-            for k, (kind, d) in shapes.items()}
+    return {
+        k: torch.randn((batch, n_patches, d) if kind == "bag" else (batch, d), generator=gen)
+        for k, (kind, d) in shapes.items()
+    }
 
 
 class _Ours:
@@ -80,8 +90,10 @@ class _Ours:
         self.model = create_model("healnet", specs, N_BINS, bag_positions="index", **config).train()
         b = next(iter(data.values())).shape[0]
         one = torch.ones(b, dtype=torch.bool)
-        self.batch = {k: ModalityInput(v, one, torch.ones(v.shape[:2], dtype=torch.bool) if v.dim() == 3 else None)
-                      for k, v in data.items()}
+        self.batch = {
+            k: ModalityInput(v, one, torch.ones(v.shape[:2], dtype=torch.bool) if v.dim() == 3 else None)
+            for k, v in data.items()
+        }
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
 
     def loss(self):
@@ -97,12 +109,25 @@ class _Reference:
         cfg = HEALNetConfig(bag_positions="index", **config)
         names = list(shapes)
         self.model = cls(
-            n_modalities=len(names), channel_dims=[shapes[n][1] for n in names], num_spatial_axes=[1] * len(names),
-            out_dims=N_BINS, depth=cfg.depth, num_freq_bands=cfg.num_freq_bands, max_freq=cfg.max_freq,
-            l_c=cfg.num_latents, l_d=cfg.latent_dim, x_heads=cfg.cross_heads, l_heads=cfg.latent_heads,
-            cross_dim_head=cfg.cross_dim_head, latent_dim_head=cfg.latent_dim_head, attn_dropout=cfg.attn_dropout,
-            ff_dropout=cfg.ff_dropout, weight_tie_layers=False, fourier_encode_data=cfg.fourier_encode_data,
-            self_per_cross_attn=cfg.self_per_cross_attn, snn=cfg.ff_gate == "selu",
+            n_modalities=len(names),
+            channel_dims=[shapes[n][1] for n in names],
+            num_spatial_axes=[1] * len(names),
+            out_dims=N_BINS,
+            depth=cfg.depth,
+            num_freq_bands=cfg.num_freq_bands,
+            max_freq=cfg.max_freq,
+            l_c=cfg.num_latents,
+            l_d=cfg.latent_dim,
+            x_heads=cfg.cross_heads,
+            l_heads=cfg.latent_heads,
+            cross_dim_head=cfg.cross_dim_head,
+            latent_dim_head=cfg.latent_dim_head,
+            attn_dropout=cfg.attn_dropout,
+            ff_dropout=cfg.ff_dropout,
+            weight_tie_layers=False,
+            fourier_encode_data=cfg.fourier_encode_data,
+            self_per_cross_attn=cfg.self_per_cross_attn,
+            snn=cfg.ff_gate == "selu",
         ).train()
         self.inputs = [v if v.dim() == 3 else v.unsqueeze(1) for v in data.values()]  # omics: 1 token x f
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
@@ -154,8 +179,11 @@ def _memory_worker(impl_name: str, config_name: str, n: int, ref_dir: str, mode:
     torch.set_num_threads(1)
     shapes, batch = _shapes("bag", n)
     data = _data(shapes, batch, n)
-    impl = _Ours(CONFIGS[config_name], shapes, data) if impl_name == "ours" else \
-        _Reference(_reference_class(Path(ref_dir)), CONFIGS[config_name], shapes, data)
+    impl = (
+        _Ours(CONFIGS[config_name], shapes, data)
+        if impl_name == "ours"
+        else _Reference(_reference_class(Path(ref_dir)), CONFIGS[config_name], shapes, data)
+    )
     before = _rss_mb()
     if mode == "step":
         impl.loss().backward()
@@ -200,8 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     configs = ["library"] if args.quick else [c for c in args.configs.split(",") if c]
     reps = 3 if args.quick else args.reps
     print(f"torch={torch.__version__}", flush=True)
-    print("reference=" + (str(args.reference) if ref_cls is not None else
-                          "skipped (pass --reference DIR, a checkout of konst-int-i/healnet)"), flush=True)
+    print(
+        "reference="
+        + (
+            str(args.reference)
+            if ref_cls is not None
+            else "skipped (pass --reference DIR, a checkout of konst-int-i/healnet)"
+        ),
+        flush=True,
+    )
     for config_name in configs:
         out: dict = {}
         for setting in ("omics", "bag4096"):

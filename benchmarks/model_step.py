@@ -37,7 +37,10 @@ def _setting(name: str):
     gen = torch.Generator().manual_seed(0)
     if name == "omics":
         specs = {k: ModalitySpec("vector", d) for k, d in BLCA.items()}
-        batch = {k: ModalityInput(torch.randn(32, d, generator=gen), torch.ones(32, dtype=torch.bool)) for k, d in BLCA.items()}
+        batch = {
+            k: ModalityInput(torch.randn(32, d, generator=gen), torch.ones(32, dtype=torch.bool))
+            for k, d in BLCA.items()
+        }
         return specs, batch
     n = int(name.removeprefix("bag"))
     side = int(n**0.5) + 1
@@ -115,7 +118,9 @@ def _measure(setting: str, models: list[str], reps: int, compiled: bool, out: di
         out[f"{setting}_{m}_param_tensors"] = len(list(r.model.parameters()))
     if "healnet" in models:
         for m in models:
-            out[f"{setting}_{m}_over_healnet"] = round(out[f"{setting}_{m}_step_ms"] / out[f"{setting}_healnet_step_ms"], 3)
+            out[f"{setting}_{m}_over_healnet"] = round(
+                out[f"{setting}_{m}_step_ms"] / out[f"{setting}_healnet_step_ms"], 3
+            )
     if not compiled:
         return
     comp = {}
@@ -129,7 +134,9 @@ def _measure(setting: str, models: list[str], reps: int, compiled: bool, out: di
             ctimes[m].append(_cpu_ms(comp[m].step))
     for m in models:
         out[f"{setting}_{m}_compiled_step_ms"] = round(statistics.median(ctimes[m]), 2)
-        out[f"{setting}_{m}_compiled_over_eager"] = round(out[f"{setting}_{m}_compiled_step_ms"] / out[f"{setting}_{m}_step_ms"], 3)
+        out[f"{setting}_{m}_compiled_over_eager"] = round(
+            out[f"{setting}_{m}_compiled_step_ms"] / out[f"{setting}_{m}_step_ms"], 3
+        )
 
 
 def _block_scaling(reps: int, out: dict) -> None:

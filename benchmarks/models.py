@@ -68,8 +68,13 @@ def _worker(model_name: str, n: int, mode: str, threads: int) -> dict:
         model.train()
         model(batch).logits.square().sum().backward()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": _peak_mb() - before, "peak_rss_mb": _peak_mb(), "flops": flops,
-            "params": sum(p.numel() for p in model.parameters())}
+    return {
+        "seconds": seconds,
+        "peak_mb": _peak_mb() - before,
+        "peak_rss_mb": _peak_mb(),
+        "flops": flops,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def _run(model_name: str, n: int, mode: str, threads: int) -> dict:
@@ -99,7 +104,9 @@ def _emit(key: str, value, out: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip forward+backward at N=100,000 (about a minute on 2 idle cores)")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip forward+backward at N=100,000 (about a minute on 2 idle cores)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = torch default)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)

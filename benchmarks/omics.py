@@ -42,7 +42,9 @@ def write_table(path: Path, n_patients: int, n_genes: int, *, seed: int = 0) -> 
             rows = min(_CHUNK_ROWS, n_patients - start)
             counts = rng.poisson(rates, size=(rows, n_genes)).astype(np.int32)
             ids = pa.array([f"TCGA-{(start + i) // 10000:02d}-{(start + i) % 10000:04d}" for i in range(rows)])
-            writer.write_table(pa.Table.from_arrays([ids] + [pa.array(counts[:, g]) for g in range(n_genes)], schema=schema))
+            writer.write_table(
+                pa.Table.from_arrays([ids] + [pa.array(counts[:, g]) for g in range(n_genes)], schema=schema)
+            )
     tmp.replace(path)
 
 
@@ -62,7 +64,18 @@ def main() -> None:
         print(f"generate_seconds={time.perf_counter() - start:.1f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="healnet_bench_work_"))
     try:
-        command = [sys.executable, "-m", "healnet_cli", "omics", str(table), "--modality", "rna", "--log1p", "-w", str(work)]
+        command = [
+            sys.executable,
+            "-m",
+            "healnet_cli",
+            "omics",
+            str(table),
+            "--modality",
+            "rna",
+            "--log1p",
+            "-w",
+            str(work),
+        ]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HEALNET_QUIET": "1"})
         seconds = time.perf_counter() - start

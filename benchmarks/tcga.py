@@ -30,8 +30,12 @@ SUFFIXES = {"rna": "_rnaseq", "cnv": "_cnv", "mut": "_mut"}
 def omics_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> list[str]:
     """Run `healnet omics` on the cohort's wide CSV (rna/cnv/mut/clinical + labels); return the modalities."""
     csv = next(cohort_dir.glob("*.csv.zip"), None) or next(cohort_dir.glob("*.csv"))
-    proc = subprocess.run([sys.executable, "-m", "healnet_cli", "--quiet", "omics", str(csv), "--workdir", str(workdir)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "healnet_cli", "--quiet", "omics", str(csv), "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"healnet omics failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     present = {p.stem for p in (workdir / "omics").glob("*.parquet")}
@@ -54,7 +58,11 @@ def build_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> 
     for name, suffix in SUFFIXES.items():
         cols = [c for c in patients.columns if c.endswith(suffix)]
         if cols:
-            write_modality(modality_path(omics_dir, name), patients[cols].astype(np.float32), {"modality": name, "sources": [str(csv)]})
+            write_modality(
+                modality_path(omics_dir, name),
+                patients[cols].astype(np.float32),
+                {"modality": name, "sources": [str(csv)]},
+            )
             written.append(name)
     if clinical:
         table = patients[["age", "is_female"]].astype(np.float32)
@@ -63,9 +71,30 @@ def build_workspace(cohort_dir: Path, workdir: Path, clinical: bool = False) -> 
     return written
 
 
-def run_model(model: str, modalities: list[str], workdir: Path, cohort_dir: Path, out: Path, quick: bool, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "healnet_cli", "--quiet", "train", "--modalities", ",".join(modalities), "--model", model,
-           "--workdir", str(workdir), "--splits", str(cohort_dir), "--out", str(out), "--device", "cpu", "--json", *extra]
+def run_model(
+    model: str, modalities: list[str], workdir: Path, cohort_dir: Path, out: Path, quick: bool, extra: list[str]
+) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "healnet_cli",
+        "--quiet",
+        "train",
+        "--modalities",
+        ",".join(modalities),
+        "--model",
+        model,
+        "--workdir",
+        str(workdir),
+        "--splits",
+        str(cohort_dir),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+        *extra,
+    ]
     if quick:
         cmd += ["--fold", "0"]
     start = time.monotonic()
@@ -78,12 +107,17 @@ def run_model(model: str, modalities: list[str], workdir: Path, cohort_dir: Path
         from healnet_cli.metrics import compute_harrell, compute_safely
 
         pred = pd.read_parquet(out / "fold_0" / "predictions.parquet")
-        c = compute_safely("harrell_c", compute_harrell, pred["time"].to_numpy(), pred["event"].to_numpy(bool),
-                           pred["risk"].to_numpy()).as_float
+        c = compute_safely(
+            "harrell_c", compute_harrell, pred["time"].to_numpy(), pred["event"].to_numpy(bool), pred["risk"].to_numpy()
+        ).as_float
         return {"mean": c, "sd": 0.0, "folds": [c], "seconds_per_fold": seconds / n_folds}
     summary = json.loads((out / "summary.json").read_text())
-    return {"mean": summary["cindex_mean"], "sd": summary["cindex_sd"], "folds": [f["cindex"] for f in summary["folds"]],
-            "seconds_per_fold": seconds / n_folds}
+    return {
+        "mean": summary["cindex_mean"],
+        "sd": summary["cindex_sd"],
+        "folds": [f["cindex"] for f in summary["folds"]],
+        "seconds_per_fold": seconds / n_folds,
+    }
 
 
 def main() -> None:
@@ -91,10 +125,17 @@ def main() -> None:
     parser.add_argument("cohort_dir", type=Path)
     parser.add_argument("--quick", action="store_true", help="fold 0 only")
     parser.add_argument("--models", default="healnet,coxnet,snn,ehpal")
-    parser.add_argument("--clinical", action="store_true", help="add age and sex as a 'clinical' modality (the paper's omics input included them)")
-    parser.add_argument("--local-conversion", action="store_true",
-                        help="build the workspace with the script's own minimal conversion instead of `healnet omics` "
-                             "(clinical = age + sex only)")
+    parser.add_argument(
+        "--clinical",
+        action="store_true",
+        help="add age and sex as a 'clinical' modality (the paper's omics input included them)",
+    )
+    parser.add_argument(
+        "--local-conversion",
+        action="store_true",
+        help="build the workspace with the script's own minimal conversion instead of `healnet omics` "
+        "(clinical = age + sex only)",
+    )
     parser.add_argument("--extra", default="", help="extra `healnet train` arguments, space-separated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="healnet-tcga-") as tmp:
@@ -104,7 +145,9 @@ def main() -> None:
         print(f"cohort={args.cohort_dir.name}")
         print(f"modalities={','.join(modalities)}")
         for model in args.models.split(","):
-            res = run_model(model, modalities, workdir, args.cohort_dir, Path(tmp) / f"run-{model}", args.quick, args.extra.split())
+            res = run_model(
+                model, modalities, workdir, args.cohort_dir, Path(tmp) / f"run-{model}", args.quick, args.extra.split()
+            )
             tag = f"{model}+clinical" if args.clinical else model
             print(f"{tag}_cindex={res['mean']:.3f}±{res['sd']:.3f}")
             print(f"{tag}_folds={','.join(f'{c:.3f}' for c in res['folds'])}")

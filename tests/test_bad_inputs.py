@@ -210,7 +210,20 @@ _OS_TABLE = "case_id\tOS.time\tOS\n" + "".join(f"TCGA-AA-{i:04d}\t{300 + 30 * i}
 
 
 def _labels_args(table: Path, work: Path, *extra: str) -> list[str]:
-    return ["omics", "labels", str(table), "--time-col", "OS.time", "--event-col", "OS", "--time-unit", "days", "-w", str(work), *extra]
+    return [
+        "omics",
+        "labels",
+        str(table),
+        "--time-col",
+        "OS.time",
+        "--event-col",
+        "OS",
+        "--time-unit",
+        "days",
+        "-w",
+        str(work),
+        *extra,
+    ]
 
 
 def _labels_after_omics(inputs: Inputs) -> list[str]:
@@ -258,6 +271,8 @@ def _read_decimal_commas(inputs: Inputs, outcome: Outcome) -> None:
     assert rna["G1"].tolist() == [0.25, 1.25, 2.25, 3.25] and rna["G2"].tolist() == [-0.5, -1.5, -2.5, -3.5]
     labels, _ = read_labels(inputs.root / "dec" / "omics" / "labels.parquet")
     assert labels["time"].tolist() == [10.5, 11.5, 12.5, 13.5] and int(labels["event"].sum()) == 2
+
+
 def _labels(inputs: Inputs, *, censored: bool = False, keep: int | None = None) -> Path:
     """The omics workdir with every patient censored, or labels for only the first ``keep`` patients."""
     from healnet_cli.artifacts.omics import modality_path, write_labels
@@ -276,95 +291,253 @@ def _nothing_trained(inputs: Inputs, outcome: Outcome) -> None:
 
 CASES = [
     # issue 15.2: unreadable, dangling and looping slides fail alone (exit 3), the others are tiled
-    Case("15.2-dangling-symlink", _with_dangling_link, 3, r"gone: .*gone\.tif: dangling symlink to .*nowhere\.tif",
-         check=_tiled_count(6)),
+    Case(
+        "15.2-dangling-symlink",
+        _with_dangling_link,
+        3,
+        r"gone: .*gone\.tif: dangling symlink to .*nowhere\.tif",
+        check=_tiled_count(6),
+    ),
     Case("15.2-symlink-loop", _with_link_loop, 3, r"loop_a: .*symlink loop", check=_tiled_count(6)),
-    Case("15.2-unreadable-slide", _with_unreadable_slide, 3, r"slide_3: .*slide_3\.tif: permission denied; make the slide readable",
-         unprivileged=True, check=_tiled_count(5)),
+    Case(
+        "15.2-unreadable-slide",
+        _with_unreadable_slide,
+        3,
+        r"slide_3: .*slide_3\.tif: permission denied; make the slide readable",
+        unprivileged=True,
+        check=_tiled_count(5),
+    ),
     # issue 15.3: a read-only workdir (or run folder) is an input error naming the path, for every stage
-    Case("15.3-read-only-tile", lambda i: ["tile", str(i.slides()), "-w", str(i.tiled()), *TILE_ARGS, "--min-tissue", "0.6"],
-         2, r"tiled/tiles/?\S*: permission denied .*choose another --workdir", read_only=lambda i: [i.tiled() / "tiles"]),
-    Case("15.3-read-only-extract", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS], 2,
-         r"tiled/features\S*: permission denied", read_only=lambda i: [i.tiled()]),
-    Case("15.3-read-only-omics", lambda i: ["omics", str(i.table()), "-w", str(i.root / "ro")], 2,
-         r"ro/omics\S*: permission denied", read_only=lambda i: [_mkdir(i.root / "ro")]),
-    Case("15.3-read-only-train", lambda i: ["train", *train_args(i.omics(), i.root / "ro" / "run")], 2,
-         r"ro/run\S*: permission denied", read_only=lambda i: [_mkdir(i.root / "ro")]),
-    Case("15.3-read-only-evaluate", lambda i: ["evaluate", str(i.trained()), "--bootstrap", "5"], 2,
-         r"snn\S*: permission denied", read_only=lambda i: [i.trained()]),
+    Case(
+        "15.3-read-only-tile",
+        lambda i: ["tile", str(i.slides()), "-w", str(i.tiled()), *TILE_ARGS, "--min-tissue", "0.6"],
+        2,
+        r"tiled/tiles/?\S*: permission denied .*choose another --workdir",
+        read_only=lambda i: [i.tiled() / "tiles"],
+    ),
+    Case(
+        "15.3-read-only-extract",
+        lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS],
+        2,
+        r"tiled/features\S*: permission denied",
+        read_only=lambda i: [i.tiled()],
+    ),
+    Case(
+        "15.3-read-only-omics",
+        lambda i: ["omics", str(i.table()), "-w", str(i.root / "ro")],
+        2,
+        r"ro/omics\S*: permission denied",
+        read_only=lambda i: [_mkdir(i.root / "ro")],
+    ),
+    Case(
+        "15.3-read-only-train",
+        lambda i: ["train", *train_args(i.omics(), i.root / "ro" / "run")],
+        2,
+        r"ro/run\S*: permission denied",
+        read_only=lambda i: [_mkdir(i.root / "ro")],
+    ),
+    Case(
+        "15.3-read-only-evaluate",
+        lambda i: ["evaluate", str(i.trained()), "--bootstrap", "5"],
+        2,
+        r"snn\S*: permission denied",
+        read_only=lambda i: [i.trained()],
+    ),
     # issue 15.4: a full disk stops at once with the path and the free space; the rerun resumes
-    Case("15.4-full-disk-extract", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS], 1,
-         r"no space left writing \S+slide_2\.safetensors \(\d.* free on its file system", patch=_full_disk_at(".safetensors", 3),
-         check=_extract_resumes),
-    Case("15.4-full-disk-train", lambda i: ["train", *train_args(i.omics(), i.root / "runs_new" / "snn")], 1,
-         r"no space left writing \S+fold_1\S*checkpoint\.pt", patch=_full_disk_at("checkpoint.pt", 2), check=_train_resumes),
+    Case(
+        "15.4-full-disk-extract",
+        lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS],
+        1,
+        r"no space left writing \S+slide_2\.safetensors \(\d.* free on its file system",
+        patch=_full_disk_at(".safetensors", 3),
+        check=_extract_resumes,
+    ),
+    Case(
+        "15.4-full-disk-train",
+        lambda i: ["train", *train_args(i.omics(), i.root / "runs_new" / "snn")],
+        1,
+        r"no space left writing \S+fold_1\S*checkpoint\.pt",
+        patch=_full_disk_at("checkpoint.pt", 2),
+        check=_train_resumes,
+    ),
     # issue 15.5: a cohort (or a fold's training set) without events is an input error before any training
-    Case("15.5-all-censored-train", lambda i: ["train", *train_args(_labels(i, censored=True), i.root / "runs_new" / "snn")], 2,
-         r"the cohort has 0 events among 12 patients \(all censored\)", check=_nothing_trained),
-    Case("15.5-three-patients", lambda i: ["train", *train_args(_labels(i, keep=3), i.root / "runs_new" / "snn")], 2,
-         r"fold 0 would be fitted on 1 patient\(s\) with \d event\(s\) \(the cohort: 3 patients.*use fewer --folds",
-         check=_nothing_trained),
+    Case(
+        "15.5-all-censored-train",
+        lambda i: ["train", *train_args(_labels(i, censored=True), i.root / "runs_new" / "snn")],
+        2,
+        r"the cohort has 0 events among 12 patients \(all censored\)",
+        check=_nothing_trained,
+    ),
+    Case(
+        "15.5-three-patients",
+        lambda i: ["train", *train_args(_labels(i, keep=3), i.root / "runs_new" / "snn")],
+        2,
+        r"fold 0 would be fitted on 1 patient\(s\) with \d event\(s\) \(the cohort: 3 patients.*use fewer --folds",
+        check=_nothing_trained,
+    ),
     # issue 15.8: variables that images set for their own purposes change nothing
     Case("15.8-HEALNET_VERSION=true", _tile, 0, r'"done": 6', env={"HEALNET_VERSION": "true"}),
     Case("15.8-HEALNET_VERSION=0.1.0", _tile, 0, r'"done": 6', env={"HEALNET_VERSION": "0.1.0"}),
-    Case("15.8-HEALNET_DEBUG=verbose", _tile, 0, r"ignoring HEALNET_DEBUG='verbose' \(expected 1 or 0\)",
-         env={"HEALNET_DEBUG": "verbose"}),
+    Case(
+        "15.8-HEALNET_DEBUG=verbose",
+        _tile,
+        0,
+        r"ignoring HEALNET_DEBUG='verbose' \(expected 1 or 0\)",
+        env={"HEALNET_DEBUG": "verbose"},
+    ),
     # issue 15.9: config sections
-    Case("15.9-misspelled-section", _config("tiles:\n  mpp: 0.25\n"), 2,
-         r"unknown section 'tiles' \(did you mean 'tile'\?\); sections: cohort, demo, doctor, evaluate, extract, .*tile, train"),
+    Case(
+        "15.9-misspelled-section",
+        _config("tiles:\n  mpp: 0.25\n"),
+        2,
+        r"unknown section 'tiles' \(did you mean 'tile'\?\); sections: cohort, demo, doctor, evaluate, extract, .*tile, train",
+    ),
     Case("15.9-flat-config", _config("mpp: 0.25\npatch-size: 128\n"), 2, r"no command sections .*sections: cohort"),
     Case("15.9-mapping-in-a-command", _config("tile:\n  mpp: {x: 1}\n"), 2, r"section 'tile' has no sub-commands"),
     # issue 15.11: conflicting duplicate rows in --mpp-csv (identical duplicates are fine)
-    Case("15.11-conflicting-mpp-rows", _mpp_csv("slide_1,0.5\nslide_2,0.5\nslide_1,0.25\n"), 2,
-         r"slide 'slide_1' has mpp 0\.5 in row 2 and 0\.25 in row 4; keep one row per slide"),
+    Case(
+        "15.11-conflicting-mpp-rows",
+        _mpp_csv("slide_1,0.5\nslide_2,0.5\nslide_1,0.25\n"),
+        2,
+        r"slide 'slide_1' has mpp 0\.5 in row 2 and 0\.25 in row 4; keep one row per slide",
+    ),
     Case("15.11-identical-mpp-rows", _mpp_csv("slide_1,0.5\nslide_1,0.5\n"), 0, r'"done": 6'),
     # issue 15.12: an --event-col whose name says censoring (or a --censor-col named like an event)
-    Case("15.12-event-col-censorship",
-         lambda i: ["omics", "labels", str(_clinical_table(i, "case_id,months,censorship\nP1,3,1\nP2,5,0\n", "c.csv")),
-                    "--time-col", "months", "--event-col", "censorship", "-w", str(i.root / "w")],
-         2, r"--event-col 'censorship': the name says censoring \(1 = censored\).*pass --censor-col censorship, or add --status-as-is",
-         check=_no_labels("w")),
-    Case("15.12-censor-col-OS", lambda i: _labels_args(_clinical_table(i, _OS_TABLE), i.root / "w")[:5] + ["--censor-col", "OS", "-w", str(i.root / "w")],
-         2, r"--censor-col 'OS': the name says event .*pass --event-col OS", check=_no_labels("w")),
+    Case(
+        "15.12-event-col-censorship",
+        lambda i: [
+            "omics",
+            "labels",
+            str(_clinical_table(i, "case_id,months,censorship\nP1,3,1\nP2,5,0\n", "c.csv")),
+            "--time-col",
+            "months",
+            "--event-col",
+            "censorship",
+            "-w",
+            str(i.root / "w"),
+        ],
+        2,
+        r"--event-col 'censorship': the name says censoring \(1 = censored\).*pass --censor-col censorship, or add --status-as-is",
+        check=_no_labels("w"),
+    ),
+    Case(
+        "15.12-censor-col-OS",
+        lambda i: (
+            _labels_args(_clinical_table(i, _OS_TABLE), i.root / "w")[:5]
+            + ["--censor-col", "OS", "-w", str(i.root / "w")]
+        ),
+        2,
+        r"--censor-col 'OS': the name says event .*pass --event-col OS",
+        check=_no_labels("w"),
+    ),
     # issue 15.13: an all-censored label table passes with a warning giving the counts
-    Case("15.13-all-censored-labels",
-         lambda i: ["omics", "labels", str(_clinical_table(i, "case_id,t,dead\nP1,3,0\nP2,5,0\nP3,7,0\n", "c.csv")),
-                    "--time-col", "t", "--event-col", "dead", "-w", str(i.root / "w")],
-         0, r"labels: no events: 0 events, 3 censored among 3 patients"),
-    Case("15.13-all-censored-table", lambda i: ["omics", str(_clinical_table(i, _ALL_CENSORED, "c_all_clean.csv")), "-w", str(i.root / "w")],
-         0, r"labels: no events: 0 events, 5 censored among 5 patients"),
+    Case(
+        "15.13-all-censored-labels",
+        lambda i: [
+            "omics",
+            "labels",
+            str(_clinical_table(i, "case_id,t,dead\nP1,3,0\nP2,5,0\nP3,7,0\n", "c.csv")),
+            "--time-col",
+            "t",
+            "--event-col",
+            "dead",
+            "-w",
+            str(i.root / "w"),
+        ],
+        0,
+        r"labels: no events: 0 events, 3 censored among 3 patients",
+    ),
+    Case(
+        "15.13-all-censored-table",
+        lambda i: ["omics", str(_clinical_table(i, _ALL_CENSORED, "c_all_clean.csv")), "-w", str(i.root / "w")],
+        0,
+        r"labels: no events: 0 events, 5 censored among 5 patients",
+    ),
     # issue 15.14: a ';'-separated table with decimal commas is read as decimals; mixed separators are read with points, said
-    Case("15.14-decimal-commas", lambda i: ["omics", str(_clinical_table(i, _DECIMAL_COMMAS, "eu_all_clean.csv")), "-w", str(i.root / "dec")],
-         0, r"eu_all_clean\.csv: numbers are written with decimal commas \('12,5'\); read as decimals", check=_read_decimal_commas),
-    Case("15.14-mixed-decimal-separators",
-         lambda i: ["omics", str(_clinical_table(i, "case_id;G1_rnaseq;G2_rnaseq\nP1;0,5;1.5\nP2;2,5;3.5\n", "mix_all_clean.csv")),
-                    "-w", str(i.root / "w")],
-         0, r"mix_all_clean\.csv: numbers with decimal commas \('0,5' in column 'G1_rnaseq'\) and decimal points \('1\.5' in column "
-            r"'G2_rnaseq'\): read with decimal points, so the comma values become missing; save the table with one decimal separator"),
+    Case(
+        "15.14-decimal-commas",
+        lambda i: ["omics", str(_clinical_table(i, _DECIMAL_COMMAS, "eu_all_clean.csv")), "-w", str(i.root / "dec")],
+        0,
+        r"eu_all_clean\.csv: numbers are written with decimal commas \('12,5'\); read as decimals",
+        check=_read_decimal_commas,
+    ),
+    Case(
+        "15.14-mixed-decimal-separators",
+        lambda i: [
+            "omics",
+            str(_clinical_table(i, "case_id;G1_rnaseq;G2_rnaseq\nP1;0,5;1.5\nP2;2,5;3.5\n", "mix_all_clean.csv")),
+            "-w",
+            str(i.root / "w"),
+        ],
+        0,
+        r"mix_all_clean\.csv: numbers with decimal commas \('0,5' in column 'G1_rnaseq'\) and decimal points \('1\.5' in column "
+        r"'G2_rnaseq'\): read with decimal points, so the comma values become missing; save the table with one decimal separator",
+    ),
     # issue 19.8: one owner for labels.parquet — `omics labels` refuses to replace the table's labels without
     # --force, and `omics TABLE` (even with --force) leaves the labels of `omics labels` alone
-    Case("19.8-labels-over-omics-labels", _labels_after_omics, 2,
-         r"omics/labels\.parquet: holds the labels `healnet omics` built \(from \S+study_all_clean\.csv, months, 12 patients\); "
-         r"pass --force to replace them with the labels of \S+clinical\.tsv \(days\)", check=_labels_unit("months", "omics_work")),
-    Case("19.8-omics-table-keeps-labels-of-omics-labels", _omics_after_labels, 0,
-         r"labels: omics/labels\.parquet belongs to `healnet omics labels` \(from \S+clinical\.tsv, days, 12 patients\); "
-         r"the tables' survival columns are not used", check=_labels_unit("days", "own")),
+    Case(
+        "19.8-labels-over-omics-labels",
+        _labels_after_omics,
+        2,
+        r"omics/labels\.parquet: holds the labels `healnet omics` built \(from \S+study_all_clean\.csv, months, 12 patients\); "
+        r"pass --force to replace them with the labels of \S+clinical\.tsv \(days\)",
+        check=_labels_unit("months", "omics_work"),
+    ),
+    Case(
+        "19.8-omics-table-keeps-labels-of-omics-labels",
+        _omics_after_labels,
+        0,
+        r"labels: omics/labels\.parquet belongs to `healnet omics labels` \(from \S+clinical\.tsv, days, 12 patients\); "
+        r"the tables' survival columns are not used",
+        check=_labels_unit("days", "own"),
+    ),
     # issue 19.4: a SLURM array that cannot be mapped to shards
-    Case("19.4-uneven-array", _tile, 2, r"not evenly spaced.*--array=0-2 .*--shard I/N",
-         env={"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "5",
-              "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_STEP": "1"}),  # fmt: skip
+    Case(
+        "19.4-uneven-array",
+        _tile,
+        2,
+        r"not evenly spaced.*--array=0-2 .*--shard I/N",
+        env={
+            "SLURM_ARRAY_TASK_ID": "2",
+            "SLURM_ARRAY_TASK_MIN": "1",
+            "SLURM_ARRAY_TASK_MAX": "5",
+            "SLURM_ARRAY_TASK_COUNT": "3",
+            "SLURM_ARRAY_TASK_STEP": "1",
+        },
+    ),  # fmt: skip
     # issue 17: one --on-error check for every stage
-    Case("17-on-error-tile", lambda i: _tile(i, "--on-error", "skip"), 2, r"--on-error 'skip' is not one of: continue, fail"),
-    Case("17-on-error-extract", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--on-error", "stop"], 2,
-         r"--on-error 'stop' is not one of: continue, fail"),
-    Case("17-on-error-omics", lambda i: ["omics", str(i.table()), "-w", str(i.root / "w"), "--on-error", "halt"], 2,
-         r"--on-error 'halt' is not one of: continue, fail"),
-    Case("17-features-name", lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--name", "my features"], 2,
-         r"--name 'my features': use letters, digits, '\.', '_' or '-' \(it names the folder features/NAME/\)"),
+    Case(
+        "17-on-error-tile",
+        lambda i: _tile(i, "--on-error", "skip"),
+        2,
+        r"--on-error 'skip' is not one of: continue, fail",
+    ),
+    Case(
+        "17-on-error-extract",
+        lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--on-error", "stop"],
+        2,
+        r"--on-error 'stop' is not one of: continue, fail",
+    ),
+    Case(
+        "17-on-error-omics",
+        lambda i: ["omics", str(i.table()), "-w", str(i.root / "w"), "--on-error", "halt"],
+        2,
+        r"--on-error 'halt' is not one of: continue, fail",
+    ),
+    Case(
+        "17-features-name",
+        lambda i: ["extract", "-w", str(i.tiled()), *EXTRACT_ARGS, "--name", "my features"],
+        2,
+        r"--name 'my features': use letters, digits, '\.', '_' or '-' \(it names the folder features/NAME/\)",
+    ),
     # issue 19.9: evaluate --out into a user's folder would delete top_*.png and overwrite summary.md
-    Case("19.9-evaluate-out-user-folder", lambda i: _user_folder_out(i), 2,
-         r"--out \S*my_figures: not empty \(summary\.md, top_rna\.png\) and not written by `healnet evaluate`",
-         check=lambda i, o: _user_files_intact(i)),
+    Case(
+        "19.9-evaluate-out-user-folder",
+        lambda i: _user_folder_out(i),
+        2,
+        r"--out \S*my_figures: not empty \(summary\.md, top_rna\.png\) and not written by `healnet evaluate`",
+        check=lambda i, o: _user_files_intact(i),
+    ),
 ]
 
 
@@ -430,7 +603,10 @@ def _unprivileged(argv: list[str], env: dict[str, str]) -> Outcome:
     """Run as a user that file modes apply to: as root, in a user namespace (``unshare --user``)."""
     prefix: list[str] = []
     if os.geteuid() == 0:
-        if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode:
+        if (
+            shutil.which("unshare") is None
+            or subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode
+        ):
             pytest.skip("running as root without user namespaces: file modes cannot be tested")
         prefix = ["unshare", "--user"]
     result = run_healnet(argv, env=env, prefix=prefix)

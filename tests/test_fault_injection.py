@@ -83,7 +83,11 @@ STAGES = {
 
 
 def _stage_args(stage: str, work: Path, slides: Path, table: Path) -> list[str]:
-    return {"tile": _tile_args(slides, work), "extract": _extract_args(work), "omics": ["omics", str(table), "-w", str(work), "--json"]}[stage]
+    return {
+        "tile": _tile_args(slides, work),
+        "extract": _extract_args(work),
+        "omics": ["omics", str(table), "-w", str(work), "--json"],
+    }[stage]
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -135,7 +139,9 @@ def test_sigterm_releases_locks_exits_143_and_resumes(tmp_path: Path, tiled_refe
     rerun = runner.invoke(build_app(), _tile_args(slides, work))
     assert rerun.exit_code == 0, rerun.output
     assert json.loads(rerun.stdout)["counts"] == {"done": 4, "skipped": 2, "failed": 0}
-    assert snapshot(work / "tiles", suffixes=(".parquet", ".png")) == snapshot(reference / "tiles", suffixes=(".parquet", ".png"))
+    assert snapshot(work / "tiles", suffixes=(".parquet", ".png")) == snapshot(
+        reference / "tiles", suffixes=(".parquet", ".png")
+    )
 
 
 def test_two_processes_on_one_workdir_share_the_work(tmp_path: Path, tiled_reference: tuple[Path, Path]) -> None:
@@ -154,7 +160,9 @@ def test_two_processes_on_one_workdir_share_the_work(tmp_path: Path, tiled_refer
     table = _status(work / "tiles")  # merged: every slide done (or found fresh), none failed or held
     assert sorted(table) == [f"slide_{i}" for i in range(6)]
     assert all(state == "done" or (state, reason) == ("skipped", "fresh") for state, reason in table.values()), table
-    assert snapshot(work / "tiles", suffixes=(".parquet", ".png")) == snapshot(reference / "tiles", suffixes=(".parquet", ".png"))
+    assert snapshot(work / "tiles", suffixes=(".parquet", ".png")) == snapshot(
+        reference / "tiles", suffixes=(".parquet", ".png")
+    )
     assert leftovers(work) == []
 
 
@@ -178,7 +186,9 @@ def test_stepped_and_listed_arrays_tile_every_slide_once(
     assert sorted(done) == [f"slide_{i}" for i in range(6)]
     names = {p.name for p in (work / "tiles").glob("config*.yaml")}
     assert names == {f"config-shard-{i}-of-{len(ids)}.yaml" for i in range(len(ids))}  # one record per shard
-    assert snapshot(work / "tiles", suffixes=(".parquet", ".png")) == snapshot(reference / "tiles", suffixes=(".parquet", ".png"))
+    assert snapshot(work / "tiles", suffixes=(".parquet", ".png")) == snapshot(
+        reference / "tiles", suffixes=(".parquet", ".png")
+    )
 
 
 def _status_rows(folder: Path, count: int, index: int) -> list[dict[str, str]]:
@@ -186,7 +196,9 @@ def _status_rows(folder: Path, count: int, index: int) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_unevenly_spaced_array_is_refused_with_how_to_submit(tmp_path: Path, tiled_reference: tuple[Path, Path]) -> None:
+def test_unevenly_spaced_array_is_refused_with_how_to_submit(
+    tmp_path: Path, tiled_reference: tuple[Path, Path]
+) -> None:
     slides, _ = tiled_reference
     env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "5",
            "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_STEP": "1"}  # --array=1,2,5, task 2  # fmt: skip
@@ -206,7 +218,10 @@ def _train_args(work: Path, out: Path) -> list[str]:
 def omics_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("omics")
     work = root / "work"
-    assert runner.invoke(build_app(), ["omics", str(wide_table(root / "study_all_clean.csv")), "-w", str(work)]).exit_code == 0
+    assert (
+        runner.invoke(build_app(), ["omics", str(wide_table(root / "study_all_clean.csv")), "-w", str(work)]).exit_code
+        == 0
+    )
     return work
 
 
@@ -219,8 +234,9 @@ def clean_run(omics_work: Path) -> Path:
 
 
 @pytest.mark.parametrize("kill_at", [3, 16], ids=["creating-the-run", "fold-1-member"])
-def test_killed_train_leaves_temporaries_that_the_resume_removes(kill_at: int, tmp_path: Path, omics_work: Path,
-                                                                 clean_run: Path) -> None:
+def test_killed_train_leaves_temporaries_that_the_resume_removes(
+    kill_at: int, tmp_path: Path, omics_work: Path, clean_run: Path
+) -> None:
     clean = clean_run
     out = tmp_path / "run"
     killed = run_healnet(_train_args(omics_work, out), env=NODE_A, kill=("replace", kill_at, "SIGKILL"))
@@ -235,7 +251,9 @@ def test_killed_train_leaves_temporaries_that_the_resume_removes(kill_at: int, t
 
 
 @pytest.mark.parametrize("kill_at", [1, 2], ids=["predictions", "predict.json"])
-def test_killed_predict_is_rerun_into_the_same_folder(kill_at: int, tmp_path: Path, omics_work: Path, clean_run: Path) -> None:
+def test_killed_predict_is_rerun_into_the_same_folder(
+    kill_at: int, tmp_path: Path, omics_work: Path, clean_run: Path
+) -> None:
     run = clean_run
     out = tmp_path / "predicted"
     args = ["predict", str(run), "-w", str(omics_work), "--out", str(out), "--json"]

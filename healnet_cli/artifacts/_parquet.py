@@ -37,7 +37,9 @@ def write_arrow(path: str | os.PathLike[str], table: pa.Table, meta: dict[str, A
 def attach_meta(table: pa.Table, payload: dict[str, Any]) -> pa.Table:
     """``table`` with ``payload`` (+ the healnet version) as its healnet metadata: the one encoder."""
     meta = {**payload, "healnet_version": __version__}
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str).encode()})
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str).encode()}
+    )
 
 
 def decode_meta(metadata: dict[bytes, bytes] | None) -> dict[str, Any] | None:

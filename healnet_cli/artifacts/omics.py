@@ -65,7 +65,9 @@ def write_labels(path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[s
     out.index.name = INDEX
     if (out["time"] <= 0).any() or out["time"].isna().any():
         raise ValueError("label times must be > 0 and not missing")
-    return write_table(path, out, {**meta, "n_patients": len(out), "n_events": int(out["event"].sum())}, schema=LABELS_SCHEMA)
+    return write_table(
+        path, out, {**meta, "n_patients": len(out), "n_events": int(out["event"].sum())}, schema=LABELS_SCHEMA
+    )
 
 
 def read_labels(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -195,7 +195,9 @@ def require_run(root: str | os.PathLike[str]) -> RunLayout:
     if not layout.root.is_dir():
         raise InputError(f"run folder {layout.root} not found; pass the --out folder of `healnet train`")
     if not layout.is_run():
-        raise InputError(f"{layout.root}: not a run folder (no {RUN_FILE} or {SPLITS_FILE}); pass the --out folder of `healnet train`")
+        raise InputError(
+            f"{layout.root}: not a run folder (no {RUN_FILE} or {SPLITS_FILE}); pass the --out folder of `healnet train`"
+        )
     return layout
 
 
@@ -264,8 +266,10 @@ def read_manifest(layout: RunLayout) -> RunManifest:
     if name != RUN_SCHEMA.split("/")[0] or not version.isdigit():
         raise InputError(f"{path}: schema {schema!r}, expected {RUN_SCHEMA!r}; {HINT}")
     if int(version) > RUN_SCHEMA_VERSION:
-        raise InputError(f"{path}: run schema {schema} was written by a newer healnet ({data.get('healnet_version')}); "
-                         f"this healnet {__version__} reads up to {RUN_SCHEMA}: upgrade healnet")
+        raise InputError(
+            f"{path}: run schema {schema} was written by a newer healnet ({data.get('healnet_version')}); "
+            f"this healnet {__version__} reads up to {RUN_SCHEMA}: upgrade healnet"
+        )
     known = {f for f in RunManifest.__dataclass_fields__ if f != "schema_version"}
     return RunManifest(**{k: v for k, v in data.items() if k in known}, schema_version=int(version))
 
@@ -284,9 +288,15 @@ def _legacy_manifest(layout: RunLayout) -> RunManifest:
         except (OSError, ValueError):
             folds = []
     return RunManifest(
-        model=str(opts.get("model") or "unknown"), modalities=[str(m) for m in mods], loss=str(opts.get("loss") or "nll"),
-        n_bins=int(opts["n_bins"]) if opts.get("n_bins") is not None else None, folds=folds,
-        workdir=opts.get("workdir"), extractor=opts.get("extractor"), defining_options={}, schema_version=1,
+        model=str(opts.get("model") or "unknown"),
+        modalities=[str(m) for m in mods],
+        loss=str(opts.get("loss") or "nll"),
+        n_bins=int(opts["n_bins"]) if opts.get("n_bins") is not None else None,
+        folds=folds,
+        workdir=opts.get("workdir"),
+        extractor=opts.get("extractor"),
+        defining_options={},
+        schema_version=1,
         healnet_version=str(opts.get("healnet_version") or ""),
     )
 

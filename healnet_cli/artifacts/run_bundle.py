@@ -73,8 +73,10 @@ def read_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
     schema = str(payload.get("schema", "healnet.fold/1"))
     version = schema.partition("/")[2]
     if not version.isdigit() or int(version) > FOLD_SCHEMA_VERSION:
-        raise InputError(f"{p}: checkpoint schema {schema!r} is newer than this healnet ({__version__}) reads "
-                         f"({FOLD_SCHEMA}); upgrade healnet")
+        raise InputError(
+            f"{p}: checkpoint schema {schema!r} is newer than this healnet ({__version__}) reads "
+            f"({FOLD_SCHEMA}); upgrade healnet"
+        )
     return {**payload, "schema_version": int(version)}
 
 

@@ -83,16 +83,22 @@ def prepare_predict_dir(path: str | os.PathLike[str]) -> PredictLayout:
     own = {layout.predictions.name, layout.record.name}  # a predict killed before its predict.json
     others = [p for p in layout.root.iterdir() if p.name not in own] if layout.root.is_dir() else []
     if others and not layout.record.is_file():
-        raise InputError(f"--out {layout.root}: folder is not empty and holds no {PREDICT_FILE}; "
-                         "choose an empty or new folder (predict replaces only its own outputs)")
+        raise InputError(
+            f"--out {layout.root}: folder is not empty and holds no {PREDICT_FILE}; "
+            "choose an empty or new folder (predict replaces only its own outputs)"
+        )
     layout.root.mkdir(parents=True, exist_ok=True)
     return layout
 
 
-def write_external(layout: PredictLayout, frame: pd.DataFrame, meta: dict[str, Any], record: dict[str, Any]) -> list[Path]:
+def write_external(
+    layout: PredictLayout, frame: pd.DataFrame, meta: dict[str, Any], record: dict[str, Any]
+) -> list[Path]:
     """``predictions.parquet`` then ``predict.json`` (the commit marker, written last)."""
     written = [write_predictions(layout.predictions, frame, {**meta, "kind": EXTERNAL})]
-    written.append(atomic.write_json(layout.record, {"schema": PREDICT_SCHEMA, "healnet_version": __version__, **record}))
+    written.append(
+        atomic.write_json(layout.record, {"schema": PREDICT_SCHEMA, "healnet_version": __version__, **record})
+    )
     return written
 
 

@@ -127,7 +127,9 @@ def write_summary(layout: RunLayout, summary: dict[str, Any]) -> None:
     """``summary.json`` and ``summary.csv`` (c-index per fold, mean, sd)."""
     atomic.write_json(layout.summary_json, summary)
     table = pd.DataFrame(summary["folds"])
-    extra = pd.DataFrame([{"fold": "mean", "cindex": summary["cindex_mean"]}, {"fold": "sd", "cindex": summary["cindex_sd"]}])
+    extra = pd.DataFrame(
+        [{"fold": "mean", "cindex": summary["cindex_mean"]}, {"fold": "sd", "cindex": summary["cindex_sd"]}]
+    )
     atomic.write_text(layout.summary_csv, pd.concat([table, extra], ignore_index=True).to_csv(index=False))
 
 

@@ -65,7 +65,12 @@ def build_app() -> typer.Typer:
     def root(
         ctx: typer.Context,
         version: bool = typer.Option(
-            False, "--version", callback=_version, is_eager=True, allow_from_autoenv=False, help="Print the version and exit."
+            False,
+            "--version",
+            callback=_version,
+            is_eager=True,
+            allow_from_autoenv=False,
+            help="Print the version and exit.",
         ),
         debug: bool = typer.Option(
             False, "--debug", allow_from_autoenv=False, help="Show tracebacks on errors (or HEALNET_DEBUG=1)."

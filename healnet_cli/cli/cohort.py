@@ -18,7 +18,12 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
-        extractor: Annotated[str | None, typer.Option("--extractor", help="Only this features/<extractor>/ folder (default: all).", show_default=False)] = None,
+        extractor: Annotated[
+            str | None,
+            typer.Option(
+                "--extractor", help="Only this features/<extractor>/ folder (default: all).", show_default=False
+            ),
+        ] = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Print the availability matrix: patients × modalities (omics tables and wsi:<extractor>), labels, events, mismatches.

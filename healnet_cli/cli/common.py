@@ -91,7 +91,9 @@ ConfigOpt = Annotated[
 ]
 WorkdirOpt = Annotated[
     Path,
-    typer.Option("--workdir", "-w", envvar="HEALNET_WORKDIR", help="Workspace folder holding tiles/, features/, omics/."),
+    typer.Option(
+        "--workdir", "-w", envvar="HEALNET_WORKDIR", help="Workspace folder holding tiles/, features/, omics/."
+    ),
 ]
 ShardOpt = Annotated[
     str | None,
@@ -108,7 +110,9 @@ OnErrorOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:<index>.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
+]
 
 
 def app_state(ctx: typer.Context) -> AppState:
@@ -194,7 +198,9 @@ class JsonUsageCommand(TyperCommand):
         except Exception as exc:
             if wants_json and _is_usage_error(exc):
                 names = [*_command_path(parent), info_name or ""] if parent is not None else [info_name or ""]
-                _json_error(True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split()))  # type: ignore[attr-defined]
+                _json_error(
+                    True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split())
+                )  # type: ignore[attr-defined]
             raise
 
 
@@ -209,7 +215,6 @@ def _json_error(json_output: bool, command: str, code: int, message: str) -> Non
     empty one would not parse)."""
     if json_output:
         Console(json_output=True).emit_json(json_result({"error": message, "command": command}, code))
-
 
 
 def os_error(exc: OSError) -> HealnetError | None:

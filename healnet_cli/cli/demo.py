@@ -55,8 +55,14 @@ def register(app: typer.Typer) -> None:
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
             cfg = DemoConfig(
-                out_dir=out, n_patients=patients, seed=seed, epochs=epochs, folds=folds,
-                slide_px=slide_px, bootstrap=bootstrap, keep=keep,
+                out_dir=out,
+                n_patients=patients,
+                seed=seed,
+                epochs=epochs,
+                folds=folds,
+                slide_px=slide_px,
+                bootstrap=bootstrap,
+                keep=keep,
             )
             available = sorted(getattr(ctx.find_root().command, "commands", {}) or {})
             try:

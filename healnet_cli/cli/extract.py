@@ -48,14 +48,20 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
-        extractor: Annotated[str | None, typer.Option("--extractor", "-e", help=_HELP["extractor"], show_default=False)] = None,
-        encoder_arg: Annotated[list[str] | None, typer.Option("--encoder-arg", help=_HELP["encoder_arg"], show_default=False)] = None,
+        extractor: Annotated[
+            str | None, typer.Option("--extractor", "-e", help=_HELP["extractor"], show_default=False)
+        ] = None,
+        encoder_arg: Annotated[
+            list[str] | None, typer.Option("--encoder-arg", help=_HELP["encoder_arg"], show_default=False)
+        ] = None,
         name: Annotated[str | None, typer.Option("--name", help=_HELP["name"], show_default=False)] = None,
         weights: Annotated[Path | None, typer.Option("--weights", help=_HELP["weights"], show_default=False)] = None,
         pretrained: Annotated[bool, typer.Option("--pretrained", help=_HELP["pretrained"])] = False,
         random_init: Annotated[bool, typer.Option("--random-init", help=_HELP["random_init"])] = False,
         batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per forward pass.")] = 64,
-        num_workers: Annotated[int | None, typer.Option("--num-workers", help=_HELP["num_workers"], show_default=False)] = None,
+        num_workers: Annotated[
+            int | None, typer.Option("--num-workers", help=_HELP["num_workers"], show_default=False)
+        ] = None,
         device: DeviceOpt = "auto",
         precision: PrecisionOpt = "auto",
         compile: Annotated[bool, typer.Option("--compile", help=_HELP["compile"])] = False,
@@ -84,7 +90,9 @@ def register(app: typer.Typer) -> None:
             from healnet_cli.stages.extract.run import run_extract
 
             if not extractor:
-                raise InputError("--extractor is required (e.g. resnet50-trunc, stain-texture, timm:<model>); see --list")
+                raise InputError(
+                    "--extractor is required (e.g. resnet50-trunc, stain-texture, timm:<model>); see --list"
+                )
             cfg = ExtractConfig(
                 workdir=Path(workdir),
                 extractor=extractor,

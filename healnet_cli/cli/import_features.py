@@ -46,13 +46,23 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
         format: Annotated[str | None, typer.Option("--format", "-f", help=_HELP["format"], show_default=False)] = None,
-        encoder: Annotated[str | None, typer.Option("--encoder", "-e", help=_HELP["encoder"], show_default=False)] = None,
+        encoder: Annotated[
+            str | None, typer.Option("--encoder", "-e", help=_HELP["encoder"], show_default=False)
+        ] = None,
         name: Annotated[str | None, typer.Option("--name", help=_HELP["name"], show_default=False)] = None,
         mpp: Annotated[float | None, typer.Option("--mpp", help=_HELP["mpp"], show_default=False)] = None,
-        patch_size: Annotated[int | None, typer.Option("--patch-size", help=_HELP["patch_size"], show_default=False)] = None,
-        slide_mpp: Annotated[float | None, typer.Option("--slide-mpp", help=_HELP["slide_mpp"], show_default=False)] = None,
-        slides_csv: Annotated[Path | None, typer.Option("--slides-csv", help=_HELP["slides_csv"], show_default=False)] = None,
-        coords_dir: Annotated[Path | None, typer.Option("--coords-dir", help=_HELP["coords_dir"], show_default=False)] = None,
+        patch_size: Annotated[
+            int | None, typer.Option("--patch-size", help=_HELP["patch_size"], show_default=False)
+        ] = None,
+        slide_mpp: Annotated[
+            float | None, typer.Option("--slide-mpp", help=_HELP["slide_mpp"], show_default=False)
+        ] = None,
+        slides_csv: Annotated[
+            Path | None, typer.Option("--slides-csv", help=_HELP["slides_csv"], show_default=False)
+        ] = None,
+        coords_dir: Annotated[
+            Path | None, typer.Option("--coords-dir", help=_HELP["coords_dir"], show_default=False)
+        ] = None,
         dtype: Annotated[str, typer.Option("--dtype", help=_HELP["dtype"])] = "float16",
         force: ForceOpt = False,
         shard: ShardOpt = None,

@@ -50,7 +50,10 @@ TablesArg = Annotated[
 
 def register(app: typer.Typer) -> None:
     omics_app = typer.Typer(
-        cls=_TablesOrSubcommand, invoke_without_command=True, add_completion=False, subcommand_metavar="| omics labels TABLE ..."
+        cls=_TablesOrSubcommand,
+        invoke_without_command=True,
+        add_completion=False,
+        subcommand_metavar="| omics labels TABLE ...",
     )
 
     @omics_app.callback()
@@ -59,17 +62,52 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
         tables: TablesArg = None,
         workdir: WorkdirOpt = Path("healnet_work"),
-        modality: Annotated[str | None, typer.Option("--modality", help="Name the whole table one modality (e.g. rna).", show_default=False)] = None,
-        group: Annotated[list[str] | None, typer.Option("--group", help="NAME=REGEX: columns matching REGEX form modality NAME (repeatable).", show_default=False)] = None,
-        id_col: Annotated[str | None, typer.Option("--id-col", help="Column holding the sample / patient ids (default: detected).", show_default=False)] = None,
-        orientation: Annotated[str, typer.Option("--orientation", help="auto, samples-by-features or features-by-samples.")] = "auto",
-        log1p: Annotated[bool, typer.Option("--log1p", help="log(1 + x) of non-negative counts (all modalities but clinical).")] = False,
-        sample_type: Annotated[str, typer.Option("--sample-type", help="TCGA sample types kept where sample barcodes are given (01 = primary tumour; '01,03'; 'all').")] = "01",
-        max_levels: Annotated[int, typer.Option("--max-levels", help="Clinical text columns with more distinct values are dropped, not one-hot encoded.", min=1)] = 50,
+        modality: Annotated[
+            str | None,
+            typer.Option("--modality", help="Name the whole table one modality (e.g. rna).", show_default=False),
+        ] = None,
+        group: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--group",
+                help="NAME=REGEX: columns matching REGEX form modality NAME (repeatable).",
+                show_default=False,
+            ),
+        ] = None,
+        id_col: Annotated[
+            str | None,
+            typer.Option(
+                "--id-col", help="Column holding the sample / patient ids (default: detected).", show_default=False
+            ),
+        ] = None,
+        orientation: Annotated[
+            str, typer.Option("--orientation", help="auto, samples-by-features or features-by-samples.")
+        ] = "auto",
+        log1p: Annotated[
+            bool, typer.Option("--log1p", help="log(1 + x) of non-negative counts (all modalities but clinical).")
+        ] = False,
+        sample_type: Annotated[
+            str,
+            typer.Option(
+                "--sample-type",
+                help="TCGA sample types kept where sample barcodes are given (01 = primary tumour; '01,03'; 'all').",
+            ),
+        ] = "01",
+        max_levels: Annotated[
+            int,
+            typer.Option(
+                "--max-levels",
+                help="Clinical text columns with more distinct values are dropped, not one-hot encoded.",
+                min=1,
+            ),
+        ] = 50,
         clinical_columns: Annotated[
             str,
-            typer.Option("--clinical-columns", help="Clinical covariates kept, comma-separated: roles (age, sex, stage, grade, site = centre) "
-                         "and/or column names, or all / none. Centre (site) columns only on request."),
+            typer.Option(
+                "--clinical-columns",
+                help="Clinical covariates kept, comma-separated: roles (age, sex, stage, grade, site = centre) "
+                "and/or column names, or all / none. Centre (site) columns only on request.",
+            ),
         ] = "age,sex,stage,grade",
         force: ForceOpt = False,
         on_error: OnErrorOpt = "continue",
@@ -98,7 +136,9 @@ def register(app: typer.Typer) -> None:
             if tables[0] == "labels":
                 from healnet_cli.core.errors import InputError
 
-                raise InputError("`labels` must come right after `omics`: healnet omics labels TABLE --time-col C --event-col C")
+                raise InputError(
+                    "`labels` must come right after `omics`: healnet omics labels TABLE --time-col C --event-col C"
+                )
             console = make_console(ctx, json_output=json_output)
             cfg = OmicsConfig(
                 modality=modality,
@@ -124,15 +164,36 @@ def register(app: typer.Typer) -> None:
     def labels(
         ctx: typer.Context,
         config: ConfigOpt = None,
-        table: Annotated[Path, typer.Argument(help="Clinical table with one row per patient (or sample / slide).", show_default=False)] = ...,  # type: ignore[assignment]
-        time_col: Annotated[str, typer.Option("--time-col", help="Survival / follow-up time column (> 0).", show_default=False)] = ...,  # type: ignore[assignment]
-        event_col: Annotated[str | None, typer.Option("--event-col", help="Event column: 1 / True / dead = event observed.", show_default=False)] = None,
-        censor_col: Annotated[str | None, typer.Option("--censor-col", help="Censoring column: 1 / True = censored (e.g. censorship).", show_default=False)] = None,
-        id_col: Annotated[str | None, typer.Option("--id-col", help="Patient id column (default: detected, e.g. case_id).", show_default=False)] = None,
-        time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of the times, recorded in the labels (months, days, years).")] = "months",
+        table: Annotated[
+            Path,
+            typer.Argument(help="Clinical table with one row per patient (or sample / slide).", show_default=False),
+        ] = ...,  # type: ignore[assignment]
+        time_col: Annotated[
+            str, typer.Option("--time-col", help="Survival / follow-up time column (> 0).", show_default=False)
+        ] = ...,  # type: ignore[assignment]
+        event_col: Annotated[
+            str | None,
+            typer.Option("--event-col", help="Event column: 1 / True / dead = event observed.", show_default=False),
+        ] = None,
+        censor_col: Annotated[
+            str | None,
+            typer.Option(
+                "--censor-col", help="Censoring column: 1 / True = censored (e.g. censorship).", show_default=False
+            ),
+        ] = None,
+        id_col: Annotated[
+            str | None,
+            typer.Option("--id-col", help="Patient id column (default: detected, e.g. case_id).", show_default=False),
+        ] = None,
+        time_unit: Annotated[
+            str, typer.Option("--time-unit", help="Unit of the times, recorded in the labels (months, days, years).")
+        ] = "months",
         status_as_is: Annotated[
             bool,
-            typer.Option("--status-as-is", help="Read --event-col / --censor-col as the option says even when the column's name says the opposite (e.g. --event-col censorship)."),
+            typer.Option(
+                "--status-as-is",
+                help="Read --event-col / --censor-col as the option says even when the column's name says the opposite (e.g. --event-col censorship).",
+            ),
         ] = False,
         workdir: WorkdirOpt = Path("healnet_work"),
         force: ForceOpt = False,
@@ -152,12 +213,20 @@ def register(app: typer.Typer) -> None:
 
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
-            cfg = LabelsConfig(time_col=time_col, event_col=event_col, censor_col=censor_col, id_col=id_col, time_unit=time_unit,
-                               status_as_is=status_as_is)
+            cfg = LabelsConfig(
+                time_col=time_col,
+                event_col=event_col,
+                censor_col=censor_col,
+                id_col=id_col,
+                time_unit=time_unit,
+                status_as_is=status_as_is,
+            )
             workspace = Workspace.at(workdir)
             status = run_labels(Path(table), cfg, workspace=workspace, console=console, force=force, debug=_debug(ctx))
             values, sources = resolved_options(ctx)
-            write_resolved_config(workspace.omics_dir, values, command="omics labels", sources=sources, name="labels_config.yaml")
+            write_resolved_config(
+                workspace.omics_dir, values, command="omics labels", sources=sources, name="labels_config.yaml"
+            )
             code = report(status, console)
         if code:
             raise typer.Exit(code)

@@ -16,15 +16,54 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
         ctx: typer.Context,
-        run: Annotated[Path, typer.Argument(help="Run folder written by `healnet train` (or a run name under <workdir>/runs).", show_default=False)],
+        run: Annotated[
+            Path,
+            typer.Argument(
+                help="Run folder written by `healnet train` (or a run name under <workdir>/runs).", show_default=False
+            ),
+        ],
         config: ConfigOpt = None,
         workdir: WorkdirOpt = Path("healnet_work"),
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: <workdir>/predictions/<run name>].", show_default=False)] = None,
-        model: Annotated[str, typer.Option("--model", help="folds: the fold ensemble (or one fold with --fold); refit: the model of `train --refit-all`.")] = "folds",
-        fold: Annotated[int | None, typer.Option("--fold", help="Predict with fold K's model only.", show_default=False)] = None,
-        modalities: Annotated[str | None, typer.Option("--modalities", "-m", help="The run's modalities to use (default: every one the workspace has).", show_default=False)] = None,
-        extractor: Annotated[str | None, typer.Option("--extractor", help="Features folder of the workspace (default: the run's, else the only one).", show_default=False)] = None,
-        min_feature_overlap: Annotated[float, typer.Option("--min-feature-overlap", help="Smallest share of the run's omics features the external tables must have (the rest are imputed with the training medians).")] = 0.8,
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out", "-o", help="Output folder [default: <workdir>/predictions/<run name>].", show_default=False
+            ),
+        ] = None,
+        model: Annotated[
+            str,
+            typer.Option(
+                "--model",
+                help="folds: the fold ensemble (or one fold with --fold); refit: the model of `train --refit-all`.",
+            ),
+        ] = "folds",
+        fold: Annotated[
+            int | None, typer.Option("--fold", help="Predict with fold K's model only.", show_default=False)
+        ] = None,
+        modalities: Annotated[
+            str | None,
+            typer.Option(
+                "--modalities",
+                "-m",
+                help="The run's modalities to use (default: every one the workspace has).",
+                show_default=False,
+            ),
+        ] = None,
+        extractor: Annotated[
+            str | None,
+            typer.Option(
+                "--extractor",
+                help="Features folder of the workspace (default: the run's, else the only one).",
+                show_default=False,
+            ),
+        ] = None,
+        min_feature_overlap: Annotated[
+            float,
+            typer.Option(
+                "--min-feature-overlap",
+                help="Smallest share of the run's omics features the external tables must have (the rest are imputed with the training medians).",
+            ),
+        ] = 0.8,
         device: DeviceOpt = "cpu",
         batch_size: Annotated[int, typer.Option("--batch-size", help="Patients per forward pass.")] = 8,
         json_output: JsonOpt = False,
@@ -47,8 +86,16 @@ def register(app: typer.Typer) -> None:
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
             cfg = PredictConfig(
-                run=Workspace.at(workdir).find_run(run), workdir=Path(workdir), out=out, model=model, fold=fold, modalities=parse_modalities(modalities),
-                extractor=extractor, min_feature_overlap=min_feature_overlap, device=device, batch_size=batch_size,
+                run=Workspace.at(workdir).find_run(run),
+                workdir=Path(workdir),
+                out=out,
+                model=model,
+                fold=fold,
+                modalities=parse_modalities(modalities),
+                extractor=extractor,
+                min_feature_overlap=min_feature_overlap,
+                device=device,
+                batch_size=batch_size,
             )
             values, _ = resolved_options(ctx)
             code, record = run_predict(cfg, console, options=values)

@@ -36,11 +36,15 @@ def register(app: typer.Typer) -> None:
         workdir: WorkdirOpt = Path("healnet_work"),
         slides_csv: Annotated[
             Path | None,
-            typer.Option("--slides-csv", help="CSV with columns path, optional case_id, optional mpp.", show_default=False),
+            typer.Option(
+                "--slides-csv", help="CSV with columns path, optional case_id, optional mpp.", show_default=False
+            ),
         ] = None,
         mpp: Annotated[float, typer.Option("--mpp", help="Target resolution of the patches (µm/px; 0.5 ≈ 20×).")] = 0.5,
         patch_size: Annotated[int, typer.Option("--patch-size", help="Patch side in pixels at --mpp.")] = 256,
-        overlap: Annotated[int, typer.Option("--overlap", help="Overlap of neighbouring patches in pixels at --mpp.")] = 0,
+        overlap: Annotated[
+            int, typer.Option("--overlap", help="Overlap of neighbouring patches in pixels at --mpp.")
+        ] = 0,
         min_tissue: Annotated[
             float, typer.Option("--min-tissue", help="Keep patches whose tissue fraction is at least this.")
         ] = 0.5,
@@ -49,18 +53,26 @@ def register(app: typer.Typer) -> None:
         ] = 10_000.0,
         mpp_csv: Annotated[
             Path | None,
-            typer.Option("--mpp-csv", help="CSV with columns slide_id, mpp: overrides the slides' own mpp.", show_default=False),
+            typer.Option(
+                "--mpp-csv", help="CSV with columns slide_id, mpp: overrides the slides' own mpp.", show_default=False
+            ),
         ] = None,
         default_mpp: Annotated[
             float | None,
-            typer.Option("--default-mpp", help="mpp for slides whose metadata has none (else they fail).", show_default=False),
+            typer.Option(
+                "--default-mpp", help="mpp for slides whose metadata has none (else they fail).", show_default=False
+            ),
         ] = None,
         seg_mpp: Annotated[
             float, typer.Option("--seg-mpp", help="Resolution of the tissue segmentation (µm/px, about 8-16).")
         ] = 16.0,
         export: Annotated[
             list[str] | None,
-            typer.Option("--export", help="Extra outputs: clam (CLAM .h5), geojson (QuPath tissue contours); comma-separated.", show_default=False),
+            typer.Option(
+                "--export",
+                help="Extra outputs: clam (CLAM .h5), geojson (QuPath tissue contours); comma-separated.",
+                show_default=False,
+            ),
         ] = None,
         force: ForceOpt = False,
         shard: ShardOpt = None,

@@ -42,7 +42,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def command_section(config: Mapping[str, Any], command_path: Sequence[str], *, source: str = "config") -> dict[str, Any]:
+def command_section(
+    config: Mapping[str, Any], command_path: Sequence[str], *, source: str = "config"
+) -> dict[str, Any]:
     """The section of ``config`` for a command (``["omics", "labels"]`` → ``config["omics"]["labels"]``).
 
     Keys are normalised to option names with underscores (``patch-size`` → ``patch_size``);

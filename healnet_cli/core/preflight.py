@@ -100,9 +100,7 @@ def check_disk(workdir: Path) -> Check:
 
 def check_hub(timeout_s: float = 2.0) -> Check:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return Check(
-            "hub", "PASS", "offline mode (HF_HUB_OFFLINE=1): weights come from --weights files", ""
-        )
+        return Check("hub", "PASS", "offline mode (HF_HUB_OFFLINE=1): weights come from --weights files", "")
     try:
         from huggingface_hub import constants
 

@@ -86,7 +86,9 @@ def run_items(
             write_item(item, lambda: process(item), store=store, status=status, console=console, start=start)
         except KeyboardInterrupt:
             done = status.counts()["done"]
-            console.error(f"{status.stage}: interrupted while writing {item.id} ({done} item(s) finished in this run are kept)")
+            console.error(
+                f"{status.stage}: interrupted while writing {item.id} ({done} item(s) finished in this run are kept)"
+            )
             raise
         except Exception as exc:  # one bad item never sinks the batch
             full = atomic.disk_full_error(exc, store.folder / item.id)
@@ -125,7 +127,9 @@ def write_item(
     seconds = time.perf_counter() - start
     if not store.holds_lock(item.id):  # suspended past the lease expiry: another job took it over
         status.add(item.id, "skipped", reason=f"{HELD_PREFIX}another job: this job's lock expired while it wrote")
-        console.warn(f"{item.id}: the lock expired while it was written (job suspended?); left to the job that took it over")
+        console.warn(
+            f"{item.id}: the lock expired while it was written (job suspended?); left to the job that took it over"
+        )
         return False
     store.commit(item.id, item.fingerprint, result.outputs, meta=result.meta, seconds=seconds)
     status.add(item.id, "done", seconds=seconds, warning=result.warning)
@@ -164,8 +168,10 @@ def report(status: StatusTable, console: Console, *, folder: Path | None = None)
         atomic.sweep_temporaries(folder)
     counts = status.counts()
     held = len(status.held)
-    skipped = f"{counts['skipped']} skipped (fresh)" if not held else (
-        f"{counts['skipped']} skipped ({counts['skipped'] - held} fresh, {held} held by other jobs)"
+    skipped = (
+        f"{counts['skipped']} skipped (fresh)"
+        if not held
+        else (f"{counts['skipped']} skipped ({counts['skipped'] - held} fresh, {held} held by other jobs)")
     )
     line = f"{status.stage}: {counts['done']} done, {skipped}, {counts['failed']} failed"
     if path is not None:

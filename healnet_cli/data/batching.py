@@ -162,7 +162,10 @@ def collate(
             batch[m] = ModalityInput(torch.from_numpy(table.vectors[m][rows]).to(device), none)
         else:
             dim = int(table.cohort.wsi_dim)
-            batch[m] = ModalityInput(torch.zeros(len(rows), 1, dim, device=device), none,
-                                     torch.zeros(len(rows), 1, dtype=torch.bool, device=device),
-                                     torch.zeros(len(rows), 1, 2, device=device))
+            batch[m] = ModalityInput(
+                torch.zeros(len(rows), 1, dim, device=device),
+                none,
+                torch.zeros(len(rows), 1, dtype=torch.bool, device=device),
+                torch.zeros(len(rows), 1, 2, device=device),
+            )
     return batch

@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from healnet_cli.artifacts.features import SUFFIX, encoder_identity, read_features, read_provenance, short_identity
-from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, present_patients, read_labels, read_modality
+from healnet_cli.artifacts.omics import (
+    LABELS_NAME,
+    list_modalities,
+    modality_path,
+    present_patients,
+    read_labels,
+    read_modality,
+)
 from healnet_cli.artifacts.patients import slide_patient
 from healnet_cli.artifacts.run import WSI
 from healnet_cli.core.errors import InputError
@@ -106,7 +113,9 @@ def resolve_extractor(workspace: Workspace, extractor: str | None) -> str:
         return found[0]
     if not found:
         raise InputError(f"modality wsi: no features under {workspace.features_root}; run `healnet extract` first")
-    raise InputError(f"modality wsi: several feature folders under {workspace.features_root} ({', '.join(found)}); pass --extractor NAME")
+    raise InputError(
+        f"modality wsi: several feature folders under {workspace.features_root} ({', '.join(found)}); pass --extractor NAME"
+    )
 
 
 def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, dict[str, str]]:
@@ -131,7 +140,9 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
             "re-extract (or re-import) the odd slides, or keep each set in its own folder (--name) and pick one with --extractor"
         )
     if len(dims) > 1:
-        raise InputError(f"{folder}: feature files have different dimensions {sorted(dims)}; re-extract with one extractor")
+        raise InputError(
+            f"{folder}: feature files have different dimensions {sorted(dims)}; re-extract with one extractor"
+        )
     for refs in slides.values():
         refs.sort(key=lambda r: r.slide_id)
     return slides, (dims.pop() if dims else None), prints
@@ -199,7 +210,9 @@ def load_cohort(
         presence[WSI] = pd.Series(True, index=pd.Index(sorted(slides), dtype=object))
     candidates = labels.index.astype(str)
     if not require_labels:
-        candidates = pd.Index(sorted(set(candidates) | {str(p) for s in presence.values() for p in s.index}), dtype=object)
+        candidates = pd.Index(
+            sorted(set(candidates) | {str(p) for s in presence.values() for p in s.index}), dtype=object
+        )
     pres = pd.DataFrame({m: candidates.isin(presence[m].index) for m in mods}, index=candidates)
     keep = pres.all(axis=1) if require_all else pres.any(axis=1)
     pres = pres[keep].sort_index()

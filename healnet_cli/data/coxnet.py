@@ -54,11 +54,16 @@ def upgrade_legacy_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(CoxnetConfig)}
     model = {
         "name": "coxnet",
-        "config": {"modalities": {m: {"kind": "vector", "dim": max(1, dims[m])} for m in mods},
-                   "n_bins": len(payload["bin_edges"]) - 1,
-                   "hparams": {k: v for k, v in dict(old.get("hparams", {})).items() if k in fields}},
-        "state_dict": {"coef": old["coef"].to(torch.float64), "impute": torch.from_numpy(impute),
-                       "fitted_alpha": torch.tensor(float(old["alpha"]), dtype=torch.float64)},
+        "config": {
+            "modalities": {m: {"kind": "vector", "dim": max(1, dims[m])} for m in mods},
+            "n_bins": len(payload["bin_edges"]) - 1,
+            "hparams": {k: v for k, v in dict(old.get("hparams", {})).items() if k in fields},
+        },
+        "state_dict": {
+            "coef": old["coef"].to(torch.float64),
+            "impute": torch.from_numpy(impute),
+            "fitted_alpha": torch.tensor(float(old["alpha"]), dtype=torch.float64),
+        },
     }
     breslow = {"times": old["breslow_times"], "cum_hazard": old["breslow_cum_hazard"]}
     return {**payload, "model": model, "breslow": breslow, "loss": "cox"}
@@ -97,15 +102,25 @@ def _fit_path(params: dict[str, Any], x: np.ndarray, y: np.ndarray):
 
 
 def fit_coxnet(
-    x_fit: np.ndarray, t_fit: np.ndarray, e_fit: np.ndarray, x_val: np.ndarray, t_val: np.ndarray, e_val: np.ndarray,
-    x_all: np.ndarray, t_all: np.ndarray, e_all: np.ndarray, hparams: dict[str, Any] | None = None,
+    x_fit: np.ndarray,
+    t_fit: np.ndarray,
+    e_fit: np.ndarray,
+    x_val: np.ndarray,
+    t_val: np.ndarray,
+    e_val: np.ndarray,
+    x_all: np.ndarray,
+    t_all: np.ndarray,
+    e_all: np.ndarray,
+    hparams: dict[str, Any] | None = None,
 ) -> tuple[CoxnetModel, list[dict[str, float]]]:
     """Choose alpha on the inner validation set, refit on all training rows; return the model and
     the validation c-index per alpha (the path, for ``history.jsonl``)."""
     params = {**COXNET_DEFAULTS, **(hparams or {})}
     unknown = sorted(set(params) - set(COXNET_DEFAULTS) - {"alpha"})
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for coxnet; valid keys: {sorted([*COXNET_DEFAULTS, 'alpha'])}")
+        raise ValueError(
+            f"unknown hyperparameter(s) {unknown} for coxnet; valid keys: {sorted([*COXNET_DEFAULTS, 'alpha'])}"
+        )
     path: list[dict[str, float]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

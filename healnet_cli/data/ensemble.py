@@ -79,8 +79,11 @@ def combine_outputs(outs: Sequence[ModelOutput], combine: str = "hazard") -> Mod
     maps = [o.weights for o in outs if o.weights]
     if len(maps) == len(outs):
         keys = set.intersection(*(set(w) for w in maps))
-        weights = {k: torch.stack([w[k].float() for w in maps]).mean(0) for k in keys
-                   if all(w[k].shape == maps[0][k].shape for w in maps)}
+        weights = {
+            k: torch.stack([w[k].float() for w in maps]).mean(0)
+            for k in keys
+            if all(w[k].shape == maps[0][k].shape for w in maps)
+        }
     return ModelOutput(logits=combined, weights=weights)
 
 

@@ -62,8 +62,9 @@ class Fitter:
     refit_rule: str
 
 
-def _fit_coxnet(specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs,
-                hparams: dict[str, Any]) -> FittedModel:
+def _fit_coxnet(
+    specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs, hparams: dict[str, Any]
+) -> FittedModel:
     from healnet_cli.data.coxnet import fit_coxnet
 
     fit, path = fit_coxnet(d.x_fit, d.t_fit, d.e_fit, d.x_val, d.t_val, d.e_val, d.x_all, d.t_all, d.e_all, hparams)
@@ -89,7 +90,13 @@ def is_fitted(name: str) -> bool:
     return name in FITTERS
 
 
-def fit_model(name: str, specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, inputs: FitInputs,
-              hparams: dict[str, Any]) -> FittedModel:
+def fit_model(
+    name: str,
+    specs: dict[str, ModalitySpec],
+    n_bins: int,
+    impute: np.ndarray,
+    inputs: FitInputs,
+    hparams: dict[str, Any],
+) -> FittedModel:
     """Fit the closed-form model ``name`` on one fold."""
     return FITTERS[name].fit(specs, n_bins, impute, inputs, dict(hparams))

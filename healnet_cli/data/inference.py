@@ -80,9 +80,8 @@ class PredictionResult:
 def fold_bundle(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The bundle payload of a fold (primitives + tensors; ``weights_only=True``-safe); see
     :mod:`healnet_cli.artifacts.run_bundle` for the keys."""
-    from healnet_cli.models import model_to_checkpoint
-
     from healnet_cli.data.ensemble import EnsembleModel
+    from healnet_cli.models import model_to_checkpoint
 
     model = fold_model.model
     members = fold_model.members
@@ -102,8 +101,10 @@ def fold_bundle(fold_model: FoldModel, *, extra: Mapping[str, Any] | None = None
         # Member 0 stays in "model" so that readers of single-model checkpoints still load it.
         payload["ensemble"] = {"combine": model.combine, "members": [model_to_checkpoint(m) for m in members[1:]]}
     if fold_model.breslow is not None:
-        payload["breslow"] = {"times": torch.from_numpy(np.asarray(fold_model.breslow[0], np.float64)),
-                              "cum_hazard": torch.from_numpy(np.asarray(fold_model.breslow[1], np.float64))}
+        payload["breslow"] = {
+            "times": torch.from_numpy(np.asarray(fold_model.breslow[0], np.float64)),
+            "cum_hazard": torch.from_numpy(np.asarray(fold_model.breslow[1], np.float64)),
+        }
     return payload
 
 
@@ -117,7 +118,9 @@ def _upgrade(payload: Mapping[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def fold_model_from_bundle(payload: Mapping[str, Any], *, cohort: Cohort | None, device: str | torch.device = "cpu") -> FoldModel:
+def fold_model_from_bundle(
+    payload: Mapping[str, Any], *, cohort: Cohort | None, device: str | torch.device = "cpu"
+) -> FoldModel:
     """Rebuild a :class:`FoldModel` from a bundle (any schema :func:`read_bundle` accepts)."""
     from healnet_cli.models import model_from_checkpoint
 
@@ -157,7 +160,11 @@ def list_folds(run_dir: str | os.PathLike[str]) -> list[int]:
 
 
 def load_fold(
-    run_dir: str | os.PathLike[str], fold: int, *, workdir: str | os.PathLike[str] | None = None, device: str = "cpu",
+    run_dir: str | os.PathLike[str],
+    fold: int,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
     cohort: Cohort | None = None,
 ) -> FoldModel:
     """Load fold ``fold`` of a run; its data come from the run's recorded workdir and extractor
@@ -191,7 +198,9 @@ def cpu_threads(modalities: Sequence[str], device: torch.device) -> int | None:
     return available_cpus() if WSI in modalities else 1
 
 
-def _token_weights(weights: Mapping[str, torch.Tensor] | None, table: PatientTable, rows: np.ndarray, batch: dict) -> list[dict[str, np.ndarray]]:
+def _token_weights(
+    weights: Mapping[str, torch.Tensor] | None, table: PatientTable, rows: np.ndarray, batch: dict
+) -> list[dict[str, np.ndarray]]:
     out: list[dict[str, np.ndarray]] = [{} for _ in rows]
     if not weights:
         return out
@@ -209,8 +218,15 @@ def _token_weights(weights: Mapping[str, torch.Tensor] | None, table: PatientTab
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, table: PatientTable, *, batch_size: int, device: torch.device,
-                   return_weights: bool = False, autocast: torch.dtype | None = None) -> tuple[np.ndarray, list[dict]]:
+def predict_logits(
+    model: torch.nn.Module,
+    table: PatientTable,
+    *,
+    batch_size: int,
+    device: torch.device,
+    return_weights: bool = False,
+    autocast: torch.dtype | None = None,
+) -> tuple[np.ndarray, list[dict]]:
     """Hazard logits ``[n, bins]`` for every row of ``table`` (whole bags) and per-row token weights."""
     logits, weights = [], []
     model.eval()
@@ -224,16 +240,25 @@ def predict_logits(model: torch.nn.Module, table: PatientTable, *, batch_size: i
     return (np.concatenate(logits) if logits else np.zeros((0, 1))), weights
 
 
-def predict_table(fm: FoldModel, table: PatientTable, *, batch_size: int = 8, return_weights: bool = False,
-                  autocast: torch.dtype | None = None) -> tuple[pd.DataFrame, list[dict]]:
+def predict_table(
+    fm: FoldModel,
+    table: PatientTable,
+    *,
+    batch_size: int = 8,
+    return_weights: bool = False,
+    autocast: torch.dtype | None = None,
+) -> tuple[pd.DataFrame, list[dict]]:
     """Risk and survival per bin for each row of ``table``."""
     at = np.asarray(fm.bin_edges[1:], dtype=np.float64)
-    logits, w = predict_logits(fm.model, table, batch_size=batch_size, device=fm.device,
-                               return_weights=return_weights, autocast=autocast)
+    logits, w = predict_logits(
+        fm.model, table, batch_size=batch_size, device=fm.device, return_weights=return_weights, autocast=autocast
+    )
     weights: list[dict] = w if return_weights else [{} for _ in table.ids]
     if fm.loss == "cox":
         if fm.breslow is None:
-            raise InputError(f"fold {fm.fold}: a Cox-type model without its Breslow baseline in the checkpoint; retrain the run")
+            raise InputError(
+                f"fold {fm.fold}: a Cox-type model without its Breslow baseline in the checkpoint; retrain the run"
+            )
         risk = logits[:, 0].astype(np.float64)
         surv = breslow_survival(risk, fm.breslow[0], fm.breslow[1], at)
     else:

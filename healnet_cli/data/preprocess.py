@@ -114,7 +114,12 @@ class BagScaler:
         return ((feats - self.mean) / self.std).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "bag_scaler", "mean": self.mean.tolist(), "std": self.std.tolist(), "n_patches": int(self.n_patches)}
+        return {
+            "kind": "bag_scaler",
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "n_patches": int(self.n_patches),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BagScaler:

@@ -46,7 +46,9 @@ class SplitsReport:
 
 def _column(frame: pd.DataFrame, name: str, path: Path) -> list[str]:
     if name not in frame.columns:
-        raise InputError(f"splits file {path}: no column {name!r} (columns: {list(frame.columns)}); expected 'train' and 'val' columns of patient ids")
+        raise InputError(
+            f"splits file {path}: no column {name!r} (columns: {list(frame.columns)}); expected 'train' and 'val' columns of patient ids"
+        )
     values = frame[name].dropna().astype(str).str.strip()
     return [v for v in values if v]
 
@@ -68,7 +70,9 @@ def read_splits_dir(folder: str | os.PathLike[str], patients: Sequence[str]) -> 
         raise InputError(f"--splits {base}: not a folder; pass the folder holding splits_0.csv, splits_1.csv, ...")
     files = {int(m.group(1)): p for p in base.iterdir() if (m := _SPLIT_FILE.match(p.name))}
     if not files:
-        raise InputError(f"--splits {base}: no splits_K.csv files; expected splits_0.csv, splits_1.csv, ... with train/val columns")
+        raise InputError(
+            f"--splits {base}: no splits_K.csv files; expected splits_0.csv, splits_1.csv, ... with train/val columns"
+        )
     if sorted(files) != list(range(len(files))):
         raise InputError(f"--splits {base}: fold numbers {sorted(files)} are not 0..{len(files) - 1}; rename the files")
     cohort = set(patients)
@@ -82,13 +86,17 @@ def read_splits_dir(folder: str | os.PathLike[str], patients: Sequence[str]) -> 
         train, test = _column(frame, "train", path), _column(frame, "val", path)
         both = sorted(set(train) & set(test))
         if both:
-            raise InputError(f"splits file {path}: {len(both)} patient(s) in both train and val (e.g. {both[0]}); fix the file")
+            raise InputError(
+                f"splits file {path}: {len(both)} patient(s) in both train and val (e.g. {both[0]}); fix the file"
+            )
         unknown = sorted((set(train) | set(test)) - cohort)
         train = sorted(dict.fromkeys(p for p in train if p in cohort))
         test = sorted(dict.fromkeys(p for p in test if p in cohort))
         if not train or not test:
             which = "train" if not train else "val"
-            raise InputError(f"splits file {path}: no cohort patient in the {which!r} column; do the ids match the labels' patient ids?")
+            raise InputError(
+                f"splits file {path}: no cohort patient in the {which!r} column; do the ids match the labels' patient ids?"
+            )
         report.dropped[k] = sorted(cohort - set(train) - set(test))
         report.unknown[k] = unknown
         folds.append(Fold(k, train, test))
@@ -147,5 +155,12 @@ def folds_from_frame(frame: pd.DataFrame) -> list[Fold]:
     for k, part in frame.groupby("fold", sort=True):
         split = part.set_index("patient_id")["split"]
         train = sorted(split.index[split != "test"].astype(str))
-        folds.append(Fold(int(k), train, sorted(split.index[split == "test"].astype(str)), sorted(split.index[split == "val"].astype(str))))
+        folds.append(
+            Fold(
+                int(k),
+                train,
+                sorted(split.index[split == "test"].astype(str)),
+                sorted(split.index[split == "val"].astype(str)),
+            )
+        )
     return folds

@@ -62,4 +62,3 @@ def breslow_survival(risk: np.ndarray, times: np.ndarray, cum_hazard: np.ndarray
     idx = np.searchsorted(np.asarray(times), np.asarray(at, dtype=np.float64), side="right") - 1
     h0 = np.where(idx >= 0, np.asarray(cum_hazard)[np.clip(idx, 0, None)] if len(cum_hazard) else 0.0, 0.0)
     return np.exp(-np.outer(np.exp(np.asarray(risk, dtype=np.float64)), h0))
-

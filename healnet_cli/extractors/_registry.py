@@ -178,7 +178,9 @@ def parse_encoder_args(items: Sequence[str] | None) -> dict[str, Any]:
         key, sep, text = str(item).partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise InputError(f"--encoder-arg {item!r}: expected key=value with a Python keyword as key, e.g. init_values=1e-5")
+            raise InputError(
+                f"--encoder-arg {item!r}: expected key=value with a Python keyword as key, e.g. init_values=1e-5"
+            )
         if key in out:
             raise InputError(f"--encoder-arg {key} is given twice")
         out[key] = _value(text.strip())

@@ -84,7 +84,7 @@ def output_dim(spec: ExtractorSpec, full: nn.Module) -> int:
     """The feature dimension: the preset's, else the model's (doubled for ``cls+mean``)."""
     if spec.dim is not None:
         return spec.dim
-    width = int(getattr(full, "num_features"))
+    width = int(full.num_features)
     return 2 * width if spec.output == "cls+mean" else width
 
 

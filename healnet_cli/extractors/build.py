@@ -158,7 +158,9 @@ def check_weights_choice(
             how += ", --pretrained (hub) or --random-init (testing only)"
         raise InputError(f"--extractor {spec.name} needs weights: pass {how}{hint}")
     if pretrained and spec.weights == "file":
-        raise InputError(f"--pretrained is not available for {spec.name}: no hub file loads as is{hint}; pass --weights FILE")
+        raise InputError(
+            f"--pretrained is not available for {spec.name}: no hub file loads as is{hint}; pass --weights FILE"
+        )
 
 
 def load_extractor(
@@ -219,7 +221,12 @@ def load_extractor(
 
 
 def fit_weights(
-    spec: ExtractorSpec, backbone: nn.Module, full: nn.Module, state: dict[str, torch.Tensor], *, path: str | os.PathLike[str]
+    spec: ExtractorSpec,
+    backbone: nn.Module,
+    full: nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    path: str | os.PathLike[str],
 ) -> None:
     """Convert ``state`` from the spec's published layout and load it strictly into ``backbone``."""
     state = convert_state_dict(spec.layout, state, backbone.state_dict())
@@ -240,7 +247,9 @@ def _hub_source(spec: ExtractorSpec) -> tuple[str, tuple[str, ...]]:
     cfg = get_pretrained_cfg(spec.timm_name)
     repo = str(getattr(cfg, "hf_hub_id", "") or "")
     if not repo:
-        raise InputError(f"--pretrained for {spec.name}: timm has no hub weights for {spec.timm_name}; pass --weights FILE")
+        raise InputError(
+            f"--pretrained for {spec.name}: timm has no hub weights for {spec.timm_name}; pass --weights FILE"
+        )
     filename = getattr(cfg, "hf_hub_filename", None)
     return repo, ((filename,) if filename else ("model.safetensors", "pytorch_model.bin"))
 

@@ -35,7 +35,7 @@ class TokenOutput(nn.Module):
             )
         self.model = backbone
         self.output = output
-        self.num_prefix_tokens = int(getattr(backbone, "num_prefix_tokens"))
+        self.num_prefix_tokens = int(backbone.num_prefix_tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.model.forward_features(x)
@@ -107,7 +107,12 @@ def conch_pos_embed_448(pos_embed: torch.Tensor, *, grid_px: int = 448, patch_px
     n = pos_embed.shape[1] - 1
     if n != base * base:
         pos_embed = resample_abs_pos_embed(
-            pos_embed, new_size=(base, base), num_prefix_tokens=1, interpolation="bilinear", antialias=False, verbose=False
+            pos_embed,
+            new_size=(base, base),
+            num_prefix_tokens=1,
+            interpolation="bilinear",
+            antialias=False,
+            verbose=False,
         )
     cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
     dim = grid.shape[-1]

@@ -43,7 +43,9 @@ _HF_TOP_KEYS = {
 _QKV = ("query", "key", "value")
 
 
-def convert_state_dict(layout: str, state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    layout: str, state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """``state`` in the model's key names (see the module doc); unknown keys are kept as they are,
     so the strict fit that follows reports them."""
     state = dict(state)
@@ -102,6 +104,11 @@ def _hf_pos_embed(pos_embed: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     from timm.layers import resample_abs_pos_embed
 
     resampled = resample_abs_pos_embed(
-        pos_embed.float(), new_size=(side_model, side_model), num_prefix_tokens=1, interpolation="bicubic", antialias=True, verbose=False
+        pos_embed.float(),
+        new_size=(side_model, side_model),
+        num_prefix_tokens=1,
+        interpolation="bicubic",
+        antialias=True,
+        verbose=False,
     )
     return resampled.to(pos_embed.dtype)

@@ -10,7 +10,13 @@ names and tensor shapes on the meta device.
 
 from __future__ import annotations
 
-from healnet_cli.extractors._registry import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ExtractorSpec
+from healnet_cli.extractors._registry import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    ExtractorSpec,
+)
 
 H_OPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
 H_OPTIMUS_STD = (0.211883, 0.230117, 0.177517)
@@ -77,9 +83,17 @@ PRESETS: dict[str, ExtractorSpec] = {
             description="UNI2-h: ViT-H/14-like (24 blocks, 1536-d, SwiGLU, 8 register tokens), class token",
             timm_name="vit_giant_patch14_224",
             timm_kwargs={
-                "img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5,
-                "embed_dim": 1536, "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "reg_tokens": 8,
-                "dynamic_img_size": True, **_SWIGLU,
+                "img_size": 224,
+                "patch_size": 14,
+                "depth": 24,
+                "num_heads": 24,
+                "init_values": 1e-5,
+                "embed_dim": 1536,
+                "mlp_ratio": 2.66667 * 2,
+                "no_embed_class": True,
+                "reg_tokens": 8,
+                "dynamic_img_size": True,
+                **_SWIGLU,
             },  # fmt: skip
             dim=1536,
             input_px=224,
@@ -118,8 +132,12 @@ PRESETS: dict[str, ExtractorSpec] = {
             description="Virchow2: ViT-H/14, SwiGLU, 4 register tokens; class token ⊕ mean patch token",
             timm_name="vit_huge_patch14_224",
             timm_kwargs={
-                "img_size": 224, "init_values": 1e-5, "reg_tokens": 4, "mlp_ratio": 5.3375,
-                "dynamic_img_size": True, **_SWIGLU,
+                "img_size": 224,
+                "init_values": 1e-5,
+                "reg_tokens": 4,
+                "mlp_ratio": 5.3375,
+                "dynamic_img_size": True,
+                **_SWIGLU,
             },  # fmt: skip
             dim=2560,
             input_px=224,
@@ -175,8 +193,13 @@ PRESETS: dict[str, ExtractorSpec] = {
             description="Prov-GigaPath tile encoder: ViT-g (40 blocks, 1536-d, SwiGLU) with 16 px patches, class token",
             timm_name="vit_giant_patch14_dinov2",
             timm_kwargs={
-                "img_size": 224, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24,
-                "mlp_ratio": 5.33334, "dynamic_img_size": True,
+                "img_size": 224,
+                "patch_size": 16,
+                "embed_dim": 1536,
+                "depth": 40,
+                "num_heads": 24,
+                "mlp_ratio": 5.33334,
+                "dynamic_img_size": True,
             },  # fmt: skip
             dim=1536,
             input_px=224,

@@ -74,7 +74,9 @@ class EvalTransform:
         return x.sub_(mean).div_(std)
 
 
-def resize_patches(images_u8: torch.Tensor, input_px: int, interpolation: str, crop_px: int | None = None) -> torch.Tensor:
+def resize_patches(
+    images_u8: torch.Tensor, input_px: int, interpolation: str, crop_px: int | None = None
+) -> torch.Tensor:
     """Resize ``uint8 [b, 3, h, w]`` patches to ``uint8 [b, 3, input_px, input_px]`` (channels-last memory;
     see the module doc); with ``crop_px``, resize to that size and centre-crop ``input_px``."""
     if crop_px is not None and crop_px != input_px:

@@ -200,9 +200,13 @@ def fetch_hub_weights(name: str, repo: str, files: Iterable[str] = HUB_FILES) ->
     cached = cached_hub_file(repo, files)
     if cached is None:
         if hub_offline():
-            raise pretrained_unavailable(name, f"HF_HUB_OFFLINE is set and {repo} is not in the local hub cache", repo, files[0])
+            raise pretrained_unavailable(
+                name, f"HF_HUB_OFFLINE is set and {repo} is not in the local hub cache", repo, files[0]
+            )
         if not hub_reachable():
-            raise pretrained_unavailable(name, f"the model hub is unreachable (no network) and {repo} is not cached", repo, files[0])
+            raise pretrained_unavailable(
+                name, f"the model hub is unreachable (no network) and {repo} is not cached", repo, files[0]
+            )
         cached = _download(name, repo, files)
     return cached, WeightsInfo(source="hub", tag=repo, file=cached.name, sha256=sha256_file(cached))
 
@@ -232,7 +236,9 @@ def hub_config(name: str, repo: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise InputError(f"--extractor {name}: {path} is not readable JSON ({exc}); download it again") from exc
     if not isinstance(config, dict) or not config.get("architecture"):
-        raise InputError(f"--extractor {name}: {repo}'s config.json names no timm architecture; use timm:<arch> with --weights")
+        raise InputError(
+            f"--extractor {name}: {repo}'s config.json names no timm architecture; use timm:<arch> with --weights"
+        )
     return config
 
 

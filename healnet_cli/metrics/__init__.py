@@ -13,7 +13,12 @@ from healnet_cli.metrics.bootstrap import (
     too_few_for_ci,
 )
 from healnet_cli.metrics.censoring import CensoringModel, fit_censoring
-from healnet_cli.metrics.concordance import compute_harrell, compute_uno, compute_weighted_concordance, concordance_counts
+from healnet_cli.metrics.concordance import (
+    compute_harrell,
+    compute_uno,
+    compute_weighted_concordance,
+    concordance_counts,
+)
 from healnet_cli.metrics.km import calibration, kaplan_meier, km_at, logrank, numbers_at_risk, risk_groups
 from healnet_cli.metrics.result import MetricValue, NotComputable, compute_safely
 from healnet_cli.metrics.timedep import (

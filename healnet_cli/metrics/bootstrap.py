@@ -24,8 +24,10 @@ def too_few_for_ci(n_patients: int, n_events: int) -> str:
     patients, so the interval says nothing about the uncertainty.
     """
     if n_events < MIN_CI_EVENTS or n_patients < MIN_CI_PATIENTS:
-        return (f"{TOO_FEW} ({n_events} events, {n_patients} patients; a CI needs >= {MIN_CI_EVENTS} events "
-                f"and >= {MIN_CI_PATIENTS} patients)")
+        return (
+            f"{TOO_FEW} ({n_events} events, {n_patients} patients; a CI needs >= {MIN_CI_EVENTS} events "
+            f"and >= {MIN_CI_PATIENTS} patients)"
+        )
     return ""
 
 
@@ -93,8 +95,9 @@ def _groups(strata: Sequence[np.ndarray] | int) -> list[np.ndarray]:
 def _interval(values: np.ndarray, n_boot: int, level: float, min_valid_fraction: float) -> BootstrapResult:
     values = values[np.isfinite(values)]
     if values.size < max(2, min_valid_fraction * n_boot):
-        return BootstrapResult(None, None, int(values.size), n_boot,
-                               f"only {values.size}/{n_boot} bootstrap resamples were computable")
+        return BootstrapResult(
+            None, None, int(values.size), n_boot, f"only {values.size}/{n_boot} bootstrap resamples were computable"
+        )
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return BootstrapResult(float(low), float(high), int(values.size), n_boot)
@@ -132,7 +135,9 @@ def bootstrap_ci_batched(
     if n_boot <= 0:
         return BootstrapResult(None, None, 0, 0, "bootstrap disabled (--bootstrap 0)")
     counts = resample_counts(strata, n_boot, seed)
-    values = np.concatenate([np.asarray(statistic(counts[i : i + chunk]), dtype=float) for i in range(0, n_boot, chunk)])
+    values = np.concatenate(
+        [np.asarray(statistic(counts[i : i + chunk]), dtype=float) for i in range(0, n_boot, chunk)]
+    )
     return _interval(values, n_boot, level, min_valid_fraction)
 
 
@@ -177,7 +182,9 @@ def paired_bootstrap(
             continue
     d = np.asarray(diffs)
     if d.size < max(2, n_boot // 2):
-        return PairedBootstrap(point, None, None, None, int(d.size), n_boot, f"only {d.size}/{n_boot} resamples computable")
+        return PairedBootstrap(
+            point, None, None, None, int(d.size), n_boot, f"only {d.size}/{n_boot} resamples computable"
+        )
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(d, [alpha, 1.0 - alpha])
     p = min(1.0, 2.0 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))

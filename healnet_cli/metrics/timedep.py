@@ -51,8 +51,10 @@ def survival_at(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray)
     return padded[:, ends]
 
 
-INTERPOLATION = ("log-linear between the model's bin ends (a constant hazard within each bin), from S(0) = 1; "
-                 "held at the last finite bin end")
+INTERPOLATION = (
+    "log-linear between the model's bin ends (a constant hazard within each bin), from S(0) = 1; "
+    "held at the last finite bin end"
+)
 
 
 def survival_interpolated(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -139,7 +141,12 @@ def _usable_auc_times(time: np.ndarray, event: np.ndarray, grid: np.ndarray) -> 
 
 
 def compute_brier(
-    time: np.ndarray, event: np.ndarray, surv_at_grid: np.ndarray, grid: np.ndarray, g_event: np.ndarray, g_grid: np.ndarray
+    time: np.ndarray,
+    event: np.ndarray,
+    surv_at_grid: np.ndarray,
+    grid: np.ndarray,
+    g_event: np.ndarray,
+    g_grid: np.ndarray,
 ) -> np.ndarray:
     """IPCW Brier score with per-patient censoring survival; ``[m]`` scores.
 
@@ -158,7 +165,12 @@ def compute_brier(
 
 
 def compute_ibs(
-    time: np.ndarray, event: np.ndarray, surv_at_grid: np.ndarray, grid: np.ndarray, g_event: np.ndarray, g_grid: np.ndarray
+    time: np.ndarray,
+    event: np.ndarray,
+    surv_at_grid: np.ndarray,
+    grid: np.ndarray,
+    g_event: np.ndarray,
+    g_grid: np.ndarray,
 ) -> float:
     """Integrated :func:`compute_brier` over ``grid``."""
     grid = np.asarray(grid, dtype=float)
@@ -169,7 +181,13 @@ def compute_ibs(
 
 
 def compute_td_auc(
-    time: np.ndarray, event: np.ndarray, risk: np.ndarray, grid: np.ndarray, g_event: np.ndarray, *, tied_tol: float = TIED_TOL
+    time: np.ndarray,
+    event: np.ndarray,
+    risk: np.ndarray,
+    grid: np.ndarray,
+    g_event: np.ndarray,
+    *,
+    tied_tol: float = TIED_TOL,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Cumulative/dynamic AUC with per-patient case weights ``1 / G_{fold(i)}(T_i)``."""
     time, event = check_outcome(time, event)
@@ -197,8 +215,13 @@ def compute_td_auc(
 
 
 def ibs_counts(
-    time: np.ndarray, event: np.ndarray, surv_at_grid: np.ndarray, grid: np.ndarray, g_event: np.ndarray,
-    g_grid: np.ndarray, counts: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    surv_at_grid: np.ndarray,
+    grid: np.ndarray,
+    g_event: np.ndarray,
+    g_grid: np.ndarray,
+    counts: np.ndarray,
 ) -> np.ndarray:
     """:func:`compute_ibs` of many resamples (``counts[b, i]``: copies of patient i); ``[b]``."""
     time, event = check_outcome(time, event)
@@ -217,8 +240,14 @@ def ibs_counts(
 
 
 def td_auc_counts(
-    time: np.ndarray, event: np.ndarray, risk: np.ndarray, grid: np.ndarray, g_event: np.ndarray, counts: np.ndarray,
-    *, tied_tol: float = TIED_TOL,
+    time: np.ndarray,
+    event: np.ndarray,
+    risk: np.ndarray,
+    grid: np.ndarray,
+    g_event: np.ndarray,
+    counts: np.ndarray,
+    *,
+    tied_tol: float = TIED_TOL,
 ) -> np.ndarray:
     """The mean AUC of :func:`compute_td_auc` for many resamples at once; ``[b]``, NaN where a
     resample is not computable (no event, no usable time, a usable time without case weight).

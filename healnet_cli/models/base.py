@@ -24,9 +24,7 @@ def build_config(config_cls: type, hparams: dict[str, Any]) -> Any:
     valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {unknown} for {config_cls.__name__}; valid keys: {sorted(valid)}"
-        )
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for {config_cls.__name__}; valid keys: {sorted(valid)}")
     return config_cls(**hparams)
 
 
@@ -75,8 +73,7 @@ class SurvivalModel(nn.Module):
         batch_size = int(first.present.reshape(-1).shape[0])
         device = first.data.device
         resolved = {
-            name: resolve_modality(name, spec, batch.get(name), batch_size)
-            for name, spec in self.modalities.items()
+            name: resolve_modality(name, spec, batch.get(name), batch_size) for name, spec in self.modalities.items()
         }
         return resolved, batch_size, device
 

@@ -156,12 +156,14 @@ class VectorEncoder(nn.Module):
 
 
 def _encoders(modalities: dict[str, ModalitySpec], cfg) -> nn.ModuleDict:
-    return nn.ModuleDict({
-        name: ABMILEncoder(spec.dim, cfg.hidden_dim, cfg.attn_dim, cfg.dropout)
-        if spec.kind == "bag"
-        else VectorEncoder(spec.dim, cfg.hidden_dim, cfg.snn_depth, cfg.dropout)
-        for name, spec in modalities.items()
-    })
+    return nn.ModuleDict(
+        {
+            name: ABMILEncoder(spec.dim, cfg.hidden_dim, cfg.attn_dim, cfg.dropout)
+            if spec.kind == "bag"
+            else VectorEncoder(spec.dim, cfg.hidden_dim, cfg.snn_depth, cfg.dropout)
+            for name, spec in modalities.items()
+        }
+    )
 
 
 def _presence(inputs: dict[str, ResolvedModality | None], names, batch_size: int, device) -> torch.Tensor:
@@ -242,7 +244,10 @@ class ConcatFusion(SurvivalModel):
         self.encoders = _encoders(self.modalities, config)
         width = sum(e.out_dim for e in self.encoders.values()) + len(self.encoders)
         self.head = nn.Sequential(
-            nn.Linear(width, config.fusion_dim), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(config.fusion_dim, n_bins)
+            nn.Linear(width, config.fusion_dim),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.fusion_dim, n_bins),
         )
 
     def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:

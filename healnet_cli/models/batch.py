@@ -103,18 +103,15 @@ def _check_bag(name: str, spec: ModalitySpec, item: ModalityInput, batch_size: i
     data = item.data
     if data.dim() != 3 or data.shape[0] != batch_size or data.shape[2] != spec.dim:
         raise ValueError(
-            f"modality {name!r} is a bag: expected data [b={batch_size}, n, d={spec.dim}], "
-            f"got {tuple(data.shape)}"
+            f"modality {name!r} is a bag: expected data [b={batch_size}, n, d={spec.dim}], got {tuple(data.shape)}"
         )
     if item.token_mask is not None and tuple(item.token_mask.shape) != tuple(data.shape[:2]):
         raise ValueError(
-            f"modality {name!r}: token_mask must be [b, n]={tuple(data.shape[:2])}, "
-            f"got {tuple(item.token_mask.shape)}"
+            f"modality {name!r}: token_mask must be [b, n]={tuple(data.shape[:2])}, got {tuple(item.token_mask.shape)}"
         )
     if item.coords is not None and tuple(item.coords.shape) != (*data.shape[:2], 2):
         raise ValueError(
-            f"modality {name!r}: coords must be [b, n, 2]={(*data.shape[:2], 2)}, "
-            f"got {tuple(item.coords.shape)}"
+            f"modality {name!r}: coords must be [b, n, 2]={(*data.shape[:2], 2)}, got {tuple(item.coords.shape)}"
         )
 
 
@@ -136,9 +133,7 @@ def resolve_modality(
         return None
     present = item.present.to(torch.bool).reshape(-1)
     if present.shape[0] != batch_size:
-        raise ValueError(
-            f"modality {name!r}: present must be [b={batch_size}], got {tuple(item.present.shape)}"
-        )
+        raise ValueError(f"modality {name!r}: present must be [b={batch_size}], got {tuple(item.present.shape)}")
     if spec.kind == "bag":
         _check_bag(name, spec, item, batch_size)
         mask = item.token_mask
@@ -151,8 +146,7 @@ def resolve_modality(
         data = item.data
         if data.dim() != 2 or data.shape[0] != batch_size or data.shape[1] != spec.dim:
             raise ValueError(
-                f"modality {name!r} is a vector: expected data [b={batch_size}, f={spec.dim}], "
-                f"got {tuple(data.shape)}"
+                f"modality {name!r} is a vector: expected data [b={batch_size}, f={spec.dim}], got {tuple(data.shape)}"
             )
         resolved = ResolvedModality(data, present, None, None)
     return resolved

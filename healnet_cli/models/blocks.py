@@ -160,8 +160,9 @@ class CrossAttention(nn.Module):
         norm = self.norm_context if self.norm_context is not None else self.norm
         return self.to_kv.weight * norm.weight, torch.mv(self.to_kv.weight, norm.bias)
 
-    def normalize_context(self, data: torch.Tensor, extra: torch.Tensor | None, valid: torch.Tensor | None,
-                          chunk_tokens: int) -> torch.Tensor:
+    def normalize_context(
+        self, data: torch.Tensor, extra: torch.Tensor | None, valid: torch.Tensor | None, chunk_tokens: int
+    ) -> torch.Tensor:
         """``LN0([data, extra])`` ``[b, n, c]``, zero where ``valid`` is False (padding, absent samples).
 
         Without a gradient to track (the usual case: data and positions need none) it is written
@@ -212,8 +213,10 @@ class CrossAttention(nn.Module):
         if n <= chunk_tokens:
             return F.linear(self._normed_chunk(data, extra, valid, slice(0, n), norm), weight, bias)
         if torch.is_grad_enabled():
-            outs = [F.linear(self._normed_chunk(data, extra, valid, slice(i, i + chunk_tokens), norm), weight, bias)
-                    for i in range(0, n, chunk_tokens)]
+            outs = [
+                F.linear(self._normed_chunk(data, extra, valid, slice(i, i + chunk_tokens), norm), weight, bias)
+                for i in range(0, n, chunk_tokens)
+            ]
             return torch.cat(outs, dim=1)
         out = data.new_empty(data.shape[0], n, self.to_kv.out_features)
         for i in range(0, n, chunk_tokens):  # inference: fill in place, no second full-size copy
@@ -244,7 +247,9 @@ class CrossAttention(nn.Module):
         mask = key_mask[:, None, None, :] if key_mask is not None else None
         drop = self.dropout if self.training else 0.0
         weights = None
-        if return_weights or (q.device.type == "cpu" and q.shape[0] * q.shape[1] * q.shape[2] * n <= EXPLICIT_ATTENTION):
+        if return_weights or (
+            q.device.type == "cpu" and q.shape[0] * q.shape[1] * q.shape[2] * n <= EXPLICIT_ATTENTION
+        ):
             # explicit softmax attention: the weights, or (CPU, small score matrix) faster than SDPA's CPU kernels
             sim = torch.matmul(q, k.transpose(-1, -2)) * self.scale
             if mask is not None:

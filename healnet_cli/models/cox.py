@@ -97,7 +97,9 @@ class LinearCox(SurvivalModel):
         width = self.coef.shape[0]
         coef, impute = np.asarray(coef, np.float64).reshape(-1), np.asarray(impute, np.float64).reshape(-1)
         if coef.shape[0] != width or impute.shape[0] != width:
-            raise ValueError(f"{self.name}: expected {width} coefficients and impute values, got {coef.shape[0]} / {impute.shape[0]}")
+            raise ValueError(
+                f"{self.name}: expected {width} coefficients and impute values, got {coef.shape[0]} / {impute.shape[0]}"
+            )
         with torch.no_grad():
             self.coef.copy_(torch.from_numpy(coef))
             self.impute.copy_(torch.from_numpy(impute))

@@ -299,18 +299,25 @@ class EHPAL(SurvivalModel):
             raise ValueError(f"modality_order {list(order)} must list each modality once: {list(self.modalities)}")
         self.order = order
         c0, widths = cfg.token_dim, cfg.resolved_widths()
-        self.tokenizers = nn.ModuleDict({
-            name: BagTokenizer(spec.dim, c0, cfg) if spec.kind == "bag"
-            else VectorTokenizer(spec.dim, c0, cfg.omics_segments, cfg.segment_weights == "per_segment", cfg.omics_dropout)
-            for name, spec in self.modalities.items()
-        })
+        self.tokenizers = nn.ModuleDict(
+            {
+                name: BagTokenizer(spec.dim, c0, cfg)
+                if spec.kind == "bag"
+                else VectorTokenizer(
+                    spec.dim, c0, cfg.omics_segments, cfg.segment_weights == "per_segment", cfg.omics_dropout
+                )
+                for name, spec in self.modalities.items()
+            }
+        )
         self.null_tokens = nn.Parameter(0.02 * torch.randn(c0, cfg.null_tokens))
         stride = 2 if self.modalities[order[0]].kind == "bag" else 1
         self._stage_stride = stride
         self.stages = nn.ModuleDict()
         c_s, n_side = c0, 0
         for k, name in enumerate(order[1:], start=1):
-            c_a, c_b = (widths[0], widths[min(1, len(widths) - 1)]) if k == 1 else (widths[min(k, len(widths) - 1)],) * 2
+            c_a, c_b = (
+                (widths[0], widths[min(1, len(widths) - 1)]) if k == 1 else (widths[min(k, len(widths) - 1)],) * 2
+            )
             self.stages[name] = _Stage(c_s, c0, c_a, c_b, stride, cfg)
             c_s, n_side = c_b, n_side + 2
         self.solo = None
@@ -372,10 +379,13 @@ class EHPAL(SurvivalModel):
             s, s_mask = self.solo(s, s_mask)
             sides.append(self.solo_sir(s, s_mask))
         pooled, pool_w = self.pool(s.permute(1, 2, 0), s_mask)
-        bits = torch.stack([
-            inputs[n].present if inputs[n] is not None else torch.zeros(batch_size, dtype=torch.bool, device=device)
-            for n in self.order
-        ], dim=1).to(pooled.dtype)
+        bits = torch.stack(
+            [
+                inputs[n].present if inputs[n] is not None else torch.zeros(batch_size, dtype=torch.bool, device=device)
+                for n in self.order
+            ],
+            dim=1,
+        ).to(pooled.dtype)
         logits = self.head(torch.cat([pooled, *sides, bits], dim=1))
         if not return_weights:
             return ModelOutput(logits)

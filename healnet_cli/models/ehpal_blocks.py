@@ -180,13 +180,15 @@ class MHCF(nn.Module):
         first = mods[0]
         s, o = first.stride, first.c_out
         out_mask = stride_mask(mask, s)
-        p = stacked_pointwise(x, stack([m.point.weight for m in mods]), stack([m.point.bias for m in mods]), s,
-                              branches=first.n_point)
+        p = stacked_pointwise(
+            x, stack([m.point.weight for m in mods]), stack([m.point.bias for m in mods]), s, branches=first.n_point
+        )
         depth_w = stack([m.depth.weight for m in mods]) * first.taps
         d = stacked_depthwise(x, depth_w, stack([m.depth.bias for m in mods]), s)
         y = ChannelNorm.run([m.norm for m in mods], torch.cat([p, d], dim=1), out_mask)
         shuffled, *shortcuts = permute_channels(y, 1, first.fuse_index, first.fuse_inverse).split(
-            [first.cat] + [o] * (first.n_point - 1), dim=1)
+            [first.cat] + [o] * (first.n_point - 1), dim=1
+        )
         f = stacked_pointwise(shuffled, stack([m.fuse.weight for m in mods]), stack([m.fuse.bias for m in mods]))
         out = F.gelu(ChannelNorm.run([m.fuse_norm for m in mods], f, out_mask) + shortcuts[0])
         return masked(out, out_mask), out_mask, (shortcuts[1] if first.n_point > 2 else None)
@@ -250,8 +252,9 @@ class SIRBlock(nn.Module):
         return out[0], out_mask
 
     @staticmethod
-    def run(mods: list[SIRBlock], x: torch.Tensor,
-            mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run(
+        mods: list[SIRBlock], x: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``s`` streams through their own blocks (identical configurations) at once: ``x [s, c, b, n]``."""
         first = mods[0]
         c2 = first.c2
@@ -267,8 +270,9 @@ class SIRBlock(nn.Module):
         h = masked(stacked_depthwise(shuffled, par(lambda m: m.mix_dw.weight), par(lambda m: m.mix_dw.bias)), mask)
         h = masked(stacked_pointwise(h, par(lambda m: m.mix_pw.weight), par(lambda m: m.mix_pw.bias)), mask)
         sc = masked(stacked_pointwise(x, par(lambda m: m.short_pw.weight), par(lambda m: m.short_pw.bias)), mask)
-        hs = stacked_depthwise(torch.cat([h, sc], dim=1), par(lambda m: m.down.weight), par(lambda m: m.down.bias),
-                               stride=2)
+        hs = stacked_depthwise(
+            torch.cat([h, sc], dim=1), par(lambda m: m.down.weight), par(lambda m: m.down.bias), stride=2
+        )
         hs = ChannelNorm.run([m.norm for m in mods], hs, out_mask)
         main, short = hs.split(c2, dim=1)
         return masked(F.gelu(main + short), out_mask), out_mask

@@ -62,19 +62,22 @@ def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
-def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-              branches: int = 1) -> torch.Tensor:
+def pointwise(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, branches: int = 1
+) -> torch.Tensor:
     """Grouped 1x1 convolution(s) ``[c, b, n] -> [branches * o, b, ceil(n / stride)]``.
 
     ``weight [branches * o, c / groups, 1]`` stacks ``branches`` grouped convolutions (each in the
     usual ``Conv1d`` layout) that read the same input; they run as one batched product.
     """
-    return stacked_pointwise(x.unsqueeze(0), weight.unsqueeze(0), None if bias is None else bias.unsqueeze(0),
-                             stride, branches)[0]
+    return stacked_pointwise(
+        x.unsqueeze(0), weight.unsqueeze(0), None if bias is None else bias.unsqueeze(0), stride, branches
+    )[0]
 
 
-def stacked_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-                      branches: int = 1) -> torch.Tensor:
+def stacked_pointwise(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, branches: int = 1
+) -> torch.Tensor:
     """:func:`pointwise` of ``s`` streams at once: ``x [s, c, b, n]``, ``weight [s, rows, c / groups, 1]``,
     ``bias [s, rows]``; every (stream, group) pair is one matrix of a single batched product."""
     st, c, b = x.shape[0], x.shape[1], x.shape[2]
@@ -100,7 +103,9 @@ def stacked_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 
 @functools.lru_cache(maxsize=64)
-def _shift_matrix(n: int, taps: int, stride: int, padding: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _shift_matrix(
+    n: int, taps: int, stride: int, padding: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """``[taps, n * m]``: entry ``(k, t * m + u)`` is 1 where output ``u``'s tap ``k`` reads input ``t``."""
     m = (n + 2 * padding - taps) // stride + 1
     src = torch.arange(m, device=device) * stride - padding
@@ -109,8 +114,9 @@ def _shift_matrix(n: int, taps: int, stride: int, padding: int, device: torch.de
     return (t == src.unsqueeze(1)).to(dtype).reshape(taps, n * m)
 
 
-def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-              padding: int | None = None) -> torch.Tensor:
+def depthwise(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, padding: int | None = None
+) -> torch.Tensor:
     """Depthwise convolution(s) ``[c, b, n] -> [r * c, b, m]`` with zero padding.
 
     ``weight [r * c, 1, k]`` holds ``r`` depthwise filters per channel, filter ``j`` of channel ``i``
@@ -119,12 +125,14 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     become one ``[n, r * m]`` banded matrix (filters times a constant shift matrix) and the whole
     call is one batched product; longer inputs go through ``conv1d``.
     """
-    return stacked_depthwise(x.unsqueeze(0), weight.unsqueeze(0), None if bias is None else bias.unsqueeze(0),
-                             stride, padding)[0]
+    return stacked_depthwise(
+        x.unsqueeze(0), weight.unsqueeze(0), None if bias is None else bias.unsqueeze(0), stride, padding
+    )[0]
 
 
-def stacked_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-                      padding: int | None = None) -> torch.Tensor:
+def stacked_depthwise(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, padding: int | None = None
+) -> torch.Tensor:
     """:func:`depthwise` of ``s`` streams at once: ``x [s, c, b, n]``, ``weight [s, r * c, 1, k]``,
     ``bias [s, r * c]`` -> ``[s, r * c, b, m]``."""
     st, c, b, n = x.shape
@@ -186,8 +194,9 @@ class _ChannelMajorGrad(torch.autograd.Function):
         return grad.clone(memory_format=torch.contiguous_format)
 
 
-def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
-               eps: float) -> torch.Tensor:
+def group_norm(
+    x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, eps: float
+) -> torch.Tensor:
     """GroupNorm of ``x [s, c, b, n]`` (``s`` stacked streams, ``groups`` per stream, affine ``[s, c]``);
     statistics per stream and sample over its valid tokens only (``mask [b, n]``)."""
     st, c, b, n = x.shape
@@ -207,6 +216,8 @@ def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.T
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """Per-token LayerNorm over the channels of ``x [s, c, b, n]`` (affine ``[s, c]``)."""
-    outs = [F.layer_norm(x[i].permute(1, 2, 0), (x.shape[1],), weight[i], bias[i], eps).permute(2, 0, 1).contiguous()
-            for i in range(x.shape[0])]
+    outs = [
+        F.layer_norm(x[i].permute(1, 2, 0), (x.shape[1],), weight[i], bias[i], eps).permute(2, 0, 1).contiguous()
+        for i in range(x.shape[0])
+    ]
     return torch.stack(outs) if len(outs) > 1 else outs[0].unsqueeze(0)

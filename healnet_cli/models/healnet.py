@@ -99,8 +99,18 @@ class HEALNetConfig:
         check_choice("ff_gate", self.ff_gate, ("selu", "gelu"))
         check_choice("omics_tokens", self.omics_tokens, ("single", "per_feature"))
         check_choice("bag_positions", self.bag_positions, ("coords", "index"))
-        for name in ("depth", "num_latents", "latent_dim", "cross_heads", "cross_dim_head",
-                     "latent_heads", "latent_dim_head", "ff_mult", "num_freq_bands", "chunk_tokens"):
+        for name in (
+            "depth",
+            "num_latents",
+            "latent_dim",
+            "cross_heads",
+            "cross_dim_head",
+            "latent_heads",
+            "latent_dim_head",
+            "ff_mult",
+            "num_freq_bands",
+            "chunk_tokens",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if int(self.self_per_cross_attn) < 0:
@@ -126,20 +136,24 @@ class _FusionLayer(nn.Module):
     def __init__(self, cfg: HEALNetConfig, context_dims: dict[str, int]) -> None:
         super().__init__()
         d = cfg.latent_dim
-        self.cross_attn = nn.ModuleDict({
-            name: CrossAttention(d, dim, cfg.cross_heads, cfg.cross_dim_head, cfg.attn_dropout, cfg.temperature)
-            for name, dim in context_dims.items()
-        })
-        self.cross_ff = nn.ModuleDict({
-            name: PreNormFeedForward(d, cfg.ff_mult, cfg.ff_dropout, cfg.ff_gate) for name in context_dims
-        })
-        self.self_attn = nn.ModuleList([
-            CrossAttention(d, None, cfg.latent_heads, cfg.latent_dim_head, cfg.attn_dropout, cfg.temperature)
-            for _ in range(cfg.self_per_cross_attn)
-        ])
-        self.self_ff = nn.ModuleList([
-            PreNormFeedForward(d, cfg.ff_mult, cfg.ff_dropout, cfg.ff_gate) for _ in range(cfg.self_per_cross_attn)
-        ])
+        self.cross_attn = nn.ModuleDict(
+            {
+                name: CrossAttention(d, dim, cfg.cross_heads, cfg.cross_dim_head, cfg.attn_dropout, cfg.temperature)
+                for name, dim in context_dims.items()
+            }
+        )
+        self.cross_ff = nn.ModuleDict(
+            {name: PreNormFeedForward(d, cfg.ff_mult, cfg.ff_dropout, cfg.ff_gate) for name in context_dims}
+        )
+        self.self_attn = nn.ModuleList(
+            [
+                CrossAttention(d, None, cfg.latent_heads, cfg.latent_dim_head, cfg.attn_dropout, cfg.temperature)
+                for _ in range(cfg.self_per_cross_attn)
+            ]
+        )
+        self.self_ff = nn.ModuleList(
+            [PreNormFeedForward(d, cfg.ff_mult, cfg.ff_dropout, cfg.ff_gate) for _ in range(cfg.self_per_cross_attn)]
+        )
 
 
 def _gated_add(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:

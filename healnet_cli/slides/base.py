@@ -86,7 +86,7 @@ def best_level_for_downsample(level_downsamples: list[float], downsample: float,
     return best
 
 
-def rgba_to_rgb(image: "Image.Image") -> np.ndarray:
+def rgba_to_rgb(image: Image.Image) -> np.ndarray:
     """RGB ``uint8`` ``[h, w, 3]`` of a (non-premultiplied) RGBA PIL image composited over white.
 
     Runs in PIL's C code: an opaque region (the usual case) is a plain band drop; faster than the

@@ -43,7 +43,9 @@ class ImageReader:
                 "convert it to a pyramidal TIFF (e.g. `vips tiffsave in.png out.tif --tile --pyramid`)"
             ) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ItemError(f"{self.path}: not a readable image ({' '.join(str(exc).split())}); check the file") from exc
+            raise ItemError(
+                f"{self.path}: not a readable image ({' '.join(str(exc).split())}); check the file"
+            ) from exc
         if width * height > MAX_PIXELS:
             raise ItemError(
                 f"{self.path}: {width}x{height} plain image is too large to decode whole; "
@@ -62,7 +64,9 @@ class ImageReader:
                     image.load()
                     self._pixels = _to_rgb(image)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                raise ItemError(f"{self.path}: cannot decode image ({' '.join(str(exc).split())}); the file may be truncated") from exc
+                raise ItemError(
+                    f"{self.path}: cannot decode image ({' '.join(str(exc).split())}); the file may be truncated"
+                ) from exc
         return self._pixels
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:

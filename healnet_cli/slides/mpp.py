@@ -51,7 +51,9 @@ def resolve_mpp(reader: SlideReader, *, override: float | None, default_mpp: flo
     if override is not None:
         value = _checked(override)
         if value is None:
-            raise ItemError(f"{reader.path}: mpp {override!r} from the CSV is not a positive number in {MPP_RANGE} µm/px")
+            raise ItemError(
+                f"{reader.path}: mpp {override!r} from the CSV is not a positive number in {MPP_RANGE} µm/px"
+            )
         return value, "csv"
     found = mpp_from_properties(reader.properties)
     if found is not None:

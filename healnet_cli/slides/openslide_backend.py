@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from healnet_cli.core.errors import ItemError
-from healnet_cli.slides.base import rgba_to_rgb
 from healnet_cli.slides._handle import ProcessLocalHandle
+from healnet_cli.slides.base import rgba_to_rgb
 
 BACKEND = "openslide"
 
@@ -65,7 +65,9 @@ class OpenSlideReader(ProcessLocalHandle):
                 "check the file or convert it to a pyramidal TIFF"
             ) from exc
         except (openslide.OpenSlideError, OSError) as exc:
-            raise ItemError(f"{self.path}: cannot open slide ({_reason(exc)}); the file may be truncated or corrupt") from exc
+            raise ItemError(
+                f"{self.path}: cannot open slide ({_reason(exc)}); the file may be truncated or corrupt"
+            ) from exc
         self._handle, self._pid = handle, os.getpid()
         return handle
 

@@ -101,7 +101,8 @@ def _level_pages(tif) -> list:
             page.imagewidth < prev.imagewidth
             and page.imagelength < prev.imagelength
             and page.samplesperpixel == first.samplesperpixel
-            and abs(page.imagewidth / page.imagelength - first.imagewidth / first.imagelength) < 0.05 * first.imagewidth / first.imagelength
+            and abs(page.imagewidth / page.imagelength - first.imagewidth / first.imagelength)
+            < 0.05 * first.imagewidth / first.imagelength
             and page.is_tiled == first.is_tiled
         ):
             pages.append(page)
@@ -110,11 +111,15 @@ def _level_pages(tif) -> list:
 
 def _check_layout(path: Path, page) -> None:
     if page.planarconfig != 1 and page.samplesperpixel > 1:
-        raise ItemError(f"{path}: planar (separate-channel) TIFF layout is not supported; convert it to a pyramidal TIFF")
+        raise ItemError(
+            f"{path}: planar (separate-channel) TIFF layout is not supported; convert it to a pyramidal TIFF"
+        )
     if page.dtype is None or np.dtype(page.dtype) not in (np.dtype(np.uint8), np.dtype(np.uint16)):
         raise ItemError(f"{path}: {page.dtype} pixels are not supported (expected 8- or 16-bit RGB or grayscale)")
     if page.samplesperpixel not in (1, 3, 4):
-        raise ItemError(f"{path}: {page.samplesperpixel} samples per pixel are not supported (expected RGB, RGBA or gray)")
+        raise ItemError(
+            f"{path}: {page.samplesperpixel} samples per pixel are not supported (expected RGB, RGBA or gray)"
+        )
 
 
 def _properties(page) -> dict[str, str]:

@@ -12,8 +12,16 @@ from healnet_cli.artifacts.features import read_features, read_provenance, write
 from healnet_cli.artifacts.omics import list_modalities, read_labels, read_modality, write_labels, write_modality
 from healnet_cli.core.errors import InputError
 
-META = dict(slide_id="s1", case_id="c1", source_path="/x.svs", mpp=0.25, patch_px=256, patch_px_level0=512,
-            read_level=1, read_patch_px=256)
+META = dict(
+    slide_id="s1",
+    case_id="c1",
+    source_path="/x.svs",
+    mpp=0.25,
+    patch_px=256,
+    patch_px_level0=512,
+    read_level=1,
+    read_patch_px=256,
+)
 
 
 def test_coords_round_trip(tmp_path: Path) -> None:
@@ -82,7 +90,9 @@ def test_one_reader_of_parquet_metadata_for_run_tables(tmp_path: Path) -> None:
     write_predictions(tmp_path / "p.parquet", frame, {"time_unit": "days"})
     back, meta = read_predictions(tmp_path / "p.parquet")
     assert back.equals(frame) and meta["schema"] == "healnet.predictions/1" and meta["time_unit"] == "days"
-    old = attach_meta(pa.Table.from_pandas(frame, preserve_index=False), {"time_unit": "months"})  # schema 1: no schema key
+    old = attach_meta(
+        pa.Table.from_pandas(frame, preserve_index=False), {"time_unit": "months"}
+    )  # schema 1: no schema key
     pq.write_table(old, tmp_path / "old.parquet")
     assert read_predictions(tmp_path / "old.parquet")[1]["time_unit"] == "months"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "bare.parquet")

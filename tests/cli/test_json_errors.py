@@ -36,7 +36,9 @@ def test_evaluate_input_error_is_a_json_object(tmp_path: Path) -> None:
 
 
 def test_omics_labels_error_names_the_sub_command(tmp_path: Path) -> None:
-    code, payload = _json(["omics", "labels", str(tmp_path / "missing.csv"), "--time-col", "t", "-w", str(tmp_path / "w"), "--json"])
+    code, payload = _json(
+        ["omics", "labels", str(tmp_path / "missing.csv"), "--time-col", "t", "-w", str(tmp_path / "w"), "--json"]
+    )
     assert code == 2 and payload["command"] == "omics labels"
 
 

@@ -63,7 +63,9 @@ def test_concurrent_contenders_never_share_the_critical_section(tmp_path: Path) 
     script = tmp_path / "stress.py"
     script.write_text(STRESS)
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(tmp_path), "1500", str(k)], env=_env(), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), "1500", str(k)], env=_env(), stdout=subprocess.PIPE, text=True
+        )
         for k in range(3)
     ]
     results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
@@ -107,7 +109,10 @@ def _start_holder(folder: Path, host: str, **timing: str) -> subprocess.Popen:
     script = folder / "holder.py"
     script.write_text(HOLDER)
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(folder)], env=_env(HEALNET_HOSTNAME=host, **timing), stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script), str(folder)],
+        env=_env(HEALNET_HOSTNAME=host, **timing),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
     return proc

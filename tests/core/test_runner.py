@@ -32,19 +32,25 @@ def test_batch_goes_on_after_a_failure_and_reruns_skip_fresh_items(tmp_path: Pat
     store = ArtifactStore(tmp_path, "demo", {"p": 1})
     calls: list[str] = []
     items = _items({"a": "ok", "b": "bad", "c": "empty"})
-    status = run_items(items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True))
+    status = run_items(
+        items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True)
+    )
     assert status.counts() == {"done": 2, "skipped": 0, "failed": 1}
     assert status.exit_code == 3
     assert "not a slide" in status.failed[0].reason
     assert [r.warning for r in status.records if r.item == "c"] == ["no tissue"]
 
     calls.clear()
-    status = run_items(items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True))
+    status = run_items(
+        items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True)
+    )
     assert calls == ["b"]  # only the failed item is retried
     assert status.counts() == {"done": 0, "skipped": 2, "failed": 1}
 
     calls.clear()
-    run_items(items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True), force=True)
+    run_items(
+        items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True), force=True
+    )
     assert calls == ["a", "b", "c"]
 
 
@@ -53,7 +59,12 @@ def test_on_error_fail_stops_at_first_failure(tmp_path: Path) -> None:
     calls: list[str] = []
     items = _items({"a": "bad", "b": "ok"})
     status = run_items(
-        items, _process(store, calls), store=store, status=StatusTable("demo"), console=Console(quiet=True), on_error="fail"
+        items,
+        _process(store, calls),
+        store=store,
+        status=StatusTable("demo"),
+        console=Console(quiet=True),
+        on_error="fail",
     )
     assert calls == ["a"]
     assert status.exit_code == 3
@@ -76,9 +87,7 @@ def test_shards_never_write_the_same_file(tmp_path: Path) -> None:
         report(status, Console(quiet=True), folder=tmp_path)
         written.append(set(tmp_path.rglob("*")) - before)
     assert not (written[0] & written[1]) and not (written[1] & written[2]) and not (written[0] & written[2])
-    assert sorted(p.name for p in tmp_path.glob("status-shard-*")) == [
-        f"status-shard-{i}-of-3.csv" for i in range(3)
-    ]
+    assert sorted(p.name for p in tmp_path.glob("status-shard-*")) == [f"status-shard-{i}-of-3.csv" for i in range(3)]
     assert len(list(tmp_path.glob("*.txt"))) == 9
 
 
@@ -167,7 +176,9 @@ def test_a_full_disk_stops_the_batch_and_keeps_what_is_done(tmp_path: Path) -> N
 
     status = StatusTable("demo")
     with pytest.raises(DiskFullError, match=r"no space left writing .*b\.txt \(.* free"):
-        run_items(_items({"a": "ok", "b": "ok", "c": "ok"}), process, store=store, status=status, console=Console(quiet=True))
+        run_items(
+            _items({"a": "ok", "b": "ok", "c": "ok"}), process, store=store, status=status, console=Console(quiet=True)
+        )
     assert calls == ["a", "b"]  # c was never started
     assert store.is_fresh("a", "fp-ok") and not (tmp_path / "b.txt").exists()
     assert not list(tmp_path.glob(".tmp-*")) and not list(tmp_path.glob("*.lock"))
@@ -187,6 +198,8 @@ def test_an_item_whose_lease_was_taken_over_meanwhile_is_not_committed(tmp_path:
         atomic.write_text(out, "late")
         return ItemResult([out])
 
-    status = run_items(_items({"a": "ok"}), process, store=store, status=StatusTable("demo"), console=Console(quiet=True))
+    status = run_items(
+        _items({"a": "ok"}), process, store=store, status=StatusTable("demo"), console=Console(quiet=True)
+    )
     assert status.exit_code == 0 and len(status.held) == 1 and not store.manifest_path("a").exists()
     assert json.loads(store.lock_path("a").read_text())["token"] == "other"  # the other job's lock stays

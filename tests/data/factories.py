@@ -42,8 +42,11 @@ def make_workspace(
     hazard = np.exp(0.8 * signal)
     time = rng.exponential(12.0 / hazard) + 0.5
     event = rng.random(n_patients) < 0.7
-    write_labels(modality_path(root / "omics", "labels"),
-                 pd.DataFrame({"time": time, "event": event}, index=pd.Index(ids, name="patient_id")), {"time_unit": "months"})
+    write_labels(
+        modality_path(root / "omics", "labels"),
+        pd.DataFrame({"time": time, "event": event}, index=pd.Index(ids, name="patient_id")),
+        {"time_unit": "months"},
+    )
     for name, dim in omics.items():
         x = rng.normal(size=(n_patients, dim)).astype(np.float32)
         x[:, 0] = signal + 0.3 * rng.normal(size=n_patients)
@@ -61,6 +64,10 @@ def make_workspace(
                 feats = torch.from_numpy(rng.normal(size=(n, WSI_DIM)).astype(np.float32) + float(signal[i]))
                 coords = torch.from_numpy(rng.integers(0, 20, size=(n, 2)) * 256)
                 slide = f"{pid}-slide{s}"
-                write_features(features_path(folder, slide), feats, coords,
-                               {"slide_id": slide, "case_id": pid, "extractor": extractor, **(provenance or {})})
+                write_features(
+                    features_path(folder, slide),
+                    feats,
+                    coords,
+                    {"slide_id": slide, "case_id": pid, "extractor": extractor, **(provenance or {})},
+                )
     return root

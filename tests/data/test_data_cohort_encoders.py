@@ -28,7 +28,10 @@ def test_same_encoder_and_weights_load(workspace: Path) -> None:
     [
         ({"weights": {"source": "file", "file": "b.bin", "sha256": "b" * 64}}, "toy sha256:bbbbbbbbbbbb…"),
         ({"weights": {"source": "random-init", "seed": 0}}, "toy random-init:seed0"),
-        ({"extractor": "uni", "weights": {"source": "imported", "tool": "trident", "encoder": "uni_v1"}}, "uni imported:trident:uni_v1"),
+        (
+            {"extractor": "uni", "weights": {"source": "imported", "tool": "trident", "encoder": "uni_v1"}},
+            "uni imported:trident:uni_v1",
+        ),
     ],
 )
 def test_mixed_encoders_or_weights_are_refused(workspace: Path, changes: dict, shown: str) -> None:

@@ -119,7 +119,9 @@ def test_bag_scaler_standardises_training_patches_and_round_trips() -> None:
     back = preprocess_from_dict(scaler.to_dict())
     assert isinstance(back, BagScaler)
     np.testing.assert_array_equal(back.mean, scaler.mean)
-    assert isinstance(preprocess_from_dict(fit_omics_preprocess(pd.DataFrame(rng.normal(size=(6, 3)))).to_dict()), OmicsPreprocess)
+    assert isinstance(
+        preprocess_from_dict(fit_omics_preprocess(pd.DataFrame(rng.normal(size=(6, 3)))).to_dict()), OmicsPreprocess
+    )
 
 
 def test_bag_scaler_caps_patches_per_bag_and_ignores_empty_bags() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _cli_tree import root_command, subcommands
 from typer.testing import CliRunner
 
-from _cli_tree import root_command, subcommands
 from healnet_cli.core.config import command_section, read_config_file
 
 ROOT = Path(__file__).resolve().parents[2]

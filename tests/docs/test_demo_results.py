@@ -28,7 +28,9 @@ def _results() -> dict:
 def test_readme_sentence_is_written_from_the_results_file() -> None:
     script = _script()
     readme = (ROOT / "README.md").read_text()
-    assert script.render(readme, _results()) == readme, "README demo figures are stale: run `python scripts/demo_results.py`"
+    assert script.render(readme, _results()) == readme, (
+        "README demo figures are stale: run `python scripts/demo_results.py`"
+    )
     c = _results()["cindex"]
     assert f"{c['wsi_rna']:.3f}" in readme and f"{c['wsi']:.3f}" in readme and f"{c['rna']:.3f}" in readme
 

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from _cli_tree import check_call, healnet_calls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,4 +66,6 @@ def test_checker_reads_continuations_and_module_calls() -> None:
     text = "torchrun --nproc-per-node 2 -m healnet_cli \\\n    train --workdir w --epochs 3 \\\n    --bogus 1\n# healnet tile --x\n"
     calls = healnet_calls(text)
     assert calls == [["train", "--workdir", "w", "--epochs", "3", "--bogus", "1"]]
-    assert check_call(calls[0]) == ["unknown option --bogus of `healnet train` in `healnet train --workdir w --epochs 3 --bogus 1`"]
+    assert check_call(calls[0]) == [
+        "unknown option --bogus of `healnet train` in `healnet train --workdir w --epochs 3 --bogus 1`"
+    ]

@@ -112,7 +112,9 @@ def _hf_dinov2_keys(layers: int = 24, width: int = 1024, grid: int = 14) -> dict
         for norm in ("norm1", "norm2"):
             keys.update({f"{p}{norm}.weight": (width,), f"{p}{norm}.bias": (width,)})
         for qkv in ("query", "key", "value"):
-            keys.update({f"{p}attention.attention.{qkv}.weight": (width, width), f"{p}attention.attention.{qkv}.bias": (width,)})
+            keys.update(
+                {f"{p}attention.attention.{qkv}.weight": (width, width), f"{p}attention.attention.{qkv}.bias": (width,)}
+            )
         keys.update({f"{p}attention.output.dense.weight": (width, width), f"{p}attention.output.dense.bias": (width,)})
         keys.update({f"{p}layer_scale1.lambda1": (width,), f"{p}layer_scale2.lambda1": (width,)})
         keys.update({f"{p}mlp.fc1.weight": (4 * width, width), f"{p}mlp.fc1.bias": (4 * width,)})
@@ -125,7 +127,9 @@ def test_phikon_v2_hugging_face_layout_fits() -> None:
     published = {k: torch.empty(s, device="meta") for k, s in _hf_dinov2_keys().items()}
     assert len(published) == 439  # 7 embedding/final-norm tensors + 18 per layer
     assert abs(sum(p.numel() for p in backbone.parameters()) / 1e6 - 303) < 3  # card: ViT-L, ~300 M
-    fit_state_dict(backbone, convert_state_dict(spec.layout, published, state), path="model.safetensors", arch="phikon-v2")
+    fit_state_dict(
+        backbone, convert_state_dict(spec.layout, published, state), path="model.safetensors", arch="phikon-v2"
+    )
 
 
 def test_hf_dinov2_conversion_is_numerically_exact() -> None:
@@ -179,10 +183,14 @@ def test_conch_v15_pos_embed_matches_reference_runtime_interpolation() -> None:
     # the reference forward_features: cat class token, add the interpolated 224-px embedding, blocks, norm
     n = pos224.shape[1] - 1
     grid = pos224[:, 1:].reshape(1, int(math.sqrt(n)), int(math.sqrt(n)), -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, scale_factor=(28.1 / 14, 28.1 / 14), mode="bicubic").permute(0, 2, 3, 1).reshape(1, 784, -1)
+    grid = (
+        F.interpolate(grid, scale_factor=(28.1 / 14, 28.1 / 14), mode="bicubic").permute(0, 2, 3, 1).reshape(1, 784, -1)
+    )
     with torch.no_grad():
         tokens = trunk224.patch_embed.proj(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([trunk224.cls_token.expand(1, -1, -1), tokens], dim=1) + torch.cat([pos224[:, :1], grid], dim=1)
+        tokens = torch.cat([trunk224.cls_token.expand(1, -1, -1), tokens], dim=1) + torch.cat(
+            [pos224[:, :1], grid], dim=1
+        )
         expected = trunk224.norm(trunk224.blocks(tokens))
         ours = tower.trunk.forward_features(x)
         assert tower(x).shape == (1, 32)

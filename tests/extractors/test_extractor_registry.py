@@ -35,7 +35,9 @@ def test_timm_names_resolve() -> None:
 
 
 def test_encoder_args_parsed_and_recorded() -> None:
-    spec = spec_for("timm:test_vit", ["init_values=1e-5", "mlp_layer=SwiGLUPacked", "no_embed_class=true", "output=cls+mean"])
+    spec = spec_for(
+        "timm:test_vit", ["init_values=1e-5", "mlp_layer=SwiGLUPacked", "no_embed_class=true", "output=cls+mean"]
+    )
     assert spec.timm_kwargs == {"init_values": 1e-5, "mlp_layer": "SwiGLUPacked", "no_embed_class": True}
     assert spec.output == "cls+mean" and spec.encoder_args["output"] == "cls+mean"
     hub = spec_for("hf-hub:paige-ai/Virchow2", ["reg_tokens=4"])
@@ -59,7 +61,9 @@ def test_encoder_arg_errors(name: str, args: list[str], match: str) -> None:
 
 def test_encoder_args_build_the_variant() -> None:
     """--encoder-arg reaches timm.create_model (layer classes by name) and output=cls+mean doubles the dim."""
-    ext = load_extractor("timm:test_vit", random_init=True, encoder_args=["mlp_layer=SwiGLUPacked", "act_layer=silu", "output=cls+mean"])
+    ext = load_extractor(
+        "timm:test_vit", random_init=True, encoder_args=["mlp_layer=SwiGLUPacked", "act_layer=silu", "output=cls+mean"]
+    )
     mlp = ext.model.model.blocks[0].mlp
     assert type(mlp).__name__ == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU)  # timm.layers.SwiGLUPacked
     assert ext.dim == 128 and ext.provenance()["encoder_args"]["output"] == "cls+mean"
@@ -73,7 +77,13 @@ def test_encoder_args_build_the_variant() -> None:
         ("resnet50-trunc", None, False, False, "needs weights"),
         ("resnet50-trunc", "w.pt", True, False, "conflict"),
         ("conch", None, True, False, "not available for conch"),
-        ("uni", None, False, False, r"--weights FILE, --pretrained .*accept the terms at huggingface.co/MahmoodLab/UNI"),
+        (
+            "uni",
+            None,
+            False,
+            False,
+            r"--weights FILE, --pretrained .*accept the terms at huggingface.co/MahmoodLab/UNI",
+        ),
         ("stain-texture", "w.pt", False, False, "takes no weights"),
         ("stain-texture", None, False, True, "takes no weights"),
     ],

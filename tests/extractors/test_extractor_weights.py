@@ -144,20 +144,27 @@ def test_pretrained_from_local_hub_cache_offline(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     weights = json.loads(out.stdout.strip().splitlines()[-1])
-    assert weights["source"] == "hub" and weights["tag"] == "timm/test_resnet.r160_in1k" and len(weights["sha256"]) == 64
+    assert (
+        weights["source"] == "hub" and weights["tag"] == "timm/test_resnet.r160_in1k" and len(weights["sha256"]) == 64
+    )
 
 
 def test_pretrained_preset_offline_names_its_hub_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
-    with pytest.raises(InputError, match=r"huggingface-cli download MahmoodLab/UNI2-h pytorch_model.bin.*--weights FILE"):
+    with pytest.raises(
+        InputError, match=r"huggingface-cli download MahmoodLab/UNI2-h pytorch_model.bin.*--weights FILE"
+    ):
         load_extractor("uni2-h", pretrained=True)
 
 
 def test_hf_hub_config_missing_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
-    with pytest.raises(InputError, match=r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download paige-ai/Virchow2 config.json"):
+    with pytest.raises(
+        InputError,
+        match=r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download paige-ai/Virchow2 config.json",
+    ):
         load_extractor("hf-hub:paige-ai/Virchow2", random_init=True)
 
 
@@ -200,4 +207,6 @@ def test_hf_hub_name_builds_from_the_cached_config(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     dim, arch, transform, args = json.loads(out.stdout.strip().splitlines()[-1])
     assert dim == 128 and arch == "test_vit" and args == {"output": "cls+mean"}
-    assert transform["input_px"] == 96 and transform["mean"] == [0.1, 0.2, 0.3] and transform["interpolation"] == "bicubic"
+    assert (
+        transform["input_px"] == 96 and transform["mean"] == [0.1, 0.2, 0.3] and transform["interpolation"] == "bicubic"
+    )

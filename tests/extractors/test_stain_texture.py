@@ -57,7 +57,14 @@ def test_batched_glcm_equals_skimage() -> None:
     levels = np.random.default_rng(1).integers(0, 16, (3, 19, 23))
     ours = batch_glcm(levels, 16, GLCM_DISTANCES_PX, GLCM_ANGLES)
     for i in range(3):
-        ref = graycomatrix(levels[i].astype(np.uint8), list(GLCM_DISTANCES_PX), list(GLCM_ANGLES), levels=16, symmetric=True, normed=True)
+        ref = graycomatrix(
+            levels[i].astype(np.uint8),
+            list(GLCM_DISTANCES_PX),
+            list(GLCM_ANGLES),
+            levels=16,
+            symmetric=True,
+            normed=True,
+        )
         block = ours[:, :, :, i * len(GLCM_ANGLES) : (i + 1) * len(GLCM_ANGLES)]
         assert np.abs(block - ref).max() < 1e-12
         assert np.allclose(graycoprops(block, "contrast"), graycoprops(ref, "contrast"))

@@ -28,8 +28,16 @@ from healnet_cli.models import ModalityInput, ModalitySpec, create_model
 FIXTURE = Path(__file__).parent / "data" / "legacy_outputs.pt"
 DIMS = {"wsi": 12, "rna": 20, "cnv": 10, "mut": 7}
 EHPAL_TOY = dict(token_dim=16, widths=(16, 16, 32), sir_max_width=32, omics_segments=4, null_tokens=3, pool_dim=8)
-HEALNET_TOY = dict(depth=2, num_latents=6, latent_dim=16, cross_heads=2, cross_dim_head=8, latent_heads=2,
-                   latent_dim_head=8, self_per_cross_attn=1)
+HEALNET_TOY = dict(
+    depth=2,
+    num_latents=6,
+    latent_dim=16,
+    cross_heads=2,
+    cross_dim_head=8,
+    latent_heads=2,
+    latent_dim_head=8,
+    self_per_cross_attn=1,
+)
 TRAIN_DEFAULTS = dict(token_dim=32, widths=(32, 32, 64, 64), sir_max_width=64, pool_dim=32, omics_segments=16)
 CASES = {
     "ehpal_R_all": ("ehpal", ("wsi", "rna", "cnv", "mut"), EHPAL_TOY),
@@ -43,13 +51,22 @@ CASES = {
     "ehpal_bag_second": ("ehpal", ("rna", "wsi", "cnv"), dict(EHPAL_TOY, modality_order=("rna", "wsi", "cnv"))),
     "ehpal_solo_wsi": ("ehpal", ("wsi",), EHPAL_TOY),
     "ehpal_solo_rna": ("ehpal", ("rna",), EHPAL_TOY),
-    "ehpal_wide": ("ehpal", ("wsi", "rna"), dict(token_dim=24, widths=(40, 48), sir_max_width=96, omics_segments=5,
-                                               pool_dim=8)),
+    "ehpal_wide": (
+        "ehpal",
+        ("wsi", "rna"),
+        dict(token_dim=24, widths=(40, 48), sir_max_width=96, omics_segments=5, pool_dim=8),
+    ),
     "healnet_all": ("healnet", ("wsi", "rna", "cnv", "mut"), HEALNET_TOY),
-    "healnet_index": ("healnet", ("wsi", "rna"), dict(HEALNET_TOY, omics_tokens="per_feature", bag_positions="index",
-                                                    self_per_cross_attn=2, ff_gate="gelu")),
-    "healnet_shared": ("healnet", ("wsi", "rna", "cnv"), dict(HEALNET_TOY, share_weights_across_layers=True,
-                                                           self_per_cross_attn=0, chunk_tokens=7)),
+    "healnet_index": (
+        "healnet",
+        ("wsi", "rna"),
+        dict(HEALNET_TOY, omics_tokens="per_feature", bag_positions="index", self_per_cross_attn=2, ff_gate="gelu"),
+    ),
+    "healnet_shared": (
+        "healnet",
+        ("wsi", "rna", "cnv"),
+        dict(HEALNET_TOY, share_weights_across_layers=True, self_per_cross_attn=0, chunk_tokens=7),
+    ),
     "healnet_omics": ("healnet", ("rna", "cnv", "mut"), HEALNET_TOY),
 }
 N_TOKENS = [37, 64, 9, 50, 23]

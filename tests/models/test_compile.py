@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_model_contract import N_BINS, N_TOKENS, TOY_HPARAMS, _model, _presence
 
 COMPILE_CASES = [

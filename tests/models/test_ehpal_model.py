@@ -64,8 +64,9 @@ def test_pcmfa_scales_each_stream_once_by_both_layers():
     s2, x2, _ = fusion(s, None, x, None, present)
     p = torch.stack([s.mean(dim=2).t(), x.mean(dim=2).t()])
     f1, _ = fusion.layers[0].factors(p, present)
-    f2, _ = fusion.layers[1].factors(torch.stack([(s * f1[0].t()[:, :, None]).mean(2).t(),
-                                                  (x * f1[1].t()[:, :, None]).mean(2).t()]), present)
+    f2, _ = fusion.layers[1].factors(
+        torch.stack([(s * f1[0].t()[:, :, None]).mean(2).t(), (x * f1[1].t()[:, :, None]).mean(2).t()]), present
+    )
     torch.testing.assert_close(s2, s * (f1[0] * f2[0]).t()[:, :, None])
     torch.testing.assert_close(x2, x * (f1[1] * f2[1]).t()[:, :, None])
 
@@ -92,30 +93,55 @@ def test_mhcf_downsamples_masks_with_stride():
 def test_fused_depthwise_equals_conv1d(n, filters, k, stride, pad):
     c = 8
     x, w, b = torch.randn(3, c, n), torch.randn(filters * c, 1, k), torch.randn(filters * c)
-    ref = torch.cat([F.conv1d(x, w[j * c : (j + 1) * c], b[j * c : (j + 1) * c], stride=stride, padding=pad, groups=c)
-                     for j in range(filters)], dim=1)
+    ref = torch.cat(
+        [
+            F.conv1d(x, w[j * c : (j + 1) * c], b[j * c : (j + 1) * c], stride=stride, padding=pad, groups=c)
+            for j in range(filters)
+        ],
+        dim=1,
+    )
     out = depthwise(x.permute(1, 0, 2).contiguous(), w, b, stride, pad)
     torch.testing.assert_close(out.permute(1, 0, 2), ref)
 
 
-@pytest.mark.parametrize(("c", "o", "groups", "stride", "branches"), [(16, 24, 8, 1, 1), (16, 24, 8, 2, 3), (12, 4, 4, 1, 2),
-                                                                     (32, 32, 1, 1, 1)])
+@pytest.mark.parametrize(
+    ("c", "o", "groups", "stride", "branches"),
+    [(16, 24, 8, 1, 1), (16, 24, 8, 2, 3), (12, 4, 4, 1, 2), (32, 32, 1, 1, 1)],
+)
 def test_fused_pointwise_equals_grouped_conv1d(c, o, groups, stride, branches):
     x, w, b = torch.randn(3, c, 11), torch.randn(branches * o, c // groups, 1), torch.randn(branches * o)
-    ref = torch.cat([F.conv1d(x, w[j * o : (j + 1) * o], b[j * o : (j + 1) * o], stride=stride, groups=groups)
-                     for j in range(branches)], dim=1)
+    ref = torch.cat(
+        [
+            F.conv1d(x, w[j * o : (j + 1) * o], b[j * o : (j + 1) * o], stride=stride, groups=groups)
+            for j in range(branches)
+        ],
+        dim=1,
+    )
     out = pointwise(x.permute(1, 0, 2).contiguous(), w, b, stride, branches)
     torch.testing.assert_close(out.permute(1, 0, 2), ref)
 
 
-SPECS = {"wsi": ModalitySpec("bag", 32), "rna": ModalitySpec("vector", 40),
-         "cnv": ModalitySpec("vector", 30), "mut": ModalitySpec("vector", 20)}
+SPECS = {
+    "wsi": ModalitySpec("bag", 32),
+    "rna": ModalitySpec("vector", 40),
+    "cnv": ModalitySpec("vector", 30),
+    "mut": ModalitySpec("vector", 20),
+}
 
 
 @pytest.mark.parametrize("order", [("wsi", "rna", "cnv", "mut"), ("rna", "wsi", "cnv", "mut")])
 def test_cascade_order_is_configurable(order):
-    model = create_model("ehpal", SPECS, 4, modality_order=order, token_dim=16, widths=(16, 16, 32),
-                         sir_max_width=32, omics_segments=8, pool_dim=8).eval()
+    model = create_model(
+        "ehpal",
+        SPECS,
+        4,
+        modality_order=order,
+        token_dim=16,
+        widths=(16, 16, 32),
+        sir_max_width=32,
+        omics_segments=8,
+        pool_dim=8,
+    ).eval()
     assert tuple(model.order) == order and list(model.stages) == list(order[1:])
     batch = {
         "wsi": ModalityInput(torch.randn(2, 40, 32), torch.tensor([True, False])),
@@ -140,8 +166,9 @@ def test_default_widths_follow_variant_and_stay_small():
 def test_patch_weights_follow_the_patches_and_sum_to_one():
     torch.manual_seed(0)
     specs = {"wsi": ModalitySpec("bag", 8), "rna": ModalitySpec("vector", 6)}
-    model = create_model("ehpal", specs, 4, token_dim=16, widths=[16, 16, 16, 16], sir_max_width=16, pool_dim=8,
-                         omics_segments=2).eval()
+    model = create_model(
+        "ehpal", specs, 4, token_dim=16, widths=[16, 16, 16, 16], sir_max_width=16, pool_dim=8, omics_segments=2
+    ).eval()
     grid = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij"), dim=-1).reshape(-1, 2)
     coords = (grid * 256.0).unsqueeze(0).repeat(2, 1, 1)
     feats = torch.randn(2, 64, 8)
@@ -154,8 +181,9 @@ def test_patch_weights_follow_the_patches_and_sum_to_one():
     assert w.shape == (2, 64) and torch.all(w >= 0)
     assert torch.allclose(w.sum(dim=1), torch.ones(2)) and torch.all(w[1, 50:] == 0)
     perm = torch.randperm(64)
-    shuffled = model({"wsi": ModalityInput(feats[:, perm], present, mask[:, perm], coords[:, perm]), "rna": rna},
-                     return_weights=True)
+    shuffled = model(
+        {"wsi": ModalityInput(feats[:, perm], present, mask[:, perm], coords[:, perm]), "rna": rna}, return_weights=True
+    )
     torch.testing.assert_close(shuffled.weights["wsi"], w[:, perm])  # a patch keeps its weight wherever it is listed
     torch.testing.assert_close(shuffled.logits, out.logits)
 
@@ -166,8 +194,17 @@ def test_omics_segments_are_independent_tokens_and_penalised(segment_weights):
     from healnet_cli.stages.train.loop import penalised_parameters
 
     torch.manual_seed(0)
-    model = create_model("ehpal", {"rna": ModalitySpec("vector", 10)}, 4, token_dim=8, widths=[8], sir_max_width=8,
-                         pool_dim=8, omics_segments=3, segment_weights=segment_weights)
+    model = create_model(
+        "ehpal",
+        {"rna": ModalitySpec("vector", 10)},
+        4,
+        token_dim=8,
+        widths=[8],
+        sir_max_width=8,
+        pool_dim=8,
+        omics_segments=3,
+        segment_weights=segment_weights,
+    )
     tok = model.tokenizers["rna"]
     assert tok.n_tokens == 3 and tok.seg_len == 4
     x = torch.randn(2, 10)
@@ -198,7 +235,9 @@ def test_masked_group_norm_equals_group_norm_on_the_valid_tokens():
     for i, n in ((0, 7), (1, 5)):
         ref = F.group_norm(x[:, i : i + 1, :n].transpose(0, 1), 8, norm.weight, norm.bias, norm.eps)
         torch.testing.assert_close(out[:, i : i + 1, :n].transpose(0, 1), ref)
-    torch.testing.assert_close(norm(x, None), F.group_norm(x.transpose(0, 1), 8, norm.weight, norm.bias).transpose(0, 1))
+    torch.testing.assert_close(
+        norm(x, None), F.group_norm(x.transpose(0, 1), 8, norm.weight, norm.bias).transpose(0, 1)
+    )
 
 
 def test_stacked_branch_norms_normalise_each_branch_alone():
@@ -222,8 +261,9 @@ def test_stacked_streams_equal_the_streams_one_by_one(norm, monkeypatch):
     from healnet_cli.models.ehpal import _Stage
 
     specs = {"rna": ModalitySpec("vector", 40), "cnv": ModalitySpec("vector", 36), "mut": ModalitySpec("vector", 30)}
-    hp = dict(token_dim=16, widths=(16, 16, 24), sir_max_width=32, omics_segments=6, null_tokens=6, pool_dim=8,
-              norm=norm)
+    hp = dict(
+        token_dim=16, widths=(16, 16, 24), sir_max_width=32, omics_segments=6, null_tokens=6, pool_dim=8, norm=norm
+    )
     torch.manual_seed(0)
     model = create_model("ehpal", specs, 4, **hp).double().eval()
     with torch.no_grad():  # leave the identity-at-init fusion, so the gates matter
@@ -231,8 +271,10 @@ def test_stacked_streams_equal_the_streams_one_by_one(norm, monkeypatch):
             p.add_(0.1 * torch.randn_like(p))
     gen = torch.Generator().manual_seed(1)
     present = {"rna": [True] * 5, "cnv": [True, True, False, True, True], "mut": [False, True, True, True, False]}
-    batch = {k: ModalityInput(torch.randn(5, s.dim, generator=gen, dtype=torch.float64), torch.tensor(present[k]))
-             for k, s in specs.items()}  # S spans max(tokens, null_tokens) = 6 tokens: no padding
+    batch = {
+        k: ModalityInput(torch.randn(5, s.dim, generator=gen, dtype=torch.float64), torch.tensor(present[k]))
+        for k, s in specs.items()
+    }  # S spans max(tokens, null_tokens) = 6 tokens: no padding
     calls = []
     original = _Stage._paired
     monkeypatch.setattr(_Stage, "_paired", lambda self, z, present: calls.append(1) or original(self, z, present))

@@ -11,9 +11,20 @@ from healnet_cli.models import ModalityInput, ModalitySpec, create_model
 from healnet_cli.models.blocks import coord_positions, fourier_encode, index_positions
 
 REF_MODALITIES = {"omic": ModalitySpec("vector", 2183), "wsi": ModalitySpec("bag", 2048)}
-BLCA = dict(depth=2, num_latents=25, latent_dim=119, cross_heads=1, cross_dim_head=16, latent_heads=8,
-            latent_dim_head=127, self_per_cross_attn=0, share_weights_across_layers=False,
-            num_freq_bands=2, max_freq=2.0, bag_positions="index")
+BLCA = dict(
+    depth=2,
+    num_latents=25,
+    latent_dim=119,
+    cross_heads=1,
+    cross_dim_head=16,
+    latent_heads=8,
+    latent_dim_head=127,
+    self_per_cross_attn=0,
+    share_weights_across_layers=False,
+    num_freq_bands=2,
+    max_freq=2.0,
+    bag_positions="index",
+)
 
 
 def _n_params(model) -> int:
@@ -53,9 +64,19 @@ def test_shared_weights_keep_one_layer():
 @pytest.mark.parametrize("self_per_cross_attn", [0, 1, 2, 3])
 def test_any_number_of_latent_self_attention_blocks(self_per_cross_attn):
     mods = {"rna": ModalitySpec("vector", 5)}
-    model = create_model("healnet", mods, 3, depth=1, num_latents=4, latent_dim=8, cross_heads=1,
-                         cross_dim_head=4, latent_heads=2, latent_dim_head=4,
-                         self_per_cross_attn=self_per_cross_attn)
+    model = create_model(
+        "healnet",
+        mods,
+        3,
+        depth=1,
+        num_latents=4,
+        latent_dim=8,
+        cross_heads=1,
+        cross_dim_head=4,
+        latent_heads=2,
+        latent_dim_head=4,
+        self_per_cross_attn=self_per_cross_attn,
+    )
     assert len(model.layers[0].self_attn) == self_per_cross_attn
     out = model({"rna": ModalityInput(torch.randn(2, 5), torch.ones(2, dtype=torch.bool))})
     assert torch.isfinite(out.logits).all()
@@ -87,8 +108,16 @@ def test_temperature_scales_the_softmax():
 
 def _tiny(**extra):
     mods = {"wsi": ModalitySpec("bag", 6), "rna": ModalitySpec("vector", 5)}
-    hp = dict(depth=2, num_latents=4, latent_dim=8, cross_heads=2, cross_dim_head=4, latent_heads=2,
-              latent_dim_head=4, omics_tokens="per_feature")
+    hp = dict(
+        depth=2,
+        num_latents=4,
+        latent_dim=8,
+        cross_heads=2,
+        cross_dim_head=4,
+        latent_heads=2,
+        latent_dim_head=4,
+        omics_tokens="per_feature",
+    )
     return create_model("healnet", mods, 3, **dict(hp, **extra)).eval()
 
 

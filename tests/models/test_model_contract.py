@@ -10,8 +10,16 @@ import torch
 from healnet_cli.models import ModalityInput, create_model, list_models, load_checkpoint, save_checkpoint
 
 TOY_HPARAMS = {
-    "healnet": dict(depth=2, num_latents=6, latent_dim=16, cross_heads=2, cross_dim_head=8,
-                    latent_heads=2, latent_dim_head=8, self_per_cross_attn=1),
+    "healnet": dict(
+        depth=2,
+        num_latents=6,
+        latent_dim=16,
+        cross_heads=2,
+        cross_dim_head=8,
+        latent_heads=2,
+        latent_dim_head=8,
+        self_per_cross_attn=1,
+    ),
     "ehpal": dict(token_dim=16, widths=(16, 16, 32), sir_max_width=32, omics_segments=4, null_tokens=3, pool_dim=8),
     "abmil": dict(hidden_dim=16, attn_dim=8),
     "snn": dict(hidden_dim=16),
@@ -20,8 +28,16 @@ TOY_HPARAMS = {
     "coxnet": dict(l1_ratio=0.5),
 }
 EXTRA_CASES = [
-    ("healnet", dict(TOY_HPARAMS["healnet"], omics_tokens="per_feature", bag_positions="index",
-                     self_per_cross_attn=2, ff_gate="gelu")),
+    (
+        "healnet",
+        dict(
+            TOY_HPARAMS["healnet"],
+            omics_tokens="per_feature",
+            bag_positions="index",
+            self_per_cross_attn=2,
+            ff_gate="gelu",
+        ),
+    ),
     ("healnet", dict(TOY_HPARAMS["healnet"], share_weights_across_layers=True, self_per_cross_attn=0)),
     ("ehpal", dict(TOY_HPARAMS["ehpal"], variant="F")),
     ("ehpal", dict(TOY_HPARAMS["ehpal"], hilbert=False, bag_stem=False, activation_checkpointing=True)),
@@ -69,10 +85,16 @@ def _model(name, hp, mods, toy, seed=0):
 
 
 def _clone(batch):
-    return {k: dataclasses.replace(v, data=v.data.clone(), present=v.present.clone(),
-                                   token_mask=None if v.token_mask is None else v.token_mask.clone(),
-                                   coords=None if v.coords is None else v.coords.clone())
-            for k, v in batch.items()}
+    return {
+        k: dataclasses.replace(
+            v,
+            data=v.data.clone(),
+            present=v.present.clone(),
+            token_mask=None if v.token_mask is None else v.token_mask.clone(),
+            coords=None if v.coords is None else v.coords.clone(),
+        )
+        for k, v in batch.items()
+    }
 
 
 def _pad(batch, extra: int):
@@ -84,7 +106,8 @@ def _pad(batch, extra: int):
             continue
         b, _, d = item.data.shape
         out[name] = ModalityInput(
-            torch.cat([item.data, torch.randn(b, extra, d)], dim=1), item.present,
+            torch.cat([item.data, torch.randn(b, extra, d)], dim=1),
+            item.present,
             torch.cat([item.token_mask, torch.zeros(b, extra, dtype=torch.bool)], dim=1),
             torch.cat([item.coords, torch.rand(b, extra, 2) * 1e4], dim=1),
         )
@@ -98,7 +121,8 @@ def _single(batch, i: int) -> dict[str, ModalityInput]:
         n = int(item.token_mask[i].sum()) if item.token_mask is not None else None
         data = item.data[i : i + 1] if n is None else item.data[i : i + 1, :n]
         out[name] = ModalityInput(
-            data, item.present[i : i + 1],
+            data,
+            item.present[i : i + 1],
             None if n is None else item.token_mask[i : i + 1, :n],
             None if n is None else item.coords[i : i + 1, :n],
         )

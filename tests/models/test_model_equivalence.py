@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from legacy_fixture import CASES, FIXTURE, grad_summary, make_batch, probe_of, recipe_state_dict, specs_of, unpack
 
 from healnet_cli.models import create_model
-from legacy_fixture import CASES, FIXTURE, grad_summary, make_batch, probe_of, recipe_state_dict, specs_of, unpack
 
 REFERENCE = torch.load(FIXTURE, weights_only=True)
 TOL = dict(atol=1e-9, rtol=1e-7)
@@ -65,8 +65,11 @@ def test_an_old_ehpal_checkpoint_loads_through_model_from_checkpoint():
     case = "ehpal_R_all"
     ref, seed = REFERENCE[case], list(CASES).index(case)
     modalities = {m: {"kind": s.kind, "dim": s.dim} for m, s in specs_of(ref["modalities"]).items()}
-    ckpt = {"name": "ehpal", "config": {"modalities": modalities, "n_bins": 4, "hparams": ref["hparams"]},
-            "state_dict": recipe_state_dict(ref["shapes"], seed)}
+    ckpt = {
+        "name": "ehpal",
+        "config": {"modalities": modalities, "n_bins": 4, "hparams": ref["hparams"]},
+        "state_dict": recipe_state_dict(ref["shapes"], seed),
+    }
     model = model_from_checkpoint(ckpt).eval().double()  # built in float32: the weights were rounded
     with torch.no_grad():
         logits = model(make_batch(tuple(ref["modalities"]), seed)).logits

@@ -19,7 +19,9 @@ def test_grid_step_is_the_smallest_gap_per_axis_and_both_entry_points_use_it() -
     assert _patch_size(coords[0, :3].numpy()) == 256.0  # evaluate's heatmap patch: the smaller step
     single = torch.tensor([[[5.0, 7.0]]], dtype=torch.float64)
     assert torch.isinf(grid_steps(single, torch.ones(1, 1, dtype=torch.bool))).all()
-    assert _patch_size(np.array([[5.0, 7.0]])) == 256.0 and _grid(single, torch.ones(1, 1, dtype=torch.bool)).tolist() == [[[0, 0]]]
+    assert _patch_size(np.array([[5.0, 7.0]])) == 256.0 and _grid(
+        single, torch.ones(1, 1, dtype=torch.bool)
+    ).tolist() == [[[0, 0]]]
 
 
 def test_pooled_is_the_masked_mean_over_tokens() -> None:

@@ -70,7 +70,9 @@ def test_locations_off_the_level_grid_and_fractional_downsamples_go_through_open
         direct.read_region((8, 4), 1, (32, 32))  # divisible by 4: level pixel (2, 1), direct
         assert calls == []
         with open_slide(pyramids["deflate-4x"]) as plain:  # 6 is between level-1 pixels: OpenSlide resamples
-            np.testing.assert_array_equal(direct.read_region((6, 4), 1, (32, 32)), plain.read_region((6, 4), 1, (32, 32)))
+            np.testing.assert_array_equal(
+                direct.read_region((6, 4), 1, (32, 32)), plain.read_region((6, 4), 1, (32, 32))
+            )
         assert calls == [((6, 4), 1, (32, 32))]
     odd = write_pyramidal_tiff(tmp_path / "odd.tif", _texture(1001, 701), 0.5, levels=2, tile=128, level_factor=2)
     with DirectRegions(open_slide(odd)) as direct:
@@ -88,17 +90,23 @@ def test_jpeg_level_whose_probe_tile_differs_stays_with_openslide(pyramids: dict
     with DirectRegions(OtherDecoder(pyramids["jpeg"])) as direct:
         assert direct.direct_level(0) is None
         with open_slide(pyramids["jpeg"]) as plain:
-            np.testing.assert_array_equal(direct.read_region((96, 160), 0, (64, 64)), plain.read_region((96, 160), 0, (64, 64)) ^ 1)
+            np.testing.assert_array_equal(
+                direct.read_region((96, 160), 0, (64, 64)), plain.read_region((96, 160), 0, (64, 64)) ^ 1
+            )
     with DirectRegions(OtherDecoder(pyramids["deflate-4x"])) as direct:
         assert direct.direct_level(0) is not None  # lossless: no probe, decoding is exact
 
 
-def test_missing_codec_leaves_the_level_to_openslide(pyramids: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_codec_leaves_the_level_to_openslide(
+    pyramids: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """tifffile needs imagecodecs for JPEG (and LZW); without it those levels are read by OpenSlide."""
     monkeypatch.setattr(tiff_pages, "codec_available", lambda compression: compression != 7)
     with DirectRegions(open_slide(pyramids["jpeg"])) as direct, open_slide(pyramids["jpeg"]) as plain:
         assert direct.direct_level(0) is None
-        np.testing.assert_array_equal(direct.read_region((0, 0), 0, (300, 200)), plain.read_region((0, 0), 0, (300, 200)))
+        np.testing.assert_array_equal(
+            direct.read_region((0, 0), 0, (300, 200)), plain.read_region((0, 0), 0, (300, 200))
+        )
         assert tiff_pages.open_direct_level(plain, 0) is None  # and whole-slide reads (healnet tile) too
     assert tiff_pages.codec_available(8)  # deflate: always (zlib)
 
@@ -119,7 +127,10 @@ def test_tile_cache_keeps_recent_tiles_within_its_byte_cap() -> None:
 
 
 def test_reads_are_the_same_with_a_tiny_cache_or_none(pyramids: dict[str, Path]) -> None:
-    with DirectRegions(open_slide(pyramids["jpeg"])) as ample, DirectRegions(open_slide(pyramids["jpeg"]), cache_bytes=100_000) as tiny:
+    with (
+        DirectRegions(open_slide(pyramids["jpeg"])) as ample,
+        DirectRegions(open_slide(pyramids["jpeg"]), cache_bytes=100_000) as tiny,
+    ):
         assert tiny.direct_level(0) is not None
         for _ in range(2):
             for x, y, w, h in REGIONS:
@@ -170,6 +181,8 @@ def test_real_aperio_patches_equal_openslide(shared_data: Path) -> None:
     with open_slide(slide) as plain, DirectRegions(open_slide(slide)) as direct:
         assert direct.properties["openslide.vendor"] == "aperio" and direct.direct_level(0) is not None
         for x, y in [(0, 0), (256, 256), (1000, 1500), (1964, 2711), (512, 768)]:
-            np.testing.assert_array_equal(direct.read_region((x, y), 0, (256, 256)), plain.read_region((x, y), 0, (256, 256)))
+            np.testing.assert_array_equal(
+                direct.read_region((x, y), 0, (256, 256)), plain.read_region((x, y), 0, (256, 256))
+            )
         strip = direct.read_region((0, 1024), 0, (8 * 256, 256))
         np.testing.assert_array_equal(strip, plain.read_region((0, 1024), 0, (8 * 256, 256)))

@@ -68,7 +68,9 @@ def test_direct_reads_equal_openslide(tmp_path: Path, texture: np.ndarray, optio
 def test_synthetic_pyramid_and_missing_tile_equal_openslide(tmp_path: Path) -> None:
     import tifffile
 
-    path = write_pyramidal_tiff(tmp_path / "s.tif", tissue_disk_tile_fn(1000, 700), 0.5, levels=2, tile=128, size=(1000, 700))
+    path = write_pyramidal_tiff(
+        tmp_path / "s.tif", tissue_disk_tile_fn(1000, 700), 0.5, levels=2, tile=128, size=(1000, 700)
+    )
     with tifffile.TiffFile(path, mode="r+b") as tif:  # tile 9 missing: transparent -> white in both
         tag = tif.pages[0].tags["TileByteCounts"]
         counts = list(tag.value)
@@ -119,15 +121,16 @@ def test_layouts_not_read_directly_go_through_openslide(tmp_path: Path, texture:
 def test_damaged_tile_fails_with_one_line_naming_the_file(tmp_path: Path) -> None:
     import tifffile
 
-    path = write_pyramidal_tiff(tmp_path / "bad.tif", tissue_disk_tile_fn(1000, 700), 0.5, levels=2, tile=128, size=(1000, 700))
+    path = write_pyramidal_tiff(
+        tmp_path / "bad.tif", tissue_disk_tile_fn(1000, 700), 0.5, levels=2, tile=128, size=(1000, 700)
+    )
     with tifffile.TiffFile(path) as tif:
         offset, count = tif.pages[0].dataoffsets[10], tif.pages[0].databytecounts[10]
     with open(path, "r+b") as handle:
         handle.seek(offset)
         handle.write(b"\xff" * count)
-    with open_slide(path) as reader:
-        with pytest.raises(ItemError, match="bad.tif: cannot decode segment 10") as info:
-            read_downsampled(reader, 1.0)
+    with open_slide(path) as reader, pytest.raises(ItemError, match="bad.tif: cannot decode segment 10") as info:
+        read_downsampled(reader, 1.0)
     assert "\n" not in str(info.value)
 
 

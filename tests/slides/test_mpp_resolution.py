@@ -24,16 +24,37 @@ class _FakeReader:
     ("props", "mpp", "source"),
     [
         ({"openslide.mpp-x": "0.2520", "openslide.mpp-y": "0.2480"}, 0.25, "openslide.mpp-x"),
-        ({"tiff.XResolution": "40000", "tiff.YResolution": "40000", "tiff.ResolutionUnit": "centimeter"}, 0.25, "tiff.XResolution (centimeter)"),
+        (
+            {"tiff.XResolution": "40000", "tiff.YResolution": "40000", "tiff.ResolutionUnit": "centimeter"},
+            0.25,
+            "tiff.XResolution (centimeter)",
+        ),
         ({"tiff.XResolution": "50800", "tiff.ResolutionUnit": "inch"}, 0.5, "tiff.XResolution (inch)"),
         ({"aperio.MPP": "0.4990"}, 0.499, "aperio.MPP"),
-        ({"tiff.ImageDescription": "Aperio Image Library v1|AppMag = 20|MPP = 0.2635|Date = 1"}, 0.2635, "tiff.ImageDescription MPP"),
+        (
+            {"tiff.ImageDescription": "Aperio Image Library v1|AppMag = 20|MPP = 0.2635|Date = 1"},
+            0.2635,
+            "tiff.ImageDescription MPP",
+        ),
         ({"openslide.objective-power": "40"}, 0.25, "objective-power (openslide.objective-power)"),
         ({"aperio.AppMag": "20"}, 0.5, "objective-power (aperio.AppMag)"),
         # an image editor's 72 dpi is no microscope resolution: skipped, objective power used
-        ({"tiff.XResolution": "72", "tiff.ResolutionUnit": "inch", "openslide.objective-power": "20"}, 0.5, "objective-power (openslide.objective-power)"),
+        (
+            {"tiff.XResolution": "72", "tiff.ResolutionUnit": "inch", "openslide.objective-power": "20"},
+            0.5,
+            "objective-power (openslide.objective-power)",
+        ),
         # OpenSlide's value wins over the tags and the vendor field
-        ({"openslide.mpp-x": "0.25", "tiff.XResolution": "20000", "tiff.ResolutionUnit": "centimeter", "aperio.MPP": "0.3"}, 0.25, "openslide.mpp-x"),
+        (
+            {
+                "openslide.mpp-x": "0.25",
+                "tiff.XResolution": "20000",
+                "tiff.ResolutionUnit": "centimeter",
+                "aperio.MPP": "0.3",
+            },
+            0.25,
+            "openslide.mpp-x",
+        ),
     ],
 )
 def test_sources_in_order(props: dict[str, str], mpp: float, source: str) -> None:
@@ -83,9 +104,20 @@ def test_real_files(tmp_path: Path, kwargs: dict, source_prefix: str) -> None:
 
 def test_objective_power_only_file(tmp_path: Path) -> None:
     desc = aperio_description(300, 200, mpp=None, app_mag=20)
-    path = write_pyramidal_tiff(tmp_path / "s.svs", tissue_disk_tile_fn(300, 200), None, 1, size=(300, 200), description=desc, resolution_unit=None)
+    path = write_pyramidal_tiff(
+        tmp_path / "s.svs",
+        tissue_disk_tile_fn(300, 200),
+        None,
+        1,
+        size=(300, 200),
+        description=desc,
+        resolution_unit=None,
+    )
     with open_slide(path) as reader:
-        assert resolve_mpp(reader, override=None, default_mpp=None) == (0.5, "objective-power (openslide.objective-power)")
+        assert resolve_mpp(reader, override=None, default_mpp=None) == (
+            0.5,
+            "objective-power (openslide.objective-power)",
+        )
 
 
 def test_plain_image_needs_csv_or_default(tmp_path: Path) -> None:

@@ -26,7 +26,9 @@ def _gradient(width: int, height: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def pyramid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     level0 = _gradient(1000, 700)
-    path = write_pyramidal_tiff(tmp_path_factory.mktemp("pyr") / "grad.tif", level0, mpp=0.5, levels=3, tile=64, level_factor=2)
+    path = write_pyramidal_tiff(
+        tmp_path_factory.mktemp("pyr") / "grad.tif", level0, mpp=0.5, levels=3, tile=64, level_factor=2
+    )
     return path, level0
 
 
@@ -90,7 +92,9 @@ def test_best_level_is_never_coarser_than_asked() -> None:
     ("unit", "description", "vendor"),
     [("cm", None, "generic-tiff"), ("inch", None, "generic-tiff"), (None, "aperio", "aperio")],
 )
-def test_synthetic_writer_is_openslide_readable(tmp_path: Path, unit: str | None, description: str | None, vendor: str) -> None:
+def test_synthetic_writer_is_openslide_readable(
+    tmp_path: Path, unit: str | None, description: str | None, vendor: str
+) -> None:
     size = (600, 400)
     desc = aperio_description(*size, mpp=0.25, app_mag=40) if description else None
     path = write_pyramidal_tiff(
@@ -184,9 +188,8 @@ def test_bad_files_fail_with_one_line_naming_the_file(tmp_path: Path, name: str,
 
 def test_truncated_tiff_fails_on_open_or_read(tmp_path: Path) -> None:
     path = _truncated(tmp_path)
-    with pytest.raises(ItemError, match="cut.tif"):
-        with open_slide(path) as reader:
-            read_downsampled(reader, 1.0)
+    with pytest.raises(ItemError, match="cut.tif"), open_slide(path) as reader:
+        read_downsampled(reader, 1.0)
 
 
 def test_unsupported_extension_and_missing_file(tmp_path: Path) -> None:
@@ -216,12 +219,21 @@ def test_flat_strip_tiff_falls_back_to_tifffile(tmp_path: Path, unit: str, resol
 
     pixels = tissue_disk_tile_fn(900, 700)(0, 0, 900, 700)
     path = tmp_path / "flat.tif"
-    tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", rowsperstrip=64,
-                     resolution=(resolution, resolution), resolutionunit=unit)
+    tifffile.imwrite(
+        path,
+        pixels,
+        photometric="rgb",
+        compression="zlib",
+        rowsperstrip=64,
+        resolution=(resolution, resolution),
+        resolutionunit=unit,
+    )
     with open_slide(path) as reader:
         assert reader.backend == "tifffile" and reader.dimensions == (900, 700) and reader.level_count == 1
         assert resolve_mpp(reader, override=None, default_mpp=None) == (
-            pytest.approx(0.25), f"tiff.XResolution ({unit.lower()})")
+            pytest.approx(0.25),
+            f"tiff.XResolution ({unit.lower()})",
+        )
         np.testing.assert_array_equal(reader.read_region((100, 50), 0, (300, 200)), pixels[50:250, 100:400])
         edge = reader.read_region((850, 650), 0, (100, 100))
         assert (edge[50:] == 255).all() and (edge[:50, :50] == pixels[650:, 850:]).all()
@@ -250,9 +262,8 @@ def test_truncated_strip_tiff_fails_cleanly(tmp_path: Path) -> None:
     tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", rowsperstrip=32)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ItemError, match="cut.tiff"):
-        with open_slide(path) as reader:
-            read_downsampled(reader, 4.0)
+    with pytest.raises(ItemError, match="cut.tiff"), open_slide(path) as reader:
+        read_downsampled(reader, 4.0)
 
 
 def test_oversized_png_asks_for_a_pyramid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from healnet_cli.artifacts.omics import LABELS_NAME, list_modalities, modality_path, present_patients, read_labels, read_modality
+from healnet_cli.artifacts.omics import (
+    LABELS_NAME,
+    list_modalities,
+    modality_path,
+    present_patients,
+    read_labels,
+    read_modality,
+)
 from healnet_cli.artifacts.patients import slide_patient
 from healnet_cli.core.errors import InputError
 from healnet_cli.core.workspace import Workspace
@@ -52,11 +59,18 @@ class CohortMatrix:
         labelled = set(self.labels or {})
         with_data = set().union(*self.modalities.values()) if self.modalities else set()
         per_modality = {
-            name: {"patients": len(ids), "labelled": len(ids & labelled), "events": sum(bool(self.labels and self.labels.get(p)) for p in ids)}
+            name: {
+                "patients": len(ids),
+                "labelled": len(ids & labelled),
+                "events": sum(bool(self.labels and self.labels.get(p)) for p in ids),
+            }
             for name, ids in sorted(self.modalities.items())
         }
         orphan_slides = sorted(
-            f"{m[len(WSI_PREFIX):]}/{slide}" for m, slides in self.slides.items() for slide, p in slides.items() if p not in labelled
+            f"{m[len(WSI_PREFIX) :]}/{slide}"
+            for m, slides in self.slides.items()
+            for slide, p in slides.items()
+            if p not in labelled
         )
         no_labels = sorted(with_data - labelled) if self.labels is not None else sorted(with_data)
         no_data = sorted(labelled - with_data)
@@ -120,12 +134,16 @@ def compute_cohort(workdir: str | Path, *, extractor: str | None = None) -> Coho
     if extractor is not None:
         folder = workspace.features_dir(extractor)
         if not folder.is_dir():
-            raise InputError(f"no features folder {folder} (found: {', '.join(extractors) or 'none'}); run `healnet extract` or pick one of them")
+            raise InputError(
+                f"no features folder {folder} (found: {', '.join(extractors) or 'none'}); run `healnet extract` or pick one of them"
+            )
         extractors = [folder.name]
     for name in extractors:
         slides = _wsi_patients(workspace.features_dir(name), cohort)
         cohort.slides[f"{WSI_PREFIX}{name}"] = slides
         cohort.modalities[f"{WSI_PREFIX}{name}"] = set(slides.values())
     if not cohort.modalities and cohort.labels is None:
-        raise InputError(f"{workspace.root}: no omics tables, labels or features found; run `healnet omics` / `healnet extract` first (or pass --workdir)")
+        raise InputError(
+            f"{workspace.root}: no omics tables, labels or features found; run `healnet omics` / `healnet extract` first (or pass --workdir)"
+        )
     return cohort

@@ -31,7 +31,10 @@ def render_plain(summary: dict[str, Any], out: IO[str]) -> None:
     if labels is None:
         print("labels: none (run `healnet omics labels`)", file=out)
     else:
-        print(f"labels: {labels['patients']} patients, {labels['events']} events (time unit: {labels['time_unit']})", file=out)
+        print(
+            f"labels: {labels['patients']} patients, {labels['events']} events (time unit: {labels['time_unit']})",
+            file=out,
+        )
     width = max([len(n) for n in summary["modalities"]] + [8])
     print(f"{'modality':<{width}}  patients  labelled  events", file=out)
     for name, info in summary["modalities"].items():
@@ -53,8 +56,10 @@ def render_rich(summary: dict[str, Any], out: IO[str]) -> None:
 
     console = Console(file=out)
     labels = summary["labels"]
-    caption = "no labels (run `healnet omics labels`)" if labels is None else (
-        f"labels: {labels['patients']} patients, {labels['events']} events ({labels['time_unit']})"
+    caption = (
+        "no labels (run `healnet omics labels`)"
+        if labels is None
+        else (f"labels: {labels['patients']} patients, {labels['events']} events ({labels['time_unit']})")
     )
     table = Table(title=f"cohort: {summary['patients']} patients", caption=caption)
     for column in ("modality", "patients", "labelled", "events"):

@@ -211,7 +211,9 @@ def build_demo_cohort(
     )
 
 
-def _write_slides(truth: pd.DataFrame, slides_dir: Path, *, rng: np.random.Generator, slide_px: int) -> list[tuple[str, str]]:
+def _write_slides(
+    truth: pd.DataFrame, slides_dir: Path, *, rng: np.random.Generator, slide_px: int
+) -> list[tuple[str, str]]:
     library = load_patch_library(tile_px=128, seed=int(rng.integers(0, 2**31)))
     rows = []
     height_px = (slide_px * 3) // 4

@@ -56,7 +56,9 @@ class DemoConfig:
         if self.folds < 2:
             raise InputError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if self.n_patients < 3 * self.folds:
-            raise InputError(f"--patients {self.n_patients} is too few for --folds {self.folds}; use at least {3 * self.folds}")
+            raise InputError(
+                f"--patients {self.n_patients} is too few for --folds {self.folds}; use at least {3 * self.folds}"
+            )
         if self.epochs < 1:
             raise InputError(f"--epochs {self.epochs}: train at least 1 epoch")
         if self.slide_px < 512:
@@ -90,28 +92,64 @@ def plan_steps(config: DemoConfig, cohort: DemoCohort) -> list[Step]:
     work = str(config.work_dir.resolve())
     runs = config.runs_dir.resolve()
     steps = [
-        Step("tile", ("tile", "--slides-csv", str(cohort.slides_csv.resolve()), "--workdir", work),
-             "tissue detection and a 256 px patch grid at 0.5 µm/px"),
-        Step("extract", ("extract", "--workdir", work, "--extractor", EXTRACTOR),
-             "colour-deconvolution and texture features per patch (no weights needed)"),
-        Step("omics", ("omics", str(cohort.table_csv.resolve()), "--workdir", work),
-             "RNA / CNV tables and survival labels into per-modality Parquet"),
+        Step(
+            "tile",
+            ("tile", "--slides-csv", str(cohort.slides_csv.resolve()), "--workdir", work),
+            "tissue detection and a 256 px patch grid at 0.5 µm/px",
+        ),
+        Step(
+            "extract",
+            ("extract", "--workdir", work, "--extractor", EXTRACTOR),
+            "colour-deconvolution and texture features per patch (no weights needed)",
+        ),
+        Step(
+            "omics",
+            ("omics", str(cohort.table_csv.resolve()), "--workdir", work),
+            "RNA / CNV tables and survival labels into per-modality Parquet",
+        ),
         Step("cohort", ("cohort", "--workdir", work), "which patient has which modality"),
     ]
     for name, modalities in RUNS.items():
         steps.append(
             Step(
                 f"train-{name}",
-                ("train", "--workdir", work, "--modalities", modalities, "--model", MODEL, "--extractor", EXTRACTOR,
-                 "--folds", str(config.folds), "--seed", str(config.seed), "--epochs", str(config.epochs),
-                 *TRAIN_OPTIONS, "--out", str(runs / name)),
+                (
+                    "train",
+                    "--workdir",
+                    work,
+                    "--modalities",
+                    modalities,
+                    "--model",
+                    MODEL,
+                    "--extractor",
+                    EXTRACTOR,
+                    "--folds",
+                    str(config.folds),
+                    "--seed",
+                    str(config.seed),
+                    "--epochs",
+                    str(config.epochs),
+                    *TRAIN_OPTIONS,
+                    "--out",
+                    str(runs / name),
+                ),
                 f"{MODEL} on {modalities}, {config.folds}-fold cross-validation",
             )
         )
     run_dirs = [str(runs / name) for name in RUNS]
     steps.append(
-        Step("evaluate", ("evaluate", *run_dirs, "--ablate", "--bootstrap", str(config.bootstrap),
-                          "--out", str(runs / COMPARISON_DIR)),
-             "metrics, missing-modality ablation, comparison of the runs, HTML report")
+        Step(
+            "evaluate",
+            (
+                "evaluate",
+                *run_dirs,
+                "--ablate",
+                "--bootstrap",
+                str(config.bootstrap),
+                "--out",
+                str(runs / COMPARISON_DIR),
+            ),
+            "metrics, missing-modality ablation, comparison of the runs, HTML report",
+        )
     )
     return steps

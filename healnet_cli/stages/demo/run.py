@@ -53,7 +53,12 @@ class DemoResult:
             "cohort": self.cohort.summary(),
             "cohort_seconds": round(self.cohort_seconds, 2),
             "steps": [
-                {"name": r.step.name, "command": r.step.command, "seconds": round(r.seconds, 2), "exit_code": r.returncode}
+                {
+                    "name": r.step.name,
+                    "command": r.step.command,
+                    "seconds": round(r.seconds, 2),
+                    "exit_code": r.returncode,
+                }
                 for r in self.steps
             ],
             "total_seconds": round(self.total_seconds, 2),
@@ -100,12 +105,18 @@ def ensure_cohort(config: DemoConfig) -> DemoCohort:
         except (OSError, ValueError):
             saved = None
         if saved and saved.get("params") == params and all((folder / p).exists() for p in saved.get("files", [])):
-            return DemoCohort(**{k: (Path(v) if k.endswith(("dir", "csv", "root")) else v) for k, v in saved["cohort"].items()})
+            return DemoCohort(
+                **{k: (Path(v) if k.endswith(("dir", "csv", "root")) else v) for k, v in saved["cohort"].items()}
+            )
     if folder.exists():
         shutil.rmtree(folder)
     cohort = build_demo_cohort(folder, n_patients=config.n_patients, seed=config.seed, slide_px=config.slide_px)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    payload = {"params": params, "files": files, "cohort": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cohort).items()}}
+    payload = {
+        "params": params,
+        "files": files,
+        "cohort": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cohort).items()},
+    }
     atomic.write_json(stamp, payload)
     return cohort
 
@@ -139,7 +150,9 @@ def run_demo(
     start = time.perf_counter()
     progress(f"[cohort] building {config.n_patients} synthetic patients in {config.cohort_dir}")
     cohort = ensure_cohort(config)
-    result = DemoResult(config.out_dir, cohort, cohort_seconds=time.perf_counter() - start, config=_numbers_config(config))
+    result = DemoResult(
+        config.out_dir, cohort, cohort_seconds=time.perf_counter() - start, config=_numbers_config(config)
+    )
     progress(f"         {cohort.summary()}  ({result.cohort_seconds:.1f} s)")
     steps = plan_steps(config, cohort)
     if config.runs_dir.exists():  # runs of a previous demo: retrained (tiles and features stay cached)

@@ -95,8 +95,15 @@ def write_pyramidal_tiff(
         description = aperio_description(width, height, mpp=mpp, app_mag=aperio_app_mag, tile=tile)
     dims = _level_dims(width, height, levels, level_factor)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".synthetic-") as tmp:
-        previous = _buffer(Path(tmp) / "level1.npy", _tiles(height, tile) * tile // level_factor,
-                           _tiles(width, tile) * tile // level_factor) if len(dims) > 1 else None
+        previous = (
+            _buffer(
+                Path(tmp) / "level1.npy",
+                _tiles(height, tile) * tile // level_factor,
+                _tiles(width, tile) * tile // level_factor,
+            )
+            if len(dims) > 1
+            else None
+        )
         with tifffile.TiffWriter(path, bigtiff=width * height * 3 > 2**31) as writer:
             codec = _TileCodec(compression_level, level_factor)
             tiles0 = _level0_tiles(tile_fn, width, height, tile, codec, previous)
@@ -107,16 +114,29 @@ def write_pyramidal_tiff(
                 assert current is not None
                 nxt = None
                 if k + 1 < len(dims):
-                    nxt = _buffer(Path(tmp) / f"level{k + 1}.npy", *(math.ceil(d / level_factor) for d in (level_h, level_w)))
+                    nxt = _buffer(
+                        Path(tmp) / f"level{k + 1}.npy", *(math.ceil(d / level_factor) for d in (level_h, level_w))
+                    )
                     _block_mean_into(current, level_factor, nxt)
-                _write_level(writer, _array_tiles(current, tile, codec), (level_h, level_w), tile, mpp,
-                             float(level_factor**k), resolution_unit, None, reduced=True)
+                _write_level(
+                    writer,
+                    _array_tiles(current, tile, codec),
+                    (level_h, level_w),
+                    tile,
+                    mpp,
+                    float(level_factor**k),
+                    resolution_unit,
+                    None,
+                    reduced=True,
+                )
                 del current
                 previous = nxt
     return path
 
 
-def aperio_description(width: int, height: int, *, mpp: float | None, app_mag: float | None = 20, tile: int = 256) -> str:
+def aperio_description(
+    width: int, height: int, *, mpp: float | None, app_mag: float | None = 20, tile: int = 256
+) -> str:
     """An Aperio-style ImageDescription (OpenSlide then reports ``aperio.MPP`` and ``aperio.AppMag``)."""
     fields = [f"Aperio Image Library healnet-synthetic\r\n{width}x{height} ({tile}x{tile}) DEFLATE"]
     if app_mag is not None:

@@ -37,7 +37,9 @@ def random_half_drop(
     return out
 
 
-def conditions_for(ids: list[str], modalities: list[str], present: pd.DataFrame, rng: np.random.Generator) -> dict[str, Any]:
+def conditions_for(
+    ids: list[str], modalities: list[str], present: pd.DataFrame, rng: np.random.Generator
+) -> dict[str, Any]:
     """``condition -> drop mapping`` over the patients the condition changes (``None`` for all
     present): "without m" lists only the patients who have m, "random half" those who lose one."""
     conds: dict[str, Any] = {ALL: None}
@@ -65,17 +67,22 @@ class AblationResult:
         for cond, folds in self.per_fold.items():
             vals = np.array([v.value for v in folds.values() if v.ok], dtype=float)
             ref = self.reference.get(cond)
-            out.append({
-                "condition": cond,
-                "n_changed": int(sum(self.changed.get(cond, {}).values())),
-                "mean": float(vals.mean()) if vals.size else None,
-                "sd": float(vals.std(ddof=0)) if vals.size else None,
-                "pooled": self.pooled[cond].value,
-                "pooled_reason": self.pooled[cond].reason or None,
-                "pooled_all_present": ref.value if ref is not None else self.pooled[cond].value,
-                "pooled_all_present_reason": (ref.reason or None) if ref is not None else None,
-                "folds": {str(k): {**v.as_dict(), "n_changed": self.changed.get(cond, {}).get(k, 0)} for k, v in folds.items()},
-            })
+            out.append(
+                {
+                    "condition": cond,
+                    "n_changed": int(sum(self.changed.get(cond, {}).values())),
+                    "mean": float(vals.mean()) if vals.size else None,
+                    "sd": float(vals.std(ddof=0)) if vals.size else None,
+                    "pooled": self.pooled[cond].value,
+                    "pooled_reason": self.pooled[cond].reason or None,
+                    "pooled_all_present": ref.value if ref is not None else self.pooled[cond].value,
+                    "pooled_all_present_reason": (ref.reason or None) if ref is not None else None,
+                    "folds": {
+                        str(k): {**v.as_dict(), "n_changed": self.changed.get(cond, {}).get(k, 0)}
+                        for k, v in folds.items()
+                    },
+                }
+            )
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,7 +90,10 @@ class AblationResult:
 
 
 def _presence(part: pd.DataFrame, modalities: list[str]) -> pd.DataFrame:
-    cols = {m: part[f"has_{m}"].astype(bool).to_numpy() if f"has_{m}" in part else np.ones(len(part), bool) for m in modalities}
+    cols = {
+        m: part[f"has_{m}"].astype(bool).to_numpy() if f"has_{m}" in part else np.ones(len(part), bool)
+        for m in modalities
+    }
     return pd.DataFrame(cols, index=part["patient_id"].astype(str).to_numpy())
 
 
@@ -110,12 +120,19 @@ def run_ablation(run: RunData, models: FoldModels, *, seed: int, batch_size: int
             changed = ids if drop is None else [p for p in ids if p in drop]
             scored = part[part["patient_id"].astype(str).isin(changed)].copy()
             if changed:
-                frame = models.inference.predict_patients(fm, changed, drop=drop, batch_size=batch_size, bag_cache=bags).frame
-                scored["risk"] = frame.set_index(frame["patient_id"].astype(str))["risk"].reindex(
-                    scored["patient_id"].astype(str)).to_numpy(float)
+                frame = models.inference.predict_patients(
+                    fm, changed, drop=drop, batch_size=batch_size, bag_cache=bags
+                ).frame
+                scored["risk"] = (
+                    frame.set_index(frame["patient_id"].astype(str))["risk"]
+                    .reindex(scored["patient_id"].astype(str))
+                    .to_numpy(float)
+                )
             if cond == ALL:
                 base = scored.set_index(scored["patient_id"].astype(str))["risk"]
-                max_diff = max(max_diff, float(np.nanmax(np.abs(scored["risk"].to_numpy(float) - part["risk"].to_numpy(float)))))
+                max_diff = max(
+                    max_diff, float(np.nanmax(np.abs(scored["risk"].to_numpy(float) - part["risk"].to_numpy(float))))
+                )
             elif base is not None:
                 scored["risk_all"] = base.reindex(scored["patient_id"].astype(str)).to_numpy(float)
             result.per_fold.setdefault(cond, {})[k] = _harrell(scored)

@@ -43,9 +43,15 @@ class AttentionResult:
             "top_features": {m: [{"feature": n, "mean_weight": w} for n, w in v] for m, v in self.top_features.items()},
             "unavailable": self.unavailable,
             "heatmaps": [
-                {"patient_id": h.patient_id, "label": h.label, "risk": h.risk, "slide_id": h.slide_id,
-                 "n_patches": int(h.coords.shape[0]), "background": "thumbnail" if h.thumbnail is not None else "blank",
-                 **({"note": h.note} if h.note else {})}
+                {
+                    "patient_id": h.patient_id,
+                    "label": h.label,
+                    "risk": h.risk,
+                    "slide_id": h.slide_id,
+                    "n_patches": int(h.coords.shape[0]),
+                    "background": "thumbnail" if h.thumbnail is not None else "blank",
+                    **({"note": h.note} if h.note else {}),
+                }
                 for h in self.heatmaps
             ],
             "notes": self.notes,
@@ -131,7 +137,9 @@ def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tile
         if part.size != coords.shape[0] or part.size == 0:
             continue
         thumb, ds, patch, note = _thumbnail(tiles_dir, str(slide_id))
-        out.append(Heatmap(pid, label, risk, str(slide_id), coords, part, patch or _patch_size(coords), thumb, ds, note))
+        out.append(
+            Heatmap(pid, label, risk, str(slide_id), coords, part, patch or _patch_size(coords), thumb, ds, note)
+        )
     return out[:2]
 
 
@@ -162,11 +170,15 @@ def nothing_to_draw(run: RunData, models: FoldModels, *, batch_size: int = 8) ->
     for m in run.modalities:
         reason = acc.reasons.get(m) or f"not available: {model_name} returns no per-feature weights for {m}"
         by_reason.setdefault(reason.replace(f" {m} ", " {m} "), []).append(m)
-    why = "; ".join(r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items())
+    why = "; ".join(
+        r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items()
+    )
     return f"nothing to draw: the run has no slides, and {why}"
 
 
-def run_attention(run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Path | None, batch_size: int = 8) -> AttentionResult:
+def run_attention(
+    run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Path | None, batch_size: int = 8
+) -> AttentionResult:
     """Weights for every test patient (each by its fold's model): top omics features averaged over
     patients, and WSI heatmaps of the highest- and lowest-risk patients that have slides."""
     result, acc = AttentionResult(), _FeatureAccumulator()
@@ -189,7 +201,9 @@ def run_attention(run: RunData, models: FoldModels, *, top_k: int, tiles_dir: Pa
     for m in run.modalities:
         if m in result.top_features or m == WSI and wsi_weights:
             continue
-        result.unavailable[m] = acc.reasons.get(m) or f"not available: {model_name} returns no per-token weights for {m}"
+        result.unavailable[m] = (
+            acc.reasons.get(m) or f"not available: {model_name} returns no per-token weights for {m}"
+        )
     ranked = run.predictions.set_index(run.predictions["patient_id"].astype(str))["risk"]
     ranked = ranked[ranked.index.isin(list(wsi_weights))].sort_values()
     if len(ranked):

@@ -19,12 +19,18 @@ def _shared(evals: list[RunEvaluation]) -> tuple[pd.DataFrame, list[str]]:
     frames, notes = [], []
     for i, ev in enumerate(evals):
         p = ev.run.predictions.drop_duplicates("patient_id").set_index("patient_id")
-        frames.append(p[["time", "event", "risk"]].rename(columns={"risk": f"risk_{i}", "time": f"time_{i}", "event": f"event_{i}"}))
+        frames.append(
+            p[["time", "event", "risk"]].rename(
+                columns={"risk": f"risk_{i}", "time": f"time_{i}", "event": f"event_{i}"}
+            )
+        )
     joined = pd.concat(frames, axis=1, join="inner")
     for i in range(1, len(evals)):
         differ = (joined["time_0"] != joined[f"time_{i}"]) | (joined["event_0"] != joined[f"event_{i}"])
         if differ.any():
-            notes.append(f"{int(differ.sum())} shared patient(s) have different labels in {evals[i].run.name}; the first run's labels are used")
+            notes.append(
+                f"{int(differ.sum())} shared patient(s) have different labels in {evals[i].run.name}; the first run's labels are used"
+            )
     return joined, notes
 
 
@@ -33,8 +39,12 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
     names = [ev.run.name if sum(e.run.name == ev.run.name for e in evals) == 1 else str(ev.run.path) for ev in evals]
     table = []
     for name, ev in zip(names, evals):
-        row: dict[str, Any] = {"run": name, "model": ev.run.model_name, "modalities": ev.run.modalities,
-                               "n_patients": int(ev.run.predictions["patient_id"].nunique())}
+        row: dict[str, Any] = {
+            "run": name,
+            "model": ev.run.model_name,
+            "modalities": ev.run.modalities,
+            "n_patients": int(ev.run.predictions["patient_id"].nunique()),
+        }
         if ev.scores is not None:
             row.update({m: ev.scores.pooled.values[m].as_dict() for m in METRICS})
             row["harrell_c_across_folds"] = ev.scores.across_folds()["harrell_c"]
@@ -49,12 +59,21 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
             res = paired_bootstrap(
                 lambda i, r=ra: compute_weighted_concordance(time[i], event[i], r[i]),
                 lambda i, r=rb: compute_weighted_concordance(time[i], event[i], r[i]),
-                time.size, n_boot=n_boot, seed=seed,
+                time.size,
+                n_boot=n_boot,
+                seed=seed,
             )
-            entry.update({"c_a": compute_weighted_concordance(time, event, ra), "c_b": compute_weighted_concordance(time, event, rb),
-                          "difference": res.difference, "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
-                          "p_value": res.p_value, "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
-                          **({"reason": res.reason} if res.reason else {})})
+            entry.update(
+                {
+                    "c_a": compute_weighted_concordance(time, event, ra),
+                    "c_b": compute_weighted_concordance(time, event, rb),
+                    "difference": res.difference,
+                    "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
+                    "p_value": res.p_value,
+                    "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
+                    **({"reason": res.reason} if res.reason else {}),
+                }
+            )
         except NotComputable as exc:
             entry.update({"difference": None, "p_value": None, "reason": f"{exc} (on {time.size} shared patients)"})
         tests.append(entry)
@@ -85,7 +104,16 @@ def comparison_report(result: dict[str, Any]) -> Report:
             rows.append([t["a"], t["b"], str(t["n_shared"]), "n/a", "n/a", f"n/a ({t.get('reason', '')})"])
             continue
         ci = f"{t['ci95'][0]:+.3f} to {t['ci95'][1]:+.3f}" if t["ci95"] else "n/a"
-        rows.append([t["a"], t["b"], str(t["n_shared"]), f"{t['c_a']:.3f} vs {t['c_b']:.3f}", f"{t['difference']:+.3f} ({ci})", f"{t['p_value']:.3g}"])
+        rows.append(
+            [
+                t["a"],
+                t["b"],
+                str(t["n_shared"]),
+                f"{t['c_a']:.3f} vs {t['c_b']:.3f}",
+                f"{t['difference']:+.3f} ({ci})",
+                f"{t['p_value']:.3g}",
+            ]
+        )
     report.table(["run A", "run B", "shared patients", "c-index A vs B", "A − B (95% CI)", "p (two-sided)"], rows)
     report.bullets(result["notes"] + ["p: 2 · min(P*(Δ ≤ 0), P*(Δ ≥ 0)) over paired resamples of the shared patients"])
     return report

@@ -106,7 +106,13 @@ def km_risk_groups(run: RunData, n_groups: int) -> RiskGroups:
     nar = numbers_at_risk(time, labels, np.asarray(at))
     rows = {int(g): r for g, r in zip(np.unique(labels), nar.tolist())}
     groups = RiskGroups(
-        group_names(n_groups), cuts.tolist(), curves, sizes, events, at, [rows.get(g, [0] * len(at)) for g in range(n_groups)],
+        group_names(n_groups),
+        cuts.tolist(),
+        curves,
+        sizes,
+        events,
+        at,
+        [rows.get(g, [0] * len(at)) for g in range(n_groups)],
         cutoff_source=source,
     )
     try:
@@ -117,8 +123,10 @@ def km_risk_groups(run: RunData, n_groups: int) -> RiskGroups:
     return groups
 
 
-CALIBRATION_METHOD = (f"patients grouped by quartile of predicted S(t); predicted S(t) {INTERPOLATION}; "
-                      "observed: Kaplan–Meier of the group at t")
+CALIBRATION_METHOD = (
+    f"patients grouped by quartile of predicted S(t); predicted S(t) {INTERPOLATION}; "
+    "observed: Kaplan–Meier of the group at t"
+)
 
 
 @dataclass

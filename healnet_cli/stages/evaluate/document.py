@@ -13,7 +13,12 @@ from healnet_cli.stages.evaluate.curves import Calibration, RiskGroups
 from healnet_cli.stages.evaluate.report import Figure, Report
 from healnet_cli.stages.evaluate.run_folder import RunData
 from healnet_cli.stages.evaluate.scoring import METRICS, NULL_MODEL, RunScores
-from healnet_cli.stages.evaluate.training import early_stopping_text, modality_patterns, settings_rows, training_settings
+from healnet_cli.stages.evaluate.training import (
+    early_stopping_text,
+    modality_patterns,
+    settings_rows,
+    training_settings,
+)
 
 EVALUATION_SCHEMA = "healnet.evaluation/1"
 
@@ -48,20 +53,25 @@ def conventions(ev: RunEvaluation) -> dict[str, Any]:
         "risk": "higher risk = earlier event (sksurv convention); c-index ties count 0.5",
         "censoring_distribution": "Kaplan–Meier of each fold's training patients (splits.csv split != test)",
         "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
-                         "(Brier score, IBS); calibration interpolates it (see Calibration)",
+        "(Brier score, IBS); calibration interpolates it (see Calibration)",
         "td_auc_estimate": "the risk score (cumulative cases / dynamic controls)",
         "ci": "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed",
         "time_unit": ev.run.time_unit,
     }
     if ev.run.external is not None:
-        out["censoring_distribution"] = ("Kaplan–Meier of the external cohort's own censoring (the training cohort's "
-                                         "follow-up does not apply to another cohort)")
+        out["censoring_distribution"] = (
+            "Kaplan–Meier of the external cohort's own censoring (the training cohort's "
+            "follow-up does not apply to another cohort)"
+        )
         out["ci"] = "95% percentile bootstrap over the external patients; censoring weights fixed"
         out["risk_groups"] = "cut at the training run's cut-offs (quantiles of its pooled out-of-fold risk)"
     if ev.scores is not None:
         out["tau"] = ev.scores.tau
-        out["tau_rule"] = ("the largest external follow-up time" if ev.run.external
-                           else "smallest over folds of min(largest test time, largest training time)")
+        out["tau_rule"] = (
+            "the largest external follow-up time"
+            if ev.run.external
+            else "smallest over folds of min(largest test time, largest training time)"
+        )
         out["time_grid"] = ev.scores.grid.tolist()
     return out
 
@@ -71,11 +81,18 @@ def external_summary(run: RunData) -> dict[str, Any]:
     ext = run.external or {}
     shared = ext.get("shared_patients") or {}
     return {
-        "training_run": ext.get("run", {}), "workdir": ext.get("workdir"), "model_used": ext.get("model_used"),
-        "members": [m.get("name") for m in ext.get("members", [])], "n_predicted": ext.get("n_predicted"),
-        "n_scored": ext.get("n_scored"), "n_unlabelled": ext.get("n_unlabelled"), "coverage": ext.get("coverage", {}),
-        "features": ext.get("features", {}), "shared_with_training": int(shared.get("n", 0)),
-        "shared_ids": list(shared.get("ids", [])), "warnings": list(ext.get("warnings", [])),
+        "training_run": ext.get("run", {}),
+        "workdir": ext.get("workdir"),
+        "model_used": ext.get("model_used"),
+        "members": [m.get("name") for m in ext.get("members", [])],
+        "n_predicted": ext.get("n_predicted"),
+        "n_scored": ext.get("n_scored"),
+        "n_unlabelled": ext.get("n_unlabelled"),
+        "coverage": ext.get("coverage", {}),
+        "features": ext.get("features", {}),
+        "shared_with_training": int(shared.get("n", 0)),
+        "shared_ids": list(shared.get("ids", [])),
+        "warnings": list(ext.get("warnings", [])),
     }
 
 
@@ -86,9 +103,15 @@ def metrics_json(ev: RunEvaluation, options: dict[str, Any]) -> dict[str, Any]:
         "schema": EVALUATION_SCHEMA,
         "healnet_version": __version__,
         "run": {
-            "path": str(run.path), "name": run.name, "model": run.model_name, "modalities": run.modalities,
-            "folds": run.folds, "n_patients": int(p["patient_id"].nunique()), "n_events": int(p["event"].sum()),
-            "time_unit": run.time_unit, "modality_patterns": modality_patterns(run),
+            "path": str(run.path),
+            "name": run.name,
+            "model": run.model_name,
+            "modalities": run.modalities,
+            "folds": run.folds,
+            "n_patients": int(p["patient_id"].nunique()),
+            "n_events": int(p["event"].sum()),
+            "time_unit": run.time_unit,
+            "modality_patterns": modality_patterns(run),
         },
         "training": training_settings(run) or None,
         "options": options,
@@ -129,7 +152,9 @@ def _metric_sections(report: Report, ev: RunEvaluation) -> None:
         return
     report.heading("Discrimination and calibration")
     if ev.run.external is not None:
-        report.table(["metric", "external cohort (95% CI)"], [[LABELS[m], scores.pooled.values[m].text()] for m in METRICS])
+        report.table(
+            ["metric", "external cohort (95% CI)"], [[LABELS[m], scores.pooled.values[m].text()] for m in METRICS]
+        )
         report.bullets([f"external: {scores.pooled.grid_note}"] if scores.pooled.grid_note else [])
         for name in ("td_auc", "brier"):
             if name in ev.figures:
@@ -139,11 +164,19 @@ def _metric_sections(report: Report, ev: RunEvaluation) -> None:
     rows = [[LABELS[m], scores.pooled.values[m].text(), _mean_sd(across[m])] for m in METRICS]
     if scores.pooled.ibs_null is not None:
         null = scores.null_across_folds()
-        rows.append([NULL_LABEL, scores.pooled.ibs_null.text(),
-                     "n/a" if null["mean"] is None else f"{null['mean']:.3f} ± {null['sd']:.3f} ({null['n_folds']} folds)"])
+        rows.append(
+            [
+                NULL_LABEL,
+                scores.pooled.ibs_null.text(),
+                "n/a" if null["mean"] is None else f"{null['mean']:.3f} ± {null['sd']:.3f} ({null['n_folds']} folds)",
+            ]
+        )
     report.table(["metric", "pooled out-of-fold (95% CI)", "mean ± sd over folds"], rows)
-    report.bullets([f"{NULL_LABEL}: {NULL_MODEL}; same time grid and censoring weights as the model's IBS"]
-                   if scores.pooled.ibs_null is not None else [])
+    report.bullets(
+        [f"{NULL_LABEL}: {NULL_MODEL}; same time grid and censoring weights as the model's IBS"]
+        if scores.pooled.ibs_null is not None
+        else []
+    )
     rows = []
     for k, s in scores.folds.items():
         rows.append([str(k), str(s.n), str(s.n_events)] + [s.values[m].text() for m in METRICS])
@@ -162,9 +195,15 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
     if ev.groups is not None:
         g = ev.groups
         report.heading("Risk groups")
-        lr = f"log-rank p = {g.p_value:.3g} (χ² = {g.chisq:.2f})" if g.p_value is not None else f"log-rank: n/a ({g.reason})"
-        report.text(f"Patients split at {g.cutoff_source} ({len(g.names)} groups; cut-offs "
-                    f"{', '.join(f'{c:.4g}' for c in g.cutoffs)}); {lr}.")
+        lr = (
+            f"log-rank p = {g.p_value:.3g} (χ² = {g.chisq:.2f})"
+            if g.p_value is not None
+            else f"log-rank: n/a ({g.reason})"
+        )
+        report.text(
+            f"Patients split at {g.cutoff_source} ({len(g.names)} groups; cut-offs "
+            f"{', '.join(f'{c:.4g}' for c in g.cutoffs)}); {lr}."
+        )
         report.table(
             ["group", "patients", "events"] + [f"at risk t={t:g}" for t in g.at_times],
             [[n, str(s), str(e)] + [str(c) for c in r] for n, s, e, r in zip(g.names, g.sizes, g.events, g.at_risk)],
@@ -174,8 +213,10 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
     if ev.calibration is not None:
         report.heading("Calibration", 3)
         times = sorted({r["time"] for r in ev.calibration.rows})
-        report.text(f"Method: {ev.calibration.method}" + (f"; times {', '.join(f'{t:.4g}' for t in times)} "
-                                                           f"{ev.run.time_unit}." if times else "."))
+        report.text(
+            f"Method: {ev.calibration.method}"
+            + (f"; times {', '.join(f'{t:.4g}' for t in times)} {ev.run.time_unit}." if times else ".")
+        )
         report.bullets([f"t = {t}: n/a ({why})" for t, why in ev.calibration.skipped.items()])
         if "calibration" in ev.figures:
             report.figure(ev.figures["calibration"])
@@ -192,8 +233,16 @@ def _ablation_section(report: Report, ab: AblationResult | None, figures: dict[s
         ref = r["pooled_all_present"]
         same = f"{ref:.3f}" if ref is not None else f"n/a ({r['pooled_all_present_reason']})"
         rows.append([r["condition"], str(r["n_changed"]), mean, pooled, same])
-    report.table(["test-time modalities", "patients changed", "c-index mean ± sd over folds", "pooled c-index",
-                  "all present, same patients"], rows)
+    report.table(
+        [
+            "test-time modalities",
+            "patients changed",
+            "c-index mean ± sd over folds",
+            "pooled c-index",
+            "all present, same patients",
+        ],
+        rows,
+    )
     report.bullets(ab.notes)
     if "ablation" in figures:
         report.figure(figures["ablation"])
@@ -220,19 +269,27 @@ def _external_section(report: Report, run: RunData) -> None:
     report.heading("External validation")
     n_shared = ext["shared_with_training"]
     if n_shared:
-        report.text(f"⚠ {n_shared} of these patients are also in the training cohort of the run: for them this is "
-                    f"not an external validation (ids in metrics.json → external_validation.shared_ids).")
+        report.text(
+            f"⚠ {n_shared} of these patients are also in the training cohort of the run: for them this is "
+            f"not an external validation (ids in metrics.json → external_validation.shared_ids)."
+        )
     cov = ", ".join(f"{m} {c.get('n_patients', 0)}/{ext['n_predicted']}" for m, c in ext["coverage"].items())
-    imputed = [f"{m}: {f['n_imputed']} of {f['n_features']} features imputed with the training medians"
-               for m, f in ext["features"].items() if f.get("n_imputed")]
-    report.bullets([
-        f"run {train.get('path')} (model {train.get('model')}, modalities {', '.join(train.get('modalities') or [])}), "
-        f"{ext['model_used']}: {', '.join(ext['members'])}",
-        f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with labels scored"
-        + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
-        f"patients with each modality: {cov}",
-        *imputed, *ext["warnings"],
-    ])
+    imputed = [
+        f"{m}: {f['n_imputed']} of {f['n_features']} features imputed with the training medians"
+        for m, f in ext["features"].items()
+        if f.get("n_imputed")
+    ]
+    report.bullets(
+        [
+            f"run {train.get('path')} (model {train.get('model')}, modalities {', '.join(train.get('modalities') or [])}), "
+            f"{ext['model_used']}: {', '.join(ext['members'])}",
+            f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with labels scored"
+            + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
+            f"patients with each modality: {cov}",
+            *imputed,
+            *ext["warnings"],
+        ]
+    )
 
 
 def build_report(ev: RunEvaluation) -> Report:
@@ -265,8 +322,10 @@ def _data_section(report: Report, ev: RunEvaluation) -> None:
     report.heading("Data and training")
     if patterns:
         total = sum(patterns.values())
-        report.table(["modalities present", "patients", "share"],
-                     [[k, str(v), f"{100 * v / total:.0f}%"] for k, v in patterns.items()])
+        report.table(
+            ["modalities present", "patients", "share"],
+            [[k, str(v), f"{100 * v / total:.0f}%"] for k, v in patterns.items()],
+        )
     if info.get("settings"):
         report.table(["training setting", "value"], settings_rows(info))
     report.bullets(early_stopping_text(info))
@@ -282,7 +341,12 @@ def _report_body(report: Report, ev: RunEvaluation) -> Report:
     _ablation_section(report, ev.ablation, ev.figures)
     _attention_section(report, ev.attention, ev.figures)
     report.heading("Conventions")
-    report.bullets([f"{k}: {v if not isinstance(v, list) else ', '.join(f'{x:.4g}' for x in v)}" for k, v in conventions(ev).items()])
+    report.bullets(
+        [
+            f"{k}: {v if not isinstance(v, list) else ', '.join(f'{x:.4g}' for x in v)}"
+            for k, v in conventions(ev).items()
+        ]
+    )
     if ev.skipped:
         report.bullets([f"{g}: skipped ({why})" for g, why in ev.skipped.items()])
     return report

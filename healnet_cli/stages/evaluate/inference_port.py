@@ -15,7 +15,13 @@ from typing import Any, Protocol
 
 class Inference(Protocol):
     def load_fold(
-        self, run_dir: str | os.PathLike[str], fold: int, *, workdir: Any = None, device: str = "cpu", cohort: Any = None
+        self,
+        run_dir: str | os.PathLike[str],
+        fold: int,
+        *,
+        workdir: Any = None,
+        device: str = "cpu",
+        cohort: Any = None,
     ) -> Any: ...
 
     def predict_patients(
@@ -50,6 +56,7 @@ class FoldModels:
     def get(self, fold: int) -> Any:
         if fold not in self._cache:
             cohort = next((getattr(m, "cohort", None) for m in self._cache.values()), None)
-            self._cache[fold] = self.inference.load_fold(self.run_dir, fold, workdir=self.workdir, device=self.device,
-                                                         cohort=cohort)
+            self._cache[fold] = self.inference.load_fold(
+                self.run_dir, fold, workdir=self.workdir, device=self.device, cohort=cohort
+            )
         return self._cache[fold]

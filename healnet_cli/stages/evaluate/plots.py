@@ -19,8 +19,15 @@ DPI = 144
 FIG_WIDTH = 5.0
 MIN_FONT_PT = 10
 PHONE_COLUMN_PX = 380
-STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": MIN_FONT_PT,
-         "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT, "figure.titlesize": 12}
+STYLE = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT,
+    "legend.fontsize": MIN_FONT_PT,
+    "figure.titlesize": 12,
+}
 SMALL = MIN_FONT_PT
 
 
@@ -62,7 +69,9 @@ def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
         if t:
             ax.step(t, s, where="post", color=COLORS[g % len(COLORS)], label=f"{name} risk (n={groups.sizes[g]})")
     title = "Kaplan–Meier by predicted risk group"
-    title += f"\nlog-rank p = {groups.p_value:.2g}" if groups.p_value is not None else f"\nlog-rank: n/a ({groups.reason})"
+    title += (
+        f"\nlog-rank p = {groups.p_value:.2g}" if groups.p_value is not None else f"\nlog-rank: n/a ({groups.reason})"
+    )
     ax.set(title=title, ylabel="survival probability", ylim=(-0.02, 1.02))
     ax.legend(loc="lower left", fontsize=SMALL, frameon=False)
     ax.grid(alpha=0.3)
@@ -87,10 +96,20 @@ def calibration_figure(cal: Calibration, *, time_unit: str) -> bytes:
     times = sorted({r["time"] for r in cal.rows})
     for i, t in enumerate(times):
         rows = [r for r in cal.rows if r["time"] == t and r["observed"] is not None]
-        ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=COLORS[i % len(COLORS)],
-                label=f"t = {t:.3g} {time_unit}")
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="predicted survival (group mean)", ylabel="observed survival (KM)",
-           title="Calibration at chosen times")
+        ax.plot(
+            [r["predicted"] for r in rows],
+            [r["observed"] for r in rows],
+            "o-",
+            color=COLORS[i % len(COLORS)],
+            label=f"t = {t:.3g} {time_unit}",
+        )
+    ax.set(
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+        xlabel="predicted survival (group mean)",
+        ylabel="observed survival (KM)",
+        title="Calibration at chosen times",
+    )
     ax.legend(fontsize=SMALL, frameon=False)
     ax.grid(alpha=0.3)
     return to_png(fig)
@@ -98,7 +117,12 @@ def calibration_figure(cal: Calibration, *, time_unit: str) -> bytes:
 
 @_styled
 def curve_figure(
-    curves: Mapping[str, Mapping[str, Sequence[float]] | None], *, key: str, ylabel: str, title: str, time_unit: str,
+    curves: Mapping[str, Mapping[str, Sequence[float]] | None],
+    *,
+    key: str,
+    ylabel: str,
+    title: str,
+    time_unit: str,
     reference: float | None = None,
 ) -> bytes:
     """One line per fold (thin) and the pooled curve (thick) of ``curves[name][key]`` over time."""
@@ -108,8 +132,15 @@ def curve_figure(
         if not curve:
             continue
         pooled = name == "pooled"
-        ax.plot(curve["times"], curve[key], marker="." if not pooled else "o", lw=2.5 if pooled else 1,
-                alpha=1 if pooled else 0.6, color="black" if pooled else COLORS[i % len(COLORS)], label=name)
+        ax.plot(
+            curve["times"],
+            curve[key],
+            marker="." if not pooled else "o",
+            lw=2.5 if pooled else 1,
+            alpha=1 if pooled else 0.6,
+            color="black" if pooled else COLORS[i % len(COLORS)],
+            label=name,
+        )
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1)
     ax.set(xlabel=f"time ({time_unit})", ylabel=ylabel, title=title)
@@ -127,11 +158,15 @@ def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
     mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows], dtype=float)
     sd = np.array([0.0 if r["sd"] is None else r["sd"] for r in rows], dtype=float)
     x = np.arange(len(rows))
-    ax.bar(x, np.nan_to_num(mean, nan=0.0), yerr=sd, color=COLORS[3], alpha=0.8, capsize=4, label="mean ± sd over folds")
+    ax.bar(
+        x, np.nan_to_num(mean, nan=0.0), yerr=sd, color=COLORS[3], alpha=0.8, capsize=4, label="mean ± sd over folds"
+    )
     pooled = [np.nan if r.get("pooled") is None else r["pooled"] for r in rows]
     ax.plot(x, pooled, "o", color="black", label="pooled")
     for xi, m in zip(x, mean):
-        ax.text(xi, 0.02, "n/a" if np.isnan(m) else f"{m:.3f}", ha="center", color="white" if not np.isnan(m) else "black")
+        ax.text(
+            xi, 0.02, "n/a" if np.isnan(m) else f"{m:.3f}", ha="center", color="white" if not np.isnan(m) else "black"
+        )
     ax.axhline(0.5, color="grey", ls="--", lw=1)
     ax.set_xticks(x, labels=names, rotation=20, ha="right")
     ax.set(ylim=(0, 1), ylabel="Harrell's c-index", title="Missing modalities at inference")
@@ -162,8 +197,13 @@ def weight_grid(coords: np.ndarray, weights: np.ndarray, *, step: float) -> tupl
 
 @_styled
 def heatmap_figure(
-    coords: np.ndarray, weights: np.ndarray, *, patch_px_level0: float, thumbnail: np.ndarray | None,
-    downsample: float | None, title: str,
+    coords: np.ndarray,
+    weights: np.ndarray,
+    *,
+    patch_px_level0: float,
+    thumbnail: np.ndarray | None,
+    downsample: float | None,
+    title: str,
 ) -> bytes:
     """Per-patch attention over the slide thumbnail (or a blank canvas from the coordinates), drawn as
     one raster on the patch grid (fast for bags of 10^4–10^5 patches)."""
@@ -180,8 +220,15 @@ def heatmap_figure(
         ax.imshow(thumbnail, extent=(0, thumbnail.shape[1], thumbnail.shape[0], 0))
     extent = (x0 * scale, (x0 + grid.shape[1] * step) * scale, (y0 + grid.shape[0] * step) * scale, y0 * scale)
     cmap = mpl.colormaps["inferno"]
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, alpha=0.55, extent=extent, interpolation="nearest",
-                      vmin=float(w.min()), vmax=float(w.max()) if w.max() > w.min() else float(w.min()) + 1e-12)
+    image = ax.imshow(
+        np.ma.masked_invalid(grid),
+        cmap=cmap,
+        alpha=0.55,
+        extent=extent,
+        interpolation="nearest",
+        vmin=float(w.min()),
+        vmax=float(w.max()) if w.max() > w.min() else float(w.min()) + 1e-12,
+    )
     if thumbnail is None:
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])

@@ -21,8 +21,8 @@ from typing import Any
 from healnet_cli import __version__
 from healnet_cli.artifacts.run import (
     COMPARISON_DIR,
-    CONFIG_FILE,
     COMPARISON_FILE,
+    CONFIG_FILE,
     EVALUATION_DIR,
     METRICS_FILE,
     PREDICTIONS_FILE,
@@ -84,7 +84,9 @@ def _curves(ev: RunEvaluation, name: str) -> tuple[dict[str, Any], str]:
     pooled = getattr(ev.scores.pooled, name)
     if ev.run.external is not None:
         return {"external cohort": pooled}, "on the external cohort"
-    return {f"fold {k}": getattr(s, name) for k, s in ev.scores.folds.items()} | {"pooled": pooled}, "per fold and pooled"
+    return {f"fold {k}": getattr(s, name) for k, s in ev.scores.folds.items()} | {
+        "pooled": pooled
+    }, "per fold and pooled"
 
 
 def _figures(ev: RunEvaluation) -> None:
@@ -92,36 +94,71 @@ def _figures(ev: RunEvaluation) -> None:
     if ev.scores is not None:
         curves, whose = _curves(ev, "td_auc")
         if any(curves.values()):
-            ev.figures["td_auc"] = Figure("td_auc.png", plots.curve_figure(
-                curves, key="auc", ylabel="AUC(t)", title="Time-dependent AUC (cumulative/dynamic)", time_unit=unit,
-                reference=0.5), f"Time-dependent AUC {whose}; dashed: chance")
+            ev.figures["td_auc"] = Figure(
+                "td_auc.png",
+                plots.curve_figure(
+                    curves,
+                    key="auc",
+                    ylabel="AUC(t)",
+                    title="Time-dependent AUC (cumulative/dynamic)",
+                    time_unit=unit,
+                    reference=0.5,
+                ),
+                f"Time-dependent AUC {whose}; dashed: chance",
+            )
         curves, whose = _curves(ev, "brier")
         if any(curves.values()):
-            ev.figures["brier"] = Figure("brier.png", plots.curve_figure(
-                curves, key="score", ylabel="Brier score", title="Brier score over time (IPCW)", time_unit=unit,
-                reference=0.25), f"Brier score {whose}; dashed: 0.25 (a constant 0.5 prediction)")
+            ev.figures["brier"] = Figure(
+                "brier.png",
+                plots.curve_figure(
+                    curves,
+                    key="score",
+                    ylabel="Brier score",
+                    title="Brier score over time (IPCW)",
+                    time_unit=unit,
+                    reference=0.25,
+                ),
+                f"Brier score {whose}; dashed: 0.25 (a constant 0.5 prediction)",
+            )
     if ev.groups is not None:
-        ev.figures["km"] = Figure("km_risk_groups.png", plots.km_figure(ev.groups, time_unit=unit),
-                                  "Kaplan–Meier curves of the predicted risk groups with numbers at risk")
+        ev.figures["km"] = Figure(
+            "km_risk_groups.png",
+            plots.km_figure(ev.groups, time_unit=unit),
+            "Kaplan–Meier curves of the predicted risk groups with numbers at risk",
+        )
     if ev.calibration is not None and ev.calibration.rows:
-        ev.figures["calibration"] = Figure("calibration.png", plots.calibration_figure(ev.calibration, time_unit=unit),
-                                           "Predicted vs observed (KM) survival per quartile of predicted survival")
+        ev.figures["calibration"] = Figure(
+            "calibration.png",
+            plots.calibration_figure(ev.calibration, time_unit=unit),
+            "Predicted vs observed (KM) survival per quartile of predicted survival",
+        )
 
 
 def _model_figures(ev: RunEvaluation) -> None:
     if ev.ablation is not None:
-        ev.figures["ablation"] = Figure("ablation.png", plots.ablation_figure(ev.ablation.rows()),
-                                        "c-index with modalities removed at inference")
+        ev.figures["ablation"] = Figure(
+            "ablation.png", plots.ablation_figure(ev.ablation.rows()), "c-index with modalities removed at inference"
+        )
     if ev.attention is None:
         return
     for m, top in ev.attention.top_features.items():
-        ev.figures[f"top_{m}"] = Figure(f"top_{m}.png", plots.top_features_figure(
-            [n for n, _ in top], [w for _, w in top], title=f"Top {m} features by mean attention"),
-            f"Top {len(top)} {m} features by attention weight averaged over test patients")
+        ev.figures[f"top_{m}"] = Figure(
+            f"top_{m}.png",
+            plots.top_features_figure(
+                [n for n, _ in top], [w for _, w in top], title=f"Top {m} features by mean attention"
+            ),
+            f"Top {len(top)} {m} features by attention weight averaged over test patients",
+        )
     for i, h in enumerate(ev.attention.heatmaps):
         title = f"{h.label}: patient {h.patient_id} (risk {h.risk:.3g}), slide {h.slide_id}"
-        png = plots.heatmap_figure(h.coords, h.weights, patch_px_level0=h.patch_px_level0, thumbnail=h.thumbnail,
-                                   downsample=h.thumbnail_downsample, title=title.replace(", slide", "\nslide"))
+        png = plots.heatmap_figure(
+            h.coords,
+            h.weights,
+            patch_px_level0=h.patch_px_level0,
+            thumbnail=h.thumbnail,
+            downsample=h.thumbnail_downsample,
+            title=title.replace(", slide", "\nslide"),
+        )
         caption = f"Per-patch attention, {title}" + (f" — {h.note}" if h.note else "")
         ev.figures[f"heatmap_{i}"] = Figure(f"heatmap_{i}_{h.label.replace(' ', '_')}.png", png, caption)
 
@@ -133,10 +170,16 @@ def _needs_models(config: EvaluateConfig) -> bool:
 EXTERNAL_SKIP = "not for external predictions (they are scored from predictions.parquet alone)"
 
 
-def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Inference | None, console: Console, debug: bool) -> None:
+def _evaluate_models(
+    ev: RunEvaluation, config: EvaluateConfig, inference: Inference | None, console: Console, debug: bool
+) -> None:
     if not _needs_models(config) or ev.run.external is not None:
-        ev.skipped["ablation"] = EXTERNAL_SKIP if ev.run.external is not None and config.ablate else "not requested (--ablate)"
-        ev.skipped["attention"] = EXTERNAL_SKIP if ev.run.external is not None and config.attention else "disabled (--no-attention)"
+        ev.skipped["ablation"] = (
+            EXTERNAL_SKIP if ev.run.external is not None and config.ablate else "not requested (--ablate)"
+        )
+        ev.skipped["attention"] = (
+            EXTERNAL_SKIP if ev.run.external is not None and config.attention else "disabled (--no-attention)"
+        )
         return
     workdir = config.workdir if config.workdir is not None else ev.run.options.get("workdir")
     models = FoldModels(inference or default_inference(), ev.run.path, workdir=config.workdir, device=config.device)
@@ -144,13 +187,20 @@ def _evaluate_models(ev: RunEvaluation, config: EvaluateConfig, inference: Infer
         _model_groups(ev, config, models, workdir, console, debug)
 
 
-def _model_groups(ev: RunEvaluation, config: EvaluateConfig, models: FoldModels, workdir: Any, console: Console,
-                  debug: bool) -> None:
+def _model_groups(
+    ev: RunEvaluation, config: EvaluateConfig, models: FoldModels, workdir: Any, console: Console, debug: bool
+) -> None:
     if config.ablate:
         from healnet_cli.stages.evaluate.ablation import run_ablation
 
         console.info(f"{ev.run.name}: missing-modality ablation")
-        ev.ablation = _group(ev, "ablation", lambda: run_ablation(ev.run, models, seed=config.seed, batch_size=config.batch_size), console, debug)
+        ev.ablation = _group(
+            ev,
+            "ablation",
+            lambda: run_ablation(ev.run, models, seed=config.seed, batch_size=config.batch_size),
+            console,
+            debug,
+        )
     else:
         ev.skipped["ablation"] = "not requested (--ablate)"
     if not config.attention:
@@ -166,8 +216,13 @@ def _model_groups(ev: RunEvaluation, config: EvaluateConfig, models: FoldModels,
         return
     console.info(f"{ev.run.name}: attention weights")
     tiles = Workspace.at(workdir).tiles_dir if workdir else None
-    ev.attention = _group(ev, "attention", lambda: run_attention(
-        ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size), console, debug)
+    ev.attention = _group(
+        ev,
+        "attention",
+        lambda: run_attention(ev.run, models, top_k=config.top_k_genes, tiles_dir=tiles, batch_size=config.batch_size),
+        console,
+        debug,
+    )
 
 
 @contextlib.contextmanager
@@ -190,8 +245,9 @@ def _inference_threads(modalities: Sequence[str], device: str, *, enabled: bool)
         torch.set_num_threads(before)
 
 
-def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, inference: Inference | None = None,
-                 debug: bool = False) -> RunEvaluation:
+def evaluate_run(
+    run: RunData, config: EvaluateConfig, *, console: Console, inference: Inference | None = None, debug: bool = False
+) -> RunEvaluation:
     """Compute every metric group of one run (failures recorded in ``failed``)."""
     from healnet_cli.stages.evaluate.curves import calibrate, km_risk_groups
     from healnet_cli.stages.evaluate.scoring import score_run
@@ -201,7 +257,13 @@ def evaluate_run(run: RunData, config: EvaluateConfig, *, console: Console, infe
         ev.skipped[path] = f"{why}; that fold is not evaluated"
         console.warn(f"{run.name}: no {path} ({why}); evaluating the other folds")
     start = time.perf_counter()
-    ev.scores = _group(ev, "metrics", lambda: score_run(run, times=list(config.times), n_boot=config.bootstrap, seed=config.seed), console, debug)
+    ev.scores = _group(
+        ev,
+        "metrics",
+        lambda: score_run(run, times=list(config.times), n_boot=config.bootstrap, seed=config.seed),
+        console,
+        debug,
+    )
     ev.groups = _group(ev, "risk_groups", lambda: km_risk_groups(run, config.groups), console, debug)
     ev.calibration = _group(ev, "calibration", lambda: calibrate(run, list(config.times)), console, debug)
     console.info(f"{run.name}: metrics in {time.perf_counter() - start:.1f}s")
@@ -221,8 +283,15 @@ def _footer() -> str:
     return f"healnet {__version__} · generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
 
 
-FIGURE_PATTERNS = ("km_risk_groups.png", "calibration.png", "td_auc.png", "brier.png", "ablation.png", "top_*.png",
-                   "heatmap_*.png")
+FIGURE_PATTERNS = (
+    "km_risk_groups.png",
+    "calibration.png",
+    "td_auc.png",
+    "brier.png",
+    "ablation.png",
+    "top_*.png",
+    "heatmap_*.png",
+)
 
 
 def _remove_stale_figures(folder: Path, keep: set[str]) -> None:
@@ -328,7 +397,9 @@ def evaluate_runs(
         outcome.outputs += [str(p) for p in write_run_outputs(ev, folder, options)]
         write_resolved_config(folder, options, command="evaluate", sources=sources)
         ev.timings["write"] = time.perf_counter() - start
-        outcome.runs.append({**headline(ev), "output": str(folder), "timings_s": {k: round(v, 3) for k, v in ev.timings.items()}})
+        outcome.runs.append(
+            {**headline(ev), "output": str(folder), "timings_s": {k: round(v, 3) for k, v in ev.timings.items()}}
+        )
         if ev.failed or run.unfinished:
             outcome.exit_code = EXIT_PARTIAL
         evals.append(ev)
@@ -339,15 +410,22 @@ def evaluate_runs(
     return outcome
 
 
-def _write_comparison(evals: list[RunEvaluation], config: EvaluateConfig, options: dict[str, Any],
-                      sources: dict[str, str] | None, console: Console) -> dict[str, Any]:
+def _write_comparison(
+    evals: list[RunEvaluation],
+    config: EvaluateConfig,
+    options: dict[str, Any],
+    sources: dict[str, str] | None,
+    console: Console,
+) -> dict[str, Any]:
     from healnet_cli.stages.evaluate.compare import compare_runs, comparison_report
 
     folder = config.out if config.out is not None else evals[0].run.path / EVALUATION_DIR / COMPARISON_DIR
     result = compare_runs(evals, n_boot=config.bootstrap, seed=config.seed)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(folder / COMPARISON_FILE, {**result, "options": options,
-                                                    "inputs": {ev.run.name: ev.run.fingerprints for ev in evals}})
+    atomic.write_json(
+        folder / COMPARISON_FILE,
+        {**result, "options": options, "inputs": {ev.run.name: ev.run.fingerprints for ev in evals}},
+    )
     _write_report(folder, comparison_report(result), [], _footer())
     write_resolved_config(folder, options, command="evaluate", sources=sources)
     console.info(f"comparison: {folder / REPORT_HTML}")

@@ -148,8 +148,9 @@ def _unfinished_folds(layout: RunLayout, folds: list[int]) -> dict[str, str]:
         return {}
     failures = read_failures(layout)
     return {
-        str(layout.fold_predictions(k).relative_to(layout.root)):
-            f"training failed: {failures[str(k)]}" if str(k) in failures else "missing (fold not finished?)"
+        str(layout.fold_predictions(k).relative_to(layout.root)): f"training failed: {failures[str(k)]}"
+        if str(k) in failures
+        else "missing (fold not finished?)"
         for k in expected
         if k not in folds
     }
@@ -183,8 +184,20 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
             fingerprints[path.name] = file_fingerprint(path)
     unfinished = _unfinished_folds(layout, folds) if from_folds else {}
     cutoffs = read_manifest(layout).risk_cutoffs if layout.is_run() else {}
-    return RunData(base, base.resolve().name, read_options(base), frame, edges, train_ids, labels, meta, fingerprints,
-                   unfinished, None, cutoffs)
+    return RunData(
+        base,
+        base.resolve().name,
+        read_options(base),
+        frame,
+        edges,
+        train_ids,
+        labels,
+        meta,
+        fingerprints,
+        unfinished,
+        None,
+        cutoffs,
+    )
 
 
 def read_external_run(base: Path) -> RunData:
@@ -210,12 +223,28 @@ def read_external_run(base: Path) -> RunData:
     n_bins = sum(1 for c in scored.columns if re.fullmatch(r"surv_\d+", str(c)))
     edges = _bin_edges({"bin_edges": meta.get("bin_edges")}, [0], n_bins, path)
     labels = scored.set_index("patient_id")[["time", "event"]]
-    external = {**record, "n_predicted": int(len(frame)), "n_scored": int(len(scored)),
-                "n_unlabelled": int((~labelled).sum())}
+    external = {
+        **record,
+        "n_predicted": int(len(frame)),
+        "n_scored": int(len(scored)),
+        "n_unlabelled": int((~labelled).sum()),
+    }
     opts = {"model": meta.get("model"), "modalities": meta.get("modalities"), **dict(record.get("options") or {})}
     fingerprints = {p.name: file_fingerprint(p) for p in (layout.predictions, layout.record)}
-    return RunData(base, base.resolve().name, opts, scored, edges, {0: labels.index.tolist()}, labels, meta, fingerprints,
-                   {}, external, dict(record.get("risk_cutoffs") or {}))
+    return RunData(
+        base,
+        base.resolve().name,
+        opts,
+        scored,
+        edges,
+        {0: labels.index.tolist()},
+        labels,
+        meta,
+        fingerprints,
+        {},
+        external,
+        dict(record.get("risk_cutoffs") or {}),
+    )
 
 
 def require_checkpoints(run: RunData) -> dict[int, Path]:

@@ -38,8 +38,10 @@ from healnet_cli.metrics import (
 from healnet_cli.stages.evaluate.run_folder import RunData
 
 METRICS = ("harrell_c", "uno_c", "ibs", "mean_auc")
-NULL_MODEL = ("Kaplan–Meier of the fold's training patients, the same curve for every test patient "
-              "(an IBS below it means the model's survival curves are better than no model)")
+NULL_MODEL = (
+    "Kaplan–Meier of the fold's training patients, the same curve for every test patient "
+    "(an IBS below it means the model's survival curves are better than no model)"
+)
 
 
 @dataclass
@@ -118,8 +120,18 @@ def _fold_set(run: RunData, k: int, grid: np.ndarray, tau: float) -> tuple[Patie
     risk = part["risk"].to_numpy(float)
     km_t, km_s = kaplan_meier(train["time"].to_numpy(float), train["event"].to_numpy(bool))
     null = km_s[np.searchsorted(km_t, clipped.times, side="right") - 1]
-    ps = PatientSet(time, event, risk, surv, clipped.times, g_event, g_grid, uno_w, [np.arange(time.size)],
-                    np.broadcast_to(null, surv.shape).copy())
+    ps = PatientSet(
+        time,
+        event,
+        risk,
+        surv,
+        clipped.times,
+        g_event,
+        g_grid,
+        uno_w,
+        [np.arange(time.size)],
+        np.broadcast_to(null, surv.shape).copy(),
+    )
     return ps, clipped.note()
 
 
@@ -147,6 +159,7 @@ def _batched_stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], np.ndarra
 
 def _stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], float]]:
     """Each metric of a resample given as an index list (the reference of :func:`_batched_stats`)."""
+
     def harrell(i: np.ndarray) -> float:
         return compute_weighted_concordance(ps.time[i], ps.event[i], ps.risk[i])
 
@@ -162,7 +175,9 @@ def _stats(ps: PatientSet) -> dict[str, Callable[[np.ndarray], float]]:
     return {"harrell_c": harrell, "uno_c": uno, "ibs": ibs, "mean_auc": auc}
 
 
-def score_set(ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue, *, n_boot: int, seed: int) -> SetScores:
+def score_set(
+    ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue, *, n_boot: int, seed: int
+) -> SetScores:
     """All metrics of one set (point estimates from ``*_point`` for the c-indices) with CIs."""
     stats = _stats(ps)
     values = {
@@ -176,8 +191,9 @@ def score_set(ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue
         _boot(values[name], batched[name], ps, n_boot, seed + offset)
     scores = SetScores(int(ps.time.size), int(ps.event.sum()), values)
     if ps.surv_null is not None:
-        scores.ibs_null = compute_safely("ibs_null_km", compute_ibs, ps.time, ps.event, ps.surv_null, ps.grid, ps.g_event,
-                                         ps.g_grid)
+        scores.ibs_null = compute_safely(
+            "ibs_null_km", compute_ibs, ps.time, ps.event, ps.surv_null, ps.grid, ps.g_event, ps.g_grid
+        )
     if ps.grid.size:
         try:
             bs = compute_brier(ps.time, ps.event, ps.surv, ps.grid, ps.g_event, ps.g_grid)
@@ -194,7 +210,9 @@ def score_set(ps: PatientSet, uno_point: MetricValue, harrell_point: MetricValue
     return scores
 
 
-def _fold_scores(run: RunData, k: int, grid: np.ndarray, tau: float, n_boot: int, seed: int) -> tuple[SetScores, PatientSet]:
+def _fold_scores(
+    run: RunData, k: int, grid: np.ndarray, tau: float, n_boot: int, seed: int
+) -> tuple[SetScores, PatientSet]:
     ps, note = _fold_set(run, k, grid, tau)
     train = run.labels.reindex(run.train_ids[k]).dropna()
     tt, te = train["time"].to_numpy(float), train["event"].to_numpy(bool)
@@ -224,7 +242,9 @@ def _pool(sets: list[PatientSet], grid: np.ndarray) -> PatientSet:
         np.concatenate([ps.g_grid[:, c] for ps, c in zip(sets, cols)]),
         np.concatenate([ps.uno_weights for ps in sets]),
         [np.arange(sizes[i], sizes[i + 1]) for i in range(len(sets))],
-        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols)]) if all(ps.surv_null is not None for ps in sets) else None,
+        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols)])
+        if all(ps.surv_null is not None for ps in sets)
+        else None,
     )
 
 
@@ -239,9 +259,14 @@ class RunScores:
 
     def null_across_folds(self) -> dict[str, Any]:
         """Mean ± sd over folds of the null model's IBS."""
-        vals = np.array([s.ibs_null.value for s in self.folds.values() if s.ibs_null is not None and s.ibs_null.ok], float)
-        return {"mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std(ddof=0)) if vals.size else None,
-                "n_folds": int(vals.size)}
+        vals = np.array(
+            [s.ibs_null.value for s in self.folds.values() if s.ibs_null is not None and s.ibs_null.ok], float
+        )
+        return {
+            "mean": float(vals.mean()) if vals.size else None,
+            "sd": float(vals.std(ddof=0)) if vals.size else None,
+            "n_folds": int(vals.size),
+        }
 
     def across_folds(self) -> dict[str, dict[str, Any]]:
         """Mean ± sd (ddof=0, as the HEALNet paper) over the folds where a metric was computable."""
@@ -268,14 +293,18 @@ def score_run(run: RunData, *, times: list[float] | None, n_boot: int, seed: int
             folds[k], ps = _fold_scores(run, k, grid, tau, n_boot, seed)
         except NotComputable as exc:  # e.g. a fold with < 2 training patients
             part = run.predictions[run.predictions["fold"] == k]
-            folds[k] = SetScores(len(part), int(part["event"].sum()), {m: MetricValue(m, None, str(exc)) for m in METRICS})
+            folds[k] = SetScores(
+                len(part), int(part["event"].sum()), {m: MetricValue(m, None, str(exc)) for m in METRICS}
+            )
             continue
         sets.append(ps)
     if not sets:
         raise NotComputable("no fold could be scored")
     pooled = _pool(sets, grid)
     harrell = compute_safely("harrell_c", compute_harrell, pooled.time, pooled.event, pooled.risk)
-    uno = compute_safely("uno_c", compute_weighted_concordance, pooled.time, pooled.event, pooled.risk, pooled.uno_weights)
+    uno = compute_safely(
+        "uno_c", compute_weighted_concordance, pooled.time, pooled.event, pooled.risk, pooled.uno_weights
+    )
     if uno.ok:
         uno.extra["tau"] = tau
     elif "comparable" in uno.reason:

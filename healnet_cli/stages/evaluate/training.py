@@ -14,11 +14,24 @@ from healnet_cli.stages.evaluate.run_folder import RunData
 
 #: (option, label) pairs shown in the report, in this order; options a run does not record are left out.
 SETTINGS = (
-    ("model", "model"), ("modalities", "modalities"), ("loss", "loss"), ("n_bins", "time bins"), ("alpha", "alpha (uncensored weight)"),
-    ("epochs", "max epochs"), ("ensemble", "seed ensemble per fold"), ("monitor", "early stopping monitors"),
-    ("patience", "patience (epochs)"), ("val_fraction", "inner validation fraction"), ("lr", "learning rate"),
-    ("warmup_epochs", "warm-up epochs"), ("batch_size", "batch size"), ("weight_decay", "weight decay"), ("l1", "L1 penalty"),
-    ("modality_dropout", "modality dropout"), ("max_patches", "max patches per bag (training)"), ("seed", "seed"),
+    ("model", "model"),
+    ("modalities", "modalities"),
+    ("loss", "loss"),
+    ("n_bins", "time bins"),
+    ("alpha", "alpha (uncensored weight)"),
+    ("epochs", "max epochs"),
+    ("ensemble", "seed ensemble per fold"),
+    ("monitor", "early stopping monitors"),
+    ("patience", "patience (epochs)"),
+    ("val_fraction", "inner validation fraction"),
+    ("lr", "learning rate"),
+    ("warmup_epochs", "warm-up epochs"),
+    ("batch_size", "batch size"),
+    ("weight_decay", "weight decay"),
+    ("l1", "L1 penalty"),
+    ("modality_dropout", "modality dropout"),
+    ("max_patches", "max patches per bag (training)"),
+    ("seed", "seed"),
     ("hparams", "model hyper-parameters"),
 )
 
@@ -30,7 +43,11 @@ def modality_patterns(run: RunData) -> dict[str, int]:
     mods = [m for m in run.modalities if f"has_{m}" in p.columns]
     if not mods:
         return {}
-    keys = p[[f"has_{m}" for m in mods]].astype(bool).apply(lambda r: "+".join(m for m in mods if r[f"has_{m}"]) or "none", axis=1)
+    keys = (
+        p[[f"has_{m}" for m in mods]]
+        .astype(bool)
+        .apply(lambda r: "+".join(m for m in mods if r[f"has_{m}"]) or "none", axis=1)
+    )
     counts = keys.value_counts()
     return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
@@ -43,7 +60,10 @@ def _history(path: Any) -> dict[str, int] | None:
     if not lines:
         return None
     last = lines[-1]
-    return {"epochs": len(lines), **({"best_epoch": int(last["best_epoch"])} if last.get("best_epoch") is not None else {})}
+    return {
+        "epochs": len(lines),
+        **({"best_epoch": int(last["best_epoch"])} if last.get("best_epoch") is not None else {}),
+    }
 
 
 def fold_histories(run: RunData) -> dict[str, list[dict[str, int]]]:
@@ -95,7 +115,11 @@ def early_stopping_text(info: dict[str, Any]) -> list[str]:
     """One line per fold: epochs trained and the epoch whose weights were kept, per member."""
     out = []
     for k, members in info.get("folds", {}).items():
-        parts = [f"{m['epochs']} epochs, kept epoch {m['best_epoch']}" if "best_epoch" in m else f"{m['epochs']} epochs"
-                 for m in members]
-        out.append(f"fold {k}: " + "; ".join(parts if len(parts) == 1 else [f"member {i}: {t}" for i, t in enumerate(parts)]))
+        parts = [
+            f"{m['epochs']} epochs, kept epoch {m['best_epoch']}" if "best_epoch" in m else f"{m['epochs']} epochs"
+            for m in members
+        ]
+        out.append(
+            f"fold {k}: " + "; ".join(parts if len(parts) == 1 else [f"member {i}: {t}" for i, t in enumerate(parts)])
+        )
     return out

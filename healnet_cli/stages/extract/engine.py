@@ -115,7 +115,9 @@ def extract_slides(
                 break
             continue
         _receive(slide, batch, extractor, stats)
-        if slide.received == slide.n_chunks and not _finish(slide, extractor, store, status, console, options, clock, stats):
+        if slide.received == slide.n_chunks and not _finish(
+            slide, extractor, store, status, console, options, clock, stats
+        ):
             break
     del loader
     stats.seconds = clock.total()
@@ -218,7 +220,9 @@ def _write_slide(slide: _Slide, extractor: Extractor, store: ArtifactStore, opti
     features = features.float().cpu()
     out = features.to(options.out_dtype)
     if not torch.isfinite(out).all():
-        raise ItemError(f"features overflow {options.out_dtype} (max |x| = {features.abs().max():.3g}); rerun with --dtype float32")
+        raise ItemError(
+            f"features overflow {options.out_dtype} (max |x| = {features.abs().max():.3g}); rerun with --dtype float32"
+        )
     item_id = slide.item.id
     path = features_path(store.folder, item_id)
     coords = torch.from_numpy(slide.plan.xy).to(torch.int64)

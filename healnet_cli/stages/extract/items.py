@@ -78,7 +78,9 @@ def discover_items(tiles_dir: Path) -> tuple[list[WorkItem], list[str]]:
             continue
         committed.add(slide_id)
         stat = record.outputs.get(coords.name, {})
-        fingerprint = combine([record.params_hash, record.input_fingerprint, str(stat.get("size")), str(stat.get("mtime_ns"))])
+        fingerprint = combine(
+            [record.params_hash, record.input_fingerprint, str(stat.get("size")), str(stat.get("mtime_ns"))]
+        )
         source = TiledSlide(coords, record.input_fingerprint, dict(record.meta))
         items.append(WorkItem(id=slide_id, source=source, fingerprint=fingerprint))
     uncommitted = [p.stem for p in tiles_dir.glob(f"*{COORDS_SUFFIX}") if p.stem not in committed]
@@ -111,9 +113,13 @@ def read_plan(item: WorkItem) -> SlidePlan:
         read_level = int(meta["read_level"])
         read_patch_px = int(meta["read_patch_px"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ItemError(f"{source.coords}: metadata lacks a valid read_level/read_patch_px ({exc}); rerun `healnet tile`") from exc
+        raise ItemError(
+            f"{source.coords}: metadata lacks a valid read_level/read_patch_px ({exc}); rerun `healnet tile`"
+        ) from exc
     if read_level < 0 or read_patch_px < 1:
-        raise ItemError(f"{source.coords}: read_level {read_level} / read_patch_px {read_patch_px} invalid; rerun `healnet tile`")
+        raise ItemError(
+            f"{source.coords}: read_level {read_level} / read_patch_px {read_patch_px} invalid; rerun `healnet tile`"
+        )
     check_slide_unchanged(source, meta)
     return SlidePlan(
         slide_id=item.id,
@@ -140,7 +146,9 @@ def check_slide_unchanged(source: TiledSlide, meta: dict[str, Any]) -> None:
     """
     path = Path(str(meta["source_path"]))
     if not path.exists():
-        raise ItemError(f"{path}: slide file not found (moved or deleted since `healnet tile`); restore it, or tile it again")
+        raise ItemError(
+            f"{path}: slide file not found (moved or deleted since `healnet tile`); restore it, or tile it again"
+        )
     current = slide_file_fingerprint(path)
     recorded = source.tile_meta.get(SLIDE_FINGERPRINT_KEY)
     if recorded is not None:

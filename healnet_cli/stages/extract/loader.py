@@ -32,7 +32,6 @@ from healnet_cli.core.errors import one_line
 from healnet_cli.extractors.transform import resize_patches
 from healnet_cli.stages.extract.items import SlidePlan
 
-
 MAX_STRIP_PATCHES = 16
 #: Read generic-TIFF / Aperio tiles directly (same pixels as OpenSlide; False: OpenSlide only).
 DIRECT_TILES = True
@@ -169,7 +168,9 @@ class PatchChunks(IterableDataset):
             x, y = (int(v) for v in xy[first])
             region = reader.read_region((x, y), level, (count * size_px, size_px))
             if region.shape != (size_px, count * size_px, 3):
-                raise RuntimeError(f"read_region returned {region.shape} for {count} patch(es) of {size_px} px at ({x}, {y})")
+                raise RuntimeError(
+                    f"read_region returned {region.shape} for {count} patch(es) of {size_px} px at ({x}, {y})"
+                )
             images[first : first + count] = region.reshape(size_px, count, size_px, 3).transpose(1, 0, 2, 3)
         batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # b 3 h w view of b h w 3: channels-last memory
         batch = resize_patches(batch, self.input_px, self.interpolation, self.crop_px)
@@ -196,7 +197,9 @@ def read_geometry(plan: SlidePlan, level_downsamples: list[float], min_px: int |
     return best_level, best_px
 
 
-def strip_runs(xy: np.ndarray, size_px: int, downsample: float, max_run: int = MAX_STRIP_PATCHES) -> list[tuple[int, int]]:
+def strip_runs(
+    xy: np.ndarray, size_px: int, downsample: float, max_run: int = MAX_STRIP_PATCHES
+) -> list[tuple[int, int]]:
     """``(first, count)`` runs of consecutive patches that tile one row without gaps, so that one
     ``read_region`` of ``count * size_px`` pixels gives exactly the pixels of the separate reads.
 

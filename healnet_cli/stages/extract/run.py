@@ -71,7 +71,9 @@ def run_extract(config: ExtractConfig, *, console: Console, debug: bool = False)
     config.validate()
     shard, device = _shard_and_device(config)
     resolve_precision(config.precision, device)  # a bad --precision fails before the weights are read
-    check_weights_choice(spec_for(config.extractor, config.encoder_args), config.weights, config.pretrained, config.random_init)
+    check_weights_choice(
+        spec_for(config.extractor, config.encoder_args), config.weights, config.pretrained, config.random_init
+    )
     workspace = Workspace.at(config.workdir)
     items, notes = discover_items(workspace.tiles_dir)
     extractor = load_extractor(

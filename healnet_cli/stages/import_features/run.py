@@ -86,7 +86,9 @@ def run_import(config: ImportConfig, *, console: Console, debug: bool = False) -
     }  # fmt: skip
     store = ArtifactStore(folder, "import", params, algorithm=ALGORITHM_VERSION)
     status = StatusTable("import", shard=str(shard))
-    ctx = ImportContext(slide_mpp=dict(table.mpp), default_slide_mpp=config.slide_mpp, mpp=config.mpp, patch_px=config.patch_size)
+    ctx = ImportContext(
+        slide_mpp=dict(table.mpp), default_slide_mpp=config.slide_mpp, mpp=config.mpp, patch_px=config.patch_size
+    )
     items = shard.select([_item(s, table, ctx) for s in slides], key=lambda item: item.id)
     console.info(
         f"import: {config.format} {plan.source_encoder or '?'} as {plan.encoder} ({plan.dim or '?'}-d); "
@@ -129,12 +131,18 @@ def plan_import(config: ImportConfig, headers: list) -> ImportPlan:
             f"{config.source}: {config.format} files do not record the encoder; pass --encoder NAME "
             "(a preset such as uni or resnet50-trunc, see `healnet extract --list`, or the name you used)"
         )
-    encoder = preset_name(config.encoder, config.format) if config.encoder else preset_name(source_encoder, config.format, namespace=True)
+    encoder = (
+        preset_name(config.encoder, config.format)
+        if config.encoder
+        else preset_name(source_encoder, config.format, namespace=True)
+    )
     if config.encoder and source_encoder and preset_name(source_encoder, config.format, namespace=True) != encoder:
         notes.append(f"the files record encoder {source_encoder!r}; --encoder {config.encoder} names them {encoder}")
     dim = _preset_dim(encoder)
     if dim is None:
-        dims = Counter(h.dim for h in headers if h.dim and (source_encoder is None or h.encoder in (None, source_encoder)))
+        dims = Counter(
+            h.dim for h in headers if h.dim and (source_encoder is None or h.encoder in (None, source_encoder))
+        )
         dim = min(dims, key=lambda d: (-dims[d], d)) if dims else None
     return ImportPlan(encoder, source_encoder or config.encoder, dim, notes)
 
@@ -184,13 +192,17 @@ class SlideConverter:
         dtype = torch.float16 if self.config.dtype == "float16" else torch.float32
         out = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(dtype)
         if not torch.isfinite(out).all():
-            raise ItemError(f"{slide.features_file}: features overflow {self.config.dtype} (max |x| = {np.abs(features).max():.3g}); rerun with --dtype float32")
+            raise ItemError(
+                f"{slide.features_file}: features overflow {self.config.dtype} (max |x| = {np.abs(features).max():.3g}); rerun with --dtype float32"
+            )
         coords = torch.from_numpy(np.ascontiguousarray(bag.coords_level0, dtype=np.int64))
         write_features(path, out, coords, self._provenance(bag, slide, int(out.shape[1])))
         if bag.patch_mpp is None:
             self.unknown_mpp.append(slide.slide_id)
         n = int(out.shape[0])
-        return ItemResult(outputs=[path], meta={"n_patches": n, "dim": int(out.shape[1])}, warning="0 patches" if n == 0 else "")
+        return ItemResult(
+            outputs=[path], meta={"n_patches": n, "dim": int(out.shape[1])}, warning="0 patches" if n == 0 else ""
+        )
 
     def _checked(self, bag: ImportedBag, slide: SourceSlide) -> np.ndarray:
         plan, features = self.plan, bag.features
@@ -202,11 +214,17 @@ class SlideConverter:
         if features.shape[0] == 0:
             return np.zeros((0, plan.dim or features.shape[1]), dtype=np.float32)
         if plan.dim is not None and features.shape[1] != plan.dim:
-            expected = f"{plan.encoder} gives {plan.dim}" if _preset_dim(plan.encoder) else f"the other slides have {plan.dim}"
-            raise ItemError(f"{slide.features_file}: features have dimension {features.shape[1]}, but {expected}; check --encoder or re-extract this slide")
+            expected = (
+                f"{plan.encoder} gives {plan.dim}" if _preset_dim(plan.encoder) else f"the other slides have {plan.dim}"
+            )
+            raise ItemError(
+                f"{slide.features_file}: features have dimension {features.shape[1]}, but {expected}; check --encoder or re-extract this slide"
+            )
         bad = int((~np.isfinite(features)).sum())
         if bad:
-            raise ItemError(f"{slide.features_file}: {bad} non-finite feature values (NaN/inf); re-extract this slide with {self.config.format}")
+            raise ItemError(
+                f"{slide.features_file}: {bad} non-finite feature values (NaN/inf); re-extract this slide with {self.config.format}"
+            )
         return features
 
     def _provenance(self, bag: ImportedBag, slide: SourceSlide, dim: int) -> dict[str, Any]:

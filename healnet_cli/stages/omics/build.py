@@ -20,7 +20,14 @@ from healnet_cli.stages.omics import clean, clinical
 from healnet_cli.stages.omics.config import OmicsConfig, TableSpec
 from healnet_cli.stages.omics.identifiers import COLUMNS, Layout, detect_layout, filter_samples
 from healnet_cli.stages.omics.labels import LabelResult, build_labels
-from healnet_cli.stages.omics.layout import CLINICAL, ColumnPlan, LabelColumns, find_label_columns, non_feature_columns, plan_columns
+from healnet_cli.stages.omics.layout import (
+    CLINICAL,
+    ColumnPlan,
+    LabelColumns,
+    find_label_columns,
+    non_feature_columns,
+    plan_columns,
+)
 from healnet_cli.stages.omics.tables import TableHead, read_full, read_head
 
 
@@ -97,7 +104,9 @@ def _text_column(table: pa.Table, name: str) -> list[str]:
     return ["" if v is None else str(v).strip() for v in values]
 
 
-def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any], dict[str, str]]:
+def _rows_table(
+    job: TableJob, config: OmicsConfig
+) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any], dict[str, str]]:
     """A samples-by-features table: row-level frames per modality (index = patient id), label rows,
     the report note and per-modality failures."""
     layout, plan = job.layout, job.columns
@@ -114,7 +123,9 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
     has_id = np.array([bool(v) for v in ids])
     sample_filter = filter_samples(ids, config.sample_types)
     keep = sample_filter.keep & has_id
-    patients = pd.Index([p for p, k in zip(sample_filter.patient_ids, keep, strict=True) if k], name="patient_id", dtype=object)
+    patients = pd.Index(
+        [p for p, k in zip(sample_filter.patient_ids, keep, strict=True) if k], name="patient_id", dtype=object
+    )
     note.update(rows=table.num_rows, rows_without_identifier=int((~has_id).sum()), patients=int(patients.nunique()))
     note["sample_type_filter"] = sample_filter.as_dict(config.sample_types)
     label_rows: list[tuple] = []
@@ -122,8 +133,16 @@ def _rows_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFr
         times = job.head.decimal_text(table.column(job.labels.time_col).to_pylist())
         statuses = table.column(job.labels.status_col).to_pylist()
         # labels are patient attributes: every row with an identifier counts, whatever its sample type
-        label_rows = [(p, times[i], statuses[i]) for i, (p, k) in enumerate(zip(sample_filter.patient_ids, has_id, strict=True)) if k]
-        note["label_columns"] = {"time": job.labels.time_col, job.labels.kind: job.labels.status_col, "time_unit": job.labels.time_unit}
+        label_rows = [
+            (p, times[i], statuses[i])
+            for i, (p, k) in enumerate(zip(sample_filter.patient_ids, has_id, strict=True))
+            if k
+        ]
+        note["label_columns"] = {
+            "time": job.labels.time_col,
+            job.labels.kind: job.labels.status_col,
+            "time_unit": job.labels.time_unit,
+        }
     frames, details, errors = {}, {}, {}
     for modality, columns in plan.modalities.items():
         coercion = clean.Coercion()
@@ -157,7 +176,9 @@ def _release_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any], dict[str, str]]:
+def _columns_table(
+    job: TableJob, config: OmicsConfig
+) -> tuple[dict[str, pd.DataFrame], list[tuple], dict[str, Any], dict[str, str]]:
     """A features-by-samples table: transpose to samples × features, then as for rows."""
     layout = job.layout
     modality = job.spec.modality or config.modality
@@ -171,7 +192,9 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
     duplicated = sorted({n for n, f, k in zip(names, first, named, strict=True) if k and not f})
     coercion = clean.Coercion()
     try:
-        matrix, _ = clean.numeric_matrix(table, [(s, s) for s in layout.sample_columns], first, coercion, log1p=config.log1p)
+        matrix, _ = clean.numeric_matrix(
+            table, [(s, s) for s in layout.sample_columns], first, coercion, log1p=config.log1p
+        )
     except ValueError as exc:  # log1p of negative values
         return {}, [], note, {name: f"{name}: {exc}" for name in job.modality_names}
     finally:
@@ -179,11 +202,17 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
         _release_memory()
     features = [n for n, f in zip(names, first, strict=True) if f]
     sample_filter = filter_samples(list(layout.sample_columns), config.sample_types)
-    patients = pd.Index([p for p, k in zip(sample_filter.patient_ids, sample_filter.keep, strict=True) if k], name="patient_id", dtype=object)
+    patients = pd.Index(
+        [p for p, k in zip(sample_filter.patient_ids, sample_filter.keep, strict=True) if k],
+        name="patient_id",
+        dtype=object,
+    )
     samples = matrix.T if sample_filter.keep.all() else matrix.T[sample_filter.keep]
     wide = pd.DataFrame(samples, index=patients, columns=features, copy=False)
     plan = plan_columns(features, path=job.head.path, modality=modality, groups=config.groups)
-    note.update(rows=len(names), samples=len(layout.sample_columns), patients=int(patients.nunique()), columns=plan.as_dict())
+    note.update(
+        rows=len(names), samples=len(layout.sample_columns), patients=int(patients.nunique()), columns=plan.as_dict()
+    )
     note["features_without_name"] = int((~named).sum())
     note["duplicate_feature_names_kept_first"] = {"count": len(duplicated), "examples": duplicated[:10]}
     note["sample_type_filter"] = sample_filter.as_dict(config.sample_types)
@@ -192,7 +221,11 @@ def _columns_table(job: TableJob, config: OmicsConfig) -> tuple[dict[str, pd.Dat
         part = wide if len(columns) == wide.shape[1] else wide.loc[:, [c for c, _ in columns]]
         frame, collapse = clean.collapse_patients(part)
         frames[name] = frame
-        details[name] = {"non_numeric": coercion.as_dict(), "duplicates": collapse.as_dict(), "features": frame.shape[1]}
+        details[name] = {
+            "non_numeric": coercion.as_dict(),
+            "duplicates": collapse.as_dict(),
+            "features": frame.shape[1],
+        }
     note["modalities"] = details
     return frames, [], note, {}
 
@@ -201,16 +234,25 @@ def _finish(name: str, parts: list[tuple[str, pd.DataFrame]], config: OmicsConfi
     """Merge a modality's parts from several tables, drop empty / constant features, record missingness."""
     merged = None
     if len(parts) > 1:
-        frame, collapse = clean.collapse_patients(pd.concat([p for _, p in parts], axis=0, join="outer").astype(np.float32))
+        frame, collapse = clean.collapse_patients(
+            pd.concat([p for _, p in parts], axis=0, join="outer").astype(np.float32)
+        )
         merged = collapse.as_dict()
     else:
         frame = parts[0][1]
     sources = [path for path, _ in parts]
     if frame.shape[1] == 0 or len(frame) == 0:
-        built.errors[name] = f"no {'features' if len(frame) else 'patients'} left for {name} (from {', '.join(sources)}); check the table and --group/--sample-type"
+        built.errors[name] = (
+            f"no {'features' if len(frame) else 'patients'} left for {name} (from {', '.join(sources)}); check the table and --group/--sample-type"
+        )
         return
     frame, dropped = clean.drop_uninformative(frame)
-    summary = {"patients": len(frame), "features": frame.shape[1], "dropped": dropped.as_dict(), "merged_tables": merged}
+    summary = {
+        "patients": len(frame),
+        "features": frame.shape[1],
+        "dropped": dropped.as_dict(),
+        "merged_tables": merged,
+    }
     built.report.setdefault("modalities", {})[name] = {**summary, "sources": sources}
     if frame.shape[1] == 0:
         built.errors[name] = f"every feature of {name} is all-missing or constant; check the table"
@@ -251,7 +293,9 @@ def build(jobs: Sequence[TableJob], config: OmicsConfig, fingerprints: dict[str,
         sources = [{"path": path, "fingerprint": fingerprints.get(path, "")} for path, _ in parts[name]]
         if name in built.meta:
             built.meta[name]["sources"] = sources
-    selections = [{"path": n["path"], **n["clinical_columns"]} for n in built.report["inputs"] if "clinical_columns" in n]
+    selections = [
+        {"path": n["path"], **n["clinical_columns"]} for n in built.report["inputs"] if "clinical_columns" in n
+    ]
     if selections:
         built.report["clinical_columns"] = selections
         if CLINICAL in built.meta:
@@ -261,9 +305,13 @@ def build(jobs: Sequence[TableJob], config: OmicsConfig, fingerprints: dict[str,
     return built
 
 
-def _labels(jobs: Sequence[TableJob], rows: list[tuple], kinds: set[tuple[str, str]], fingerprints: dict[str, str], built: Built) -> None:
+def _labels(
+    jobs: Sequence[TableJob], rows: list[tuple], kinds: set[tuple[str, str]], fingerprints: dict[str, str], built: Built
+) -> None:
     if len({unit for _, unit in kinds}) > 1:
-        built.errors["labels"] = f"the tables give label times in different units ({', '.join(sorted(u for _, u in kinds))}); use `healnet omics labels` on one table"
+        built.errors["labels"] = (
+            f"the tables give label times in different units ({', '.join(sorted(u for _, u in kinds))}); use `healnet omics labels` on one table"
+        )
         return
     kind, unit = next(iter(kinds))
     result = build_labels([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], kind=kind)
@@ -273,4 +321,7 @@ def _labels(jobs: Sequence[TableJob], rows: list[tuple], kinds: set[tuple[str, s
         return
     built.labels = result
     paths = [str(j.head.path) for j in jobs if j.labels is not None]
-    built.label_meta = {"time_unit": unit, "sources": [{"path": p, "fingerprint": fingerprints.get(p, "")} for p in paths]}
+    built.label_meta = {
+        "time_unit": unit,
+        "sources": [{"path": p, "fingerprint": fingerprints.get(p, "")} for p in paths],
+    }

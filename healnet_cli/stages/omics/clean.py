@@ -24,7 +24,9 @@ from healnet_cli.stages.omics import clinical
 
 # Text columns of clinical tables that are categories even when most values look like numbers
 # (TCGA tissue-source-site codes such as "55" or "MP").
-CATEGORICAL_NAMES = frozenset({"site", "tss", "oncotree_code", "sex", "gender", "race", "ethnicity", "stage", "grade", "cancer_type"})
+CATEGORICAL_NAMES = frozenset(
+    {"site", "tss", "oncotree_code", "sex", "gender", "race", "ethnicity", "stage", "grade", "cancer_type"}
+)
 _NUMERIC_SHARE = 0.5
 _MAX_TEXT_VALUES = 3
 _EXAMPLES = 5
@@ -48,7 +50,12 @@ class Coercion:
             self.examples.append(f"{column}={value!r}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cells": self.cells, "columns": self.columns, "examples": self.examples, "non_finite_to_missing": self.non_finite}
+        return {
+            "cells": self.cells,
+            "columns": self.columns,
+            "examples": self.examples,
+            "non_finite_to_missing": self.non_finite,
+        }
 
 
 def _as_float(column: pa.ChunkedArray, name: str, coercion: Coercion) -> np.ndarray:
@@ -93,7 +100,9 @@ def _log1p_inplace(values: np.ndarray) -> None:
     with np.errstate(invalid="ignore"):
         low = np.fmin.reduce(values, axis=None) if values.size else 0.0
     if low < 0:
-        raise ValueError(f"negative values (min {low:.4g}): --log1p is for non-negative counts; drop --log1p for log or z-scored data")
+        raise ValueError(
+            f"negative values (min {low:.4g}): --log1p is for non-negative counts; drop --log1p for log or z-scored data"
+        )
     np.log1p(values, out=values)
 
 
@@ -163,7 +172,9 @@ def clinical_frame(
         if len(levels) > max_levels:
             report.dropped_text[name] = len(levels)
             final.kept.pop()
-            final.dropped[source] = f"text with {len(levels)} distinct values (more than --max-levels {max_levels}): an identifier or free text"
+            final.dropped[source] = (
+                f"text with {len(levels)} distinct values (more than --max-levels {max_levels}): an identifier or free text"
+            )
             continue
         encoded = pd.DataFrame({f"{name}={level}": (text == level).astype(np.float32) for level in levels})
         encoded.loc[text.isna().to_numpy()] = np.nan

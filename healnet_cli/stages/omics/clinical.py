@@ -62,7 +62,9 @@ _PATTERNS = {
     GRADE: re.compile(r"grade"),
 }
 # T / N / M and staging-system columns name a "stage" but are not the overall stage.
-_NOT_STAGE = re.compile(r"(^|_)(t|n|m)(_|$)|lymph|node|metasta|tumor_stage_code|system|version|edition|(^|_)(t|n|m)_stage")
+_NOT_STAGE = re.compile(
+    r"(^|_)(t|n|m)(_|$)|lymph|node|metasta|tumor_stage_code|system|version|edition|(^|_)(t|n|m)_stage"
+)
 _MIN_ENCODED = 0.5
 _DAYS_MEDIAN = 150.0
 DAYS_PER_YEAR = 365.25
@@ -70,7 +72,9 @@ DAYS_PER_YEAR = 365.25
 # Values that mean "not recorded" (TCGA's bracketed markers, stage X, grade X): missing, not coerced.
 _MISSING = re.compile(r"^\[.*\]$|^(na|n/a|nan|none|null|unknown|not reported|not available|not applicable|not evaluated|"
                       r"x|gx|stage x|grade x|indeterminate|discrepancy|-)$")  # fmt: skip
-_STAGE = re.compile(r"^(?:ajcc\s*)?(?:(?:pathologic|clinical)\s*)?(?:stage\s*)?(iv|iii|ii|i|0|[1-4])\s*(?:[a-d]\d?|is|s)?$")
+_STAGE = re.compile(
+    r"^(?:ajcc\s*)?(?:(?:pathologic|clinical)\s*)?(?:stage\s*)?(iv|iii|ii|i|0|[1-4])\s*(?:[a-d]\d?|is|s)?$"
+)
 _ROMAN = {"0": 0, "i": 1, "ii": 2, "iii": 3, "iv": 4, "1": 1, "2": 2, "3": 3, "4": 4}
 _GRADE_WORDS = {
     "low": 1, "low grade": 1, "well differentiated": 1, "intermediate": 2, "intermediate grade": 2, "moderately differentiated": 2,
@@ -97,16 +101,19 @@ class Request:
     text: str = DEFAULT_REQUEST
 
 
-
 def parse_request(value: str | None) -> Request:
     """``--clinical-columns`` (``age,sex,stage,grade`` by default; roles or column names, ``all``, ``none``)."""
     text = DEFAULT_REQUEST if value is None else value.strip()
     tokens = [t.strip() for t in text.split(",") if t.strip()]
     if not tokens:
-        raise InputError(f"--clinical-columns {value!r}: empty; pass roles or column names, e.g. {DEFAULT_REQUEST},site (or all / none)")
+        raise InputError(
+            f"--clinical-columns {value!r}: empty; pass roles or column names, e.g. {DEFAULT_REQUEST},site (or all / none)"
+        )
     lowered = [t.lower() for t in tokens]
     if (ALL in lowered or NONE in lowered) and len(tokens) > 1:
-        raise InputError(f"--clinical-columns {value!r}: 'all' and 'none' stand alone; pass one of them or a list of columns")
+        raise InputError(
+            f"--clinical-columns {value!r}: 'all' and 'none' stand alone; pass one of them or a list of columns"
+        )
     if lowered == [ALL]:
         return Request(roles=ROLES, every=True, text=ALL)
     if lowered == [NONE]:
@@ -143,7 +150,9 @@ class Selection:
     def as_dict(self) -> dict[str, Any]:
         return {
             "requested": self.request.text,
-            "kept": [{**k.as_dict(), **({"note": self.notes[k.column]} if k.column in self.notes else {})} for k in self.kept],
+            "kept": [
+                {**k.as_dict(), **({"note": self.notes[k.column]} if k.column in self.notes else {})} for k in self.kept
+            ],
             "dropped": [{"column": c, "reason": r} for c, r in self.dropped.items()],
             "roles_not_found": self.not_found,
         }
@@ -255,7 +264,10 @@ def check_names(request: Request, columns_by_table: dict[str, Sequence[str]]) ->
 # -- encodings ---------------------------------------------------------------------------------
 def _text(values: pd.Series) -> pd.Series:
     """Each value as stripped text (None when missing); whole floats as integers (``63.0`` → ``63``)."""
-    out = [None if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()) for v in values]
+    out = [
+        None if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
+        for v in values
+    ]
     return pd.Series(out, index=values.index, dtype=object)
 
 
@@ -342,5 +354,7 @@ def _age_in_years(column: str, age: np.ndarray) -> tuple[np.ndarray, str]:
         return age, ""
     median = float(np.median(np.abs(present)))
     if "days" in normalise(column) or median > _DAYS_MEDIAN:
-        return (np.abs(age) / DAYS_PER_YEAR).astype(np.float32), f"days converted to years (÷ {DAYS_PER_YEAR}; median {median:.0f} days)"
+        return (np.abs(age) / DAYS_PER_YEAR).astype(
+            np.float32
+        ), f"days converted to years (÷ {DAYS_PER_YEAR}; median {median:.0f} days)"
     return age, ""

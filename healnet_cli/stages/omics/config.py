@@ -148,7 +148,9 @@ class LabelsConfig:
         return {**out, "schema": 1}
 
 
-_EVENT_WORDS = frozenset({"event", "events", "dead", "death", "died", "deceased", "os", "dss", "pfi", "dfi", "pfs", "efs"})
+_EVENT_WORDS = frozenset(
+    {"event", "events", "dead", "death", "died", "deceased", "os", "dss", "pfi", "dfi", "pfs", "efs"}
+)
 
 
 def _says_censoring(name: str) -> bool:

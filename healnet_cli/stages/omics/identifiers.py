@@ -112,12 +112,16 @@ def detect_layout(head: TableHead, *, orientation: str = "auto", id_col: str | N
     if orientation not in ORIENTATIONS:
         raise InputError(f"--orientation {orientation!r} is not one of: {', '.join(ORIENTATIONS)}")
     if id_col and orientation == COLUMNS:
-        raise InputError("--id-col names the sample id column of a samples-by-features table; drop it with --orientation features-by-samples")
+        raise InputError(
+            "--id-col names the sample id column of a samples-by-features table; drop it with --orientation features-by-samples"
+        )
     if id_col:
         found = id_col if id_col in columns else _lookup(columns, [id_col.lower()])
         if found is None:
             shown = ", ".join(repr(c) for c in columns[:8] if c) + (", ..." if len(columns) > 8 else "")
-            raise InputError(f"{path}: no identifier column {id_col!r} (columns: {shown}); pass --id-col with one of them")
+            raise InputError(
+                f"{path}: no identifier column {id_col!r} (columns: {shown}); pass --id-col with one of them"
+            )
         return Layout(ROWS, id_column=found, reason="--id-col")
     if orientation == COLUMNS:
         return _columns_layout(head, reason="--orientation")
@@ -161,8 +165,12 @@ def _columns_layout(head: TableHead, *, reason: str) -> Layout:
         annotations = tuple(c for c in header if c.lower() in FEATURE_NAME_COLUMNS or c == INDEX_NAME)
         samples = tuple(c for c in header if c not in annotations)
     if not samples:
-        raise InputError(f"{head.path}: features × samples layout but no sample columns in the header; check --orientation")
-    return Layout(COLUMNS, feature_column=head.columns[0], sample_columns=samples, annotation_columns=annotations, reason=reason)
+        raise InputError(
+            f"{head.path}: features × samples layout but no sample columns in the header; check --orientation"
+        )
+    return Layout(
+        COLUMNS, feature_column=head.columns[0], sample_columns=samples, annotation_columns=annotations, reason=reason
+    )
 
 
 @dataclass

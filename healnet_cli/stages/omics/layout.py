@@ -22,7 +22,9 @@ from healnet_cli.stages.omics.tables import INDEX_NAME
 SUFFIXES = (("_rnaseq", "rna"), ("_cnv", "cnv"), ("_mut", "mut"))
 CLINICAL = "clinical"
 # Columns that are never features: row bookkeeping of the study tables.
-METADATA_COLUMNS = frozenset({"slide_id", "slide", "filename", "file", "train", "split", "fold", "y_disc", "disc_label", "label"})
+METADATA_COLUMNS = frozenset(
+    {"slide_id", "slide", "filename", "file", "train", "split", "fold", "y_disc", "disc_label", "label"}
+)
 # (time column, status column, status kind, time unit): survival labels found in wide tables.
 LABEL_PAIRS = (
     ("survival_months", "censorship", "censor", "months"),
@@ -112,7 +114,9 @@ def plan_columns(
                 plan.modalities.setdefault(name, []).append((column, column))
         return plan
     if orientation == COLUMNS:
-        raise InputError(f"{path}: a features × samples table is one modality; name it with --modality NAME (or NAME={path})")
+        raise InputError(
+            f"{path}: a features × samples table is one modality; name it with --modality NAME (or NAME={path})"
+        )
     for column in candidates:
         low = column.lower()
         suffix = next(((s, m) for s, m in SUFFIXES if low.endswith(s) and len(column) > len(s)), None)

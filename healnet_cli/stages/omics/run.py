@@ -64,7 +64,9 @@ def run_omics(
     if any(job.labels is not None for job in jobs):
         names.append(LABELS_NAME)
     if not names:
-        raise InputError(f"no feature or label columns found in {', '.join(str(j.head.path) for j in jobs)}; check the tables")
+        raise InputError(
+            f"no feature or label columns found in {', '.join(str(j.head.path) for j in jobs)}; check the tables"
+        )
     fingerprints = {str(job.head.path): file_fingerprint(job.head.path) for job in jobs}
     combined = combine(fingerprints[str(job.head.path)] for job in jobs)
     folder = workspace.omics_dir
@@ -113,7 +115,9 @@ def _processor(folder: Path, built: Built | None) -> Callable[[WorkItem], ItemRe
         frame = built.frames[item.id]
         path = write_modality(modality_path(folder, item.id), frame, built.meta[item.id])
         meta: dict[str, Any] = {"n_patients": len(frame), "n_features": frame.shape[1]}
-        if "clinical_columns" in built.meta[item.id]:  # which columns became covariates, and which not (why: report.json)
+        if (
+            "clinical_columns" in built.meta[item.id]
+        ):  # which columns became covariates, and which not (why: report.json)
             selections = built.meta[item.id]["clinical_columns"]
             meta["clinical_columns"] = {"kept": [k["column"] for s in selections for k in s["kept"]],
                                         "dropped": [d["column"] for s in selections for d in s["dropped"]]}  # fmt: skip
@@ -185,7 +189,9 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
                          "which the table has no column for; see clinical_columns in omics/report.json")  # fmt: skip
     labels = report.get("labels")
     if labels:
-        console.info(f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected")
+        console.info(
+            f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected"
+        )
     console.info(f"omics: report {path}")
 
 
@@ -227,7 +233,9 @@ def run_labels(
     rows = [(to_patient_id(i), t, s) for i, t, s in zip(ids, times, statuses, strict=True) if i]
     result = build_labels([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], kind=config.kind)
     if len(result.labels) == 0:
-        raise InputError(f"{head.path}: every label row was rejected ({result.warning()}); check --time-col / --{config.kind}-col")
+        raise InputError(
+            f"{head.path}: every label row was rejected ({result.warning()}); check --time-col / --{config.kind}-col"
+        )
     folder = workspace.omics_dir
     store = ArtifactStore(folder, LABELS_STAGE, config.params(), algorithm=LABELS_ALGORITHM_VERSION)
     owner = labels_owner(store)

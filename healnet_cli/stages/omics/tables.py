@@ -67,11 +67,15 @@ def _open_binary(path: Path) -> IO[bytes]:
             members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
             if len(members) != 1:
                 names = ", ".join(m.filename for m in members[:5]) or "nothing"
-                raise InputError(f"{path}: a zip archive must hold exactly one table, it holds {names}; unzip it and pass the table")
+                raise InputError(
+                    f"{path}: a zip archive must hold exactly one table, it holds {names}; unzip it and pass the table"
+                )
             return archive.open(members[0])
         return open(path, "rb")
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path}: cannot open the compressed file ({exc}); check that it is a valid {suffixes[-1] if suffixes else ''} file or pass the uncompressed table") from exc
+        raise InputError(
+            f"{path}: cannot open the compressed file ({exc}); check that it is a valid {suffixes[-1] if suffixes else ''} file or pass the uncompressed table"
+        ) from exc
 
 
 def _is_parquet(path: Path) -> bool:
@@ -122,7 +126,9 @@ def check_columns(columns: list[str], path: Path) -> None:
     if duplicated:
         shown = ", ".join(repr(n) for n in duplicated[:5])
         more = f" and {len(duplicated) - 5} more" if len(duplicated) > 5 else ""
-        raise InputError(f"{path}: duplicate column names {shown}{more}; rename or remove the duplicates so each column is unique")
+        raise InputError(
+            f"{path}: duplicate column names {shown}{more}; rename or remove the duplicates so each column is unique"
+        )
 
 
 def read_head(path: str | Path) -> TableHead:
@@ -183,7 +189,11 @@ def _parquet_head(path: Path) -> TableHead:
     try:
         parquet = pq.ParquetFile(path)
         names = list(parquet.schema_arrow.names)
-        first = parquet.read_row_group(0, columns=names[:1]).column(0).to_pylist()[:_PREVIEW_LINES] if parquet.num_row_groups else []
+        first = (
+            parquet.read_row_group(0, columns=names[:1]).column(0).to_pylist()[:_PREVIEW_LINES]
+            if parquet.num_row_groups
+            else []
+        )
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types on corrupt files
         raise InputError(f"{path}: not a readable Parquet file ({exc}); re-export it or pass a CSV") from exc
     columns = [INDEX_NAME if n == "__index_level_0__" else n for n in names]
@@ -218,7 +228,10 @@ def read_full(
     parse_options = pacsv.ParseOptions(delimiter=head.delimiter, newlines_in_values=False)
     include = [names[head.columns.index(c)] for c in only] if only is not None else []
     convert = pacsv.ConvertOptions(
-        column_types=types, null_values=NULL_VALUES, strings_can_be_null=True, include_columns=include,
+        column_types=types,
+        null_values=NULL_VALUES,
+        strings_can_be_null=True,
+        include_columns=include,
         decimal_point=head.decimal,
     )
     try:
@@ -228,9 +241,13 @@ def read_full(
         message = " ".join(str(exc).split())
         if "conversion error" in message.lower() or "in CSV column" in message:
             raise ValueError(message) from exc
-        raise InputError(f"{head.path}: malformed table ({message[:300]}); fix the file (every row needs as many fields as the header)") from exc
+        raise InputError(
+            f"{head.path}: malformed table ({message[:300]}); fix the file (every row needs as many fields as the header)"
+        ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{head.path}: cannot read or decompress it ({exc}); re-download the file or pass it uncompressed") from exc
+        raise InputError(
+            f"{head.path}: cannot read or decompress it ({exc}); re-download the file or pass it uncompressed"
+        ) from exc
     return table.rename_columns(list(only) if only is not None else head.columns)
 
 

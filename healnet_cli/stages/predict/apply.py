@@ -24,8 +24,15 @@ def _on_grid(fm: FoldModel, frame: pd.DataFrame, times: np.ndarray) -> np.ndarra
     return survival_on_grid(surv, fm.bin_edges, times)
 
 
-def predict_frame(bundles: Sequence[Mapping[str, Any]], cohort: Cohort, run_modalities: Sequence[str], *, device: str,
-                  batch_size: int, grid: Sequence[float]) -> tuple[pd.DataFrame, list[float]]:
+def predict_frame(
+    bundles: Sequence[Mapping[str, Any]],
+    cohort: Cohort,
+    run_modalities: Sequence[str],
+    *,
+    device: str,
+    batch_size: int,
+    grid: Sequence[float],
+) -> tuple[pd.DataFrame, list[float]]:
     """``patient_id, risk, surv_*, has_<modality>[, time, event]`` for every cohort patient, and the
     bin edges of the ``surv_*`` columns (one model: its own; several: ``grid``)."""
     ids = list(cohort.patients)

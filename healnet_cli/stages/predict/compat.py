@@ -105,7 +105,9 @@ def _present_columns(frame: pd.DataFrame) -> set[str]:
     return {str(c) for c in frame.columns[frame.notna().any(axis=0)]}
 
 
-def check_omics(modality: str, kept: Iterable[str], frame: pd.DataFrame, table: Path, min_overlap: float) -> dict[str, Any]:
+def check_omics(
+    modality: str, kept: Iterable[str], frame: pd.DataFrame, table: Path, min_overlap: float
+) -> dict[str, Any]:
     """Overlap of the run's features of ``modality`` with the external table ``frame``.
 
     Returns ``n_features``, ``n_present``, ``n_imputed``, ``overlap`` and up to 20 ``missing`` names.
@@ -127,5 +129,10 @@ def check_omics(modality: str, kept: Iterable[str], frame: pd.DataFrame, table: 
             "feature names match the training table's (gene symbols vs ids), or lower --min-feature-overlap to "
             "impute the missing ones with the training medians"
         )
-    return {"n_features": len(wanted), "n_present": len(wanted) - len(missing), "n_imputed": len(missing),
-            "overlap": overlap, "missing": missing[:MAX_LISTED]}
+    return {
+        "n_features": len(wanted),
+        "n_present": len(wanted) - len(missing),
+        "n_imputed": len(missing),
+        "overlap": overlap,
+        "missing": missing[:MAX_LISTED],
+    }

@@ -58,19 +58,25 @@ def select_members(layout: RunLayout, manifest: RunManifest, cfg: PredictConfig)
     """
     if cfg.model == REFIT:
         if not layout.refit_checkpoint.is_file():
-            raise InputError(f"{layout.refit_checkpoint} not found: the run has no refit model; train it with "
-                             f"`healnet train --refit-all --resume --out {layout.root}` (and the run's options)")
+            raise InputError(
+                f"{layout.refit_checkpoint} not found: the run has no refit model; train it with "
+                f"`healnet train --refit-all --resume --out {layout.root}` (and the run's options)"
+            )
         return [Member("refit", layout.refit_checkpoint, read_bundle(layout.refit_checkpoint))]
     folds = manifest.folds or sorted(layout.fold_dirs())
     if cfg.fold is not None:
         if not layout.checkpoint(cfg.fold).is_file():
-            raise InputError(f"--fold {cfg.fold}: {layout.checkpoint(cfg.fold)} not found; folds with a checkpoint: "
-                             f"{layout.folds_with_checkpoint()}")
+            raise InputError(
+                f"--fold {cfg.fold}: {layout.checkpoint(cfg.fold)} not found; folds with a checkpoint: "
+                f"{layout.folds_with_checkpoint()}"
+            )
         folds = [cfg.fold]
     missing = [k for k in folds if not layout.checkpoint(k).is_file()]
     if missing or not folds:
-        raise InputError(f"{layout.root}: fold(s) {missing or 'none'} have no checkpoint; finish the run "
-                         "(`healnet train --resume`) or predict with one fold (--fold K)")
+        raise InputError(
+            f"{layout.root}: fold(s) {missing or 'none'} have no checkpoint; finish the run "
+            "(`healnet train --resume`) or predict with one fold (--fold K)"
+        )
     return [Member(layout.fold_dir(k).name, layout.checkpoint(k), read_bundle(layout.checkpoint(k))) for k in folds]
 
 
@@ -78,24 +84,32 @@ def _modalities(cfg: PredictConfig, run_mods: list[str], ws: Workspace, warnings
     """The run's modalities to predict from: requested ones (all must exist), else those ``ws`` has."""
     never = [m for m in cfg.modalities if m not in run_mods]
     if never:
-        raise InputError(f"--modalities {','.join(cfg.modalities)}: the run was trained on {', '.join(run_mods)}; "
-                         f"it never saw {', '.join(never)}")
+        raise InputError(
+            f"--modalities {','.join(cfg.modalities)}: the run was trained on {', '.join(run_mods)}; "
+            f"it never saw {', '.join(never)}"
+        )
     omics = set(list_modalities(ws.omics_dir)) if ws.omics_dir.is_dir() else set()
     have = {m: (bool(ws.extractors()) if m == WSI else m in omics) for m in run_mods}
     if cfg.modalities:
         lacking = [m for m in cfg.modalities if not have[m]]
         if lacking:
             where = {m: (ws.features_root if m == WSI else modality_path(ws.omics_dir, m)) for m in lacking}
-            raise InputError(f"--modalities: {', '.join(f'{m} (no {p})' for m, p in where.items())} in the workspace {ws.root}")
+            raise InputError(
+                f"--modalities: {', '.join(f'{m} (no {p})' for m, p in where.items())} in the workspace {ws.root}"
+            )
         return list(cfg.modalities)
     for m in run_mods:
         if not have[m]:
-            warnings.append(f"{m}: not in the external workspace ({ws.features_root if m == WSI else modality_path(ws.omics_dir, m)}); "
-                            "every patient is predicted without it")
+            warnings.append(
+                f"{m}: not in the external workspace ({ws.features_root if m == WSI else modality_path(ws.omics_dir, m)}); "
+                "every patient is predicted without it"
+            )
     use = [m for m in run_mods if have[m]]
     if not use:
-        raise InputError(f"workspace {ws.root} has none of the run's modalities ({', '.join(run_mods)}); "
-                         "build them with `healnet tile`/`healnet extract` or `healnet omics`")
+        raise InputError(
+            f"workspace {ws.root} has none of the run's modalities ({', '.join(run_mods)}); "
+            "build them with `healnet tile`/`healnet extract` or `healnet omics`"
+        )
     return use
 
 
@@ -131,17 +145,23 @@ def check_inputs(members: list[Member], cohort: Cohort, manifest: RunManifest, c
         checks.wsi["folder"] = cohort.extractor
         dims = {int(m.payload.get("wsi_dim") or 0) for m in members} - {0}
         if cohort.wsi_dim is not None and dims and cohort.wsi_dim not in dims:
-            raise InputError(f"features/{cohort.extractor}: {cohort.wsi_dim}-dimensional features, the run's model takes "
-                             f"{sorted(dims)[0]}; extract with the run's extractor")
+            raise InputError(
+                f"features/{cohort.extractor}: {cohort.wsi_dim}-dimensional features, the run's model takes "
+                f"{sorted(dims)[0]}; extract with the run's extractor"
+            )
     omics_dir = Workspace.at(cohort.workdir).omics_dir
     for m in cohort.modalities:
         if m != WSI:
             kept = [str(f) for member in members for f in member.payload["preprocess"][m]["kept"]]
-            checks.features[m] = check_omics(m, kept, cohort.omics[m], modality_path(omics_dir, m), cfg.min_feature_overlap)
+            checks.features[m] = check_omics(
+                m, kept, cohort.omics[m], modality_path(omics_dir, m), cfg.min_feature_overlap
+            )
             if checks.features[m]["n_imputed"]:
                 f = checks.features[m]
-                checks.warnings.append(f"{m}: {f['n_imputed']} of the run's {f['n_features']} features are missing in "
-                                       "the external table and imputed with the training medians")
+                checks.warnings.append(
+                    f"{m}: {f['n_imputed']} of the run's {f['n_features']} features are missing in "
+                    "the external table and imputed with the training medians"
+                )
     return checks
 
 
@@ -157,8 +177,10 @@ def _time_unit(layout: RunLayout, manifest: RunManifest) -> str:
 def check_time_unit(cohort: Cohort, unit: str) -> None:
     labelled = bool(cohort.labels["time"].notna().any())
     if labelled and "unknown" not in (unit, cohort.time_unit) and cohort.time_unit != unit:
-        raise InputError(f"{Workspace.at(cohort.workdir).omics_dir}: the external labels are in {cohort.time_unit}, the run's "
-                         f"in {unit}; import the external labels in {unit} (`healnet omics labels`) and predict again")
+        raise InputError(
+            f"{Workspace.at(cohort.workdir).omics_dir}: the external labels are in {cohort.time_unit}, the run's "
+            f"in {unit}; import the external labels in {unit} (`healnet omics labels`) and predict again"
+        )
 
 
 def _cutoffs(layout: RunLayout, manifest: RunManifest) -> dict[str, list[float]]:
@@ -209,9 +231,15 @@ def plan_prediction(cfg: PredictConfig) -> Plan:
     shared = _shared(layout, cohort)
     warnings += checks.warnings
     if shared["n"]:
-        warnings.append(f"{shared['n']} patient(s) are also in the training cohort of the run (e.g. {shared['ids'][0]}): "
-                        "for them this is not an external validation")
-    what = "refit model" if cfg.model == REFIT else (f"fold {cfg.fold}" if cfg.fold is not None else f"fold ensemble of {len(members)} folds")
+        warnings.append(
+            f"{shared['n']} patient(s) are also in the training cohort of the run (e.g. {shared['ids'][0]}): "
+            "for them this is not an external validation"
+        )
+    what = (
+        "refit model"
+        if cfg.model == REFIT
+        else (f"fold {cfg.fold}" if cfg.fold is not None else f"fold ensemble of {len(members)} folds")
+    )
     return Plan(layout, manifest, members, cohort, unit, checks, shared, warnings, what)
 
 
@@ -219,23 +247,51 @@ def _record(plan: Plan, edges: list[float], options: dict[str, Any]) -> dict[str
     """``predict.json``'s content (see :mod:`healnet_cli.artifacts.run_external`)."""
     layout, cohort, members = plan.layout, plan.cohort, plan.members
     prints = [file_fingerprint(p) for p in (layout.manifest, layout.config) if p.is_file()]
-    coverage = {m: {"n_patients": int(cohort.presence[m].sum()) if m in cohort.modalities else 0,
-                    "fraction": float(cohort.presence[m].mean()) if m in cohort.modalities else 0.0} for m in plan.modalities}
+    coverage = {
+        m: {
+            "n_patients": int(cohort.presence[m].sum()) if m in cohort.modalities else 0,
+            "fraction": float(cohort.presence[m].mean()) if m in cohort.modalities else 0.0,
+        }
+        for m in plan.modalities
+    }
     return {
-        "run": {"path": str(layout.root.resolve()), "name": layout.root.resolve().name, "model": plan.manifest.model,
-                "modalities": plan.modalities, "schema_version": plan.manifest.schema_version, "time_unit": plan.time_unit,
-                "fingerprint": combine(prints + [file_fingerprint(m.path) for m in members])},
+        "run": {
+            "path": str(layout.root.resolve()),
+            "name": layout.root.resolve().name,
+            "model": plan.manifest.model,
+            "modalities": plan.modalities,
+            "schema_version": plan.manifest.schema_version,
+            "time_unit": plan.time_unit,
+            "fingerprint": combine(prints + [file_fingerprint(m.path) for m in members]),
+        },
         "model_used": plan.what,
-        "members": [{"name": m.name, "checkpoint": str(m.path.relative_to(layout.root)), "fingerprint": file_fingerprint(m.path),
-                     "networks": 1 + len(m.payload.get("ensemble", {}).get("members", []))} for m in members],
-        "workdir": str(cohort.workdir), "modalities_used": list(cohort.modalities),
-        "n_patients": len(cohort.patients), "n_labelled": int(cohort.labels["time"].notna().sum()), "coverage": coverage,
-        "features": plan.checks.features, "wsi": plan.checks.wsi, "warnings": plan.warnings, "shared_patients": plan.shared,
-        "risk_cutoffs": _cutoffs(layout, plan.manifest), "bin_edges": [float(e) for e in edges], "options": plain(options),
+        "members": [
+            {
+                "name": m.name,
+                "checkpoint": str(m.path.relative_to(layout.root)),
+                "fingerprint": file_fingerprint(m.path),
+                "networks": 1 + len(m.payload.get("ensemble", {}).get("members", [])),
+            }
+            for m in members
+        ],
+        "workdir": str(cohort.workdir),
+        "modalities_used": list(cohort.modalities),
+        "n_patients": len(cohort.patients),
+        "n_labelled": int(cohort.labels["time"].notna().sum()),
+        "coverage": coverage,
+        "features": plan.checks.features,
+        "wsi": plan.checks.wsi,
+        "warnings": plan.warnings,
+        "shared_patients": plan.shared,
+        "risk_cutoffs": _cutoffs(layout, plan.manifest),
+        "bin_edges": [float(e) for e in edges],
+        "options": plain(options),
     }
 
 
-def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def run_predict(
+    cfg: PredictConfig, console: Console, *, options: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     """Check, predict, write; return the exit code and ``predict.json``'s content."""
     import torch
 
@@ -245,21 +301,36 @@ def run_predict(cfg: PredictConfig, console: Console, *, options: dict[str, Any]
 
     plan = plan_prediction(cfg)
     layout, cohort = plan.layout, plan.cohort
-    out = prepare_predict_dir(cfg.out if cfg.out is not None else default_predict_dir(cfg.workdir, layout.root.resolve().name))
+    out = prepare_predict_dir(
+        cfg.out if cfg.out is not None else default_predict_dir(cfg.workdir, layout.root.resolve().name)
+    )
     for w in plan.warnings:
         console.warn(w)
     patterns = ", ".join(f"{k}: {v}" for k, v in cohort.pattern_counts().items())
-    console.info(f"predict: run {layout.root} ({plan.manifest.model}, {'+'.join(plan.modalities)}), {plan.what} -> "
-                 f"{len(cohort.patients)} patients of {cohort.workdir} ({patterns})")
+    console.info(
+        f"predict: run {layout.root} ({plan.manifest.model}, {'+'.join(plan.modalities)}), {plan.what} -> "
+        f"{len(cohort.patients)} patients of {cohort.workdir} ({patterns})"
+    )
     device = resolve_device(cfg.device)
     threads = cpu_threads(cohort.modalities, device)
     if threads is not None:
         torch.set_num_threads(threads)
-    frame, edges = predict_frame([m.payload for m in plan.members], cohort, plan.modalities, device=str(device),
-                                 batch_size=cfg.batch_size, grid=plan.manifest.bin_edges_all or _grid(layout, plan.members))
+    frame, edges = predict_frame(
+        [m.payload for m in plan.members],
+        cohort,
+        plan.modalities,
+        device=str(device),
+        batch_size=cfg.batch_size,
+        grid=plan.manifest.bin_edges_all or _grid(layout, plan.members),
+    )
     record = _record(plan, edges, dict(options or {}))
-    meta = {"bin_edges": [float(e) for e in edges], "time_unit": plan.time_unit, "model": plan.manifest.model,
-            "modalities": plan.modalities, "loss": str(plan.members[0].payload.get("loss", "nll"))}
+    meta = {
+        "bin_edges": [float(e) for e in edges],
+        "time_unit": plan.time_unit,
+        "model": plan.manifest.model,
+        "modalities": plan.modalities,
+        "loss": str(plan.members[0].payload.get("loss", "nll")),
+    }
     write_external(out, frame, meta, record)
     console.info(f"predictions: {out.predictions} ({len(frame)} patients); evaluate with `healnet evaluate {out.root}`")
     return EXIT_OK, {**record, "output": str(out.root)}

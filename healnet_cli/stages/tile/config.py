@@ -11,6 +11,7 @@ from healnet_cli.core.errors import InputError
 from healnet_cli.core.runner import check_on_error
 from healnet_cli.stages.tile.export import EXPORTS
 
+
 @dataclass(frozen=True)
 class TileConfig:
     """Options of one ``healnet tile`` run (see ``docs/tile.md``)."""

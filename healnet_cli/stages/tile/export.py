@@ -16,7 +16,9 @@ EXPORTS = ("clam", "geojson")
 EXPORT_SUFFIXES = {"clam": ".h5", "geojson": ".geojson"}
 
 
-def remove_stale_exports(folder: str | os.PathLike[str], slide_id: str, *, keep: tuple[str, ...] | list[str]) -> list[Path]:
+def remove_stale_exports(
+    folder: str | os.PathLike[str], slide_id: str, *, keep: tuple[str, ...] | list[str]
+) -> list[Path]:
     """Delete the exports of ``slide_id`` that this run does not write (``keep``: the requested
     formats), so a re-tile without ``--export`` leaves no CLAM/GeoJSON file with old coordinates.
 
@@ -66,7 +68,9 @@ def write_clam_h5(path: str | os.PathLike[str], xy: np.ndarray, meta: dict[str, 
     return Path(path)
 
 
-def tissue_polygons(mask: np.ndarray, mask_downsample: float, *, tolerance_px: float = 0.75) -> list[list[list[list[float]]]]:
+def tissue_polygons(
+    mask: np.ndarray, mask_downsample: float, *, tolerance_px: float = 0.75
+) -> list[list[list[list[float]]]]:
     """Tissue regions of ``mask`` as polygons in level-0 coordinates.
 
     Returns a list of polygons, each ``[exterior, hole, ...]`` with rings as closed lists of

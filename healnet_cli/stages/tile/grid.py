@@ -95,9 +95,7 @@ def tissue_fraction(mask: np.ndarray, mask_downsample: float, x: np.ndarray, y: 
     np.cumsum(np.cumsum(mask, axis=0, dtype=np.float64), axis=1, out=integral[1:, 1:])
     u0, v0 = x / mask_downsample, y / mask_downsample
     u1, v1 = (x + size0) / mask_downsample, (y + size0) / mask_downsample
-    area = (
-        _sample(integral, u1, v1) - _sample(integral, u0, v1) - _sample(integral, u1, v0) + _sample(integral, u0, v0)
-    )
+    area = _sample(integral, u1, v1) - _sample(integral, u0, v1) - _sample(integral, u1, v0) + _sample(integral, u0, v0)
     fraction = area / ((u1 - u0) * (v1 - v0))
     return np.clip(fraction, 0.0, 1.0).astype(np.float32)
 

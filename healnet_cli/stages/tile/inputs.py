@@ -179,7 +179,9 @@ def read_slides_csv(path: Path) -> list[tuple[Path, str | None, float | None]]:
             seen[key] = (i + 2, mpp)
         rows.append((slide, case, mpp))
     if missing:
-        raise InputError(f"--slides-csv {path}: {len(missing)} slide file(s) not found: {_listed(missing)}; fix the paths")
+        raise InputError(
+            f"--slides-csv {path}: {len(missing)} slide file(s) not found: {_listed(missing)}; fix the paths"
+        )
     if bad_ext:
         raise InputError(
             f"--slides-csv {path}: unsupported extension(s): {_listed(bad_ext)}; slides must be one of {', '.join(SLIDE_EXTENSIONS)}"

@@ -98,7 +98,9 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
     tissue = tissue_fraction(mask, seg_ds, x, y, spec.patch_px_level0)
     keep = tissue >= config.min_tissue if config.min_tissue > 0 else np.ones_like(tissue, dtype=bool)
     tissue_area_um2 = float(mask.sum()) * seg_um_per_px**2
-    warnings = slide_warnings(reader, spec, config, n_grid=int(x.size), n_kept=int(keep.sum()), area_um2=tissue_area_um2)
+    warnings = slide_warnings(
+        reader, spec, config, n_grid=int(x.size), n_kept=int(keep.sum()), area_um2=tissue_area_um2
+    )
     width, height = reader.dimensions
     meta: dict[str, Any] = {
         "slide_id": slide.slide_id,
@@ -149,7 +151,9 @@ def slide_warnings(
                 f"tissue found ({area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 patches written"
             )
     if spec.upsampled:
-        warnings.append(f"slide resolution {spec.mpp:g} µm/px is coarser than --mpp {config.mpp:g}: patches will be upsampled")
+        warnings.append(
+            f"slide resolution {spec.mpp:g} µm/px is coarser than --mpp {config.mpp:g}: patches will be upsampled"
+        )
     return warnings
 
 
@@ -162,7 +166,12 @@ def write_outputs(tiled: TiledSlide, store: ArtifactStore, config: TileConfig) -
         qc.write_png(
             store.output_path(sid, QC_SUFFIX),
             qc.qc_image(
-                tiled.thumb, tiled.mask, tiled.coords.x, tiled.coords.y, tiled.spec.patch_px_level0, tiled.thumb_downsample
+                tiled.thumb,
+                tiled.mask,
+                tiled.coords.x,
+                tiled.coords.y,
+                tiled.spec.patch_px_level0,
+                tiled.thumb_downsample,
             ),
         ),
     ]
@@ -273,7 +282,13 @@ def run(
             )
     tiles_dir = config.tiles_dir
     tiles_dir.mkdir(parents=True, exist_ok=True)
-    write_resolved_config(tiles_dir, resolved if resolved is not None else _plain_config(config), command="tile", sources=sources, shard=str(shard))
+    write_resolved_config(
+        tiles_dir,
+        resolved if resolved is not None else _plain_config(config),
+        command="tile",
+        sources=sources,
+        shard=str(shard),
+    )
     store = ArtifactStore(tiles_dir, "tile", config.output_params(), algorithm=ALGORITHM_VERSION)
     status = StatusTable("tile", shard=str(shard))
     console.info(f"tile: {len(selected)} of {len(slides)} slide(s) in shard {shard} -> {tiles_dir}")

@@ -52,8 +52,25 @@ def median_filter(image: np.ndarray, size: int) -> np.ndarray:
 
 #: Compare-exchange pairs of a median-of-9 selection network (Paeth; Devillard's ``opt_med9``).
 _MEDIAN9 = (
-    (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8),
-    (0, 3), (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2),
+    (1, 2),
+    (4, 5),
+    (7, 8),
+    (0, 1),
+    (3, 4),
+    (6, 7),
+    (1, 2),
+    (4, 5),
+    (7, 8),
+    (0, 3),
+    (5, 8),
+    (4, 7),
+    (3, 6),
+    (1, 4),
+    (2, 5),
+    (4, 7),
+    (4, 2),
+    (6, 4),
+    (4, 2),
 )
 
 
@@ -96,7 +113,9 @@ def _odd(px: float) -> int:
     return max(1, int(round(px)) | 1)
 
 
-def detect_tissue(rgb: np.ndarray, um_per_px: float, *, min_area_um2: float, floor: int = SATURATION_FLOOR) -> tuple[np.ndarray, float]:
+def detect_tissue(
+    rgb: np.ndarray, um_per_px: float, *, min_area_um2: float, floor: int = SATURATION_FLOOR
+) -> tuple[np.ndarray, float]:
     """A boolean tissue mask of ``rgb`` and the saturation threshold used.
 
     Parameters

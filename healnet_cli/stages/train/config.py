@@ -30,8 +30,15 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "ff_dropout": 0.3,
         "ff_mult": 2,
     },
-    "ehpal": {"token_dim": 32, "widths": [32, 32, 64, 64], "sir_max_width": 64, "pool_dim": 32, "dropout": 0.3,
-              "omics_segments": 16, "omics_dropout": 0.3},
+    "ehpal": {
+        "token_dim": 32,
+        "widths": [32, 32, 64, 64],
+        "sir_max_width": 64,
+        "pool_dim": 32,
+        "dropout": 0.3,
+        "omics_segments": 16,
+        "omics_dropout": 0.3,
+    },
     "snn": {"hidden_dim": 64, "depth": 2, "dropout": 0.25},
     "abmil": {"hidden_dim": 128, "attn_dim": 64, "dropout": 0.25},
     "concat": {"hidden_dim": 64, "attn_dim": 64, "fusion_dim": 64, "dropout": 0.25},
@@ -135,12 +142,18 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.grad_accum >= 1, f"--grad-accum {cfg.grad_accum}: must be >= 1"),
         (cfg.splits is not None or cfg.folds >= 2, f"--folds {cfg.folds}: must be >= 2"),
         (cfg.fold is None or cfg.fold >= 0, f"--fold {cfg.fold}: must be >= 0"),
-        (cfg.name is None or (cfg.name not in (".", "..") and cfg.name == slug(cfg.name)),
-         f"--name {cfg.name!r}: use a plain folder name (letters, digits, . _ -), or --out for a path"),
-        (cfg.fold is None or cfg.out is not None or cfg.name is not None,
-         f"--fold {cfg.fold}: pass --out or --name, so that every fold job writes the same run folder"),
-        (not (cfg.refit_all and cfg.fold is not None),
-         "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)"),
+        (
+            cfg.name is None or (cfg.name not in (".", "..") and cfg.name == slug(cfg.name)),
+            f"--name {cfg.name!r}: use a plain folder name (letters, digits, . _ -), or --out for a path",
+        ),
+        (
+            cfg.fold is None or cfg.out is not None or cfg.name is not None,
+            f"--fold {cfg.fold}: pass --out or --name, so that every fold job writes the same run folder",
+        ),
+        (
+            not (cfg.refit_all and cfg.fold is not None),
+            "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -17,7 +17,15 @@ from typing import Any
 import torch
 
 from healnet_cli.artifacts.omics import modality_path
-from healnet_cli.artifacts.run import CONFIG_FILE, WSI, RunLayout, RunManifest, read_manifest, read_options, write_manifest
+from healnet_cli.artifacts.run import (
+    CONFIG_FILE,
+    WSI,
+    RunLayout,
+    RunManifest,
+    read_manifest,
+    read_options,
+    write_manifest,
+)
 from healnet_cli.artifacts.run_bundle import feature_provenance
 from healnet_cli.artifacts.run_tables import write_labels, write_splits
 from healnet_cli.core import atomic
@@ -92,7 +100,11 @@ def training_provenance(cohort: Cohort) -> dict[str, Any]:
     for m in cohort.modalities:
         if m != WSI:
             path = modality_path(omics_dir, m)
-            out[m] = {"file": str(path), "fingerprint": cohort.fingerprints.get(str(path)), "n_columns": int(cohort.omics[m].shape[1])}
+            out[m] = {
+                "file": str(path),
+                "fingerprint": cohort.fingerprints.get(str(path)),
+                "n_columns": int(cohort.omics[m].shape[1]),
+            }
     return out
 
 
@@ -103,15 +115,31 @@ def inputs_fingerprint(cohort: Cohort) -> str:
 def new_manifest(cfg: TrainConfig, cohort: Cohort, folds: list[Fold], provenance: dict[str, Any]) -> RunManifest:
     lab = cohort.labels
     return RunManifest(
-        model=cfg.model, modalities=list(cohort.modalities), loss="cox" if is_fitted(cfg.model) else cfg.loss,
-        n_bins=cfg.n_bins, time_unit=cohort.time_unit, folds=[f.index for f in folds], workdir=str(cohort.workdir),
-        extractor=cohort.extractor, defining_options=defining_options(cfg, cohort), features=provenance,
+        model=cfg.model,
+        modalities=list(cohort.modalities),
+        loss="cox" if is_fitted(cfg.model) else cfg.loss,
+        n_bins=cfg.n_bins,
+        time_unit=cohort.time_unit,
+        folds=[f.index for f in folds],
+        workdir=str(cohort.workdir),
+        extractor=cohort.extractor,
+        defining_options=defining_options(cfg, cohort),
+        features=provenance,
         bin_edges_all=fit_bin_edges(lab["time"].to_numpy(), lab["event"].to_numpy(bool), cfg.n_bins),
     )
 
 
-def write_run_files(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, folds: list[Fold], info: dict[str, Any],
-                    options: dict[str, Any], sources: dict[str, str] | None, dist: Dist, provenance: dict[str, Any]) -> None:
+def write_run_files(
+    cfg: TrainConfig,
+    cohort: Cohort,
+    layout: RunLayout,
+    folds: list[Fold],
+    info: dict[str, Any],
+    options: dict[str, Any],
+    sources: dict[str, str] | None,
+    dist: Dist,
+    provenance: dict[str, Any],
+) -> None:
     """Write the run-level files that do not exist yet (all of them for a new run; an interrupted
     creation is completed; a resume rewrites none, so cohort.json keeps what --splits dropped)."""
     if not layout.manifest.is_file():
@@ -123,17 +151,29 @@ def write_run_files(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, folds: 
         prints = dict(cohort.fingerprints)
         if cfg.splits is not None:
             prints.update({str(p): file_fingerprint(p) for p in sorted(Path(cfg.splits).glob("splits_*.csv"))})
-        env = environment({"seed": cfg.seed, "fold_init": {str(f.index): cfg.seed * 1000 + f.index for f in folds}}, prints,
-                          {"world_size": dist.world, "device": str(cfg.device), "torch_threads": torch.get_num_threads()})
+        env = environment(
+            {"seed": cfg.seed, "fold_init": {str(f.index): cfg.seed * 1000 + f.index for f in folds}},
+            prints,
+            {"world_size": dist.world, "device": str(cfg.device), "torch_threads": torch.get_num_threads()},
+        )
         atomic.write_json(layout.env, env)
     if not layout.labels.is_file():
         write_labels(layout, cohort.labels, cohort.time_unit)
     if not layout.cohort.is_file():
-        atomic.write_json(layout.cohort, {
-            "n_patients": len(cohort.patients), "n_events": int(cohort.labels["event"].sum()),
-            "modalities": cohort.modalities, "patterns": cohort.pattern_counts(), "require_all": cfg.require_all,
-            "extractor": cohort.extractor, "time_unit": cohort.time_unit, "workdir": str(cohort.workdir), **info,
-        })
+        atomic.write_json(
+            layout.cohort,
+            {
+                "n_patients": len(cohort.patients),
+                "n_events": int(cohort.labels["event"].sum()),
+                "modalities": cohort.modalities,
+                "patterns": cohort.pattern_counts(),
+                "require_all": cfg.require_all,
+                "extractor": cohort.extractor,
+                "time_unit": cohort.time_unit,
+                "workdir": str(cohort.workdir),
+                **info,
+            },
+        )
     if not layout.splits.is_file():
         write_splits(layout, splits_frame(folds))
 
@@ -157,8 +197,10 @@ class RunLocks:
         deadline = time.monotonic() + wait_s
         while (holder := self.store.acquire_lock(item)) is not None:
             if time.monotonic() >= deadline:
-                raise InputError(f"--out {self.store.folder}: {what} is being written by another `healnet train` process "
-                                 f"({holder}); wait for it to finish, or choose another --out")
+                raise InputError(
+                    f"--out {self.store.folder}: {what} is being written by another `healnet train` process "
+                    f"({holder}); wait for it to finish, or choose another --out"
+                )
             time.sleep(0.5)
         self.held.append(item)
 

@@ -49,7 +49,9 @@ def member_validation(fold: Fold, cohort: Cohort, cfg: TrainConfig, member: int)
     stratified draw from the fold's training patients, never from its test patients."""
     if member == 0:
         return list(fold.val)
-    return inner_validation(fold.train, cohort.labels["event"], cfg.val_fraction, cfg.seed + fold.index + MEMBER_SEED_STRIDE * member)
+    return inner_validation(
+        fold.train, cohort.labels["event"], cfg.val_fraction, cfg.seed + fold.index + MEMBER_SEED_STRIDE * member
+    )
 
 
 def remove_states(model_dir: Path) -> None:
@@ -72,15 +74,26 @@ def model_specs(cohort: Cohort, pre: dict[str, Any]) -> dict[str, Any]:
     """The modality specs of a fold's model (vector widths = the fold's kept features)."""
     from healnet_cli.models import ModalitySpec
 
-    return {m: ModalitySpec("bag", int(cohort.wsi_dim)) if m == WSI else ModalitySpec("vector", max(1, len(pre[m].kept)))
-            for m in cohort.modalities}
+    return {
+        m: ModalitySpec("bag", int(cohort.wsi_dim)) if m == WSI else ModalitySpec("vector", max(1, len(pre[m].kept)))
+        for m in cohort.modalities
+    }
 
 
 class FoldTrainer:
     """Trains and writes one fold (or, with ``refit=True`` folders, the refit model)."""
 
-    def __init__(self, cfg: TrainConfig, cohort: Cohort, layout: RunLayout, device: torch.device, autocast, dist: Dist,
-                 console: Console, provenance: dict[str, Any]):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        cohort: Cohort,
+        layout: RunLayout,
+        device: torch.device,
+        autocast,
+        dist: Dist,
+        console: Console,
+        provenance: dict[str, Any],
+    ):
         self.cfg, self.cohort, self.layout, self.device, self.autocast = cfg, cohort, layout, device, autocast
         self.dist, self.console, self.provenance = dist, console, provenance
 
@@ -90,7 +103,8 @@ class FoldTrainer:
         pres = cohort.presence.loc[ids]
         pre: dict[str, Any] = {
             m: fit_omics_preprocess(cohort.omics[m].loc[pres.index[pres[m]]], clip_sd=cfg.clip, top_k=cfg.top_k)
-            for m in cohort.modalities if m != WSI
+            for m in cohort.modalities
+            if m != WSI
         }
         if WSI in cohort.modalities:
             scaler = fit_bag_scaler(cohort.load_bag(p)[0] for p in pres.index[pres[WSI]])
@@ -104,8 +118,19 @@ class FoldTrainer:
         pre = self.preprocess(fold.train)
         lab = cohort.labels.loc[fold.train]
         edges = fit_bin_edges(lab["time"].to_numpy(), lab["event"].to_numpy(bool), cfg.n_bins)
-        fm = FoldModel(fold.index, cfg.model, None, pre, edges, list(cohort.modalities), cfg.loss, None, cohort, self.device,
-                       provenance=self.provenance)
+        fm = FoldModel(
+            fold.index,
+            cfg.model,
+            None,
+            pre,
+            edges,
+            list(cohort.modalities),
+            cfg.loss,
+            None,
+            cohort,
+            self.device,
+            provenance=self.provenance,
+        )
         if is_fitted(cfg.model):
             return self._fit_closed_form(fold, fm, model_dir)
         members, histories = [], []
@@ -114,18 +139,32 @@ class FoldTrainer:
             held = set(val_ids)
             fit_ids = [p for p in fold.train if p not in held]
             module, history = self._train_network(
-                fold, pre, build_table(cohort, fit_ids, pre), targets(cohort, fit_ids, edges),
-                build_table(cohort, val_ids, pre), targets(cohort, val_ids, edges), member_subdir(model_dir, m), member=m,
+                fold,
+                pre,
+                build_table(cohort, fit_ids, pre),
+                targets(cohort, fit_ids, edges),
+                build_table(cohort, val_ids, pre),
+                targets(cohort, val_ids, edges),
+                member_subdir(model_dir, m),
+                member=m,
             )
             members.append(module)
             histories.append(history)
-        fm.model = members[0] if len(members) == 1 else EnsembleModel(members, "logit" if cfg.loss == "cox" else "hazard").eval()
-        fm.training = {"best_epochs": [int(h[-1]["best_epoch"]) if h else -1 for h in histories],
-                       "epochs_run": [len(h) for h in histories]}
+        fm.model = (
+            members[0]
+            if len(members) == 1
+            else EnsembleModel(members, "logit" if cfg.loss == "cox" else "hazard").eval()
+        )
+        fm.training = {
+            "best_epochs": [int(h[-1]["best_epoch"]) if h else -1 for h in histories],
+            "epochs_run": [len(h) for h in histories],
+        }
         if cfg.loss == "cox":
             all_t = build_table(cohort, fold.train, pre)
             all_y = targets(cohort, fold.train, edges)
-            logits, _ = predict_logits(fm.model, all_t, batch_size=cfg.batch_size, device=self.device, autocast=self.autocast)
+            logits, _ = predict_logits(
+                fm.model, all_t, batch_size=cfg.batch_size, device=self.device, autocast=self.autocast
+            )
             fm.breslow = fit_breslow(logits[:, 0], all_y.time, all_y.event)
         return Trained(fm, histories[0])
 
@@ -134,10 +173,17 @@ class FoldTrainer:
         tables = [build_table(cohort, ids, pre) for ids in (fold.fit, fold.val, fold.train)]
         ys = [targets(cohort, ids, fm.bin_edges) for ids in (fold.fit, fold.val, fold.train)]
         xs = [_vectors(t, cohort.modalities) for t in tables]
-        inputs = FitInputs(xs[0], ys[0].time, ys[0].event, xs[1], ys[1].time, ys[1].event, xs[2], ys[2].time, ys[2].event)
+        inputs = FitInputs(
+            xs[0], ys[0].time, ys[0].event, xs[1], ys[1].time, ys[1].event, xs[2], ys[2].time, ys[2].event
+        )
         impute = np.concatenate([pre[m].median for m in cohort.modalities if m != WSI])
         fitted = fit_model(cfg.model, model_specs(cohort, pre), cfg.n_bins, impute, inputs, cfg.model_hparams())
-        fm.model, fm.breslow, fm.loss, fm.training = fitted.model.to(self.device), fitted.breslow, "cox", dict(fitted.info)
+        fm.model, fm.breslow, fm.loss, fm.training = (
+            fitted.model.to(self.device),
+            fitted.breslow,
+            "cox",
+            dict(fitted.info),
+        )
         if self.dist.is_main:
             atomic.write_text(model_dir / HISTORY_FILE, "".join(atomic.json_text(d) + "\n" for d in fitted.history))
         return Trained(fm, fitted.history)
@@ -163,19 +209,43 @@ class FoldTrainer:
         if cfg.compile:
             wrapped = torch.compile(wrapped)
         settings = LoopSettings(
-            epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
-            patience=cfg.patience, l1=cfg.l1, alpha=cfg.alpha, loss=cfg.loss, batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum, modality_dropout=cfg.modality_dropout, max_patches=cfg.max_patches,
-            seed=seed, fold=fold.index, device=self.device, autocast=self.autocast, monitor=cfg.monitor,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_epochs=cfg.warmup_epochs,
+            patience=cfg.patience,
+            l1=cfg.l1,
+            alpha=cfg.alpha,
+            loss=cfg.loss,
+            batch_size=cfg.batch_size,
+            grad_accum=cfg.grad_accum,
+            modality_dropout=cfg.modality_dropout,
+            max_patches=cfg.max_patches,
+            seed=seed,
+            fold=fold.index,
+            device=self.device,
+            autocast=self.autocast,
+            monitor=cfg.monitor,
         )
         where = "refit" if fold.index == REFIT_SEED_INDEX else f"fold {fold.index}"
-        module, history = train_fold(wrapped, fit_t, fit_y, val_t, val_y, settings, fold_dir=member_dir, dist=self.dist,
-                                     log=self._log(fold.index, member), console=self.console if self.dist.is_main else None,
-                                     label=f"{where} member {member}" if self.cfg.ensemble > 1 else where)
+        module, history = train_fold(
+            wrapped,
+            fit_t,
+            fit_y,
+            val_t,
+            val_y,
+            settings,
+            fold_dir=member_dir,
+            dist=self.dist,
+            log=self._log(fold.index, member),
+            console=self.console if self.dist.is_main else None,
+            label=f"{where} member {member}" if self.cfg.ensemble > 1 else where,
+        )
         return module.eval(), history
 
     def _log(self, index: int, member: int):
         """The loop's log lines on rank 0, tagged with the ensemble member; the refit says "refit"."""
+
         def log(message: str) -> None:
             if not self.dist.is_main:
                 return
@@ -201,8 +271,15 @@ class FoldTrainer:
             frame[f"has_{m}"] = test.present[m]
         if self.dist.is_main:
             write_bundle(layout.checkpoint(fold.index), self.bundle(fm, kind="fold"))
-            meta = {"bin_edges": fm.bin_edges, "time_unit": cohort.time_unit, "model": fm.model_name,
-                    "modalities": fm.modalities, "loss": fm.loss, "fold": fold.index, "kind": OUT_OF_FOLD}
+            meta = {
+                "bin_edges": fm.bin_edges,
+                "time_unit": cohort.time_unit,
+                "model": fm.model_name,
+                "modalities": fm.modalities,
+                "loss": fm.loss,
+                "fold": fold.index,
+                "kind": OUT_OF_FOLD,
+            }
             write_predictions(layout.fold_predictions(fold.index), frame, meta)
             remove_states(layout.fold_dir(fold.index))
         return frame

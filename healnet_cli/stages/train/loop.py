@@ -101,7 +101,9 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def sample_losses(logits: torch.Tensor, y: Targets, rows: np.ndarray, s: LoopSettings, *, alpha: float | None = None) -> torch.Tensor:
+def sample_losses(
+    logits: torch.Tensor, y: Targets, rows: np.ndarray, s: LoopSettings, *, alpha: float | None = None
+) -> torch.Tensor:
     """Per-sample loss terms ``[b]`` for the rows of a batch."""
     dev = logits.device
     event = torch.from_numpy(y.event[rows]).to(dev)
@@ -164,7 +166,15 @@ def train_fold(
     n_batches = math.ceil(len(train.ids) / s.batch_size)
     steps_per_epoch = len(step_groups(n_batches, per_step))
     total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
-    st = {"epoch": 0, "step": 0, "best_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "best_state": None}
+    st = {
+        "epoch": 0,
+        "step": 0,
+        "best_loss": math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "best_state": None,
+    }
     state_path = fold_dir / STATE_FILE if fold_dir is not None else None
     if state_path is not None and state_path.is_file():
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -174,8 +184,12 @@ def train_fold(
         log(f"fold {s.fold}: resuming after epoch {st['epoch']}")
     has_val = len(val.ids) > 0
     epochs = (console or Console(quiet=True)).track(
-        range(st["epoch"], s.epochs), total=s.epochs, completed=st["epoch"], description=label or f"fold {s.fold}",
-        unit="epochs", extra=lambda: progress_text(st, has_val, s.monitor),
+        range(st["epoch"], s.epochs),
+        total=s.epochs,
+        completed=st["epoch"],
+        description=label or f"fold {s.fold}",
+        unit="epochs",
+        extra=lambda: progress_text(st, has_val, s.monitor),
     )
     with contextlib.closing(epochs):
         for epoch in epochs:
@@ -199,7 +213,9 @@ def train_fold(
                     rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
                     present = {m: v[rows] for m, v in train.present.items()}
                     present = drop_modalities(present, s.modality_dropout, sample_rng)
-                    batch = collate(train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device)
+                    batch = collate(
+                        train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device
+                    )
                     with torch.autocast(s.device.type, dtype=s.autocast, enabled=s.autocast is not None):
                         out = model(batch)
                     terms = sample_losses(out.logits, train_y, rows, s)
@@ -226,17 +242,26 @@ def train_fold(
                 st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
             elif epoch >= s.warmup_epochs:
                 st["bad_epochs"] += 1
-            st["history"].append({
-                "epoch": epoch, "train_loss": loss_sum / max(1, n_seen), "val_loss": val_loss, "val_cindex": val_c,
-                "lr": lr, "seconds": time.monotonic() - start, "best_epoch": st["best_epoch"],
-            })
+            st["history"].append(
+                {
+                    "epoch": epoch,
+                    "train_loss": loss_sum / max(1, n_seen),
+                    "val_loss": val_loss,
+                    "val_cindex": val_c,
+                    "lr": lr,
+                    "seconds": time.monotonic() - start,
+                    "best_epoch": st["best_epoch"],
+                }
+            )
             if state_path is not None and dist.is_main:
                 _save_state(state_path, module, optimizer, st)
                 atomic.write_text(fold_dir / HISTORY_FILE, "".join(atomic.json_text(h) + "\n" for h in st["history"]))
     if st["best_state"] is not None:
         module.load_state_dict(st["best_state"])
     if has_val:
-        log(f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} ({_monitored(st['best_loss'], s.monitor)})")
+        log(
+            f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} ({_monitored(st['best_loss'], s.monitor)})"
+        )
     else:
         log(f"fold {s.fold}: {st['epoch']} epochs, the last epoch's weights kept (no inner validation)")
     return module, st["history"]

@@ -25,14 +25,26 @@ def environment(seeds: dict[str, Any], fingerprints: dict[str, str], extra: dict
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        ).stdout.strip() or None
+        rev = (
+            subprocess.run(
+                ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         rev = None
-    return {"versions": versions, "git_revision": rev, "host": platform.node(), "seeds": seeds,
-            "inputs": dict(sorted(fingerprints.items())), **extra}
+    return {
+        "versions": versions,
+        "git_revision": rev,
+        "host": platform.node(),
+        "seeds": seeds,
+        "inputs": dict(sorted(fingerprints.items())),
+        **extra,
+    }
 
 
 def summarise(frame: pd.DataFrame, failed: dict[int, str], info: dict[str, Any]) -> dict[str, Any]:
@@ -40,8 +52,13 @@ def summarise(frame: pd.DataFrame, failed: dict[int, str], info: dict[str, Any])
     the folds where it was computable; a fold without one has ``cindex: null`` and its ``reason``."""
     rows = []
     for k, part in frame.groupby("fold", sort=True):
-        value = compute_safely("harrell_c", compute_harrell, part["time"].to_numpy(float), part["event"].to_numpy(bool),
-                               part["risk"].to_numpy(float))
+        value = compute_safely(
+            "harrell_c",
+            compute_harrell,
+            part["time"].to_numpy(float),
+            part["event"].to_numpy(bool),
+            part["risk"].to_numpy(float),
+        )
         row = {"fold": int(k), "cindex": value.value, "n_test": len(part), "n_events": int(part["event"].sum())}
         rows.append(row if value.ok else {**row, "reason": value.reason})
     scored = np.array([r["cindex"] for r in rows if r["cindex"] is not None], dtype=float)

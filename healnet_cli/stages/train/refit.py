@@ -36,15 +36,19 @@ def refit_recipe(cfg: TrainConfig, layout: RunLayout) -> tuple[TrainConfig, dict
     if is_fitted(cfg.model):
         fitter = FITTERS[cfg.model]
         hparams = fitter.refit_hparams(trainings, cfg.model_hparams())
-        return (dataclasses.replace(cfg, hparams=hparams, val_fraction=0.0),
-                {"rule": fitter.refit_rule, "hparams": hparams, "folds": [t for t in trainings]})
+        return (
+            dataclasses.replace(cfg, hparams=hparams, val_fraction=0.0),
+            {"rule": fitter.refit_rule, "hparams": hparams, "folds": [t for t in trainings]},
+        )
     epochs = median_best_epochs(trainings)
     note = EPOCH_RULE
     if epochs is None:  # folds of a schema-1 run record no early-stopping epochs
         epochs, note = cfg.epochs, "--epochs (the folds record no early-stopping epoch)"
     best = [b for t in trainings for b in t.get("best_epochs", [])]
-    return (dataclasses.replace(cfg, epochs=epochs, val_fraction=0.0, patience=epochs + 1),
-            {"rule": note, "epochs": epochs, "fold_best_epochs": best})
+    return (
+        dataclasses.replace(cfg, epochs=epochs, val_fraction=0.0, patience=epochs + 1),
+        {"rule": note, "epochs": epochs, "fold_best_epochs": best},
+    )
 
 
 def refit_all(cfg: TrainConfig, trainer: FoldTrainer, layout: RunLayout, console: Console) -> dict[str, Any]:
@@ -56,13 +60,18 @@ def refit_all(cfg: TrainConfig, trainer: FoldTrainer, layout: RunLayout, console
     cohort = trainer.cohort
     what = f"{record['epochs']} epochs" if "epochs" in record else record["rule"]
     console.info(f"refit on all {len(cohort.patients)} patients ({what})")
-    refit_trainer = FoldTrainer(rcfg, cohort, layout, trainer.device, trainer.autocast, trainer.dist, console,
-                                trainer.provenance)
+    refit_trainer = FoldTrainer(
+        rcfg, cohort, layout, trainer.device, trainer.autocast, trainer.dist, console, trainer.provenance
+    )
     trained = refit_trainer.fit(Fold(REFIT_SEED_INDEX, list(cohort.patients), []), layout.refit_dir)
     fm = trained.fold_model
     fm.fold = -1
-    record = {**record, "n_patients": len(cohort.patients), "n_events": int(cohort.labels["event"].sum()),
-              "bin_edges": [float(e) for e in fm.bin_edges]}
+    record = {
+        **record,
+        "n_patients": len(cohort.patients),
+        "n_events": int(cohort.labels["event"].sum()),
+        "bin_edges": [float(e) for e in fm.bin_edges],
+    }
     fm.training = {**fm.training, **{k: v for k, v in record.items() if k in ("epochs", "rule")}}
     if trainer.dist.is_main:
         write_bundle(layout.refit_checkpoint, refit_trainer.bundle(fm, kind="refit"))
@@ -70,4 +79,3 @@ def refit_all(cfg: TrainConfig, trainer: FoldTrainer, layout: RunLayout, console
         update_manifest(layout, refit=record)
     console.info(f"refit: {layout.refit_checkpoint}")
     return record
-

@@ -24,9 +24,16 @@ from healnet_cli.core.device import resolve_device, resolve_precision
 from healnet_cli.core.errors import EXIT_OK, EXIT_PARTIAL, DiskFullError, HealnetError, InputError, one_line
 from healnet_cli.core.workspace import Workspace
 from healnet_cli.data.cohort import Cohort, load_cohort
-from healnet_cli.data.inference import cpu_threads as inference_threads
 from healnet_cli.data.fitted import is_fitted
-from healnet_cli.data.splits import MIN_VAL_SOURCE, Fold, folds_from_frame, inner_validation, make_folds, read_splits_dir
+from healnet_cli.data.inference import cpu_threads as inference_threads
+from healnet_cli.data.splits import (
+    MIN_VAL_SOURCE,
+    Fold,
+    folds_from_frame,
+    inner_validation,
+    make_folds,
+    read_splits_dir,
+)
 from healnet_cli.stages.train.config import TrainConfig, check_config
 from healnet_cli.stages.train.contract import (
     SETUP_WAIT_S,
@@ -74,7 +81,9 @@ def cpu_threads(cfg: TrainConfig, device: torch.device) -> int | None:
     return inference_threads(cfg.modalities, device)
 
 
-def plan_folds(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Console) -> tuple[list[Fold], dict[str, Any]]:
+def plan_folds(
+    cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Console
+) -> tuple[list[Fold], dict[str, Any]]:
     """Folds with inner validation sets; reused from ``splits.csv`` when the run folder has one."""
     if layout.splits.is_file():
         return folds_from_frame(read_splits(layout)), {}
@@ -83,9 +92,13 @@ def plan_folds(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Con
         folds, report = read_splits_dir(cfg.splits, cohort.patients)
         for k in report.dropped:
             if report.dropped[k]:
-                console.warn(f"splits_{k}.csv: {len(report.dropped[k])} cohort patient(s) in neither column are left out of fold {k}")
+                console.warn(
+                    f"splits_{k}.csv: {len(report.dropped[k])} cohort patient(s) in neither column are left out of fold {k}"
+                )
             if report.unknown[k]:
-                console.warn(f"splits_{k}.csv: {len(report.unknown[k])} id(s) not in the cohort are ignored (e.g. {report.unknown[k][0]})")
+                console.warn(
+                    f"splits_{k}.csv: {len(report.unknown[k])} id(s) not in the cohort are ignored (e.g. {report.unknown[k][0]})"
+                )
         info = {"dropped_by_splits": report.dropped, "unknown_in_splits": report.unknown}
     else:
         folds = make_folds(cohort.labels, cfg.folds, cfg.seed)
@@ -128,25 +141,40 @@ def check_events(cohort: Cohort, folds: list[Fold], console: Console) -> None:
             )
         n_events = int(event.loc[f.test].sum())
         if n_events == 0 or len(f.test) < 2:
-            what = f"no events among its {len(f.test)} test patients" if n_events == 0 else f"{len(f.test)} test patient"
-            console.warn(f"fold {f.index}: {what}: it is trained, but its c-index cannot be computed; the summary "
-                         "says how many folds were scored")
+            what = (
+                f"no events among its {len(f.test)} test patients" if n_events == 0 else f"{len(f.test)} test patient"
+            )
+            console.warn(
+                f"fold {f.index}: {what}: it is trained, but its c-index cannot be computed; the summary "
+                "says how many folds were scored"
+            )
 
 
 def check_hparams(cfg: TrainConfig, cohort: Cohort) -> None:
     """Build the model once on the cohort's dimensions so a bad ``--hparam`` fails before any work."""
     from healnet_cli.models import ModalitySpec, create_model
 
-    specs = {m: ModalitySpec("bag", int(cohort.wsi_dim)) if m == WSI else ModalitySpec("vector", max(1, cohort.omics[m].shape[1]))
-             for m in cohort.modalities}
+    specs = {
+        m: ModalitySpec("bag", int(cohort.wsi_dim))
+        if m == WSI
+        else ModalitySpec("vector", max(1, cohort.omics[m].shape[1]))
+        for m in cohort.modalities
+    }
     try:
         create_model(cfg.model, specs, cfg.n_bins, **cfg.model_hparams())
     except (ValueError, TypeError) as exc:
         raise InputError(f"--model {cfg.model} / --hparam: {exc}") from exc
 
 
-def prepare_run(cfg: TrainConfig, cohort: Cohort, layout: RunLayout, console: Console, dist: Dist,
-                options: dict[str, Any], sources: dict[str, str] | None) -> list[Fold]:
+def prepare_run(
+    cfg: TrainConfig,
+    cohort: Cohort,
+    layout: RunLayout,
+    console: Console,
+    dist: Dist,
+    options: dict[str, Any],
+    sources: dict[str, str] | None,
+) -> list[Fold]:
     """Check the folder (a new run, or the same run continued), plan the folds, write the run files."""
     exists = layout.is_run()
     if exists and not cfg.resume and cfg.fold is None:
@@ -184,7 +212,9 @@ def _setup(cfg: TrainConfig, console: Console) -> tuple[Dist, Console, torch.dev
     return dist, console, device, resolve_precision(cfg.precision, device)
 
 
-def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | None = None, sources: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def run_train(
+    cfg: TrainConfig, console: Console, *, options: dict[str, Any] | None = None, sources: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     """Train every (or one, ``cfg.fold``) fold, then (``cfg.refit_all``) the model on all patients;
     return the exit code and the summary."""
     dist, console, device, autocast = _setup(cfg, console)
@@ -202,8 +232,10 @@ def run_train(cfg: TrainConfig, console: Console, *, options: dict[str, Any] | N
         sweep_run(layout, [f.index for f in todo], whole_run=cfg.fold is None)
         if cfg.fold is not None:
             locks.drop(RUN_LOCK)
-        console.info(f"cohort: {len(cohort.patients)} patients, {int(cohort.labels['event'].sum())} events; "
-                     + ", ".join(f"{k}: {v}" for k, v in cohort.pattern_counts().items()))
+        console.info(
+            f"cohort: {len(cohort.patients)} patients, {int(cohort.labels['event'].sum())} events; "
+            + ", ".join(f"{k}: {v}" for k, v in cohort.pattern_counts().items())
+        )
         trainer = FoldTrainer(cfg, cohort, layout, device, autocast, dist, console, training_provenance(cohort))
         failed = train_folds(cfg, trainer, todo, layout, console, dist)
         summary = finish(layout, [f.index for f in folds], failed, console, write=dist.is_main)
@@ -224,11 +256,14 @@ def sweep_run(layout: RunLayout, folds: list[int], *, whole_run: bool) -> int:
     only while it sets up, so there only those of dead writers go); return how many."""
     tops = [layout.fold_dir(k) for k in folds] + ([layout.refit_dir] if whole_run else [])
     folders = [d for top in tops for d in (top, *sorted(top.glob("member_*")))]
-    return atomic.sweep_temporaries(layout.root, held=whole_run) + sum(atomic.sweep_temporaries(d, held=True) for d in folders)
+    return atomic.sweep_temporaries(layout.root, held=whole_run) + sum(
+        atomic.sweep_temporaries(d, held=True) for d in folders
+    )
 
 
-def train_folds(cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout: RunLayout, console: Console,
-                dist: Dist) -> dict[int, str]:
+def train_folds(
+    cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout: RunLayout, console: Console, dist: Dist
+) -> dict[int, str]:
     """Train the folds ``todo`` (finished ones skipped with --resume); ``fold -> reason`` of failures."""
     failed: dict[int, str] = {}
     for fold in todo:
@@ -237,11 +272,15 @@ def train_folds(cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout
             continue
         if cfg.fold is not None and not cfg.resume:
             remove_states(layout.fold_dir(fold.index))
-        console.info(f"fold {fold.index}: {len(fold.fit)} train, {len(fold.val)} inner validation, {len(fold.test)} test patients")
+        console.info(
+            f"fold {fold.index}: {len(fold.fit)} train, {len(fold.val)} inner validation, {len(fold.test)} test patients"
+        )
         if not fold.val and not is_fitted(cfg.model):
             why = "--val-fraction 0" if cfg.val_fraction <= 0 else f"fewer than {MIN_VAL_SOURCE} training patients"
-            console.info(f"fold {fold.index}: no inner validation ({why}): no early stopping, every network trains "
-                         f"all {cfg.epochs} epochs and keeps its last epoch's weights")
+            console.info(
+                f"fold {fold.index}: no inner validation ({why}): no early stopping, every network trains "
+                f"all {cfg.epochs} epochs and keeps its last epoch's weights"
+            )
         try:
             trainer.write(fold, trainer.fit(fold, layout.fold_dir(fold.index)))
         except (InputError, DiskFullError):  # a full disk fails every further fold too: stop, keep the finished ones
@@ -260,7 +299,9 @@ def train_folds(cfg: TrainConfig, trainer: FoldTrainer, todo: list[Fold], layout
     return failed
 
 
-def finish(layout: RunLayout, folds: list[int], failed: dict[int, str], console: Console, *, write: bool = True) -> dict[str, Any]:
+def finish(
+    layout: RunLayout, folds: list[int], failed: dict[int, str], console: Console, *, write: bool = True
+) -> dict[str, Any]:
     """Gather predictions, store the risk cut-offs and write the summary when every fold is done; print it."""
     if not write:
         return {}
@@ -268,15 +309,19 @@ def finish(layout: RunLayout, folds: list[int], failed: dict[int, str], console:
     frame = gather_predictions(layout, folds)
     if frame is None:
         done = [k for k in folds if layout.fold_done(k)]
-        console.info(f"{len(done)}/{len(folds)} folds finished; predictions.parquet is gathered when all are done "
-                     f"(or with `healnet train --gather --out {layout.root}`)")
+        console.info(
+            f"{len(done)}/{len(folds)} folds finished; predictions.parquet is gathered when all are done "
+            f"(or with `healnet train --gather --out {layout.root}`)"
+        )
         return {"folds_done": done, "failed": {str(k): v for k, v in failed.items()}, "out": str(layout.root)}
     if not failed:
         clear_failures(layout)
     manifest = read_manifest(layout)
     if layout.manifest.is_file():  # schema-1 runs keep their layout; readers derive the cut-offs
         manifest = update_manifest(layout, risk_cutoffs=risk_cutoffs(frame["risk"].to_numpy(float)))
-    summary = summarise(frame, failed, {"model": manifest.model, "modalities": manifest.modalities, "out": str(layout.root)})
+    summary = summarise(
+        frame, failed, {"model": manifest.model, "modalities": manifest.modalities, "out": str(layout.root)}
+    )
     write_summary(layout, summary)
     for row in summary["folds"]:
         value = f"{row['cindex']:.3f}" if row["cindex"] is not None else f"n/a ({row['reason']})"
@@ -294,5 +339,7 @@ def gather_run(out: Path, console: Console) -> tuple[int, dict[str, Any]]:
     folds = sorted(int(k) for k in read_splits(layout)["fold"].unique())
     missing = [k for k in folds if not layout.fold_done(k)]
     if missing:
-        raise InputError(f"--gather: fold(s) {missing} of {out} are not finished; run `healnet train --fold K` for them")
+        raise InputError(
+            f"--gather: fold(s) {missing} of {out} are not finished; run `healnet train --fold K` for them"
+        )
     return EXIT_OK, finish(layout, folds, {}, console)

@@ -23,13 +23,29 @@ runner = CliRunner()
 def workspace(tmp_path: Path) -> Path:
     """rna for P1-P3, labels for P1, P2, P4 (P2 event), slides: P1 (2 slides), P3, P9 (barcode case ids)."""
     omics = tmp_path / "omics"
-    write_modality(omics / "rna.parquet", pd.DataFrame({"g": [1.0, 2.0, 3.0]}, index=["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0003"]), {})
-    labels = pd.DataFrame({"time": [1.0, 2.0, 3.0], "event": [False, True, False]}, index=["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0004"])
+    write_modality(
+        omics / "rna.parquet",
+        pd.DataFrame({"g": [1.0, 2.0, 3.0]}, index=["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0003"]),
+        {},
+    )
+    labels = pd.DataFrame(
+        {"time": [1.0, 2.0, 3.0], "event": [False, True, False]}, index=["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0004"]
+    )
     write_labels(omics / "labels.parquet", labels, {"time_unit": "months"})
     features = tmp_path / "features" / "resnet50-trunc"
-    slides = {"s1": "TCGA-AA-0001-01Z-00-DX1", "s2": "TCGA-AA-0001-01Z-00-DX2", "s3": "TCGA-AA-0003", "s9": "TCGA-AA-0009"}
+    slides = {
+        "s1": "TCGA-AA-0001-01Z-00-DX1",
+        "s2": "TCGA-AA-0001-01Z-00-DX2",
+        "s3": "TCGA-AA-0003",
+        "s9": "TCGA-AA-0009",
+    }
     for slide, case in slides.items():
-        write_features(features / f"{slide}.safetensors", torch.zeros(2, 4), torch.zeros(2, 2), {"slide_id": slide, "case_id": case})
+        write_features(
+            features / f"{slide}.safetensors",
+            torch.zeros(2, 4),
+            torch.zeros(2, 2),
+            {"slide_id": slide, "case_id": case},
+        )
     return tmp_path
 
 
@@ -67,7 +83,10 @@ def test_cli_plain_and_json(workspace: Path) -> None:
     assert "slides whose patient has no labels: 2" in plain.stdout
     as_json = runner.invoke(build_app(), ["cohort", "-w", str(workspace), "--json"])
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["patients"] == 5
-    assert sorted(p.name for p in (workspace / "omics").iterdir()) == ["labels.parquet", "rna.parquet"]  # writes nothing
+    assert sorted(p.name for p in (workspace / "omics").iterdir()) == [
+        "labels.parquet",
+        "rna.parquet",
+    ]  # writes nothing
 
 
 def test_rich_rendering(workspace: Path) -> None:
@@ -104,7 +123,11 @@ def test_cohort_counts_equal_the_cohort_train_builds(tmp_path: Path) -> None:
 
     omics = tmp_path / "omics"
     ids = ["TCGA-2F-A9KO", "TCGA-AA-0002", "TCGA-AA-0003", "TCGA-AA-0002"]
-    write_modality(omics / "rna.parquet", pd.DataFrame({"g": [1.0, 2.0, np.nan, 2.0], "h": [0.0, np.nan, np.nan, 1.0]}, index=ids), {})
+    write_modality(
+        omics / "rna.parquet",
+        pd.DataFrame({"g": [1.0, 2.0, np.nan, 2.0], "h": [0.0, np.nan, np.nan, 1.0]}, index=ids),
+        {},
+    )
     labels = pd.DataFrame({"time": [1.0, 2.0, 3.0, 4.0], "event": [True, True, False, False]},
                           index=["TCGA-2F-A9KO", "TCGA-AA-0002", "TCGA-AA-0003", "TCGA-AA-0005"])  # fmt: skip
     write_labels(omics / "labels.parquet", labels, {"time_unit": "days"})
@@ -115,7 +138,12 @@ def test_cohort_counts_equal_the_cohort_train_builds(tmp_path: Path) -> None:
         "TCGA-AA-0005-01Z": ("TCGA-AA-0005", 0),
     }
     for slide, (case, n) in slides.items():
-        write_features(features / f"{slide}.safetensors", torch.zeros(n, 4), torch.zeros(n, 2), {"slide_id": slide, "case_id": case})
+        write_features(
+            features / f"{slide}.safetensors",
+            torch.zeros(n, 4),
+            torch.zeros(n, 2),
+            {"slide_id": slide, "case_id": case},
+        )
     shown = compute_cohort(tmp_path).as_dict()["modalities"]
     trained = load_cohort(tmp_path, ["rna", "wsi"]).presence
     assert shown["rna"]["labelled"] == int(trained["rna"].sum()) == 2

@@ -116,7 +116,9 @@ def test_compose_slide_tumour_fraction_extremes() -> None:
         compose_slide(library, height_px=64, width_px=64, tumour_fraction=1.5, rng=rng)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"n_patients": 3}, "at least 6 patients"), ({"slide_px": 256}, "512")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"n_patients": 3}, "at least 6 patients"), ({"slide_px": 256}, "512")]
+)
 def test_bad_sizes(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         build_demo_cohort(tmp_path, **kwargs)

@@ -71,7 +71,11 @@ def test_runs_every_step_and_stops_at_a_failure(tmp_path: Path, fake_launcher, m
     assert result.log_path.is_file()
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert summary["steps"][-1]["exit_code"] == 2
-    assert summary["config"] == {**SMALL, "slide_px": 512, "seed": 0}  # what shapes the figures (docs/demo_results.json)
+    assert summary["config"] == {
+        **SMALL,
+        "slide_px": 512,
+        "seed": 0,
+    }  # what shapes the figures (docs/demo_results.json)
     assert any(line.startswith("[5/8] train-wsi_rna") for line in lines)
 
 
@@ -94,7 +98,9 @@ def test_cli_prints_failing_command_and_output(tmp_path: Path, fake_launcher, mo
 def test_missing_command_fails_before_any_work(tmp_path: Path) -> None:
     config = _config(tmp_path)
     with pytest.raises(InputError, match="evaluate"):
-        run_demo(config, available_commands=[c for c in required_commands() if c != "evaluate"], progress=lambda _: None)
+        run_demo(
+            config, available_commands=[c for c in required_commands() if c != "evaluate"], progress=lambda _: None
+        )
     assert not config.out_dir.exists()
 
 
@@ -109,8 +115,12 @@ def test_refuses_a_foreign_non_empty_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"n_patients": 4}, "--patients"), ({"folds": 1}, "--folds"), ({"epochs": 0}, "--epochs"),
-     ({"n_patients": 8, "folds": 5}, "too few")],
+    [
+        ({"n_patients": 4}, "--patients"),
+        ({"folds": 1}, "--folds"),
+        ({"epochs": 0}, "--epochs"),
+        ({"n_patients": 8, "folds": 5}, "too few"),
+    ],
 )
 def test_bad_options(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -159,8 +169,22 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
     from healnet_cli.cli import build_app
 
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--patients", "12", "--slide-px", "1024", "--epochs", "2",
-            "--folds", "2", "--bootstrap", "20", "--json"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--patients",
+        "12",
+        "--slide-px",
+        "1024",
+        "--epochs",
+        "2",
+        "--folds",
+        "2",
+        "--bootstrap",
+        "20",
+        "--json",
+    ]
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "demo.json").read_text())

@@ -30,13 +30,28 @@ def cohort(n: int, seed: int) -> pd.DataFrame:
     t_event = rng.exponential(20.0 * np.exp(-(comp_wsi + comp_rna)))
     t_cens = rng.uniform(5.0, 60.0, size=n)
     ids = [f"P{i:03d}" for i in range(n)]
-    return pd.DataFrame({"patient_id": ids, "comp_wsi": comp_wsi, "comp_rna": comp_rna,
-                         "time": np.minimum(t_event, t_cens) + 0.1, "event": t_event <= t_cens})
+    return pd.DataFrame(
+        {
+            "patient_id": ids,
+            "comp_wsi": comp_wsi,
+            "comp_rna": comp_rna,
+            "time": np.minimum(t_event, t_cens) + 0.1,
+            "event": t_event <= t_cens,
+        }
+    )
 
 
 def make_run(
-    folder: Path, *, n: int = 60, n_folds: int = 3, seed: int = 0, noise: float = 0.3, n_bins: int = 4,
-    modalities: tuple[str, ...] = ("wsi", "rna"), gathered: bool = True, checkpoints: bool = True,
+    folder: Path,
+    *,
+    n: int = 60,
+    n_folds: int = 3,
+    seed: int = 0,
+    noise: float = 0.3,
+    n_bins: int = 4,
+    modalities: tuple[str, ...] = ("wsi", "rna"),
+    gathered: bool = True,
+    checkpoints: bool = True,
 ) -> Path:
     """Write a run folder with out-of-fold predictions of a noisy version of the true risk."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,8 +80,11 @@ def make_run(
         if checkpoints:
             (folder / f"fold_{k}" / "checkpoint.pt").write_bytes(b"fake")
         if not gathered:
-            _parquet(folder / f"fold_{k}" / "predictions.parquet", frames[-1],
-                     {"bin_edges": edges[str(k)], "time_unit": "months", "model": "healnet", "modalities": list(modalities)})
+            _parquet(
+                folder / f"fold_{k}" / "predictions.parquet",
+                frames[-1],
+                {"bin_edges": edges[str(k)], "time_unit": "months", "model": "healnet", "modalities": list(modalities)},
+            )
     preds = pd.concat(frames, ignore_index=True)
     meta = {"bin_edges": edges, "time_unit": "months", "model": "healnet", "modalities": list(modalities)}
     if gathered:
@@ -105,8 +123,10 @@ class FakeInference:
         drop = drop or {}
         self.calls.append({"fold": fm.fold, "drop": drop, "weights": return_weights})
         ids = [str(p) for p in patient_ids]
-        risk = np.array([sum(self.components.at[p, f"comp_{m}"] for m in fm.modalities if m not in drop.get(p, ()))
-                         for p in ids], dtype=float)
+        risk = np.array(
+            [sum(self.components.at[p, f"comp_{m}"] for m in fm.modalities if m not in drop.get(p, ())) for p in ids],
+            dtype=float,
+        )
         frame = pd.DataFrame({"patient_id": ids, "risk": risk})
         weights, bags = None, {}
         if return_weights:
@@ -145,11 +165,24 @@ def make_workspace(workdir: Path, *, n: int = 24, n_genes: int = 6, dim: int = 8
         slide = f"{pid}-01Z-00-DX1"
         xy = np.array([[x * 256, y * 256] for x in range(3) for y in range(2)], dtype=np.int64)
         f = rng.normal(size=(len(xy), dim)).astype(np.float32) + slide_signal[i]
-        write_features(features_path(feats, slide), torch.from_numpy(f), torch.from_numpy(xy),
-                       {"slide_id": slide, "case_id": pid, "extractor": "toy"})
+        write_features(
+            features_path(feats, slide),
+            torch.from_numpy(f),
+            torch.from_numpy(xy),
+            {"slide_id": slide, "case_id": pid, "extractor": "toy"},
+        )
         Image.new("RGB", (24, 16), (235, 210, 225)).save(tiles / f"{slide}.png")
-        meta = {"slide_id": slide, "case_id": pid, "source_path": f"{slide}.svs", "mpp": 0.5, "patch_px": 256,
-                "patch_px_level0": 256, "read_level": 0, "read_patch_px": 256, "thumbnail_png": f"{slide}.png",
-                "thumbnail_downsample": 32.0}
+        meta = {
+            "slide_id": slide,
+            "case_id": pid,
+            "source_path": f"{slide}.svs",
+            "mpp": 0.5,
+            "patch_px": 256,
+            "patch_px_level0": 256,
+            "read_level": 0,
+            "read_patch_px": 256,
+            "thumbnail_png": f"{slide}.png",
+            "thumbnail_downsample": 32.0,
+        }
         write_coords(tiles / f"{slide}.parquet", SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
     return workdir

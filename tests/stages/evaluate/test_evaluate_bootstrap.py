@@ -9,7 +9,15 @@ import pytest
 from healnet_cli.metrics import NotComputable, bootstrap_ci, bootstrap_ci_batched, resample_counts
 from healnet_cli.metrics.bootstrap import resample_indices
 from healnet_cli.stages.evaluate.run_folder import read_run
-from healnet_cli.stages.evaluate.scoring import METRICS, _batched_stats, _fold_set, _pool, _stats, evaluation_grid, truncation_time
+from healnet_cli.stages.evaluate.scoring import (
+    METRICS,
+    _batched_stats,
+    _fold_set,
+    _pool,
+    _stats,
+    evaluation_grid,
+    truncation_time,
+)
 
 
 def _sets(run_dir):

@@ -17,8 +17,9 @@ def test_evaluate_real_blca_clinical_coxnet(shared_data, tmp_path):
     blca = shared_data / "tcga" / "blca"
     work, run = tmp_path / "work", tmp_path / "run"
     assert runner.invoke(app, ["omics", str(blca / "tcga_blca_all_clean.csv.zip"), "-w", str(work)]).exit_code == 0
-    trained = runner.invoke(app, ["train", "-w", str(work), "-m", "clinical", "--model", "coxnet", "--splits", str(blca),
-                                  "--out", str(run)])
+    trained = runner.invoke(
+        app, ["train", "-w", str(work), "-m", "clinical", "--model", "coxnet", "--splits", str(blca), "--out", str(run)]
+    )
     assert trained.exit_code == 0, trained.stderr
     result = runner.invoke(app, ["evaluate", str(run), "--bootstrap", "200", "--no-attention", "--json"])
     assert result.exit_code == 0, result.stderr

@@ -127,10 +127,23 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention"])
     shot = tmp_path / "shot.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={shot}", "--window-size=412,900", (run_dir / "evaluation" / "report.html").as_uri()],
-        check=False, timeout=60, capture_output=True,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=412,900",
+            (run_dir / "evaluation" / "report.html").as_uri(),
+        ],
+        check=False,
+        timeout=60,
+        capture_output=True,
     )
     assert shot.is_file() and shot.stat().st_size > 5000
     from PIL import Image
@@ -209,10 +222,20 @@ def test_console_prints_the_headline_table(run_dir):
     header = next(i for i, line in enumerate(lines) if "value (95% CI)" in line and "mean ± sd over folds" in line)
     table = lines[header + 1 : header + 5]
     metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
-    for line, (label, key) in zip(table, [("Harrell's c-index", "harrell_c"), ("Uno's c-index", "uno_c"),
-                                           ("Integrated Brier score", "ibs"), ("Mean time-dependent AUC", "mean_auc")]):
+    for line, (label, key) in zip(
+        table,
+        [
+            ("Harrell's c-index", "harrell_c"),
+            ("Uno's c-index", "uno_c"),
+            ("Integrated Brier score", "ibs"),
+            ("Mean time-dependent AUC", "mean_auc"),
+        ],
+    ):
         entry = metrics["pooled"][key]
-        assert line.strip().startswith(label) and f"{entry['value']:.3f} ({entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f})" in line
+        assert (
+            line.strip().startswith(label)
+            and f"{entry['value']:.3f} ({entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f})" in line
+        )
         assert f"({metrics['across_folds'][key]['n_folds']} folds)" in line
 
 
@@ -255,8 +278,12 @@ def test_figures_are_readable_at_phone_width(run_dir, monkeypatch):
         return png
 
     monkeypatch.setattr(plots, "to_png", recording)
-    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True), console=Console(quiet=True),
-                      inference=FakeInference())
+    ev = evaluate_run(
+        read_run(run_dir),
+        EvaluateConfig(bootstrap=0, ablate=True),
+        console=Console(quiet=True),
+        inference=FakeInference(),
+    )
     assert {"td_auc", "brier", "km", "calibration", "ablation", "top_rna", "heatmap_0"} <= set(ev.figures)
     assert len(seen) == len(ev.figures)
     for width_in, smallest_pt, n_texts in seen:

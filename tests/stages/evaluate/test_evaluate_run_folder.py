@@ -39,16 +39,21 @@ def test_unfinished_fold_is_skipped_and_said(tmp_path):
     (run_dir / "failures.json").write_text(json.dumps({"1": "ArithmeticError: weights too large"}))
     run = read_run(run_dir)
     assert run.folds == [0]
-    assert run.unfinished == {"fold_1/predictions.parquet": "training failed: ArithmeticError: weights too large",
-                              "fold_2/predictions.parquet": "missing (fold not finished?)"}
+    assert run.unfinished == {
+        "fold_1/predictions.parquet": "training failed: ArithmeticError: weights too large",
+        "fold_2/predictions.parquet": "missing (fold not finished?)",
+    }
     result = CliRunner().invoke(build_app(), ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention"])
     assert result.exit_code == 3 and "training failed" in result.stderr
 
 
 @pytest.mark.parametrize(
     ("remove", "message"),
-    [("predictions.parquet", "predictions.parquet not found"), ("labels.parquet", "labels.parquet not found"),
-     ("splits.csv", "splits.csv not found")],
+    [
+        ("predictions.parquet", "predictions.parquet not found"),
+        ("labels.parquet", "labels.parquet not found"),
+        ("splits.csv", "splits.csv not found"),
+    ],
 )
 def test_missing_file_is_named(run_dir, remove, message):
     (run_dir / remove).unlink()
@@ -82,9 +87,11 @@ def test_not_a_folder(tmp_path):
 
 @pytest.mark.parametrize(
     ("args", "remove", "named"),
-    [([], "predictions.parquet", "predictions.parquet"),
-     (["--ablate", "--no-attention"], "fold_2/checkpoint.pt", "fold_2/checkpoint.pt"),
-     ([], "fold_0/checkpoint.pt", "fold_0/checkpoint.pt")],  # attention is on by default
+    [
+        ([], "predictions.parquet", "predictions.parquet"),
+        (["--ablate", "--no-attention"], "fold_2/checkpoint.pt", "fold_2/checkpoint.pt"),
+        ([], "fold_0/checkpoint.pt", "fold_0/checkpoint.pt"),
+    ],  # attention is on by default
 )
 def test_cli_exit_2_names_the_file(run_dir, args, remove, named):
     (run_dir / remove).unlink()
@@ -106,7 +113,11 @@ def test_patient_predicted_twice(run_dir):
     table = pq.read_table(path)
     frame = table.to_pandas()
     frame.loc[1, "patient_id"] = frame.loc[0, "patient_id"]
-    pq.write_table(__import__("pyarrow").Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(
-        table.schema.metadata), path)
+    pq.write_table(
+        __import__("pyarrow")
+        .Table.from_pandas(frame, preserve_index=False)
+        .replace_schema_metadata(table.schema.metadata),
+        path,
+    )
     with pytest.raises(InputError, match="predicted more than once"):
         read_run(run_dir)

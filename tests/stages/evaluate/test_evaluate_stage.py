@@ -35,12 +35,17 @@ def test_metrics_match_sksurv_per_fold_and_pooled(run_dir):
     p = read_run(run_dir).predictions
     labels = read_run(run_dir).labels
     assert m["pooled"]["harrell_c"]["value"] == pytest.approx(
-        concordance_index_censored(p["event"].to_numpy(bool), p["time"].to_numpy(), p["risk"].to_numpy())[0])
+        concordance_index_censored(p["event"].to_numpy(bool), p["time"].to_numpy(), p["risk"].to_numpy())[0]
+    )
     tau = m["conventions"]["tau"]
     part = p[p["fold"] == 1]
     train = labels.drop(part["patient_id"])
-    expected = concordance_index_ipcw(Surv.from_arrays(train["event"], train["time"]),
-                                      Surv.from_arrays(part["event"], part["time"]), part["risk"].to_numpy(), tau=tau)[0]
+    expected = concordance_index_ipcw(
+        Surv.from_arrays(train["event"], train["time"]),
+        Surv.from_arrays(part["event"], part["time"]),
+        part["risk"].to_numpy(),
+        tau=tau,
+    )[0]
     assert m["folds"]["1"]["uno_c"]["value"] == pytest.approx(expected)
     for name in ("harrell_c", "uno_c", "ibs", "mean_auc"):
         entry = m["pooled"][name]
@@ -64,7 +69,9 @@ def test_fold_without_events_is_na_with_reason(run_dir):
     table = pq.read_table(path)
     frame = table.to_pandas()
     frame.loc[frame["fold"] == 2, "event"] = False
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path
+    )
     outcome = evaluate_runs([run_dir], EvaluateConfig(bootstrap=10, attention=False), console=QUIET)
     assert outcome.exit_code == 0  # an NA metric is an honest result, not a failure
     fold = _metrics(run_dir)["folds"]["2"]
@@ -84,7 +91,9 @@ def test_grid_outside_follow_up_is_na(run_dir):
 
 def test_ablation_table_with_fake_models(run_dir):
     fake = FakeInference()
-    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake)
+    ev = evaluate_run(
+        read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake
+    )
     rows = {r["condition"]: r for r in ev.ablation.rows()}
     assert list(rows) == ["all present", "without wsi", "without rna", "random half"]
     assert rows["all present"]["mean"] > rows["without wsi"]["mean"]
@@ -96,8 +105,9 @@ def test_ablation_table_with_fake_models(run_dir):
 
 
 def test_random_half_keeps_one_and_is_seeded():
-    present = pd.DataFrame({"wsi": [True, True, False], "rna": [True, True, True], "cnv": [True, False, True]},
-                           index=["a", "b", "c"])
+    present = pd.DataFrame(
+        {"wsi": [True, True, False], "rna": [True, True, True], "cnv": [True, False, True]}, index=["a", "b", "c"]
+    )
     mods = ["wsi", "rna", "cnv"]
     one = random_half_drop(["a", "b", "c"], mods, present, np.random.default_rng(1))
     two = random_half_drop(["a", "b", "c"], mods, present, np.random.default_rng(1))
@@ -109,8 +119,12 @@ def test_random_half_keeps_one_and_is_seeded():
 
 def test_single_modality_model_has_only_all_present(tmp_path):
     run_dir = make_run(tmp_path / "r", modalities=("rna",))
-    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET,
-                      inference=FakeInference(modalities=("rna",)))
+    ev = evaluate_run(
+        read_run(run_dir),
+        EvaluateConfig(bootstrap=0, ablate=True, attention=False),
+        console=QUIET,
+        inference=FakeInference(modalities=("rna",)),
+    )
     assert [r["condition"] for r in ev.ablation.rows()] == ["all present"]
     assert "single-modality" in ev.ablation.notes[0]
 
@@ -122,25 +136,42 @@ def test_attention_top_genes_and_heatmaps_over_thumbnail(run_dir, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 24), (230, 200, 220)).save(tiles / "P019-slide.png")
-    meta = {"slide_id": "P019-slide", "case_id": "P019", "source_path": "x.svs", "mpp": 0.25, "patch_px": 256,
-            "patch_px_level0": 256, "read_level": 0, "read_patch_px": 256, "thumbnail_png": "P019-slide.png",
-            "thumbnail_downsample": 32.0}
+    meta = {
+        "slide_id": "P019-slide",
+        "case_id": "P019",
+        "source_path": "x.svs",
+        "mpp": 0.25,
+        "patch_px": 256,
+        "patch_px_level0": 256,
+        "read_level": 0,
+        "read_patch_px": 256,
+        "thumbnail_png": "P019-slide.png",
+        "thumbnail_downsample": 32.0,
+    }
     write_coords(tiles / "P019-slide.parquet", SlideCoords(np.array([0]), np.array([0]), np.array([1.0]), meta))
-    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, workdir=workdir, top_k_genes=3), console=QUIET,
-                      inference=FakeInference())
+    ev = evaluate_run(
+        read_run(run_dir),
+        EvaluateConfig(bootstrap=0, workdir=workdir, top_k_genes=3),
+        console=QUIET,
+        inference=FakeInference(),
+    )
     assert [n for n, _ in ev.attention.top_features["rna"]] == ["GENE0", "GENE1", "GENE2"]
     labels = [h.label for h in ev.attention.heatmaps]
     assert labels == ["highest risk", "lowest risk"]
     risks = read_run(run_dir).predictions.set_index("patient_id")["risk"]
     assert ev.attention.heatmaps[0].patient_id == risks.idxmax()
     with_thumb = [h for h in ev.attention.heatmaps if h.thumbnail is not None]
-    assert [h.slide_id for h in with_thumb] == (["P019-slide"] if risks.idxmax() == "P019" or risks.idxmin() == "P019" else [])
+    assert [h.slide_id for h in with_thumb] == (
+        ["P019-slide"] if risks.idxmax() == "P019" or risks.idxmin() == "P019" else []
+    )
     assert all(h.note for h in ev.attention.heatmaps if h.thumbnail is None)
     assert any(k.startswith("heatmap_") for k in ev.figures) and "top_rna" in ev.figures
 
 
 def test_single_token_omics_says_why(run_dir):
-    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=FakeInference(single_token=True))
+    ev = evaluate_run(
+        read_run(run_dir), EvaluateConfig(bootstrap=0), console=QUIET, inference=FakeInference(single_token=True)
+    )
     assert "rna" not in ev.attention.top_features
     assert "single token" in ev.attention.unavailable["rna"]
 
@@ -220,8 +251,12 @@ def test_interpolated_survival_passes_through_the_bin_ends():
     surv = np.array([[0.8, 0.5, 0.2, 0.05]])
     for edges in ([0.0, 10.0, 20.0, 30.0, 60.0], [0.0, 10.0, 20.0, 30.0, np.inf]):
         at = survival_interpolated(surv, np.array(edges), np.array([0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 99.0]))[0]
-        assert at[0] == 1.0 and at[2] == pytest.approx(0.8) and at[4] == pytest.approx(0.5) and at[5] == pytest.approx(0.2)
-        assert at[1] == pytest.approx(0.8**0.5) and at[3] == pytest.approx((0.8 * 0.5) ** 0.5)  # constant hazard in a bin
+        assert (
+            at[0] == 1.0 and at[2] == pytest.approx(0.8) and at[4] == pytest.approx(0.5) and at[5] == pytest.approx(0.2)
+        )
+        assert at[1] == pytest.approx(0.8**0.5) and at[3] == pytest.approx(
+            (0.8 * 0.5) ** 0.5
+        )  # constant hazard in a bin
         assert np.all(np.diff(at) <= 1e-12)
     assert at[6] == pytest.approx(0.2) and at[7] == pytest.approx(0.2)  # infinite last edge: held
     assert survival_at(surv, np.array(edges), np.array([5.0]))[0, 0] == 1.0  # the step function says 1 in bin 0
@@ -239,7 +274,10 @@ def test_calibration_is_not_drawn_where_the_step_function_is_one(run_dir):
     assert first and all(r["predicted"] < 0.999 for r in first)
     assert "log-linear between the model's bin ends" in cal.method
     evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
-    assert "interpolat" in _metrics(run_dir)["calibration"]["method"] or "log-linear" in _metrics(run_dir)["calibration"]["method"]
+    assert (
+        "interpolat" in _metrics(run_dir)["calibration"]["method"]
+        or "log-linear" in _metrics(run_dir)["calibration"]["method"]
+    )
     assert "log-linear between the model" in (run_dir / "evaluation" / "report.html").read_text()
 
 
@@ -249,12 +287,19 @@ def test_ablation_scores_only_the_patients_a_condition_changes(run_dir):
     frame = table.to_pandas()
     no_slide = frame["patient_id"].isin([f"P{i:03d}" for i in range(0, 60, 3)])  # 20 of 60 without slides
     frame.loc[no_slide, "has_wsi"] = False
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path
+    )
     fake = FakeInference()
-    ev = evaluate_run(read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake)
+    ev = evaluate_run(
+        read_run(run_dir), EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=fake
+    )
     rows = {r["condition"]: r for r in ev.ablation.rows()}
     assert rows["all present"]["n_changed"] == 60 and rows["without rna"]["n_changed"] == 60
-    assert rows["without wsi"]["n_changed"] == 40 and sum(f["n_changed"] for f in rows["without wsi"]["folds"].values()) == 40
+    assert (
+        rows["without wsi"]["n_changed"] == 40
+        and sum(f["n_changed"] for f in rows["without wsi"]["folds"].values()) == 40
+    )
     without_wsi = [c for c in fake.calls if c["drop"] and set().union(*c["drop"].values()) == {"wsi"}]
     assert sum(len(c["drop"]) for c in without_wsi) == 40
     assert not any(p in c["drop"] for c in without_wsi for p in frame.loc[no_slide, "patient_id"])
@@ -264,7 +309,9 @@ def test_ablation_scores_only_the_patients_a_condition_changes(run_dir):
     expected = concordance_index_censored(has["event"].to_numpy(bool), has["time"].to_numpy(), risk_all)[0]
     assert rows["without wsi"]["pooled_all_present"] == pytest.approx(expected)
     assert rows["without rna"]["pooled_all_present"] == pytest.approx(rows["all present"]["pooled"])
-    evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=FakeInference())
+    evaluate_runs(
+        [run_dir], EvaluateConfig(bootstrap=0, ablate=True, attention=False), console=QUIET, inference=FakeInference()
+    )
     html_text = (run_dir / "evaluation" / "report.html").read_text()
     assert "patients changed" in html_text and "all present, same patients" in html_text
 
@@ -278,21 +325,38 @@ def test_report_shows_patterns_training_settings_and_the_null_brier(run_dir):
     table = pq.read_table(path)
     frame = table.to_pandas()
     frame.loc[frame.index < 7, "has_wsi"] = False
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path
+    )
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    config["options"].update({"epochs": 30, "ensemble": 3, "patience": 5, "monitor": "cindex", "lr": 0.001,
-                              "hparams": {"depth": 2, "latent_dim": 16}})
+    config["options"].update(
+        {
+            "epochs": 30,
+            "ensemble": 3,
+            "patience": 5,
+            "monitor": "cindex",
+            "lr": 0.001,
+            "hparams": {"depth": 2, "latent_dim": 16},
+        }
+    )
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    (run_dir / "fold_1" / "history.jsonl").write_text("".join(
-        json.dumps({"epoch": e, "train_loss": 1.0, "best_epoch": min(e, 3)}) + "\n" for e in range(9)))
+    (run_dir / "fold_1" / "history.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "train_loss": 1.0, "best_epoch": min(e, 3)}) + "\n" for e in range(9))
+    )
     evaluate_runs([run_dir], EvaluateConfig(bootstrap=0, attention=False), console=QUIET)
     m = _metrics(run_dir)
     assert m["run"]["modality_patterns"] == {"wsi+rna": 53, "rna": 7}
     assert m["training"]["settings"]["ensemble"] == 3 and m["training"]["settings"]["monitor"] == "cindex"
     assert m["training"]["folds"] == {"1": [{"epochs": 9, "best_epoch": 3}]}
     html_text = (run_dir / "evaluation" / "report.html").read_text()
-    for text in ("wsi+rna", "seed ensemble per fold", "early stopping monitors", "depth=2, latent_dim=16",
-                 "fold 1: 9 epochs, kept epoch 3", "null model (KM)"):
+    for text in (
+        "wsi+rna",
+        "seed ensemble per fold",
+        "early stopping monitors",
+        "depth=2, latent_dim=16",
+        "fold 1: 9 epochs, kept epoch 3",
+        "null model (KM)",
+    ):
         assert text in html_text, text
     # the null model's IBS is scikit-survival's IBS of the training patients' Kaplan–Meier curve
     run = read_run(run_dir)
@@ -302,7 +366,11 @@ def test_report_shows_patterns_training_settings_and_the_null_brier(run_dir):
     times = np.linspace(grid[0], grid[1], m["folds"]["1"]["ibs"]["grid"][2])
     t, s = kaplan_meier_estimator(train["event"].to_numpy(bool), train["time"].to_numpy(float))
     km = np.where(np.searchsorted(t, times, side="right") > 0, s[np.searchsorted(t, times, side="right") - 1], 1.0)
-    expected = integrated_brier_score(Surv.from_arrays(train["event"], train["time"]), Surv.from_arrays(part["event"], part["time"]),
-                                      np.tile(km, (len(part), 1)), times)
+    expected = integrated_brier_score(
+        Surv.from_arrays(train["event"], train["time"]),
+        Surv.from_arrays(part["event"], part["time"]),
+        np.tile(km, (len(part), 1)),
+        times,
+    )
     assert m["folds"]["1"]["ibs_null_km"]["value"] == pytest.approx(expected, rel=1e-9)
     assert m["across_folds"]["ibs_null_km"]["n_folds"] == 3

@@ -14,8 +14,27 @@ def _trained_run(tmp_path, model: str, *extra: str):
     """A one-epoch, two-fold wsi+rna run of ``model`` on an 18-patient workspace."""
     ws = make_workspace(tmp_path / "ws", n=18)
     run = tmp_path / "run"
-    trained = CliRunner().invoke(build_app(), ["train", "-m", "wsi,rna", "--model", model, "-w", str(ws), "--out", str(run),
-                                               "--folds", "2", "--epochs", "1", "--batch-size", "8", *extra])
+    trained = CliRunner().invoke(
+        build_app(),
+        [
+            "train",
+            "-m",
+            "wsi,rna",
+            "--model",
+            model,
+            "-w",
+            str(ws),
+            "--out",
+            str(run),
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            *extra,
+        ],
+    )
     assert trained.exit_code == 0, trained.stderr
     return run
 
@@ -50,8 +69,18 @@ def test_ehpal_pooling_weights_reach_the_heatmaps(tmp_path, monkeypatch):
 
     from healnet_cli.data.cohort import Cohort
 
-    run = _trained_run(tmp_path, "ehpal", "--ensemble", "1", "--hparam", "token_dim=16", "--hparam", "widths=[16,16]",
-                       "--hparam", "sir_max_width=16")
+    run = _trained_run(
+        tmp_path,
+        "ehpal",
+        "--ensemble",
+        "1",
+        "--hparam",
+        "token_dim=16",
+        "--hparam",
+        "widths=[16,16]",
+        "--hparam",
+        "sir_max_width=16",
+    )
     reads, load_bag = Counter(), Cohort.load_bag
 
     def counting(self, patient_id):

@@ -21,7 +21,7 @@ def slide_pixels(seed: int, size_px: int = 256) -> np.ndarray:
     """A textured RGB image (smooth colour blobs + noise), deterministic per seed."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size_px, 0:size_px] / size_px
-    base = np.stack([np.sin(6 * xx + seed) , np.cos(5 * yy - seed), np.sin(4 * (xx + yy))], axis=-1)
+    base = np.stack([np.sin(6 * xx + seed), np.cos(5 * yy - seed), np.sin(4 * (xx + yy))], axis=-1)
     image = 150 + 60 * base + rng.normal(0, 20, (size_px, size_px, 3))
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -36,7 +36,9 @@ def add_slide(
         slide.write_bytes(b"II*\x00" + b"\x00garbage" * 64)
     else:
         write_pyramidal_tiff(slide, slide_pixels(seed, size_px), mpp=0.5, levels=2, tile=128)
-    grid = [(x, y) for y in range(0, size_px - PATCH_PX + 1, PATCH_PX) for x in range(0, size_px - PATCH_PX + 1, PATCH_PX)]
+    grid = [
+        (x, y) for y in range(0, size_px - PATCH_PX + 1, PATCH_PX) for x in range(0, size_px - PATCH_PX + 1, PATCH_PX)
+    ]
     xy = np.array(grid[:n_patches], dtype=np.int64).reshape(-1, 2)
     meta = {
         "slide_id": slide_id,
@@ -53,7 +55,9 @@ def add_slide(
         "read_patch_px": PATCH_PX,
     }
     tiles = workdir / "tiles"
-    path = write_coords(coords_path(tiles, slide_id), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta))
+    path = write_coords(
+        coords_path(tiles, slide_id), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta)
+    )
     store = ArtifactStore(tiles, "tile", {"target_mpp": 0.5, "patch_px": PATCH_PX})
     fingerprint = file_fingerprint(slide)
     store.commit(slide_id, fingerprint, [path], meta={"slide_fingerprint": fingerprint})  # as healnet tile records it
@@ -74,5 +78,3 @@ def save_random_weights(path: Path, name: str = "test_resnet", seed: int = 0) ->
     else:
         torch.save(state, path)
     return path
-
-

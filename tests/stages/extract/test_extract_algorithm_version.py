@@ -20,7 +20,9 @@ def _counts(workdir: Path, weights: Path) -> dict:
     return json.loads(result.stdout)["counts"]
 
 
-def test_bumping_the_algorithm_version_recomputes(workspace: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bumping_the_algorithm_version_recomputes(
+    workspace: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert _counts(workspace, weights_file)["done"] == 3
     assert _counts(workspace, weights_file)["skipped"] == 3
     monkeypatch.setattr(extract_run, "ALGORITHM_VERSION", extract_run.ALGORITHM_VERSION + 1)

@@ -84,7 +84,10 @@ def test_other_weights_never_overwrite_features_silently(workspace: Path, make_w
     assert _mtimes(_folder(workspace)) == before
     side = _extract(workspace, *TINY, "--random-init", "--name", "test-resnet-random", "--json")
     assert side.exit_code == 0 and json.loads(side.stdout)["counts"]["done"] == 3
-    assert read_features(features_path(_folder(workspace, "test-resnet-random"), "s1")).provenance["weights"]["source"] == "random-init"
+    assert (
+        read_features(features_path(_folder(workspace, "test-resnet-random"), "s1")).provenance["weights"]["source"]
+        == "random-init"
+    )
     assert _mtimes(_folder(workspace)) == before
     bad = _extract(workspace, *TINY, "--random-init", "--name", "a/b")
     assert bad.exit_code == 2 and "--name 'a/b'" in bad.output
@@ -136,7 +139,9 @@ def test_damaged_tile_fails_its_slide_with_one_line(workspace: Path, weights_fil
 
 def test_on_error_fail_stops(workspace: Path, weights_file: Path) -> None:
     add_slide(workspace, "a0-bad", corrupt=True)  # sorts first
-    result = _extract(workspace, *TINY, "--weights", str(weights_file), "--on-error", "fail", "--num-workers", "0", "--json")
+    result = _extract(
+        workspace, *TINY, "--weights", str(weights_file), "--on-error", "fail", "--num-workers", "0", "--json"
+    )
     assert result.exit_code == 3
     assert json.loads(result.stdout)["counts"]["failed"] == 1
 
@@ -221,7 +226,16 @@ def test_list_and_help(tmp_path: Path) -> None:
     assert help_text.exit_code == 0 and "--weights" in help_text.stdout and "--random-init" in help_text.stdout
     result = runner.invoke(build_app(), ["extract", "--list"])
     assert result.exit_code == 0
-    for name in ("resnet50-trunc", "uni2-h", "conch-v1.5", "virchow2", "h-optimus-1", "gigapath", "phikon-v2", "timm:/hf-hub:"):
+    for name in (
+        "resnet50-trunc",
+        "uni2-h",
+        "conch-v1.5",
+        "virchow2",
+        "h-optimus-1",
+        "gigapath",
+        "phikon-v2",
+        "timm:/hf-hub:",
+    ):
         assert name in result.stdout
     assert "huggingface-cli download paige-ai/Virchow2 pytorch_model.bin" in result.stdout
     as_json = json.loads(runner.invoke(build_app(), ["extract", "--list", "--json"]).stdout)
@@ -254,7 +268,9 @@ def test_progress_counts_patches_and_slides(workspace: Path, weights_file: Path)
     from healnet_cli.stages.extract.run import run_extract
 
     stream = io.StringIO()
-    config = ExtractConfig(workdir=workspace, extractor="timm:test_resnet", weights=weights_file, device="cpu", batch_size=4, num_workers=0)
+    config = ExtractConfig(
+        workdir=workspace, extractor="timm:test_resnet", weights=weights_file, device="cpu", batch_size=4, num_workers=0
+    )
     assert run_extract(config, console=Console(stream=stream, log_every_s=0)).exit_code == 0
     lines = [line for line in stream.getvalue().splitlines() if line.startswith("extract: ") and "patches (" in line]
     assert lines[0].startswith("extract: 4/10 patches (") and lines[0].endswith("1/3 slides")  # s3 has 0 patches

@@ -15,7 +15,9 @@ from healnet_cli.core.store import ArtifactStore
 TINY = ["-e", "timm:test_resnet", "--device", "cpu", "--num-workers", "1", "--batch-size", "4", "--json"]
 
 
-def test_a_slide_whose_lock_was_lost_is_not_committed(workspace: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slide_whose_lock_was_lost_is_not_committed(
+    workspace: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     held = ArtifactStore.holds_lock
     monkeypatch.setattr(ArtifactStore, "holds_lock", lambda self, item: item != "s1" and held(self, item))
     result = CliRunner().invoke(build_app(), ["extract", "-w", str(workspace), *TINY, "--weights", str(weights_file)])

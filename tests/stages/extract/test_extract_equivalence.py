@@ -27,7 +27,9 @@ def _reference_features(slide: Path, xy: np.ndarray, weights: Path) -> torch.Ten
     mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(config["std"]).view(1, 3, 1, 1)
     with openslide.OpenSlide(str(slide)) as handle:
-        regions = [np.asarray(handle.read_region((int(x), int(y)), 0, (PATCH_PX, PATCH_PX)).convert("RGB")) for x, y in xy]
+        regions = [
+            np.asarray(handle.read_region((int(x), int(y)), 0, (PATCH_PX, PATCH_PX)).convert("RGB")) for x, y in xy
+        ]
     batch = torch.from_numpy(np.stack(regions)).permute(0, 3, 1, 2)
     batch = F.interpolate(batch, size=(size, size), mode=config["interpolation"], align_corners=False, antialias=True)
     batch = batch.float() / 255.0  # the documented transform: uint8 antialiased resize, then /255, mean/std
@@ -38,8 +40,23 @@ def _reference_features(slide: Path, xy: np.ndarray, weights: Path) -> torch.Ten
 def test_features_equal_direct_timm_forward(workspace: Path, weights_file: Path) -> None:
     result = runner.invoke(
         build_app(),
-        ["extract", "-w", str(workspace), "-e", "timm:test_resnet", "--weights", str(weights_file),
-         "--dtype", "float32", "--batch-size", "4", "--num-workers", "2", "--device", "cpu"],
+        [
+            "extract",
+            "-w",
+            str(workspace),
+            "-e",
+            "timm:test_resnet",
+            "--weights",
+            str(weights_file),
+            "--dtype",
+            "float32",
+            "--batch-size",
+            "4",
+            "--num-workers",
+            "2",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     for slide_id in ("s1", "s2"):

@@ -103,12 +103,18 @@ def test_read_geometry_picks_the_coarsest_level_holding_the_input() -> None:
 
 def test_coarse_read_gives_the_features_of_the_pyramid_level(tmp_path: Path) -> None:
     """stain-texture features read from level 1 of a 2x pyramid equal the features of those pixels."""
-    slide = write_pyramidal_tiff(tmp_path / "s.tif", slide_pixels(3, 1024), mpp=0.25, levels=2, tile=256, level_factor=2)
+    slide = write_pyramidal_tiff(
+        tmp_path / "s.tif", slide_pixels(3, 1024), mpp=0.25, levels=2, tile=256, level_factor=2
+    )
     xy = np.array([(x, y) for y in (0, 512) for x in (0, 512)], np.int64)
     meta = {"slide_id": "s", "case_id": "s", "source_path": str(slide), "mpp": 0.25, "target_mpp": 0.5, "patch_px": 256,
             "patch_px_level0": 512, "read_level": 0, "read_patch_px": 512}  # fmt: skip
-    path = write_coords(coords_path(tmp_path / "tiles", "s"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(4, np.float32), meta))
-    ArtifactStore(tmp_path / "tiles", "tile", {}).commit("s", "x", [path], meta={"slide_fingerprint": file_fingerprint(slide)})
+    path = write_coords(
+        coords_path(tmp_path / "tiles", "s"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(4, np.float32), meta)
+    )
+    ArtifactStore(tmp_path / "tiles", "tile", {}).commit(
+        "s", "x", [path], meta={"slide_fingerprint": file_fingerprint(slide)}
+    )
     config = ExtractConfig(workdir=tmp_path, extractor="stain-texture", num_workers=0)
     assert run_extract(config, console=Console(quiet=True)).exit_code == 0
     bag = read_features(features_path(tmp_path / "features" / "stain-texture", "s"))

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from import_factories import N_SLIDES, SLIDE_MPP, risks, slide_ids, write_clam, write_slideflow, write_stamp, write_trident
+from import_factories import (
+    N_SLIDES,
+    SLIDE_MPP,
+    risks,
+    slide_ids,
+    write_clam,
+    write_slideflow,
+    write_stamp,
+    write_trident,
+)
 from typer.testing import CliRunner
 
 from healnet_cli.artifacts.omics import modality_path, write_labels
@@ -20,7 +29,7 @@ DIM = 24
 
 def _labels(work: Path) -> None:
     """Survival of each patient (the slide's TCGA barcode) driven by the risk in its features."""
-    hazard = pd.Series(risks(N_SLIDES)).map(lambda r: 2.0 ** r)
+    hazard = pd.Series(risks(N_SLIDES)).map(lambda r: 2.0**r)
     frame = pd.DataFrame(
         {"time": (24.0 / hazard).to_numpy() + 1.0, "event": [i % 4 != 3 for i in range(N_SLIDES)]},
         index=pd.Index([s[:12] for s in slide_ids()], name="patient_id"),
@@ -34,7 +43,19 @@ def _import_all(tmp_path: Path, work: Path) -> None:
     stamp, table = write_stamp(tmp_path / "stamp", DIM, extractor="ctranspath")
     bags = write_slideflow(tmp_path / "slideflow", DIM)
     commands = [
-        [str(feat), "--format", "clam", "--encoder", "resnet-ssl", "--name", "clam", "--coords-dir", str(patches), "--slide-mpp", str(SLIDE_MPP)],
+        [
+            str(feat),
+            "--format",
+            "clam",
+            "--encoder",
+            "resnet-ssl",
+            "--name",
+            "clam",
+            "--coords-dir",
+            str(patches),
+            "--slide-mpp",
+            str(SLIDE_MPP),
+        ],
         [str(trident), "--format", "trident", "--name", "trident"],
         [str(stamp), "--format", "stamp", "--slides-csv", str(table), "--name", "stamp"],
         [str(bags), "--format", "slideflow", "--slide-mpp", str(SLIDE_MPP), "--name", "slideflow"],

@@ -16,7 +16,9 @@ N = 3
 
 
 def _counts(work: Path, source: Path) -> dict:
-    result = CliRunner().invoke(build_app(), ["import-features", str(source), "-w", str(work), "--json", "--format", "trident"])
+    result = CliRunner().invoke(
+        build_app(), ["import-features", str(source), "-w", str(work), "--json", "--format", "trident"]
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["counts"]
 

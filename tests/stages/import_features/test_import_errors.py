@@ -74,7 +74,9 @@ def test_one_bad_slide_fails_the_others_are_imported(tmp_path: Path, kind: str) 
     assert result.exit_code == 3, result.output
     summary = json.loads(result.stdout)
     assert summary["counts"] == {"done": N - 1, "skipped": 0, "failed": 1}
-    assert summary["failed"][0]["item"] == slide_ids(N)[1] and reason in summary["failed"][0]["reason"], summary["failed"]
+    assert summary["failed"][0]["item"] == slide_ids(N)[1] and reason in summary["failed"][0]["reason"], summary[
+        "failed"
+    ]
     out = tmp_path / "w" / "features" / "trident-conch_v1"
     assert not features_path(out, slide_ids(N)[1]).exists() and features_path(out, slide_ids(N)[2]).exists()
 
@@ -93,7 +95,9 @@ def test_empty_slide_gets_a_zero_row_matrix(tmp_path: Path) -> None:
     _rewrite(path, features=np.zeros((0,), np.float32), coords=np.zeros((0, 2), np.int64))
     result = _import(tmp_path / "w", folder, "--format", "trident")
     assert result.exit_code == 0, result.output
-    assert read_features(features_path(tmp_path / "w" / "features" / "trident-conch_v1", slide_ids(N)[0])).features.shape == (0, 32)
+    assert read_features(
+        features_path(tmp_path / "w" / "features" / "trident-conch_v1", slide_ids(N)[0])
+    ).features.shape == (0, 32)
 
 
 @pytest.mark.parametrize(
@@ -144,8 +148,13 @@ def test_a_folder_of_other_features_is_not_overwritten(tmp_path: Path) -> None:
     trident = write_trident(tmp_path / "trident", 1024, n=N)
     refused = _import(tmp_path / "w", trident, "--format", "trident")
     assert refused.exit_code == 2
-    assert "holds features of uni imported:stamp:uni" in refused.output and "uni imported:trident:uni_v1" in refused.output
-    assert read_features(features_path(tmp_path / "w" / "features" / "uni", slide_ids(N)[0])).provenance["weights"]["tool"] == "stamp"
+    assert (
+        "holds features of uni imported:stamp:uni" in refused.output and "uni imported:trident:uni_v1" in refused.output
+    )
+    assert (
+        read_features(features_path(tmp_path / "w" / "features" / "uni", slide_ids(N)[0])).provenance["weights"]["tool"]
+        == "stamp"
+    )
     beside = _import(tmp_path / "w", trident, "--format", "trident", "--name", "uni-trident")
     assert beside.exit_code == 0, beside.output
 

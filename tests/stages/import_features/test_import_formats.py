@@ -49,7 +49,9 @@ def _same_rows(work: Path, name: str, *, dtype=torch.float16) -> None:
 
 def test_trident(tmp_path: Path) -> None:
     folder = write_trident(tmp_path / "src", 1024, n=N)
-    result = _import(tmp_path / "w", folder.parent.parent, "--format", "trident")  # the job folder: finds features_uni_v1/
+    result = _import(
+        tmp_path / "w", folder.parent.parent, "--format", "trident"
+    )  # the job folder: finds features_uni_v1/
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"] == {"done": N, "skipped": 0, "failed": 0}
     _same_rows(tmp_path / "w", "uni")  # TRIDENT's uni_v1 is the uni preset
@@ -66,7 +68,11 @@ def test_trident_patch_mpp_from_the_slide_mpp(tmp_path: Path) -> None:
     result = _import(tmp_path / "w", folder, "--format", "trident", "--slide-mpp", "0.26")
     assert result.exit_code == 0, result.output
     prov = _bag(tmp_path / "w", "uni", 0).provenance
-    assert prov["patch_mpp"] == pytest.approx(0.52) and prov["slide_mpp"] == 0.26 and "slide mpp" in prov["patch_mpp_source"]
+    assert (
+        prov["patch_mpp"] == pytest.approx(0.52)
+        and prov["slide_mpp"] == 0.26
+        and "slide mpp" in prov["patch_mpp_source"]
+    )
 
 
 @pytest.mark.parametrize("layout", ["h5", "pt"])
@@ -75,13 +81,26 @@ def test_clam(tmp_path: Path, layout: str) -> None:
     if layout == "pt":
         for path in (feat / "h5_files").glob("*.h5"):
             path.unlink()
-    args = ["--format", "clam", "--encoder", "my-encoder", "--coords-dir", str(patches), "--slide-mpp", str(SLIDE_MPP), "--dtype", "float32"]
+    args = [
+        "--format",
+        "clam",
+        "--encoder",
+        "my-encoder",
+        "--coords-dir",
+        str(patches),
+        "--slide-mpp",
+        str(SLIDE_MPP),
+        "--dtype",
+        "float32",
+    ]
     result = _import(tmp_path / "w", feat, *args)
     assert result.exit_code == 0, result.output
     _same_rows(tmp_path / "w", "my-encoder", dtype=torch.float32)
     prov = _bag(tmp_path / "w", "my-encoder", 1).provenance
     assert prov["extractor"] == "my-encoder" and prov["weights"]["tool"] == "clam"
-    assert prov["patch_px"] == PATCH_PX and prov["patch_px_level0"] == 512 and prov["patch_mpp"] == 0.5  # patch_level 1, downsample 2
+    assert (
+        prov["patch_px"] == PATCH_PX and prov["patch_px_level0"] == 512 and prov["patch_mpp"] == 0.5
+    )  # patch_level 1, downsample 2
 
 
 def test_clam_without_patch_files_records_what_it_can(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ def wide_frame(n_patients: int = 6, *, seed: int = 0, slides_per_patient: int = 
         clinical = {"age": 50.0 + i, "site": ["AA", "BB"][i % 2], "is_female": i % 2, "oncotree_code": "BLCA"}
         labels = {"survival_months": 10.0 + i, "censorship": i % 3 == 0}
         for s in range(slides_per_patient):
-            rows.append({"case_id": case, "slide_id": f"{case}-01Z-00-DX{s + 1}.svs", **clinical, **labels, "train": 1, **omics})
+            rows.append(
+                {"case_id": case, "slide_id": f"{case}-01Z-00-DX{s + 1}.svs", **clinical, **labels, "train": 1, **omics}
+            )
     frame = pd.DataFrame(rows)
     frame["censorship"] = frame["censorship"].astype(int)
     return frame

@@ -18,7 +18,9 @@ def _counts(*args: str) -> dict:
     return json.loads(result.stdout)["counts"]
 
 
-def test_bumping_the_tables_algorithm_version_recomputes(tmp_path: Path, wide_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bumping_the_tables_algorithm_version_recomputes(
+    tmp_path: Path, wide_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     args = [str(wide_csv), "-w", str(tmp_path / "w")]
     first = _counts(*args)
     assert first["done"] == 5 and _counts(*args)["skipped"] == 5

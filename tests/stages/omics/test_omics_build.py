@@ -25,7 +25,11 @@ def _run(tmp_path: Path, *paths: Path | str, **options) -> tuple[Workspace, dict
     specs = tuple(TableSpec.parse(str(p)) for p in paths)
     workspace = Workspace.at(tmp_path / "w")
     status = run_omics(OmicsConfig(tables=specs, **options), workspace=workspace, console=Console(quiet=True))
-    report = json.loads((workspace.omics_dir / "report.json").read_text()) if (workspace.omics_dir / "report.json").exists() else {}
+    report = (
+        json.loads((workspace.omics_dir / "report.json").read_text())
+        if (workspace.omics_dir / "report.json").exists()
+        else {}
+    )
     return workspace, {"status": status, **report}
 
 
@@ -50,7 +54,9 @@ def test_wide_table_splits_by_suffix(tmp_path: Path, wide_csv: Path) -> None:
 
 def test_modality_and_groups_layouts(tmp_path: Path) -> None:
     path = tmp_path / "expr.tsv"
-    pd.DataFrame({"sample_id": ["A", "B", "C"], "g1": [1, 2, 3], "g2": [3, 1, 2], "p_1": [0, 1, 0]}).to_csv(path, sep="\t", index=False)
+    pd.DataFrame({"sample_id": ["A", "B", "C"], "g1": [1, 2, 3], "g2": [3, 1, 2], "p_1": [0, 1, 0]}).to_csv(
+        path, sep="\t", index=False
+    )
     ws, _ = _run(tmp_path, path, modality="rna")
     assert read_modality(ws.omics_dir / "rna.parquet")[0].shape == (3, 3)
     ws2, report = _run(tmp_path / "g", path, groups=parse_groups(["genes=^g", "prot=^p_"]))
@@ -94,7 +100,12 @@ def test_barcodes_and_sample_type_filter() -> None:
 def test_transposed_table_with_sample_barcodes(tmp_path: Path) -> None:
     path = tmp_path / "expr.tsv.gz"
     frame = pd.DataFrame(
-        {"gene": ["G1", "G2", "G3"], "TCGA-AA-0001-01A": [1, 2, 3], "TCGA-AA-0001-11A": [9, 9, 9], "TCGA-AA-0002-01A": [4, 5, 7]}
+        {
+            "gene": ["G1", "G2", "G3"],
+            "TCGA-AA-0001-01A": [1, 2, 3],
+            "TCGA-AA-0001-11A": [9, 9, 9],
+            "TCGA-AA-0002-01A": [4, 5, 7],
+        }
     )
     frame.to_csv(path, sep="\t", index=False)
     ws, report = _run(tmp_path, path, modality="rna")
@@ -103,12 +114,20 @@ def test_transposed_table_with_sample_barcodes(tmp_path: Path) -> None:
     assert rna.loc["TCGA-AA-0001"].tolist() == [1, 2, 3]  # the normal sample (11A) was filtered out
     assert report["inputs"][0]["sample_type_filter"]["rows_dropped"] == 1
     ws2, _ = _run(tmp_path / "all", path, modality="rna", sample_types=None)
-    assert read_modality(ws2.omics_dir / "rna.parquet")[0].loc["TCGA-AA-0001"].tolist() == [5, 5.5, 6]  # mean of 01A and 11A
+    assert read_modality(ws2.omics_dir / "rna.parquet")[0].loc["TCGA-AA-0001"].tolist() == [
+        5,
+        5.5,
+        6,
+    ]  # mean of 01A and 11A
 
 
 def test_duplicate_rows_identical_and_conflicting() -> None:
     frame = pd.DataFrame(
-        {"cont": [1.0, 1.0, 2.0, 4.0, 7.0], "mut": [0.0, 0.0, 1.0, 0.0, 1.0], "gap": [np.nan, np.nan, np.nan, 3.0, 1.0]},
+        {
+            "cont": [1.0, 1.0, 2.0, 4.0, 7.0],
+            "mut": [0.0, 0.0, 1.0, 0.0, 1.0],
+            "gap": [np.nan, np.nan, np.nan, 3.0, 1.0],
+        },
         index=["P1", "P1", "P2", "P2", "P3"],
     ).astype(np.float32)
     out, stats = collapse_patients(frame)
@@ -127,7 +146,12 @@ def test_wide_table_slides_collapse_and_report(tmp_path: Path) -> None:
     rna, _ = read_modality(ws.omics_dir / "rna.parquet")
     assert rna.loc["TCGA-AA-0000", "GENE1"] == pytest.approx(frame.loc[0, "GENE1_rnaseq"] + 1.0)
     dup = report["inputs"][0]["modalities"]["rna"]["duplicates"]
-    assert (dup["rows"], dup["patients"], dup["identical_rows_kept_once"], dup["conflicting_rows_aggregated"]) == (6, 3, 2, 1)
+    assert (dup["rows"], dup["patients"], dup["identical_rows_kept_once"], dup["conflicting_rows_aggregated"]) == (
+        6,
+        3,
+        2,
+        1,
+    )
     assert "conflicting rows aggregated" in report["status"]["warnings"][0]["warning"]
 
 
@@ -145,7 +169,9 @@ def test_text_in_numeric_columns_is_coerced_and_reported(tmp_path: Path) -> None
 
 
 def test_drop_and_log1p() -> None:
-    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [np.nan, np.nan], "c": [5.0, 5.0], "d": [np.nan, 3.0]}, dtype=np.float32)
+    frame = pd.DataFrame(
+        {"a": [1.0, 2.0], "b": [np.nan, np.nan], "c": [5.0, 5.0], "d": [np.nan, 3.0]}, dtype=np.float32
+    )
     kept, dropped = drop_uninformative(frame)
     assert list(kept.columns) == ["a"] and dropped.all_missing == ["b"] and dropped.constant == ["c", "d"]
     assert log1p_frame(kept)["a"].tolist() == pytest.approx(np.log1p([1.0, 2.0]).tolist())
@@ -161,7 +187,9 @@ def test_log1p_failure_is_a_per_item_failure(tmp_path: Path, wide_csv: Path) -> 
 
 
 def test_parquet_with_a_patient_index_and_several_tables_merge(tmp_path: Path) -> None:
-    first = pd.DataFrame({"g1": [1.0, 2.0], "g2": [0.5, 0.7]}, index=pd.Index(["TCGA-AA-0001", "TCGA-AA-0002"], name="patient_id"))
+    first = pd.DataFrame(
+        {"g1": [1.0, 2.0], "g2": [0.5, 0.7]}, index=pd.Index(["TCGA-AA-0001", "TCGA-AA-0002"], name="patient_id")
+    )
     first.to_parquet(tmp_path / "a.parquet")
     second = pd.DataFrame({"patient_id": ["TCGA-AA-0002", "TCGA-AA-0003"], "g1": [4.0, 5.0], "g3": [1.0, 2.0]})
     second.to_csv(tmp_path / "b.csv", index=False)
@@ -177,7 +205,9 @@ def test_parquet_with_a_patient_index_and_several_tables_merge(tmp_path: Path) -
 def test_transposed_groups_and_log1p(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("gene,S1,S2,S3\nG1,0,3,7\nG2,1,1,2\nP_1,5,0,0\nG1,9,9,9\n")  # a duplicated feature name
-    ws, report = _run(tmp_path, path, orientation="features-by-samples", groups=parse_groups(["genes=^G", "prot=^P_"]), log1p=True)
+    ws, report = _run(
+        tmp_path, path, orientation="features-by-samples", groups=parse_groups(["genes=^G", "prot=^P_"]), log1p=True
+    )
     genes, meta = read_modality(ws.omics_dir / "genes.parquet")
     assert genes.index.tolist() == ["S1", "S2", "S3"] and list(genes.columns) == ["G1", "G2"]
     assert genes["G1"].tolist() == pytest.approx(np.log1p([0, 3, 7]).tolist()) and meta["log1p"] is True

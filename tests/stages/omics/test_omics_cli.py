@@ -113,7 +113,12 @@ def test_real_blca(shared_data: Path, tmp_path: Path) -> None:
     assert clinical["age"].between(30, 95).all() and set(clinical["is_female"].unique()) == {0.0, 1.0}
     selection = json.loads((work / "omics" / "report.json").read_text())["clinical_columns"][0]
     assert [(d["column"], d["reason"].split(":")[0]) for d in selection["dropped"]] == [
-        ("site", "tissue-source-site (centre) indicator"), ("oncotree_code", "not a patient covariate of the default set (age, sex, stage, grade); ask for it with --clinical-columns age,sex,stage,grade,oncotree_code")]
+        ("site", "tissue-source-site (centre) indicator"),
+        (
+            "oncotree_code",
+            "not a patient covariate of the default set (age, sex, stage, grade); ask for it with --clinical-columns age,sex,stage,grade,oncotree_code",
+        ),
+    ]
     assert selection["roles_not_found"] == ["stage", "grade"]
     cohort = runner.invoke(build_app(), ["cohort", "-w", str(work), "--json"])
     assert cohort.exit_code == 0 and json.loads(cohort.stdout)["labels"]["events"] == 169

@@ -22,7 +22,16 @@ runner = CliRunner()
 
 def _table(path: Path, n: int = 8) -> Path:
     """A TCGA-style clinical + omics table with every kind of clinical column."""
-    stages = ["Stage IIIA", "Stage IV", "[Not Available]", "Stage I", "Stage IIB", "Stage IIIC", "Stage II", "Stage IVB"]
+    stages = [
+        "Stage IIIA",
+        "Stage IV",
+        "[Not Available]",
+        "Stage I",
+        "Stage IIB",
+        "Stage IIIC",
+        "Stage II",
+        "Stage IVB",
+    ]
     grades = ["G1", "G3", "GX", "G2", "High Grade", "Low Grade", "G3", "G4"]
     frame = pd.DataFrame({
         "bcr_patient_barcode": [f"TCGA-AA-{i:04d}" for i in range(n)],
@@ -58,8 +67,16 @@ def test_default_keeps_age_sex_stage_grade_encoded(tmp_path: Path) -> None:
     assert list(clinical.columns) == ["age", "is_female", "stage", "grade"]
     assert clinical["age"].tolist() == [40 + 3 * i for i in range(8)]
     assert clinical["is_female"].tolist() == [0, 1] * 4
-    assert clinical["stage"].tolist()[:2] == [3, 4] and np.isnan(clinical["stage"].iloc[2]) and clinical["stage"].tolist()[3:] == [1, 2, 3, 2, 4]
-    assert clinical["grade"].tolist()[:2] == [1, 3] and np.isnan(clinical["grade"].iloc[2]) and clinical["grade"].tolist()[3:] == [2, 3, 1, 3, 4]
+    assert (
+        clinical["stage"].tolist()[:2] == [3, 4]
+        and np.isnan(clinical["stage"].iloc[2])
+        and clinical["stage"].tolist()[3:] == [1, 2, 3, 2, 4]
+    )
+    assert (
+        clinical["grade"].tolist()[:2] == [1, 3]
+        and np.isnan(clinical["grade"].iloc[2])
+        and clinical["grade"].tolist()[3:] == [2, 3, 1, 3, 4]
+    )
     selection = meta["clinical_columns"][0]
     assert [k["role"] for k in selection["kept"]] == ["age", "sex", "stage", "grade"]
     reasons = {d["column"]: d["reason"] for d in selection["dropped"]}
@@ -69,7 +86,9 @@ def test_default_keeps_age_sex_stage_grade_encoded(tmp_path: Path) -> None:
     assert _report(work)["clinical_columns"][0]["roles_not_found"] == []
     manifest = json.loads((work / "omics" / "clinical.manifest.json").read_text())["meta"]["clinical_columns"]
     assert manifest["kept"][0] == "age_at_initial_pathologic_diagnosis" and "tissue_source_site" in manifest["dropped"]
-    assert "clinical columns of t.tsv: kept age_at_initial_pathologic_diagnosis → age" in " ".join(result.output.split())
+    assert "clinical columns of t.tsv: kept age_at_initial_pathologic_diagnosis → age" in " ".join(
+        result.output.split()
+    )
     assert "tissue_source_site (tissue-source-site (centre) indicator)" in " ".join(result.output.split())
     # TCGA's "[Not Available]" and "GX" are missing values, not text to warn about
     assert _report(work)["inputs"][0]["modalities"]["clinical"]["non_numeric"]["cells"] == 0
@@ -87,7 +106,15 @@ def test_centre_and_other_columns_only_on_request(tmp_path: Path) -> None:
     every = _omics(str(table), "-w", str(tmp_path / "all"), "--clinical-columns", "all")
     assert every.exit_code == 0, every.output
     columns = read_modality(tmp_path / "all" / "omics" / "clinical.parquet")[0].columns
-    assert {"age", "is_female", "stage", "grade", "race=WHITE", "tissue_source_site=AB", "ajcc_pathologic_t=T2a"} <= set(columns)
+    assert {
+        "age",
+        "is_female",
+        "stage",
+        "grade",
+        "race=WHITE",
+        "tissue_source_site=AB",
+        "ajcc_pathologic_t=T2a",
+    } <= set(columns)
     assert _omics(str(table), "-w", str(tmp_path / "none"), "--clinical-columns", "none").exit_code == 0
     assert list_modalities(tmp_path / "none" / "omics") == ["rna"]
 
@@ -102,7 +129,11 @@ def test_changed_clinical_columns_recompute_the_clinical_table(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("value", "match"),
-    [("age,nope", r"no clinical column 'nope' in .*t\.tsv \(clinical columns: .*race"), ("all,age", "stand alone"), (",", "empty")],
+    [
+        ("age,nope", r"no clinical column 'nope' in .*t\.tsv \(clinical columns: .*race"),
+        ("all,age", "stand alone"),
+        (",", "empty"),
+    ],
 )
 def test_bad_clinical_columns_exit_2(tmp_path: Path, value: str, match: str) -> None:
     result = _omics(str(_table(tmp_path / "t.tsv")), "-w", str(tmp_path / "w"), "--clinical-columns", value)
@@ -148,7 +179,16 @@ def test_stage_encoding(text: str, stage: int | None) -> None:
 
 @pytest.mark.parametrize(
     ("text", "grade"),
-    [("G1", 1), ("g2", 2), ("Grade 3", 3), ("High Grade", 3), ("low", 1), ("Moderately differentiated", 2), ("G4", 4), ("GB", None)],
+    [
+        ("G1", 1),
+        ("g2", 2),
+        ("Grade 3", 3),
+        ("High Grade", 3),
+        ("low", 1),
+        ("Moderately differentiated", 2),
+        ("G4", 4),
+        ("GB", None),
+    ],
 )
 def test_grade_encoding(text: str, grade: int | None) -> None:
     assert encode_grade(text) == (None if grade is None else float(grade))
@@ -178,7 +218,9 @@ def test_clinical_covariates_are_standardised_on_training_patients_only() -> Non
 
 def test_a_requested_role_the_table_lacks_warns(tmp_path: Path) -> None:
     path = tmp_path / "c_all_clean.csv"
-    pd.DataFrame({"case_id": ["P1", "P2", "P3"], "age": [50, 60, 70], "g_rnaseq": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+    pd.DataFrame({"case_id": ["P1", "P2", "P3"], "age": [50, 60, 70], "g_rnaseq": [1.0, 2.0, 3.0]}).to_csv(
+        path, index=False
+    )
     result = _omics(str(path), "-w", str(tmp_path / "w"), "--clinical-columns", "age,stage")
     assert result.exit_code == 0
     assert "--clinical-columns asked for stage, which the table has no column for" in " ".join(result.output.split())

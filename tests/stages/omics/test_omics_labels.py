@@ -52,7 +52,13 @@ def test_rejection_keeps_the_rest_and_lists_each_reason() -> None:
     result = build_labels(patients, times, events, kind="event")
     assert result.labels.index.tolist() == ["P1", "P6", "P7"]
     assert result.labels["event"].tolist() == [True, False, True]
-    assert result.reasons == {"missing time": 1, "negative time": 1, "zero time": 1, "non-binary event value": 1, "conflicting rows": 1}
+    assert result.reasons == {
+        "missing time": 1,
+        "negative time": 1,
+        "zero time": 1,
+        "non-binary event value": 1,
+        "conflicting rows": 1,
+    }
     assert {r["patient_id"] for r in result.rejected} == {"P2", "P3", "P4", "P5", "P8"}
     assert "5 label row(s) rejected" in result.warning()
 
@@ -70,7 +76,19 @@ def test_labels_subcommand(tmp_path: Path) -> None:
         "bcr_patient_barcode\tOS.time\tvital\nTCGA-AA-0001-01A\t100\tDead\nTCGA-AA-0002\t0\tAlive\nTCGA-AA-0003\t50\tAlive\n"
     )
     work = tmp_path / "w"
-    args = ["omics", "labels", str(table), "--time-col", "os.time", "--event-col", "vital", "--time-unit", "days", "-w", str(work)]
+    args = [
+        "omics",
+        "labels",
+        str(table),
+        "--time-col",
+        "os.time",
+        "--event-col",
+        "vital",
+        "--time-unit",
+        "days",
+        "-w",
+        str(work),
+    ]
     result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     labels, meta = read_labels(work / "omics" / "labels.parquet")
@@ -101,7 +119,9 @@ def test_labels_subcommand_input_errors_exit_2(tmp_path: Path, extra: list[str],
 def test_every_row_rejected_is_an_input_error(tmp_path: Path) -> None:
     table = tmp_path / "c.csv"
     table.write_text("case_id,t,e\nP1,0,1\nP2,-1,1\n")
-    result = runner.invoke(build_app(), ["omics", "labels", str(table), "--time-col", "t", "--event-col", "e", "-w", str(tmp_path / "w")])
+    result = runner.invoke(
+        build_app(), ["omics", "labels", str(table), "--time-col", "t", "--event-col", "e", "-w", str(tmp_path / "w")]
+    )
     assert result.exit_code == 2 and "every label row was rejected" in result.output
 
 
@@ -118,7 +138,10 @@ def test_status_column_named_the_opposite_is_refused(options: dict, match: str) 
     LabelsConfig(time_col="t", status_as_is=True, **options)  # confirmed: read as the option says
 
 
-@pytest.mark.parametrize("options", [{"event_col": "OS"}, {"event_col": "vital_status"}, {"censor_col": "censorship"}, {"event_col": "status"}])
+@pytest.mark.parametrize(
+    "options",
+    [{"event_col": "OS"}, {"event_col": "vital_status"}, {"censor_col": "censorship"}, {"event_col": "status"}],
+)
 def test_status_columns_named_as_the_option_pass(options: dict) -> None:
     LabelsConfig(time_col="t", **options)
 
@@ -150,7 +173,19 @@ def test_labels_have_one_owner(tmp_path: Path) -> None:
     work = tmp_path / "w"
     labels_path = work / "omics" / "labels.parquet"
     omics = ["omics", str(study), "-w", str(work)]
-    labels = ["omics", "labels", str(clinical), "--time-col", "OS.time", "--event-col", "OS", "--time-unit", "days", "-w", str(work)]
+    labels = [
+        "omics",
+        "labels",
+        str(clinical),
+        "--time-col",
+        "OS.time",
+        "--event-col",
+        "OS",
+        "--time-unit",
+        "days",
+        "-w",
+        str(work),
+    ]
     assert runner.invoke(build_app(), omics).exit_code == 0
     refused = runner.invoke(build_app(), labels)
     assert refused.exit_code == 2 and "holds the labels `healnet omics` built" in refused.output

@@ -132,7 +132,9 @@ def test_non_utf8_text_and_id_col_with_transposed_orientation(tmp_path: Path) ->
     path = tmp_path / "latin1.csv"
     path.write_bytes("case_id,g1_rnaseq\nP\xe9,1\nP2,2\n".encode("latin-1"))
     with pytest.raises(InputError, match="latin1.csv: cannot parse the table.*UTF-8"):
-        run_omics(OmicsConfig(tables=(TableSpec(path),)), workspace=Workspace.at(tmp_path / "w"), console=Console(quiet=True))
+        run_omics(
+            OmicsConfig(tables=(TableSpec(path),)), workspace=Workspace.at(tmp_path / "w"), console=Console(quiet=True)
+        )
     with pytest.raises(InputError, match="--id-col"):
         detect_layout(read_head(_write(tmp_path / "t.csv", CSV)), orientation=COLUMNS, id_col="case_id")
 

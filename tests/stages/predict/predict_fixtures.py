@@ -24,7 +24,11 @@ else:
     _spec.loader.exec_module(factories)
 
 #: What every feature file of the cohorts records (the run is checked against it).
-PROVENANCE = {"weights": {"source": "file", "file": "toy.safetensors", "sha256": "ab" * 32}, "patch_mpp": 0.5, "patch_px": 256}
+PROVENANCE = {
+    "weights": {"source": "file", "file": "toy.safetensors", "sha256": "ab" * 32},
+    "patch_mpp": 0.5,
+    "patch_px": 256,
+}
 SMALL = ["--hparam", "depth=1", "--hparam", "num_latents=4", "--hparam", "latent_dim=8", "--hparam", "cross_dim_head=8"]
 MISSING = {"cnv": 0.2, "wsi": 0.25}
 
@@ -39,14 +43,44 @@ def training_cohort(root: Path) -> Path:
 
 def external_cohort(root: Path, *, provenance: dict | None = None, **kw) -> Path:
     """20 patients Q000..Q019 (disjoint from the training cohort's P000..), another seed."""
-    return factories.make_workspace(root, wsi=True, n_patients=20, seed=5, id_prefix="Q", missing=MISSING,
-                                    provenance={**PROVENANCE, **(provenance or {})}, **kw)
+    return factories.make_workspace(
+        root,
+        wsi=True,
+        n_patients=20,
+        seed=5,
+        id_prefix="Q",
+        missing=MISSING,
+        provenance={**PROVENANCE, **(provenance or {})},
+        **kw,
+    )
 
 
 def train_run(ws: Path, out: Path, *extra: str) -> Path:
-    result = invoke("train", "--modalities", "wsi,rna,cnv", "--workdir", ws, "--out", out, "--folds", "3", "--epochs", "3",
-                    "--batch-size", "8", "--device", "cpu", "--seed", "2", "--ensemble", "2", "--max-patches", "4",
-                    *SMALL, *extra)
+    result = invoke(
+        "train",
+        "--modalities",
+        "wsi,rna,cnv",
+        "--workdir",
+        ws,
+        "--out",
+        out,
+        "--folds",
+        "3",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--seed",
+        "2",
+        "--ensemble",
+        "2",
+        "--max-patches",
+        "4",
+        *SMALL,
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     return out
 

@@ -58,7 +58,9 @@ def test_one_fold_equals_predict_patients_on_that_fold(cohorts, tmp_path) -> Non
     assert [m["name"] for m in record["members"]] == ["fold_1"] and record["members"][0]["networks"] == 2
     assert record["bin_edges"] == pytest.approx(fm.bin_edges)
     assert record["shared_patients"]["n"] == 0 and record["n_patients"] == 20 and record["n_labelled"] == 20
-    assert record["coverage"]["rna"]["n_patients"] == 20 and record["coverage"]["wsi"]["n_patients"] == int(frame["has_wsi"].sum())
+    assert record["coverage"]["rna"]["n_patients"] == 20 and record["coverage"]["wsi"]["n_patients"] == int(
+        frame["has_wsi"].sum()
+    )
     assert record["features"]["rna"]["n_imputed"] == 0 and record["wsi"]["extractor"] == "toy"
 
 
@@ -77,7 +79,11 @@ def test_fold_ensemble_is_the_mean_of_the_folds_hazards(cohorts, tmp_path) -> No
     frame, record = _read(tmp_path / "p")
     run_json = json.loads((cohorts["run"] / "run.json").read_text())
     edges = run_json["bin_edges_all"]
-    assert record["bin_edges"] == pytest.approx(edges) and [m["name"] for m in record["members"]] == ["fold_0", "fold_1", "fold_2"]
+    assert record["bin_edges"] == pytest.approx(edges) and [m["name"] for m in record["members"]] == [
+        "fold_0",
+        "fold_1",
+        "fold_2",
+    ]
     ids = frame["patient_id"].tolist()
     hazards, risks = [], []
     for k in range(3):
@@ -111,7 +117,11 @@ def test_ensemble_kernels_on_shared_bins() -> None:
 def test_refit_model_predicts_with_its_own_bins(cohorts, tmp_path) -> None:
     run = cohorts["run"]
     refit = json.loads((run / "run.json").read_text())["refit"]
-    best = [b for k in range(3) for b in torch.load(run / f"fold_{k}" / "checkpoint.pt", weights_only=True)["training"]["best_epochs"]]
+    best = [
+        b
+        for k in range(3)
+        for b in torch.load(run / f"fold_{k}" / "checkpoint.pt", weights_only=True)["training"]["best_epochs"]
+    ]
     assert refit["epochs"] == max(1, round(float(np.median(np.asarray(best) + 1)))) and refit["n_patients"] == 40
     bundle = torch.load(run / "refit" / "checkpoint.pt", weights_only=True)
     assert bundle["kind"] == "refit" and bundle["fold"] == -1 and "ensemble" in bundle
@@ -119,7 +129,9 @@ def test_refit_model_predicts_with_its_own_bins(cohorts, tmp_path) -> None:
     result = _predict(cohorts, tmp_path / "p", "--model", "refit")
     assert result.exit_code == 0, result.output
     frame, record = _read(tmp_path / "p")
-    assert [m["name"] for m in record["members"]] == ["refit"] and record["bin_edges"] == pytest.approx(refit["bin_edges"])
+    assert [m["name"] for m in record["members"]] == ["refit"] and record["bin_edges"] == pytest.approx(
+        refit["bin_edges"]
+    )
     assert np.isfinite(frame["risk"]).all() and len(frame) == 20
 
 
@@ -129,10 +141,18 @@ def _variant(cohorts, name: str, **provenance) -> Path:
 
 @pytest.mark.parametrize(
     ("change", "match"),
-    [({"extractor": "resnet50-trunc"}, "extractor resnet50-trunc, but the run was trained on features with extractor toy"),
-     ({"weights": {"source": "file", "file": "other.safetensors", "sha256": "cd" * 32}}, "healnet extract --weights"),
-     ({"patch_px": 512}, "patch_px 512, but the run was trained on features with patch_px 256"),
-     ({"patch_mpp": 0.25}, "healnet tile --mpp 0.5")],
+    [
+        (
+            {"extractor": "resnet50-trunc"},
+            "extractor resnet50-trunc, but the run was trained on features with extractor toy",
+        ),
+        (
+            {"weights": {"source": "file", "file": "other.safetensors", "sha256": "cd" * 32}},
+            "healnet extract --weights",
+        ),
+        ({"patch_px": 512}, "patch_px 512, but the run was trained on features with patch_px 256"),
+        ({"patch_mpp": 0.25}, "healnet tile --mpp 0.5"),
+    ],
 )
 def test_other_features_are_refused_before_any_work(cohorts, tmp_path, change, match) -> None:
     ws = _variant(cohorts, f"var_{next(iter(change))}", **change)
@@ -150,7 +170,10 @@ def test_half_the_omics_features_refused_unless_the_threshold_is_lowered(cohorts
     write_modality(path, frame[[f"rna_{j}" for j in range(6)]], {"modality": "rna"})
     result = _predict(cohorts, tmp_path / "p", workdir=ws)
     assert result.exit_code == 2, result.output
-    assert "6 of the run's 12 rna features are present (50%" in result.stderr and "--min-feature-overlap 0.8" in result.stderr
+    assert (
+        "6 of the run's 12 rna features are present (50%" in result.stderr
+        and "--min-feature-overlap 0.8" in result.stderr
+    )
     result = _predict(cohorts, tmp_path / "p", "--min-feature-overlap", "0.4", workdir=ws)
     assert result.exit_code == 0, result.output
     _, record = _read(tmp_path / "p")
@@ -175,11 +198,13 @@ def test_missing_features_are_the_training_medians(cohorts, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "match"),
-    [(["--modalities", "rna,protein"], "it never saw protein"),
-     (["--model", "refit", "--fold", "1"], "cannot be combined"),
-     (["--fold", "7"], "--fold 7"),
-     (["--min-feature-overlap", "1.5"], "must be in [0, 1]"),
-     (["--model", "best"], "--model 'best'")],
+    [
+        (["--modalities", "rna,protein"], "it never saw protein"),
+        (["--model", "refit", "--fold", "1"], "cannot be combined"),
+        (["--fold", "7"], "--fold 7"),
+        (["--min-feature-overlap", "1.5"], "must be in [0, 1]"),
+        (["--model", "best"], "--model 'best'"),
+    ],
 )
 def test_bad_options_exit_2(cohorts, tmp_path, args, match) -> None:
     result = _predict(cohorts, tmp_path / "p", *args)

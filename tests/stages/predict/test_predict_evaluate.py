@@ -23,8 +23,21 @@ def cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with one_thread_training():
         run = train_run(ws_a, root / "run")
         cox = root / "cox"
-        result = invoke("train", "--modalities", "rna,cnv", "--model", "coxnet", "--workdir", ws_a, "--out", cox,
-                        "--folds", "3", "--seed", "2")
+        result = invoke(
+            "train",
+            "--modalities",
+            "rna,cnv",
+            "--model",
+            "coxnet",
+            "--workdir",
+            ws_a,
+            "--out",
+            cox,
+            "--folds",
+            "3",
+            "--seed",
+            "2",
+        )
         assert result.exit_code == 0, result.output
     return {"root": root, "A": ws_a, "B": external_cohort(root / "B"), "run": run, "cox": cox}
 
@@ -40,13 +53,17 @@ def test_evaluate_external_predictions(cohorts, tmp_path) -> None:
     assert ext["coverage"]["rna"]["n_patients"] == 20 and ext["model_used"] == "fold ensemble of 3 folds"
     run_json = json.loads((cohorts["run"] / "run.json").read_text())
     groups = metrics["risk_groups"]
-    assert groups["cutoffs"] == pytest.approx(run_json["risk_cutoffs"]["2"]) and "training run" in groups["cutoff_source"]
+    assert (
+        groups["cutoffs"] == pytest.approx(run_json["risk_cutoffs"]["2"]) and "training run" in groups["cutoff_source"]
+    )
     assert "folds" not in metrics and "across_folds" not in metrics and metrics["pooled"]["n"] == 20
     assert "external cohort's own censoring" in metrics["conventions"]["censoring_distribution"]
     assert metrics["skipped"]["attention"].startswith("not for external predictions")
     report = (pred / "evaluation" / "report.html").read_text()
     assert "external validation of run run" in report and "20 patients predicted" in report
-    assert (pred / "evaluation" / "km_risk_groups.png").is_file() and (pred / "evaluation" / "calibration.png").is_file()
+    assert (pred / "evaluation" / "km_risk_groups.png").is_file() and (
+        pred / "evaluation" / "calibration.png"
+    ).is_file()
 
 
 def test_patients_of_the_training_cohort_are_flagged(cohorts, tmp_path) -> None:
@@ -71,9 +88,13 @@ def _to_schema_1(run: Path, dest: Path) -> Path:
             payload.pop(key, None)
         if payload["model_name"] == "coxnet":
             state = payload["model"]["state_dict"]
-            payload["model"] = {"coef": state["coef"], "alpha": float(state["fitted_alpha"]),
-                                "breslow_times": payload["breslow"]["times"], "breslow_cum_hazard": payload["breslow"]["cum_hazard"],
-                                "hparams": {"l1_ratio": 0.5, "n_alphas": 50, "alpha_min_ratio": 0.01, "max_iter": 10000}}
+            payload["model"] = {
+                "coef": state["coef"],
+                "alpha": float(state["fitted_alpha"]),
+                "breslow_times": payload["breslow"]["times"],
+                "breslow_cum_hazard": payload["breslow"]["cum_hazard"],
+                "hparams": {"l1_ratio": 0.5, "n_alphas": 50, "alpha_min_ratio": 0.01, "max_iter": 10000},
+            }
             payload.pop("breslow")
             payload["loss"] = "nll"
         torch.save(payload, ckpt)
@@ -100,7 +121,8 @@ def test_schema_1_run_evaluates_to_the_same_metrics(cohorts, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "p" / "predict.json").read_text())
     assert record["run"]["schema_version"] == 1 and record["risk_cutoffs"]["2"] == pytest.approx(
-        json.loads((cohorts["run"] / "run.json").read_text())["risk_cutoffs"]["2"])
+        json.loads((cohorts["run"] / "run.json").read_text())["risk_cutoffs"]["2"]
+    )
 
 
 def test_schema_1_coxnet_checkpoint_loads_through_the_registry(cohorts, tmp_path) -> None:
@@ -109,7 +131,9 @@ def test_schema_1_coxnet_checkpoint_loads_through_the_registry(cohorts, tmp_path
     new_fm, old_fm = load_fold(cohorts["cox"], 0), load_fold(old, 0)
     assert type(old_fm.model) is type(new_fm.model) and old_fm.loss == "cox"
     a, b = predict_patients(new_fm, ids).frame, predict_patients(old_fm, ids).frame
-    np.testing.assert_allclose(a.drop(columns="patient_id").to_numpy(), b.drop(columns="patient_id").to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        a.drop(columns="patient_id").to_numpy(), b.drop(columns="patient_id").to_numpy(), rtol=1e-6
+    )
     result = invoke("evaluate", old, "--bootstrap", "0", "--ablate", "--no-attention")
     assert result.exit_code == 0, result.output
     metrics = json.loads((old / "evaluation" / "metrics.json").read_text())
@@ -128,7 +152,10 @@ def test_a_newer_schema_is_refused(cohorts, tmp_path) -> None:
     shutil.copytree(cohorts["run"], run)
     data = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**data, "schema": "healnet.run/9"}))
-    for args in (["evaluate", run, "--bootstrap", "0"], ["predict", run, "--workdir", cohorts["B"], "--out", tmp_path / "p"]):
+    for args in (
+        ["evaluate", run, "--bootstrap", "0"],
+        ["predict", run, "--workdir", cohorts["B"], "--out", tmp_path / "p"],
+    ):
         result = invoke(*args)
         assert result.exit_code == 2 and "written by a newer healnet" in result.stderr, result.output
     (run / "run.json").write_text(json.dumps(data))

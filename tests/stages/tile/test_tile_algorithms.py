@@ -16,7 +16,13 @@ from healnet_cli.stages.tile import export
 from healnet_cli.stages.tile.config import TileConfig, parse_exports
 from healnet_cli.stages.tile.grid import grid_coords, grid_spec, tissue_fraction
 from healnet_cli.stages.tile.inputs import collect_slides, read_mpp_csv
-from healnet_cli.stages.tile.tissue import detect_tissue, fill_small_holes, otsu_threshold, remove_small_objects, saturation
+from healnet_cli.stages.tile.tissue import (
+    detect_tissue,
+    fill_small_holes,
+    otsu_threshold,
+    remove_small_objects,
+    saturation,
+)
 
 
 def _disk_image(size: int = 200, radius: float = 60, noise: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +134,17 @@ def test_tissue_fraction_is_exact() -> None:
 
 def test_clam_h5_and_geojson(tmp_path: Path) -> None:
     meta = {
-        "patch_px_level0": 512, "level0_width": 1000, "level0_height": 800, "slide_id": "s1", "target_mpp": 0.5,
-        "patch_px": 256, "mpp": 0.25, "mpp_source": "csv", "read_level": 0, "read_patch_px": 512, "overlap_px": 0,
+        "patch_px_level0": 512,
+        "level0_width": 1000,
+        "level0_height": 800,
+        "slide_id": "s1",
+        "target_mpp": 0.5,
+        "patch_px": 256,
+        "mpp": 0.25,
+        "mpp_source": "csv",
+        "read_level": 0,
+        "read_patch_px": 512,
+        "overlap_px": 0,
     }
     xy = np.array([[0, 0], [512, 0]], dtype=np.int64)
     path = export.write_clam_h5(tmp_path / "s1.h5", xy, meta)

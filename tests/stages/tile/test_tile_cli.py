@@ -31,8 +31,14 @@ def _json(result) -> dict:
 def slides_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("slides")
     disk_slide(folder, "disk40x.tif", size=(3000, 2600), mpp=0.25, radius_frac=0.42)
-    disk_slide(folder, "disk20x.svs", size=(2000, 1800), mpp=None, resolution_unit=None,
-               description=aperio_description(2000, 1800, mpp=0.5, app_mag=20))
+    disk_slide(
+        folder,
+        "disk20x.svs",
+        size=(2000, 1800),
+        mpp=None,
+        resolution_unit=None,
+        description=aperio_description(2000, 1800, mpp=0.5, app_mag=20),
+    )
     return folder
 
 
@@ -41,7 +47,12 @@ def test_patch_count_matches_the_analytic_count(tmp_path: Path, slides_dir: Path
     assert result.exit_code == 0, result.output
     coords = read_coords(tmp_path / "tiles" / "disk40x.parquet")
     meta = coords.meta
-    assert (meta["mpp"], meta["mpp_source"], meta["patch_px_level0"], meta["read_level"]) == (0.25, "openslide.mpp-x", 128, 0)
+    assert (meta["mpp"], meta["mpp_source"], meta["patch_px_level0"], meta["read_level"]) == (
+        0.25,
+        "openslide.mpp-x",
+        128,
+        0,
+    )
     radius = 0.42 * 2600
     exact = expected_disk_patches((3000, 2600), radius, 128, 128, 0.5)
     assert abs(len(coords) - exact) <= 0.03 * exact
@@ -50,9 +61,23 @@ def test_patch_count_matches_the_analytic_count(tmp_path: Path, slides_dir: Path
     assert (coords.x % 128 == 0).all() and (coords.y % 128 == 0).all()
     assert (coords.x + 128 <= 3000).all() and (coords.y + 128 <= 2600).all()
     assert (coords.tissue >= 0.5).all()
-    for key in ("thumbnail_png", "thumbnail_downsample", "seg_mpp", "tissue_area_um2", "min_tissue", "case_id",
-                "source_path", "reader", "target_mpp", "patch_px", "read_downsample", "read_patch_px", "overlap_px",
-                "level0_width", "level0_height"):
+    for key in (
+        "thumbnail_png",
+        "thumbnail_downsample",
+        "seg_mpp",
+        "tissue_area_um2",
+        "min_tissue",
+        "case_id",
+        "source_path",
+        "reader",
+        "target_mpp",
+        "patch_px",
+        "read_downsample",
+        "read_patch_px",
+        "overlap_px",
+        "level0_width",
+        "level0_height",
+    ):
         assert key in meta, key
     assert meta["tissue_area_um2"] == pytest.approx(np.pi * radius**2 * 0.25**2, rel=0.03)
     thumb = Image.open(tmp_path / "tiles" / meta["thumbnail_png"])
@@ -78,8 +103,17 @@ def test_min_tissue_zero_and_one(tmp_path: Path, slides_dir: Path) -> None:
 def test_overlap_and_exports(tmp_path: Path, slides_dir: Path) -> None:
     import h5py
 
-    result = _tile(str(slides_dir / "disk20x.svs"), "-w", str(tmp_path), "--patch-size", "128", "--overlap", "64",
-                   "--export", "clam,geojson")
+    result = _tile(
+        str(slides_dir / "disk20x.svs"),
+        "-w",
+        str(tmp_path),
+        "--patch-size",
+        "128",
+        "--overlap",
+        "64",
+        "--export",
+        "clam,geojson",
+    )
     assert result.exit_code == 0, result.output
     coords = read_coords(tmp_path / "tiles" / "disk20x.parquet")
     assert coords.meta["stride_px_level0"] == 64 and (coords.x % 64 == 0).all()
@@ -195,7 +229,11 @@ def test_mpp_csv_override_and_png_via_slides_csv(tmp_path: Path, slides_dir: Pat
     assert result.exit_code == 0, result.output
     coords = read_coords(tmp_path / "w" / "tiles" / "region.parquet")
     assert (coords.meta["reader"], coords.meta["mpp"], coords.meta["mpp_source"], coords.meta["case_id"]) == (
-        "image", 1.0, "csv", "PATIENT-1")
+        "image",
+        1.0,
+        "csv",
+        "PATIENT-1",
+    )
     assert coords.meta["patch_px_level0"] == 32
     assert len(coords) == pytest.approx(expected_disk_patches((800, 600), 250, 32, 32, 0.5), rel=0.05)
     # without the CSV mpp the PNG fails, naming the fix
@@ -205,7 +243,9 @@ def test_mpp_csv_override_and_png_via_slides_csv(tmp_path: Path, slides_dir: Pat
 
     mpp_csv = tmp_path / "mpp.csv"
     mpp_csv.write_text("slide_id,mpp\ndisk40x,0.5\ndisk_40x,0.5\n")
-    result = _tile(str(slides_dir / "disk40x.tif"), "-w", str(tmp_path / "u"), "--mpp-csv", str(mpp_csv), "--patch-size", "128")
+    result = _tile(
+        str(slides_dir / "disk40x.tif"), "-w", str(tmp_path / "u"), "--mpp-csv", str(mpp_csv), "--patch-size", "128"
+    )
     assert result.exit_code == 0 and "1 row(s) match no slide (disk_40x)" in result.stderr
     meta = read_coords(tmp_path / "u" / "tiles" / "disk40x.parquet").meta
     assert (meta["mpp"], meta["mpp_source"], meta["patch_px_level0"]) == (0.5, "csv", 128)
@@ -282,7 +322,9 @@ def test_config_file_and_environment(tmp_path: Path, slides_dir: Path, monkeypat
     config = tmp_path / "study.yaml"
     config.write_text("tile:\n  patch-size: 128\n  min-tissue: 0.9\n  export: [clam]\n")
     monkeypatch.setenv("HEALNET_TILE_MPP", "1.0")
-    result = _tile(str(slides_dir / "disk20x.svs"), "-w", str(tmp_path / "w"), "--config", str(config), "--min-tissue", "0.8")
+    result = _tile(
+        str(slides_dir / "disk20x.svs"), "-w", str(tmp_path / "w"), "--config", str(config), "--min-tissue", "0.8"
+    )
     assert result.exit_code == 0, result.output
     meta = read_coords(tmp_path / "w" / "tiles" / "disk20x.parquet").meta
     assert (meta["patch_px"], meta["target_mpp"], meta["min_tissue"], meta["patch_px_level0"]) == (128, 1.0, 0.8, 256)

@@ -27,7 +27,9 @@ def disk_slide(
     return write_pyramidal_tiff(Path(folder) / name, fn, mpp, levels, size=size, level_factor=level_factor, **kwargs)
 
 
-def blank_slide(folder: Path, name: str = "blank.tif", *, size: tuple[int, int] = (1200, 1000), mpp: float = 0.5) -> Path:
+def blank_slide(
+    folder: Path, name: str = "blank.tif", *, size: tuple[int, int] = (1200, 1000), mpp: float = 0.5
+) -> Path:
     """Glass only: near-white with scanner noise."""
     rng = np.random.default_rng(1)
     pixels = np.clip(240 + rng.integers(-6, 7, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)

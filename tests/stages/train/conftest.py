@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("healnet_train_factories", Path(__file__).resolve().parents[2] / "data" / "factories.py")
+_spec = importlib.util.spec_from_file_location(
+    "healnet_train_factories", Path(__file__).resolve().parents[2] / "data" / "factories.py"
+)
 factories = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(factories)
 

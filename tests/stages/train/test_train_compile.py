@@ -15,8 +15,9 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("model", ["ehpal", "snn"])
-def test_compile_trains_through_torch_compile_and_saves_plain_weights(workspace: Path, tmp_path: Path, monkeypatch,
-                                                                       model: str) -> None:
+def test_compile_trains_through_torch_compile_and_saves_plain_weights(
+    workspace: Path, tmp_path: Path, monkeypatch, model: str
+) -> None:
     calls = []
     real_compile = torch.compile
 
@@ -25,12 +26,48 @@ def test_compile_trains_through_torch_compile_and_saves_plain_weights(workspace:
         return real_compile(module, backend="eager")
 
     monkeypatch.setattr(torch, "compile", eager_compile)
-    hparams = ["--hparam", "token_dim=8", "--hparam", "widths=[8]", "--hparam", "sir_max_width=8",
-               "--hparam", "pool_dim=8", "--hparam", "omics_segments=4"] if model == "ehpal" else []
+    hparams = (
+        [
+            "--hparam",
+            "token_dim=8",
+            "--hparam",
+            "widths=[8]",
+            "--hparam",
+            "sir_max_width=8",
+            "--hparam",
+            "pool_dim=8",
+            "--hparam",
+            "omics_segments=4",
+        ]
+        if model == "ehpal"
+        else []
+    )
     out = tmp_path / "run"
-    args = ["train", "--modalities", "rna,cnv", "--model", model, "--workdir", str(workspace), "--out", str(out),
-            "--folds", "2", "--fold", "0", "--epochs", "2", "--batch-size", "8", "--ensemble", "1", "--device", "cpu",
-            "--compile", *hparams]
+    args = [
+        "train",
+        "--modalities",
+        "rna,cnv",
+        "--model",
+        model,
+        "--workdir",
+        str(workspace),
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--fold",
+        "0",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--ensemble",
+        "1",
+        "--device",
+        "cpu",
+        "--compile",
+        *hparams,
+    ]
     result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     assert calls, "--compile must reach torch.compile"

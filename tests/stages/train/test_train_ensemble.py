@@ -9,16 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from train_factories import factories  # noqa: E402
 from typer.testing import CliRunner
 
 from healnet_cli.cli import build_app
+from healnet_cli.data.batching import build_table
 from healnet_cli.data.ensemble import EnsembleModel, combine_outputs
 from healnet_cli.data.inference import FoldModel, load_fold, predict_patients, predict_table
-from healnet_cli.data.batching import build_table
 from healnet_cli.data.survival import survival_from_logits
 from healnet_cli.models.batch import ModelOutput
-
-from train_factories import factories  # noqa: E402
 
 runner = CliRunner()
 SMALL = ["--hparam", "depth=1", "--hparam", "num_latents=4", "--hparam", "latent_dim=8", "--hparam", "cross_dim_head=8"]
@@ -28,9 +27,30 @@ SMALL = ["--hparam", "depth=1", "--hparam", "num_latents=4", "--hparam", "latent
 def ensemble_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("ens")
     ws = factories.make_workspace(root / "ws", wsi=True, missing={"cnv": 0.2, "wsi": 0.25})
-    args = ["train", "--modalities", "wsi,rna,cnv", "--workdir", str(ws), "--out", str(root / "run"), "--folds", "2",
-            "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--seed", "1", "--ensemble", "3",
-            "--max-patches", "4", *SMALL]
+    args = [
+        "train",
+        "--modalities",
+        "wsi,rna,cnv",
+        "--workdir",
+        str(ws),
+        "--out",
+        str(root / "run"),
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+        "--ensemble",
+        "3",
+        "--max-patches",
+        "4",
+        *SMALL,
+    ]
     result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     return ws, root / "run"
@@ -96,7 +116,23 @@ def test_attention_weights_averaged_over_members(ensemble_run: tuple[Path, Path]
 
 def test_bad_ensemble_size_exits_2(tmp_path: Path) -> None:
     ws = factories.make_workspace(tmp_path / "ws", n_patients=12)
-    result = runner.invoke(build_app(), ["train", "--modalities", "rna", "--workdir", str(ws), "--out", str(tmp_path / "o"),
-                                         "--folds", "2", "--epochs", "1", "--ensemble", "0"])
+    result = runner.invoke(
+        build_app(),
+        [
+            "train",
+            "--modalities",
+            "rna",
+            "--workdir",
+            str(ws),
+            "--out",
+            str(tmp_path / "o"),
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--ensemble",
+            "0",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "--ensemble 0" in result.output

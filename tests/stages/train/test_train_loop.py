@@ -22,16 +22,34 @@ from healnet_cli.stages.train.losses import cox_loss, nll_loss
 
 def _table(n: int, f: int, seed: int) -> tuple[PatientTable, Targets]:
     rng = np.random.default_rng(seed)
-    table = PatientTable([f"P{i}" for i in range(n)], ["rna"], {"rna": rng.normal(size=(n, f)).astype(np.float32)},
-                         {"rna": np.ones(n, bool)})
+    table = PatientTable(
+        [f"P{i}" for i in range(n)],
+        ["rna"],
+        {"rna": rng.normal(size=(n, f)).astype(np.float32)},
+        {"rna": np.ones(n, bool)},
+    )
     time = rng.exponential(10, n) + 0.1
     return table, Targets(time, rng.random(n) < 0.6, rng.integers(0, 4, n))
 
 
 def _settings(**kw) -> LoopSettings:
-    base = dict(epochs=1, lr=1e-2, weight_decay=0.0, warmup_epochs=0, patience=50, l1=0.0, alpha=0.0, loss="nll",
-                batch_size=4, grad_accum=1, modality_dropout=0.0, max_patches=None, seed=0, fold=0,
-                device=torch.device("cpu"))
+    base = dict(
+        epochs=1,
+        lr=1e-2,
+        weight_decay=0.0,
+        warmup_epochs=0,
+        patience=50,
+        l1=0.0,
+        alpha=0.0,
+        loss="nll",
+        batch_size=4,
+        grad_accum=1,
+        modality_dropout=0.0,
+        max_patches=None,
+        seed=0,
+        fold=0,
+        device=torch.device("cpu"),
+    )
     return LoopSettings(**{**base, **kw})
 
 

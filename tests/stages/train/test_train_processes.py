@@ -12,16 +12,36 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from train_factories import factories  # noqa: E402
 from typer.testing import CliRunner
 
 from healnet_cli.cli import build_app
 
-from train_factories import factories  # noqa: E402
-
 
 def _args(ws: Path, out: Path, epochs: int) -> list[str]:
-    return ["train", "--modalities", "rna,cnv", "--model", "snn", "--workdir", str(ws), "--out", str(out), "--folds", "2",
-            "--epochs", str(epochs), "--patience", "1000", "--batch-size", "8", "--device", "cpu", "--seed", "5"]
+    return [
+        "train",
+        "--modalities",
+        "rna,cnv",
+        "--model",
+        "snn",
+        "--workdir",
+        str(ws),
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--epochs",
+        str(epochs),
+        "--patience",
+        "1000",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -31,8 +51,12 @@ def _env() -> dict[str, str]:
 def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path: Path) -> None:
     ws = factories.make_workspace(tmp_path / "ws", n_patients=30, omics={"rna": 8, "cnv": 4})
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "healnet_cli", *_args(ws, out, 20)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "healnet_cli", *_args(ws, out, 20)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     state, history_file = out / "fold_1" / "state.pt", out / "fold_1" / "history.jsonl"
     deadline = time.monotonic() + 120
     try:
@@ -47,13 +71,20 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path: Path) -> 
     assert (out / "fold_0" / "predictions.parquet").is_file() and not (out / "predictions.parquet").exists()
     epochs_done = len((out / "fold_1" / "history.jsonl").read_text().splitlines())
     assert 0 < epochs_done < 20
-    resumed = subprocess.run([sys.executable, "-m", "healnet_cli", *_args(ws, out, 20), "--resume"], env=_env(),
-                             capture_output=True, text=True, check=False)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "healnet_cli", *_args(ws, out, 20), "--resume"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "fold 0: already finished" in resumed.stderr and "resuming after epoch" in resumed.stderr
     history = [json.loads(x) for x in (out / "fold_1" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == list(range(20))
-    reference = CliRunner().invoke(build_app(), _args(ws, tmp_path / "ref", 20))  # one torch thread, as OMP_NUM_THREADS=1
+    reference = CliRunner().invoke(
+        build_app(), _args(ws, tmp_path / "ref", 20)
+    )  # one torch thread, as OMP_NUM_THREADS=1
     assert reference.exit_code == 0, reference.output
     a = pd.read_parquet(out / "predictions.parquet")
     b = pd.read_parquet(tmp_path / "ref" / "predictions.parquet")
@@ -62,8 +93,17 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path: Path) -> 
 
 def test_torchrun_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
     ws = factories.make_workspace(tmp_path / "ws", n_patients=40, omics={"rna": 8, "cnv": 4})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "healnet_cli", *_args(ws, tmp_path / "ddp", 15)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "healnet_cli",
+        *_args(ws, tmp_path / "ddp", 15),
+    ]
     ddp = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = CliRunner().invoke(build_app(), _args(ws, tmp_path / "one", 15))
@@ -97,16 +137,30 @@ def test_torchrun_fold_failing_on_one_rank_stops_every_process_and_resumes(tmp_p
     script = tmp_path / "fail_rank1.py"
     script.write_text(FAIL_ON_RANK_1)
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-           *_args(ws, out, 4)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(script),
+        *_args(ws, out, 4),
+    ]
     # Before the guard, rank 0 waited in a collective of fold 1 forever (TimeoutExpired here).
     ddp = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False, timeout=180)
     assert ddp.returncode != 0
     assert "fold 1 failed on rank 1: RuntimeError: injected failure" in ddp.stderr
     assert "Traceback" not in ddp.stderr.split("fold 1 failed on rank 1")[0][-300:]
     assert (out / "fold_0" / "predictions.parquet").is_file() and not (out / "fold_1" / "predictions.parquet").exists()
-    resumed = subprocess.run([sys.executable, "-m", "healnet_cli", *_args(ws, out, 4), "--resume"], env=_env(),
-                             capture_output=True, text=True, check=False, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "healnet_cli", *_args(ws, out, 4), "--resume"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "fold 0: already finished" in resumed.stderr
     assert len(pd.read_parquet(out / "predictions.parquet")) == 40

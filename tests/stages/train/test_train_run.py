@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from train_factories import factories  # noqa: E402
 from typer.testing import CliRunner
 
-from healnet_cli.cli import build_app
 from healnet_cli.artifacts.run_tables import read_predictions
+from healnet_cli.cli import build_app
 from healnet_cli.data.inference import list_folds, load_fold, predict_patients
-
-from train_factories import factories  # noqa: E402
 
 runner = CliRunner()
 SMALL = ["--hparam", "depth=1", "--hparam", "num_latents=4", "--hparam", "latent_dim=8", "--hparam", "cross_dim_head=8"]
@@ -27,8 +26,25 @@ def train(*args: str):
 
 
 def base_args(ws: Path, out: Path, mods: str = "wsi,rna,cnv", model: str = "healnet", folds: bool = True) -> list[str]:
-    args = ["--modalities", mods, "--model", model, "--workdir", str(ws), "--out", str(out),
-            *(["--folds", "3"] if folds else []), "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--seed", "3"]
+    args = [
+        "--modalities",
+        mods,
+        "--model",
+        model,
+        "--workdir",
+        str(ws),
+        "--out",
+        str(out),
+        *(["--folds", "3"] if folds else []),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ]
     return args + (SMALL if model == "healnet" else [])
 
 
@@ -43,15 +59,26 @@ def healnet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_run_folder_contents(healnet_run: tuple[Path, Path]) -> None:
     ws, run = healnet_run
-    for name in ("config.yaml", "env.json", "labels.parquet", "cohort.json", "splits.csv", "predictions.parquet",
-                 "summary.json", "summary.csv"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "labels.parquet",
+        "cohort.json",
+        "splits.csv",
+        "predictions.parquet",
+        "summary.json",
+        "summary.csv",
+    ):
         assert (run / name).is_file(), name
     assert list_folds(run) == [0, 1, 2]
     ckpt = torch.load(run / "fold_0" / "checkpoint.pt", weights_only=True)
     assert {"model", "model_name", "preprocess", "bin_edges", "modalities", "fold"} <= set(ckpt)
     assert ckpt["model_name"] == "healnet" and ckpt["modalities"] == ["wsi", "rna", "cnv"]
     assert set(ckpt["preprocess"]["rna"]) >= {"kept", "lower", "upper", "mean", "std", "median"}
-    assert ckpt["preprocess"]["wsi"]["kind"] == "bag_scaler" and len(ckpt["preprocess"]["wsi"]["mean"]) == factories.WSI_DIM
+    assert (
+        ckpt["preprocess"]["wsi"]["kind"] == "bag_scaler"
+        and len(ckpt["preprocess"]["wsi"]["mean"]) == factories.WSI_DIM
+    )
     history = [json.loads(line) for line in (run / "fold_0" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 3 and {"train_loss", "val_loss", "val_cindex", "lr", "seconds"} <= set(history[0])
     pred = pd.read_parquet(run / "predictions.parquet")
@@ -121,7 +148,9 @@ def test_coxnet_on_identical_splits(healnet_run: tuple[Path, Path], tmp_path: Pa
         tr = part.loc[part.split != "test", "patient_id"].tolist()
         te = part.loc[part.split == "test", "patient_id"].tolist()
         n = max(len(tr), len(te))
-        pd.DataFrame({"train": tr + [None] * (n - len(tr)), "val": te + [None] * (n - len(te))}).to_csv(splits_dir / f"splits_{k}.csv")
+        pd.DataFrame({"train": tr + [None] * (n - len(tr)), "val": te + [None] * (n - len(te))}).to_csv(
+            splits_dir / f"splits_{k}.csv"
+        )
     out = tmp_path / "cox"
     result = train(*base_args(ws, out, mods="rna,cnv", model="coxnet", folds=False), "--splits", str(splits_dir))
     assert result.exit_code == 0, result.output
@@ -166,8 +195,11 @@ def test_no_labels_and_no_patients_exit_2(tmp_path: Path) -> None:
     ws = factories.make_workspace(tmp_path / "ws", n_patients=12, omics={"rna": 3})
     from healnet_cli.artifacts.omics import modality_path, write_labels
 
-    write_labels(modality_path(ws / "omics", "labels"),
-                 pd.DataFrame({"time": [1.0], "event": [True]}, index=pd.Index(["OTHER"], name="patient_id")), {})
+    write_labels(
+        modality_path(ws / "omics", "labels"),
+        pd.DataFrame({"time": [1.0], "event": [True]}, index=pd.Index(["OTHER"], name="patient_id")),
+        {},
+    )
     result = train("--modalities", "rna", "--workdir", str(ws))
     assert result.exit_code == 2 and "no patients" in result.output
 
@@ -187,8 +219,9 @@ def test_existing_run_needs_resume(healnet_run: tuple[Path, Path]) -> None:
 def test_resume_with_other_run_defining_options_is_refused(healnet_run: tuple[Path, Path]) -> None:
     ws, run = healnet_run
     before = (run / "run.json").read_bytes(), (run / "config.yaml").read_bytes()
-    result = train(*base_args(ws, run, model="snn"), "--resume", "--epochs", "7", "--modality-dropout", "0.3",
-                   "--max-patches", "4")
+    result = train(
+        *base_args(ws, run, model="snn"), "--resume", "--epochs", "7", "--modality-dropout", "0.3", "--max-patches", "4"
+    )
     assert result.exit_code == 2, result.output
     assert "--model healnet (this command: snn)" in result.output and "--epochs 3 (this command: 7)" in result.output
     assert "--hparam" in result.output  # healnet's hyper-parameters are not snn's

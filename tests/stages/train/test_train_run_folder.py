@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from train_factories import factories  # noqa: E402
 from typer.testing import CliRunner
 
 from healnet_cli.cli import build_app
 from healnet_cli.core.workspace import Workspace
-
-from train_factories import factories  # noqa: E402
 
 
 def healnet(*args) -> object:
@@ -19,11 +18,29 @@ def healnet(*args) -> object:
 
 
 def _args(ws: Path, *extra) -> list:
-    return ["train", "--modalities", "rna", "--model", "snn", "--workdir", ws, "--folds", "2", "--epochs", "1",
-            "--device", "cpu", "--ensemble", "1", *extra]
+    return [
+        "train",
+        "--modalities",
+        "rna",
+        "--model",
+        "snn",
+        "--workdir",
+        ws,
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--ensemble",
+        "1",
+        *extra,
+    ]
 
 
-def test_runs_go_under_the_workdir_by_default_and_evaluate_finds_them_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_go_under_the_workdir_by_default_and_evaluate_finds_them_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = factories.make_workspace(tmp_path / "ws", n_patients=16, omics={"rna": 4})
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -44,11 +61,14 @@ def test_runs_go_under_the_workdir_by_default_and_evaluate_finds_them_by_name(tm
     assert gathered.exit_code == 0, gathered.output
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--name", "a/b"], "--name 'a/b': use a plain folder name"),
-    (["--name", ".."], "--name '..': use a plain folder name"),
-    (["--fold", "0"], "--fold 0: pass --out or --name"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--name", "a/b"], "--name 'a/b': use a plain folder name"),
+        (["--name", ".."], "--name '..': use a plain folder name"),
+        (["--fold", "0"], "--fold 0: pass --out or --name"),
+    ],
+)
 def test_bad_run_names_are_input_errors(tmp_path: Path, extra: list[str], message: str) -> None:
     result = healnet(*_args(tmp_path / "ws", *extra))
     assert result.exit_code == 2 and message in result.output, result.output

@@ -60,7 +60,9 @@ def discover(root: Path, coords_dir: Path | None) -> list[SourceSlide]:
             )
         coords = (lambda stem: coords_dir / f"{stem}.h5") if coords_dir is not None else (lambda stem: None)
         return unique_by_slide([SourceSlide(p.stem, p, coords(p.stem)) for p in files], root)
-    raise InputError(f"{root}: no CLAM features found (expected h5_files/<slide>.h5 or pt_files/<slide>.pt); check --format")
+    raise InputError(
+        f"{root}: no CLAM features found (expected h5_files/<slide>.h5 or pt_files/<slide>.pt); check --format"
+    )
 
 
 def header(slide: SourceSlide) -> SlideHeader:
@@ -89,7 +91,9 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
         if slide.coords_file.is_file():
             coords, patch_attrs = _patches(slide.coords_file)
         elif slide.features_file.suffix == ".pt":
-            raise ItemError(f"{slide.features_file}: no patches file {slide.coords_file} for its coordinates; check --coords-dir")
+            raise ItemError(
+                f"{slide.features_file}: no patches file {slide.coords_file} for its coordinates; check --coords-dir"
+            )
     if slide.features_file.suffix == ".pt":
         features = load_tensor_file(slide.features_file, TOOL)
     else:

@@ -96,7 +96,9 @@ def open_h5(path: Path, tool: str) -> Iterator[Any]:
     try:
         handle = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
-        raise ItemError(f"{path}: not a readable HDF5 file ({one_line(exc)}); {tool} writes .h5 features: check the file") from exc
+        raise ItemError(
+            f"{path}: not a readable HDF5 file ({one_line(exc)}); {tool} writes .h5 features: check the file"
+        ) from exc
     try:
         yield handle
     finally:
@@ -154,7 +156,9 @@ def load_tensor_file(path: Path, tool: str) -> np.ndarray:
             "truncated or holds pickled objects (never unpickled): export the features again"
         ) from exc
     if not isinstance(value, torch.Tensor):
-        raise ItemError(f"{path}: holds a {type(value).__name__}, not a features tensor; {tool} bags are one [N, D] tensor")
+        raise ItemError(
+            f"{path}: holds a {type(value).__name__}, not a features tensor; {tool} bags are one [N, D] tensor"
+        )
     return value.detach().float().numpy()
 
 
@@ -172,7 +176,9 @@ def tensor_dim(path: Path) -> int | None:
 def check_rows(features: np.ndarray, coords: np.ndarray, path: Path) -> None:
     """Features ``[N, D]`` and coordinates ``[N, 2]`` with the same N, else an ItemError."""
     if features.ndim != 2:
-        raise ItemError(f"{path}: features have shape {features.shape}, expected [patches, dim] (slide-level features are not patch features)")
+        raise ItemError(
+            f"{path}: features have shape {features.shape}, expected [patches, dim] (slide-level features are not patch features)"
+        )
     if coords.ndim != 2 or coords.shape[1] != 2:
         raise ItemError(f"{path}: coordinates have shape {coords.shape}, expected [patches, 2]")
     if features.shape[0] != coords.shape[0]:
@@ -199,7 +205,9 @@ def unique_by_slide(found: list[SourceSlide], root: Path) -> list[SourceSlide]:
     clashes = {k: v for k, v in by_id.items() if len(v) > 1}
     if clashes:
         listed = "; ".join(f"{k}: {', '.join(str(s.features_file) for s in v)}" for k, v in sorted(clashes.items())[:5])
-        raise InputError(f"{root}: {len(clashes)} slide id(s) occur in more than one file ({listed}); import them separately")
+        raise InputError(
+            f"{root}: {len(clashes)} slide id(s) occur in more than one file ({listed}); import them separately"
+        )
     return sorted(found, key=lambda s: s.slide_id)
 
 

@@ -52,7 +52,9 @@ def discover(root: Path, coords_dir: Path | None) -> list[SourceSlide]:
     index_dir = coords_dir if coords_dir is not None else root
     bags = files_under(root, ".pt")
     if not bags:
-        raise InputError(f"{root}: no slideflow bags found (expected <slide>.pt, <slide>.index.npz, {CONFIG}); check --format")
+        raise InputError(
+            f"{root}: no slideflow bags found (expected <slide>.pt, <slide>.index.npz, {CONFIG}); check --format"
+        )
     found = []
     for bag in bags:
         npz, npy = index_dir / f"{bag.stem}.index.npz", index_dir / f"{bag.stem}.index.npy"
@@ -110,8 +112,14 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
     tile_um, how = _tile_um(config.get("tile_um"), tile_px, ctx)
     slide_mpp = ctx.mpp_of(slide.slide_id)
     if slide_mpp is None or tile_um is None or not tile_px:
-        missing = "the slide's mpp (--slides-csv mpp column or --slide-mpp)" if slide_mpp is None else f"tile_um/tile_px ({CONFIG}, or --mpp and --patch-size)"
-        raise ItemError(f"{slide.features_file}: slideflow stores tile centres; their top-left corners in level-0 pixels need {missing}")
+        missing = (
+            "the slide's mpp (--slides-csv mpp column or --slide-mpp)"
+            if slide_mpp is None
+            else f"tile_um/tile_px ({CONFIG}, or --mpp and --patch-size)"
+        )
+        raise ItemError(
+            f"{slide.features_file}: slideflow stores tile centres; their top-left corners in level-0 pixels need {missing}"
+        )
     extract_px = int(tile_um / slide_mpp)  # slideflow's full_extract_px
     return ImportedBag(
         features=features,
@@ -125,7 +133,8 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
             "tool": "slideflow",
             "features_file": str(slide.features_file),
             "coords_file": str(slide.coords_file),
-            "attrs": {k: v for k, v in config.items() if k != "normalizer"} | {"normalizer": bool(config.get("normalizer"))},
+            "attrs": {k: v for k, v in config.items() if k != "normalizer"}
+            | {"normalizer": bool(config.get("normalizer"))},
         },
     )
 
@@ -133,7 +142,9 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
 def _index(slide: SourceSlide) -> np.ndarray:
     path = slide.coords_file
     if path is None or not path.is_file():
-        raise ItemError(f"{slide.features_file}: no tile index {path} (slideflow writes <slide>.index.npz beside the bag)")
+        raise ItemError(
+            f"{slide.features_file}: no tile index {path} (slideflow writes <slide>.index.npz beside the bag)"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
         centres = loaded["arr_0"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded

@@ -50,7 +50,9 @@ def discover(root: Path, coords_dir: Path | None) -> list[SourceSlide]:
     """
     files = files_under(root, ".h5", recursive=True)
     if not files:
-        raise InputError(f"{root}: no STAMP features found (expected <output_dir>/<extractor>-<hash>/**/<slide>.h5); check --format")
+        raise InputError(
+            f"{root}: no STAMP features found (expected <output_dir>/<extractor>-<hash>/**/<slide>.h5); check --format"
+        )
     return unique_by_slide([SourceSlide(p.stem, p) for p in files], root)
 
 
@@ -82,9 +84,13 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
         feats = dataset(handle, "feats", path, TOOL)
         feat_type = attrs.get("feat_type")
         if feat_type not in (None, "tile"):
-            raise ItemError(f"{path}: {feat_type}-level features (feat_type={feat_type}), not patch features; import STAMP's tile-level features")
+            raise ItemError(
+                f"{path}: {feat_type}-level features (feat_type={feat_type}), not patch features; import STAMP's tile-level features"
+            )
         if "coords" not in handle:
-            raise ItemError(f"{path}: no 'coords' dataset (features without patch positions); re-extract with `stamp preprocess`")
+            raise ItemError(
+                f"{path}: no 'coords' dataset (features without patch positions); re-extract with `stamp preprocess`"
+            )
         features = np.asarray(feats[()])
         coords = np.asarray(dataset(handle, "coords", path, TOOL)[()], dtype=np.float64)
     check_rows(features, coords, path)
@@ -103,11 +109,18 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
         patch_px_level0=int(round(tile_um / slide_mpp)),
         patch_mpp=tile_um / tile_px if tile_px else ctx.mpp,
         patch_mpp_source="tile_size_um / tile_size_px" if tile_px else ("--mpp" if ctx.mpp else ""),
-        source={"tool": "stamp", "features_file": str(path), "tool_version": attrs.get("stamp_version"), "attrs": attrs},
+        source={
+            "tool": "stamp",
+            "features_file": str(path),
+            "tool_version": attrs.get("stamp_version"),
+            "attrs": attrs,
+        },
     )
 
 
-def _micrometres(coords: np.ndarray, attrs: dict, path: Path, ctx: ImportContext) -> tuple[np.ndarray, float, int | None]:
+def _micrometres(
+    coords: np.ndarray, attrs: dict, path: Path, ctx: ImportContext
+) -> tuple[np.ndarray, float, int | None]:
     """``(coords in µm, tile size in µm, tile size in px)`` by STAMP's own rules (``get_coords``)."""
     tile_px_attr = positive(attrs.get("tile_size_px"))
     tile_px = int(tile_px_attr) if tile_px_attr else ctx.patch_px
@@ -117,7 +130,9 @@ def _micrometres(coords: np.ndarray, attrs: dict, path: Path, ctx: ImportContext
         return coords, float(attrs["tile_size_um"]), tile_px
     if round(positive(attrs.get("tile_size")) or _stride(coords)) == HISTORIC_TILE_PX:
         return coords / HISTORIC_TILE_PX * HISTORIC_TILE_UM, HISTORIC_TILE_UM, tile_px or HISTORIC_TILE_PX
-    raise ItemError(f"{path}: cannot tell the unit of 'coords' (no unit/tile_size_um attributes); re-extract with `stamp preprocess`")
+    raise ItemError(
+        f"{path}: cannot tell the unit of 'coords' (no unit/tile_size_um attributes); re-extract with `stamp preprocess`"
+    )
 
 
 def _stride(coords: np.ndarray) -> float:

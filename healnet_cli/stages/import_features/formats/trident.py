@@ -64,7 +64,9 @@ def discover(root: Path, coords_dir: Path | None) -> list[SourceSlide]:
 def _features_folder(root: Path) -> Path:
     if files_under(root, ".h5") or files_under(root, ".pt"):
         return root
-    found = sorted(p for p in root.rglob("features_*") if p.is_dir() and (files_under(p, ".h5") or files_under(p, ".pt")))
+    found = sorted(
+        p for p in root.rglob("features_*") if p.is_dir() and (files_under(p, ".h5") or files_under(p, ".pt"))
+    )
     if len(found) == 1:
         return found[0]
     if found:
