@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test doctor demo bench clean
+.PHONY: setup test lint doctor demo bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; exit 0; fi; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check healnet_cli tests benchmarks scripts
+	$(BIN)/ruff format --check healnet_cli tests benchmarks scripts
+	$(BIN)/mypy
 
 doctor: setup
 	$(BIN)/healnet doctor

@@ -82,7 +82,7 @@ def write_coords(path: str | os.PathLike[str], coords: SlideCoords) -> Path:
 
 def _column(values: np.ndarray, dtype: type) -> pa.Array:
     """An Arrow column of a 1-D numpy array, built from its buffer (``pa.array`` would import pandas)."""
-    array = np.ascontiguousarray(values, dtype=dtype).ravel()
+    array: np.ndarray = np.ascontiguousarray(values, dtype=dtype).ravel()
     return pa.Array.from_buffers(pa.from_numpy_dtype(array.dtype), len(array), [None, pa.py_buffer(array)])
 
 

@@ -45,13 +45,16 @@ def read_predictions(path: str | os.PathLike[str], *, hint: str = HINT) -> tuple
 
 
 def _concat_folds(layout: RunLayout, folds: Sequence[int]) -> tuple[pd.DataFrame, dict[str, Any], list[Path]]:
-    frames, meta, paths = [], {"bin_edges": {}}, []
+    frames: list[pd.DataFrame] = []
+    paths: list[Path] = []
+    bin_edges: dict[str, Any] = {}
+    meta: dict[str, Any] = {"bin_edges": bin_edges}
     for k in folds:
         path = layout.fold_predictions(k)
         frame, m = read_predictions(path)
         frames.append(frame)
         paths.append(path)
-        meta["bin_edges"][str(k)] = m.get("bin_edges")
+        bin_edges[str(k)] = m.get("bin_edges")
         meta.update({key: m[key] for key in META_KEYS if m.get(key) is not None})
     meta["kind"] = OUT_OF_FOLD
     return pd.concat(frames, ignore_index=True), meta, paths

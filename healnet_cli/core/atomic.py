@@ -174,7 +174,8 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike[str]) -> DiskFul
     """
     if isinstance(exc, DiskFullError):
         return exc
-    chain, node = [], exc
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
     while node is not None and len(chain) < 8:
         chain.append(node)
         node = node.__cause__ or node.__context__

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def _nearest(name: str, valid: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def option_keys(params: Iterable[Any], *, exclude: set[str] = frozenset()) -> tuple[dict[str, str], list[str]]:
+def option_keys(params: Iterable[Any], *, exclude: AbstractSet[str] = frozenset()) -> tuple[dict[str, str], list[str]]:
     """Config keys accepted for a command's parameters: each parameter's name and its long flags
     with underscores (``json_output`` and ``json`` for ``--json``). Returns the key → parameter
     name map and the keys to show (one per parameter: its first long flag)."""

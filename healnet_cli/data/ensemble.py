@@ -13,12 +13,14 @@ on every patient of the run): :func:`survival_on_grid` puts each fold's curve on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from healnet_cli.models.batch import ModelOutput
+from healnet_cli.models.base import SurvivalModel
+from healnet_cli.models.batch import ModalitySpec, ModelOutput
 
 COMBINES = ("hazard", "logit")
 _EPS = 1e-6
@@ -45,16 +47,20 @@ class EnsembleModel(nn.Module):
         self.combine = combine
 
     @property
+    def _first(self) -> SurvivalModel:
+        return cast(SurvivalModel, self.members[0])
+
+    @property
     def name(self) -> str:
-        return getattr(self.members[0], "name", "ensemble")
+        return getattr(self._first, "name", "ensemble")
 
     @property
     def n_bins(self) -> int:
-        return int(self.members[0].n_bins)
+        return self._first.n_bins
 
     @property
-    def modalities(self):
-        return self.members[0].modalities
+    def modalities(self) -> dict[str, ModalitySpec]:
+        return self._first.modalities
 
     def forward(self, batch, return_weights: bool = False) -> ModelOutput:
         outs = [m(batch, return_weights=return_weights) for m in self.members]
@@ -70,12 +76,13 @@ def combine_outputs(outs: Sequence[ModelOutput], combine: str = "hazard") -> Mod
     else:
         combined = logits.mean(0)
     weights = None
-    if all(o.weights for o in outs):
-        keys = set.intersection(*(set(o.weights) for o in outs))
+    maps = [o.weights for o in outs if o.weights]
+    if len(maps) == len(outs):
+        keys = set.intersection(*(set(w) for w in maps))
         weights = {
-            k: torch.stack([o.weights[k].float() for o in outs]).mean(0)
+            k: torch.stack([w[k].float() for w in maps]).mean(0)
             for k in keys
-            if all(o.weights[k].shape == outs[0].weights[k].shape for o in outs)
+            if all(w[k].shape == maps[0][k].shape for w in maps)
         }
     return ModelOutput(logits=combined, weights=weights)
 

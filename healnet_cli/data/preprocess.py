@@ -147,7 +147,7 @@ def fit_bag_scaler(bags: Iterable[np.ndarray], *, per_bag: int = BAG_SCALER_PATC
         s1 += d.sum(axis=0)
         s2 += (d * d).sum(axis=0)
         total += len(x)
-    if total == 0:
+    if total == 0 or s1 is None or s2 is None or shift is None:
         return None
     mean_d = s1 / total
     var = np.maximum(s2 / total - mean_d**2, 0.0)

@@ -130,7 +130,7 @@ def _shrink(block: np.ndarray, size: tuple[int, int], box: tuple[float, float, f
             return np.asarray(Image.fromarray(block).reduce(k))
         view = block.reshape(size[1], k, size[0], k, 3)
         return (view.mean(axis=(1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
-    return np.asarray(Image.fromarray(block).resize(size, Image.BOX, box=box))
+    return np.asarray(Image.fromarray(block).resize(size, Image.Resampling.BOX, box=box))
 
 
 def thumbnail_downsample(dimensions: tuple[int, int], max_px: int) -> float:

@@ -86,11 +86,12 @@ class ImageReader:
     def thumbnail(self, max_px: int) -> np.ndarray:
         """RGB thumbnail, longest side <= ``max_px`` (area average)."""
         downsample = thumbnail_downsample(self.dimensions, max_px)
-        size = tuple(max(1, int(np.ceil(d / downsample))) for d in self.dimensions)
+        width, height = (max(1, int(np.ceil(d / downsample))) for d in self.dimensions)
+        size = (width, height)
         image = Image.fromarray(self._load())
         if size == self.dimensions:
             return np.asarray(image)
-        return np.asarray(image.resize(size, Image.BOX))
+        return np.asarray(image.resize(size, Image.Resampling.BOX))
 
     def close(self) -> None:
         self._pixels = None

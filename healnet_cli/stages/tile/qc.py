@@ -26,7 +26,7 @@ def shrink_to(rgb: np.ndarray, max_px: int = THUMB_MAX_PX) -> np.ndarray:
     if scale <= 1:
         return rgb
     size = (max(1, int(round(w / scale))), max(1, int(round(h / scale))))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BOX))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
 
 
 def qc_image(
@@ -54,7 +54,7 @@ def qc_image(
             pixels[kept] = (0.5 * pixels[kept] + 0.5 * np.array(PATCH_RGB)).astype(np.uint8)
             image = Image.fromarray(pixels)
     pixels = np.asarray(image).copy()
-    mask_thumb = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 127
+    mask_thumb = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 127
     edge = mask_thumb & ~ndimage.binary_erosion(mask_thumb, border_value=0)
     edge = ndimage.binary_dilation(edge) if max(h, w) >= 512 else edge
     pixels[edge] = CONTOUR_RGB
