@@ -111,7 +111,7 @@ def pack(tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def unpack(packed: dict) -> dict[str, torch.Tensor]:
-    return dict(zip(packed["names"], torch.split(packed["values"], packed["sizes"])))
+    return dict(zip(packed["names"], torch.split(packed["values"], packed["sizes"]), strict=True))
 
 
 def make_batch(mods: tuple[str, ...], seed: int) -> dict[str, ModalityInput]:

@@ -186,7 +186,9 @@ def build_demo_cohort(
 
     clinical = pd.DataFrame(
         {
-            "slide_id": [f"{case}-01.tif" if has else "" for case, has in zip(truth.index, truth["has_slide"])],
+            "slide_id": [
+                f"{case}-01.tif" if has else "" for case, has in zip(truth.index, truth["has_slide"], strict=True)
+            ],
             "age": rng.normal(62, 10, size=len(truth)).round(0).astype(int),
             "is_female": rng.integers(0, 2, size=len(truth)),
             "survival_months": truth["time_months"],

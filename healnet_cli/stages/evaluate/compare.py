@@ -38,7 +38,7 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
     """Comparison table rows and the pairwise paired bootstrap of Harrell's c on shared patients."""
     names = [ev.run.name if sum(e.run.name == ev.run.name for e in evals) == 1 else str(ev.run.path) for ev in evals]
     table = []
-    for name, ev in zip(names, evals):
+    for name, ev in zip(names, evals, strict=True):
         row: dict[str, Any] = {
             "run": name,
             "model": ev.run.model_name,

@@ -206,7 +206,10 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
         )
         report.table(
             ["group", "patients", "events"] + [f"at risk t={t:g}" for t in g.at_times],
-            [[n, str(s), str(e)] + [str(c) for c in r] for n, s, e, r in zip(g.names, g.sizes, g.events, g.at_risk)],
+            [
+                [n, str(s), str(e)] + [str(c) for c in r]
+                for n, s, e, r in zip(g.names, g.sizes, g.events, g.at_risk, strict=True)
+            ],
         )
         if "km" in ev.figures:
             report.figure(ev.figures["km"])
@@ -368,11 +371,11 @@ def console_table(ev: RunEvaluation) -> str:
     if run.external is None:
         header.append("mean ± sd over folds")
         across = {**ev.scores.across_folds(), "ibs_null_km": ev.scores.null_across_folds()}
-        for row, m in zip(rows, [*METRICS, "ibs_null_km"]):
+        for row, m in zip(rows, [*METRICS, "ibs_null_km"], strict=False):
             row.append(_mean_sd(across[m]))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 

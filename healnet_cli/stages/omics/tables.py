@@ -170,7 +170,7 @@ def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, str]:
     comma = point = None
     header = rows[0]
     for row in rows[1:]:
-        for name, value in zip(header[1:], row[1:]):
+        for name, value in zip(header[1:], row[1:], strict=False):
             text = value.strip()
             if comma is None and _DECIMAL_COMMA.match(text):
                 comma = (name, text)

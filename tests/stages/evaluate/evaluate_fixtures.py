@@ -91,7 +91,11 @@ def make_run(
         _parquet(folder / "predictions.parquet", preds, meta)
     labels = c.set_index("patient_id")[["time", "event"]]
     _parquet(folder / "labels.parquet", labels, {"time_unit": "months"}, index=True)
-    rows = [(p, k, "test" if f == k else "train") for p, f in zip(c["patient_id"], c["fold"]) for k in range(n_folds)]
+    rows = [
+        (p, k, "test" if f == k else "train")
+        for p, f in zip(c["patient_id"], c["fold"], strict=True)
+        for k in range(n_folds)
+    ]
     pd.DataFrame(rows, columns=["patient_id", "fold", "split"]).to_csv(folder / "splits.csv", index=False)
     opts = {"workdir": str(folder / "no_workdir"), "model": "healnet", "modalities": list(modalities)}
     (folder / "config.yaml").write_text(yaml.safe_dump({"command": "train", "options": opts}))
