@@ -192,7 +192,10 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--status-as-is",
-                help="Read --event-col / --censor-col as the option says even when the column's name says the opposite (e.g. --event-col censorship).",
+                help=(
+                    "Read --event-col / --censor-col as the option says even when the column's name says the "
+                    "opposite (e.g. --event-col censorship)."
+                ),
             ),
         ] = False,
         workdir: WorkdirOpt = Path("healnet_work"),

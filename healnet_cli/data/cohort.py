@@ -114,7 +114,8 @@ def resolve_extractor(workspace: Workspace, extractor: str | None) -> str:
     if not found:
         raise InputError(f"modality wsi: no features under {workspace.features_root}; run `healnet extract` first")
     raise InputError(
-        f"modality wsi: several feature folders under {workspace.features_root} ({', '.join(found)}); pass --extractor NAME"
+        f"modality wsi: several feature folders under {workspace.features_root} ({', '.join(found)}); pass "
+        "--extractor NAME"
     )
 
 
@@ -137,7 +138,8 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
         listed = "; ".join(f"{short_identity(k)} ({len(v)} slide(s), e.g. {v[0]})" for k, v in sorted(encoders.items()))
         raise InputError(
             f"{folder}: features of different encoders or weights are mixed ({listed}); they are not comparable: "
-            "re-extract (or re-import) the odd slides, or keep each set in its own folder (--name) and pick one with --extractor"
+            "re-extract (or re-import) the odd slides, or keep each set in its own folder (--name) and pick one with "
+            "--extractor"
         )
     if len(dims) > 1:
         raise InputError(

@@ -163,7 +163,10 @@ def test_hf_hub_config_missing_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
     with pytest.raises(
         InputError,
-        match=r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download paige-ai/Virchow2 config.json",
+        match=(
+            r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download "
+            r"paige-ai/Virchow2 config.json"
+        ),
     ):
         load_extractor("hf-hub:paige-ai/Virchow2", random_init=True)
 

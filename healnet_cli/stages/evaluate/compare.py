@@ -29,7 +29,8 @@ def _shared(evals: list[RunEvaluation]) -> tuple[pd.DataFrame, list[str]]:
         differ = (joined["time_0"] != joined[f"time_{i}"]) | (joined["event_0"] != joined[f"event_{i}"])
         if differ.any():
             notes.append(
-                f"{int(differ.sum())} shared patient(s) have different labels in {evals[i].run.name}; the first run's labels are used"
+                f"{int(differ.sum())} shared patient(s) have different labels in {evals[i].run.name}; the first "
+                "run's labels are used"
             )
     return joined, notes
 

@@ -284,10 +284,11 @@ def _external_section(report: Report, run: RunData) -> None:
     ]
     report.bullets(
         [
-            f"run {train.get('path')} (model {train.get('model')}, modalities {', '.join(train.get('modalities') or [])}), "
+            f"run {train.get('path')} (model {train.get('model')}, modalities "
+            f"{', '.join(train.get('modalities') or [])}), "
             f"{ext['model_used']}: {', '.join(ext['members'])}",
-            f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with labels scored"
-            + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
+            f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with "
+            "labels scored" + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
             f"patients with each modality: {cov}",
             *imputed,
             *ext["warnings"],
@@ -303,14 +304,16 @@ def build_report(ev: RunEvaluation) -> Report:
         report = Report(
             f"healnet external validation: {train.get('name', run.name)}",
             f"external validation of run {train.get('name')} (model {run.model_name}, modalities "
-            f"{', '.join(run.modalities) or '?'}) on {p['patient_id'].nunique()} patients, {int(p['event'].sum())} events · "
+            f"{', '.join(run.modalities) or '?'}) on {p['patient_id'].nunique()} patients, {int(p['event'].sum())} "
+            "events · "
             f"times in {run.time_unit}",
         )
         _external_section(report, run)
         return _report_body(report, ev)
     report = Report(
         f"healnet evaluation: {run.name}",
-        f"model {run.model_name} · modalities {', '.join(run.modalities) or '?'} · {p['patient_id'].nunique()} patients, "
+        f"model {run.model_name} · modalities {', '.join(run.modalities) or '?'} · {p['patient_id'].nunique()} "
+        "patients, "
         f"{int(p['event'].sum())} events · {len(run.folds)} folds · times in {run.time_unit}",
     )
     return _report_body(report, ev)

@@ -193,7 +193,8 @@ class SlideConverter:
         out = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(dtype)
         if not torch.isfinite(out).all():
             raise ItemError(
-                f"{slide.features_file}: features overflow {self.config.dtype} (max |x| = {np.abs(features).max():.3g}); rerun with --dtype float32"
+                f"{slide.features_file}: features overflow {self.config.dtype} (max |x| = "
+                f"{np.abs(features).max():.3g}); rerun with --dtype float32"
             )
         coords = torch.from_numpy(np.ascontiguousarray(bag.coords_level0, dtype=np.int64))
         write_features(path, out, coords, self._provenance(bag, slide, int(out.shape[1])))
@@ -218,12 +219,14 @@ class SlideConverter:
                 f"{plan.encoder} gives {plan.dim}" if _preset_dim(plan.encoder) else f"the other slides have {plan.dim}"
             )
             raise ItemError(
-                f"{slide.features_file}: features have dimension {features.shape[1]}, but {expected}; check --encoder or re-extract this slide"
+                f"{slide.features_file}: features have dimension {features.shape[1]}, but {expected}; check "
+                "--encoder or re-extract this slide"
             )
         bad = int((~np.isfinite(features)).sum())
         if bad:
             raise ItemError(
-                f"{slide.features_file}: {bad} non-finite feature values (NaN/inf); re-extract this slide with {self.config.format}"
+                f"{slide.features_file}: {bad} non-finite feature values (NaN/inf); re-extract this slide with "
+                f"{self.config.format}"
             )
         return features
 

@@ -107,7 +107,8 @@ def parse_request(value: str | None) -> Request:
     tokens = [t.strip() for t in text.split(",") if t.strip()]
     if not tokens:
         raise InputError(
-            f"--clinical-columns {value!r}: empty; pass roles or column names, e.g. {DEFAULT_REQUEST},site (or all / none)"
+            f"--clinical-columns {value!r}: empty; pass roles or column names, e.g. {DEFAULT_REQUEST},site (or all / "
+            "none)"
         )
     lowered = [t.lower() for t in tokens]
     if (ALL in lowered or NONE in lowered) and len(tokens) > 1:
@@ -162,7 +163,10 @@ ENCODING = {AGE: "years", SEX: "1 = female, 0 = male", STAGE: "ordinal 0-4 (subs
             GRADE: "ordinal 1-4 (G1/low 1, G2/intermediate 2, G3/high 3, G4 4)", SITE: "one-hot"}  # fmt: skip
 _CENTRE_REASON = ("tissue-source-site (centre) indicator: a batch confounder in TCGA, not a patient covariate; "
                   "ask for it with --clinical-columns {default},{column}")  # fmt: skip
-_OTHER_REASON = "not a patient covariate of the default set (age, sex, stage, grade); ask for it with --clinical-columns {default},{column}"
+_OTHER_REASON = (
+    "not a patient covariate of the default set (age, sex, stage, grade); ask for it with "
+    "--clinical-columns {default},{column}"
+)
 
 
 def _name_role(column: str) -> str | None:
@@ -231,7 +235,10 @@ def check_share(kept: Kept, values: pd.Series) -> str:
     share = encoded_share(kept.role, kept.column, values)
     if share >= _MIN_ENCODED:
         return ""
-    return f"its name looks like {kept.role}, but only {share:.0%} of its values are (e.g. {_example(values)}); name it in --clinical-columns to keep it as a plain column (a number or one-hots)"
+    return (
+        f"its name looks like {kept.role}, but only {share:.0%} of its values are (e.g. {_example(values)}); name "
+        "it in --clinical-columns to keep it as a plain column (a number or one-hots)"
+    )
 
 
 def _example(values: pd.Series) -> str:
@@ -256,7 +263,8 @@ def check_names(request: Request, columns_by_table: dict[str, Sequence[str]]) ->
         shown = ", ".join(sorted({c for cols in columns_by_table.values() for c in cols})[:20]) or "none"
         tables = ", ".join(columns_by_table)
         raise InputError(
-            f"--clinical-columns: no clinical column {', '.join(repr(m) for m in missing)} in {tables} (clinical columns: {shown}); "
+            f"--clinical-columns: no clinical column {', '.join(repr(m) for m in missing)} in {tables} (clinical "
+            f"columns: {shown}); "
             f"pass roles ({', '.join(ROLES)}), column names, all or none"
         )
 

@@ -190,7 +190,8 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
     labels = report.get("labels")
     if labels:
         console.info(
-            f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected"
+            f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) "
+            "rejected"
         )
     console.info(f"omics: report {path}")
 
@@ -241,8 +242,10 @@ def run_labels(
     owner = labels_owner(store)
     if owner is not None and owner.stage == OMICS_STAGE and not force:
         raise InputError(
-            f"{folder / (LABELS_NAME + '.parquet')}: holds the labels `healnet omics` built ({describe_labels(owner)}); pass --force "
-            f"to replace them with the labels of {head.path} ({config.time_unit}) — `healnet omics` then leaves them alone"
+            f"{folder / (LABELS_NAME + '.parquet')}: holds the labels `healnet omics` built "
+            f"({describe_labels(owner)}); pass --force "
+            f"to replace them with the labels of {head.path} ({config.time_unit}) — `healnet omics` then leaves them "
+            "alone"
         )
     _decimal_message(head, console)
     meta = {"time_unit": config.time_unit, "sources": [{"path": str(head.path), "fingerprint": fingerprint}]}

@@ -74,7 +74,8 @@ def _open_binary(path: Path) -> IO[bytes]:
         return open(path, "rb")
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(
-            f"{path}: cannot open the compressed file ({exc}); check that it is a valid {suffixes[-1] if suffixes else ''} file or pass the uncompressed table"
+            f"{path}: cannot open the compressed file ({exc}); check that it is a valid "
+            f"{suffixes[-1] if suffixes else ''} file or pass the uncompressed table"
         ) from exc
 
 
@@ -242,7 +243,8 @@ def read_full(
         if "conversion error" in message.lower() or "in CSV column" in message:
             raise ValueError(message) from exc
         raise InputError(
-            f"{head.path}: malformed table ({message[:300]}); fix the file (every row needs as many fields as the header)"
+            f"{head.path}: malformed table ({message[:300]}); fix the file (every row needs as many fields as the "
+            "header)"
         ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(

@@ -141,14 +141,16 @@ def slide_warnings(
     warnings = []
     if n_grid == 0:
         warnings.append(
-            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 patches written"
+            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 "
+            "patches written"
         )
     elif n_kept == 0:
         if area_um2 == 0:
             warnings.append("no tissue found (blank slide?): 0 patches written")
         else:
             warnings.append(
-                f"tissue found ({area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 patches written"
+                f"tissue found ({area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 "
+                "patches written"
             )
     if spec.upsampled:
         warnings.append(

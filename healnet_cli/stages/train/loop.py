@@ -260,7 +260,8 @@ def train_fold(
         module.load_state_dict(st["best_state"])
     if has_val:
         log(
-            f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} ({_monitored(st['best_loss'], s.monitor)})"
+            f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} "
+            f"({_monitored(st['best_loss'], s.monitor)})"
         )
     else:
         log(f"fold {s.fold}: {st['epoch']} epochs, the last epoch's weights kept (no inner validation)")
