@@ -455,7 +455,8 @@ CASES = [
         0,
         r"labels: no events: 0 events, 5 censored among 5 patients",
     ),
-    # issue 15.14: a ';'-separated table with decimal commas is read as decimals; mixed separators are read with points, said
+    # issue 15.14: a ';'-separated table with decimal commas is read as decimals; mixed separators are read with
+    # points, said
     Case(
         "15.14-decimal-commas",
         lambda i: ["omics", str(_clinical_table(i, _DECIMAL_COMMAS, "eu_all_clean.csv")), "-w", str(i.root / "dec")],

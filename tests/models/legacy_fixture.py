@@ -3,8 +3,9 @@
 ``legacy_outputs.pt`` (next to this file, in ``data/``) holds, per case, the parameter names and
 shapes of that implementation, its logits and attention/gate maps on a fixed batch, and a compact
 summary of its parameter gradients, all computed in float64 (so that a rearranged computation is
-compared against the old one to ~1e-10, not to float32 rounding). The parameters themselves are not stored: :func:`recipe_state_dict`
-rebuilds them from the names and shapes. ``test_model_equivalence.py`` loads them into today's models
+compared against the old one to ~1e-10, not to float32 rounding). The parameters themselves are not stored:
+:func:`recipe_state_dict` rebuilds them from the names and shapes. ``test_model_equivalence.py`` loads them into today's
+models
 and checks that outputs and gradients agree.
 
 To regenerate the file from the old implementation::

@@ -1,4 +1,5 @@
-"""Helpers for the evaluate tests: synthetic run folders (the layout `healnet train` writes) and a fake inference module."""
+"""Helpers for the evaluate tests: synthetic run folders (the layout `healnet train` writes) and a fake inference
+module."""
 
 from __future__ import annotations
 
