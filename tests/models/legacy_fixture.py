@@ -11,7 +11,8 @@ and checks that outputs and gradients agree.
 To regenerate the file from the old implementation::
 
     git worktree add /tmp/old 7c22ef4
-    cd /tmp/old && PYTHONPATH=. python /path/to/tests/models/legacy_fixture.py /path/to/tests/models/data/legacy_outputs.pt
+    cd /tmp/old && PYTHONPATH=. python /path/to/tests/models/legacy_fixture.py \\
+        /path/to/tests/models/data/legacy_outputs.pt
 
 Only the public model API is used, so running it on today's code writes today's outputs instead.
 """

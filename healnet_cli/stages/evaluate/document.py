@@ -52,10 +52,14 @@ def conventions(ev: RunEvaluation) -> dict[str, Any]:
     out: dict[str, Any] = {
         "risk": "higher risk = earlier event (sksurv convention); c-index ties count 0.5",
         "censoring_distribution": "Kaplan–Meier of each fold's training patients (splits.csv split != test)",
-        "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
-        "(Brier score, IBS); calibration interpolates it (see Calibration)",
+        "survival_at_t": (
+            "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
+            "(Brier score, IBS); calibration interpolates it (see Calibration)"
+        ),
         "td_auc_estimate": "the risk score (cumulative cases / dynamic controls)",
-        "ci": "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed",
+        "ci": (
+            "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed"
+        ),
         "time_unit": ev.run.time_unit,
     }
     if ev.run.external is not None:

@@ -81,9 +81,14 @@ def run_import(config: ImportConfig, *, console: Console, debug: bool = False) -
     folder = Workspace.at(config.workdir).features_dir(config.name or plan.encoder)
     check_folder_identity(folder, plan.identity(config.format), force=config.force)
     params = {
-        "schema": SCHEMA_PARAMS, "format": config.format, "encoder": plan.encoder, "source_encoder": plan.source_encoder,
-        "dtype": config.dtype, "mpp": config.mpp, "patch_size": config.patch_size,
-    }  # fmt: skip
+        "schema": SCHEMA_PARAMS,
+        "format": config.format,
+        "encoder": plan.encoder,
+        "source_encoder": plan.source_encoder,
+        "dtype": config.dtype,
+        "mpp": config.mpp,
+        "patch_size": config.patch_size,
+    }
     store = ArtifactStore(folder, "import", params, algorithm=ALGORITHM_VERSION)
     status = StatusTable("import", shard=str(shard))
     ctx = ImportContext(

@@ -178,9 +178,11 @@ def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, str]:
             elif point is None and _DECIMAL_POINT.match(text):
                 point = (name, text)
     if comma and point:
-        return ".", (f"numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points ({point[1]!r} in "
-                     f"column {point[0]!r}): read with decimal points, so the comma values become missing; "
-                     "save the table with one decimal separator")  # fmt: skip
+        return ".", (
+            f"numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points ({point[1]!r} in "
+            f"column {point[0]!r}): read with decimal points, so the comma values become missing; "
+            "save the table with one decimal separator"
+        )
     return ("," if comma else "."), ""
 
 
