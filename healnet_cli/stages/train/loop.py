@@ -278,10 +278,9 @@ def _train_epoch(
         for g in step.optimizer.param_groups:
             g["lr"] = lr
         step.optimizer.zero_grad(set_to_none=True)
-        group_sum, group_seen = _accumulate(
-            model, train, train_y, [batches[i] for i in group], s, dist, step, sample_rng
+        loss_sum, n_seen = _accumulate(
+            model, train, train_y, [batches[i] for i in group], s, dist, step, sample_rng, (loss_sum, n_seen)
         )
-        loss_sum, n_seen = loss_sum + group_sum, n_seen + group_seen
         step.scaler.step(step.optimizer)
         step.scaler.update()
         st["step"] += 1
@@ -297,13 +296,14 @@ def _accumulate(
     dist: Dist,
     step: _Step,
     sample_rng: np.random.Generator,
+    seen: tuple[float, int],
 ) -> tuple[float, int]:
     """The gradients of one optimiser step: this rank's share of the step's batches, each loss scaled to the
     step's patients (a rank with fewer batches runs zero-weighted ones, so every rank calls backward alike);
-    returns the summed loss terms and the patients behind them."""
+    returns the epoch's running sum of loss terms and count of patients (``seen``) with this step's added."""
     n_group = sum(len(b) for b in group_batches)
     mine = group_batches[dist.rank :: dist.world]
-    loss_sum, n_seen = 0.0, 0
+    loss_sum, n_seen = seen
     for j in range(math.ceil(len(group_batches) / dist.world)):
         rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
         present = {m: v[rows] for m, v in train.present.items()}
