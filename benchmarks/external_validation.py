@@ -2,8 +2,9 @@
 
 Usage: ``python benchmarks/external_validation.py [COHORT_DIR] [--holdout-sites XF,DK,E7,BT] [--quick]``
 
-COHORT_DIR (default ``../shared/data/tcga/blca``; the script says so and exits 0 when it is absent) holds ``tcga_<cohort>_all_clean.csv.zip`` (see ../shared/data/README.md). The patients of
-the ``--holdout-sites`` (TCGA tissue-source site, the barcode's second field) become the external
+COHORT_DIR (default ``../shared/data/tcga/blca``; the script says so and exits 0 when it is absent) holds
+``tcga_<cohort>_all_clean.csv.zip`` (see ../shared/data/README.md). The patients of the ``--holdout-sites`` (TCGA
+tissue-source site, the barcode's second field) become the external
 cohort B; the others the training cohort A. Each gets its own workspace from its own table
 (``healnet omics``: B's cleaning may drop other features than A's, as a hospital's table would),
 then, as a user would type them:

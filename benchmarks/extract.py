@@ -89,9 +89,16 @@ def make_workspace(root: Path, n_slides: int, patches_per_slide: int, level_fact
         ]
         xy = np.array(grid, dtype=np.int64)
         meta = {
-            "slide_id": f"b{s}", "case_id": f"b{s}", "source_path": str(slide), "mpp": 0.5, "target_mpp": 0.5,
-            "patch_px": READ_PATCH_PX, "patch_px_level0": READ_PATCH_PX, "read_level": 0, "read_patch_px": READ_PATCH_PX,
-        }  # fmt: skip
+            "slide_id": f"b{s}",
+            "case_id": f"b{s}",
+            "source_path": str(slide),
+            "mpp": 0.5,
+            "target_mpp": 0.5,
+            "patch_px": READ_PATCH_PX,
+            "patch_px_level0": READ_PATCH_PX,
+            "read_level": 0,
+            "read_patch_px": READ_PATCH_PX,
+        }
         path = write_coords(
             coords_path(tiles, f"b{s}"), SlideCoords(xy[:, 0], xy[:, 1], np.ones(len(xy), np.float32), meta)
         )

@@ -59,7 +59,10 @@ def main() -> None:
         arrays = [np.asarray(im) for im in images]
         pil_ms = per_call_ms(rgba_to_rgb, images)
         numpy_ms = per_call_ms(lambda im: numpy_rgba_to_rgb(np.asarray(im)), images)
-        assert all(np.array_equal(rgba_to_rgb(im), numpy_rgba_to_rgb(a)) for im, a in zip(images[:50], arrays[:50]))
+        assert all(
+            np.array_equal(rgba_to_rgb(im), numpy_rgba_to_rgb(a))
+            for im, a in zip(images[:50], arrays[:50], strict=True)
+        )
     print(f"read_region_ms_per_patch={read:.3f}")
     print(f"rgba_to_rgb_ms_per_patch={pil_ms:.3f}")
     print(f"numpy_rgba_ms_per_patch={numpy_ms:.3f}")

@@ -297,7 +297,7 @@ def summarize(name: str, runs: list[RunResult]) -> dict[str, float]:
 def ratios(name: str, ours: list[RunResult], theirs: list[RunResult]) -> dict[str, float | str]:
     out: dict[str, float | str] = {}
     for what in ("wall", "cpu"):
-        values = [getattr(a, f"{what}_s") / getattr(b, f"{what}_s") for a, b in zip(ours, theirs)]
+        values = [getattr(a, f"{what}_s") / getattr(b, f"{what}_s") for a, b in zip(ours, theirs, strict=True)]
         out[f"{name}_{what}"] = round(statistics.median(values), 3)
         out[f"{name}_{what}_range"] = f"{min(values):.3f}-{max(values):.3f}"
     return out

@@ -390,7 +390,8 @@ CASES = [
         "15.9-misspelled-section",
         _config("tiles:\n  mpp: 0.25\n"),
         2,
-        r"unknown section 'tiles' \(did you mean 'tile'\?\); sections: cohort, demo, doctor, evaluate, extract, .*tile, train",
+        r"unknown section 'tiles' \(did you mean 'tile'\?\); sections: cohort, demo, doctor, evaluate, extract, "
+        r".*tile, train",
     ),
     Case("15.9-flat-config", _config("mpp: 0.25\npatch-size: 128\n"), 2, r"no command sections .*sections: cohort"),
     Case("15.9-mapping-in-a-command", _config("tile:\n  mpp: {x: 1}\n"), 2, r"section 'tile' has no sub-commands"),
@@ -417,7 +418,8 @@ CASES = [
             str(i.root / "w"),
         ],
         2,
-        r"--event-col 'censorship': the name says censoring \(1 = censored\).*pass --censor-col censorship, or add --status-as-is",
+        r"--event-col 'censorship': the name says censoring \(1 = censored\).*pass --censor-col censorship, or add "
+        r"--status-as-is",
         check=_no_labels("w"),
     ),
     Case(
@@ -453,7 +455,8 @@ CASES = [
         0,
         r"labels: no events: 0 events, 5 censored among 5 patients",
     ),
-    # issue 15.14: a ';'-separated table with decimal commas is read as decimals; mixed separators are read with points, said
+    # issue 15.14: a ';'-separated table with decimal commas is read as decimals; mixed separators are read with
+    # points, said
     Case(
         "15.14-decimal-commas",
         lambda i: ["omics", str(_clinical_table(i, _DECIMAL_COMMAS, "eu_all_clean.csv")), "-w", str(i.root / "dec")],
@@ -470,8 +473,10 @@ CASES = [
             str(i.root / "w"),
         ],
         0,
-        r"mix_all_clean\.csv: numbers with decimal commas \('0,5' in column 'G1_rnaseq'\) and decimal points \('1\.5' in column "
-        r"'G2_rnaseq'\): read with decimal points, so the comma values become missing; save the table with one decimal separator",
+        r"mix_all_clean\.csv: numbers with decimal commas \('0,5' in column 'G1_rnaseq'\) and decimal points "
+        r"\('1\.5' in column "
+        r"'G2_rnaseq'\): read with decimal points, so the comma values become missing; save the table with one "
+        r"decimal separator",
     ),
     # issue 19.8: one owner for labels.parquet — `omics labels` refuses to replace the table's labels without
     # --force, and `omics TABLE` (even with --force) leaves the labels of `omics labels` alone
@@ -479,7 +484,8 @@ CASES = [
         "19.8-labels-over-omics-labels",
         _labels_after_omics,
         2,
-        r"omics/labels\.parquet: holds the labels `healnet omics` built \(from \S+study_all_clean\.csv, months, 12 patients\); "
+        r"omics/labels\.parquet: holds the labels `healnet omics` built \(from \S+study_all_clean\.csv, months, 12 "
+        r"patients\); "
         r"pass --force to replace them with the labels of \S+clinical\.tsv \(days\)",
         check=_labels_unit("months", "omics_work"),
     ),
@@ -487,7 +493,8 @@ CASES = [
         "19.8-omics-table-keeps-labels-of-omics-labels",
         _omics_after_labels,
         0,
-        r"labels: omics/labels\.parquet belongs to `healnet omics labels` \(from \S+clinical\.tsv, days, 12 patients\); "
+        r"labels: omics/labels\.parquet belongs to `healnet omics labels` \(from \S+clinical\.tsv, days, 12 "
+        r"patients\); "
         r"the tables' survival columns are not used",
         check=_labels_unit("days", "own"),
     ),

@@ -178,8 +178,13 @@ def test_stepped_and_listed_arrays_tile_every_slide_once(
     work = tmp_path / "work"
     done = []
     for task in ids:
-        env = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": str(ids[0]), "SLURM_ARRAY_TASK_MAX": str(ids[-1]),
-               "SLURM_ARRAY_TASK_COUNT": str(len(ids)), "SLURM_ARRAY_TASK_STEP": str(step)}  # fmt: skip
+        env = {
+            "SLURM_ARRAY_TASK_ID": str(task),
+            "SLURM_ARRAY_TASK_MIN": str(ids[0]),
+            "SLURM_ARRAY_TASK_MAX": str(ids[-1]),
+            "SLURM_ARRAY_TASK_COUNT": str(len(ids)),
+            "SLURM_ARRAY_TASK_STEP": str(step),
+        }
         result = runner.invoke(build_app(), _tile_args(slides, work), env=env)
         assert result.exit_code == 0, result.output
         done += [r["item"] for r in _status_rows(work / "tiles", len(ids), ids.index(task)) if r["status"] == "done"]

@@ -196,7 +196,8 @@ def require_run(root: str | os.PathLike[str]) -> RunLayout:
         raise InputError(f"run folder {layout.root} not found; pass the --out folder of `healnet train`")
     if not layout.is_run():
         raise InputError(
-            f"{layout.root}: not a run folder (no {RUN_FILE} or {SPLITS_FILE}); pass the --out folder of `healnet train`"
+            f"{layout.root}: not a run folder (no {RUN_FILE} or {SPLITS_FILE}); pass the --out folder of `healnet "
+            "train`"
         )
     return layout
 

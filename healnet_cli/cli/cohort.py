@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_output: JsonOpt = False,
     ) -> None:
-        """Print the availability matrix: patients × modalities (omics tables and wsi:<extractor>), labels, events, mismatches.
+        """Print the availability matrix: patients × modalities (omics tables and wsi:<extractor>), labels, events,
+        mismatches.
 
         Counts patients as `healnet train` does; writes nothing. --json prints the same on stdout.
         """

@@ -82,7 +82,9 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="YAML file with one section per command (e.g. 'tile: {mpp: 0.5}'). Precedence: CLI > env > file > default.",
+        help=(
+            "YAML file with one section per command (e.g. 'tile: {mpp: 0.5}'). Precedence: CLI > env > file > default."
+        ),
         callback=_load_config,
         is_eager=True,
         envvar="HEALNET_CONFIG",

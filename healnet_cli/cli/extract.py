@@ -75,9 +75,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write one feature matrix per tiled slide to <workdir>/features/<extractor>/.
 
-        Reads the coordinates committed by `healnet tile`, reads each patch at the tile stage's level, resizes it to the model's input and encodes it. Fresh slides (same extractor, weights, transform, precision, dtype and coordinates) are skipped.
+        Reads the coordinates committed by `healnet tile`, reads each patch at the tile stage's level, resizes it to
+        the model's input and encodes it. Fresh slides (same extractor, weights, transform, precision, dtype and
+        coordinates) are skipped.
 
-        Weights are checked before any slide is opened; there is never a silent random init. A features folder holds one encoder with one set of weights: other weights are refused unless --name (another folder) or --force (replace). `healnet extract --list` shows the registry.
+        Weights are checked before any slide is opened; there is never a silent random init. A features folder holds
+        one encoder with one set of weights: other weights are refused unless --name (another folder) or --force
+        (replace). `healnet extract --list` shows the registry.
         """
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)

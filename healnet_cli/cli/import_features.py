@@ -71,9 +71,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write one feature matrix per slide of another tool's features to <workdir>/features/<name>/.
 
-        Reads TRIDENT/CLAM .h5 (and .pt), STAMP .h5 and slideflow .pt + .index.npz files without unpickling, converts coordinates to level-0 pixels (STAMP µm and slideflow tile centres need the slide mpp: --slides-csv mpp column or --slide-mpp), and records the source, encoder, dimension, patch size and mpp. `healnet cohort` and `healnet train --extractor NAME` use them like extracted features.
+        Reads TRIDENT/CLAM .h5 (and .pt), STAMP .h5 and slideflow .pt + .index.npz files without unpickling, converts
+        coordinates to level-0 pixels (STAMP µm and slideflow tile centres need the slide mpp: --slides-csv mpp column
+        or --slide-mpp), and records the source, encoder, dimension, patch size and mpp. `healnet cohort` and `healnet
+        train --extractor NAME` use them like extracted features.
 
-        A slide in the wrong format, with differing feature/coordinate row counts, NaN/inf features, or another dimension or encoder than the rest of the import fails with the reason; the others are imported (exit 3). Reruns skip slides already imported with the same options.
+        A slide in the wrong format, with differing feature/coordinate row counts, NaN/inf features, or another
+        dimension or encoder than the rest of the import fails with the reason; the others are imported (exit 3).
+        Reruns skip slides already imported with the same options.
         """
         with cli_errors(ctx):
             from healnet_cli.core.config import write_resolved_config

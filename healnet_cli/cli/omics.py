@@ -192,7 +192,10 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--status-as-is",
-                help="Read --event-col / --censor-col as the option says even when the column's name says the opposite (e.g. --event-col censorship).",
+                help=(
+                    "Read --event-col / --censor-col as the option says even when the column's name says the "
+                    "opposite (e.g. --event-col censorship)."
+                ),
             ),
         ] = False,
         workdir: WorkdirOpt = Path("healnet_work"),
@@ -201,7 +204,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Survival labels (time > 0, event) per patient into omics/labels.parquet.
 
-        Rows with a missing, negative or zero time or a non-binary event are rejected and listed in omics/labels_report.json.
+        Rows with a missing, negative or zero time or a non-binary event are rejected and listed in
+        omics/labels_report.json.
 
         The labels belong to this command from then on: `healnet omics TABLE` leaves them alone. Replacing labels that
         `healnet omics TABLE` built needs --force.

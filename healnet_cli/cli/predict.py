@@ -61,7 +61,10 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--min-feature-overlap",
-                help="Smallest share of the run's omics features the external tables must have (the rest are imputed with the training medians).",
+                help=(
+                    "Smallest share of the run's omics features the external tables must have (the rest are imputed "
+                    "with the training medians)."
+                ),
             ),
         ] = 0.8,
         device: DeviceOpt = "cpu",

@@ -47,7 +47,10 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--name",
-                help="Run name: the run folder is <workdir>/runs/NAME unless --out is given [default: <model>-<modalities>-<timestamp>].",
+                help=(
+                    "Run name: the run folder is <workdir>/runs/NAME unless --out is given [default: "
+                    "<model>-<modalities>-<timestamp>]."
+                ),
                 show_default=False,
             ),
         ] = None,
@@ -143,7 +146,10 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(
                 "--ensemble",
-                help="Networks per fold (seeds and inner-validation draws differ); their hazards are averaged. Ignored by coxnet and cox-clinical.",
+                help=(
+                    "Networks per fold (seeds and inner-validation draws differ); their hazards are averaged. "
+                    "Ignored by coxnet and cox-clinical."
+                ),
             ),
         ] = 3,
         resume: Annotated[
@@ -157,14 +163,20 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--refit-all",
-                help="After the folds, also train one model on all patients (epochs: median of the folds' early-stopping epochs) for `healnet predict --model refit`.",
+                help=(
+                    "After the folds, also train one model on all patients (epochs: median of the folds' "
+                    "early-stopping epochs) for `healnet predict --model refit`."
+                ),
             ),
         ] = False,
         compile: Annotated[
             bool,
             typer.Option(
                 "--compile",
-                help="Train through torch.compile (needs a C++ compiler on CPU; the first steps compile for a minute or more).",
+                help=(
+                    "Train through torch.compile (needs a C++ compiler on CPU; the first steps compile for a minute "
+                    "or more)."
+                ),
             ),
         ] = False,
         hparam: Annotated[

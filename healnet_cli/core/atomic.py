@@ -208,8 +208,8 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, item: str | None = None
     """Delete temporary files of writers that are gone; return how many were removed.
 
     Removed: those of dead processes on this host; those of other hosts (or untagged, from an
-    older healnet) not modified for the lease expiry, and half-created lock files as old; and, with ``item`` (whose lock the caller
-    holds, so no live writer of it exists), that item's temporaries not modified for a heartbeat
+    older healnet) not modified for the lease expiry, and half-created lock files as old; and, with ``item`` (whose
+    lock the caller holds, so no live writer of it exists), that item's temporaries not modified for a heartbeat
     interval (``held``: every temporary of ``folder`` is of something whose lock the caller
     holds). Temporaries of live writers on this host, this process's included, are kept.
     """

@@ -92,9 +92,9 @@ def slurm_array_shard(env: Mapping[str, str]) -> Shard:
         offset = task - first
         if rest or step < 1 or offset % step or not 0 <= offset // step < count:
             raise InputError(
-                f"SLURM array task {task} (array ids {first}..{last}, {count} tasks) is not evenly spaced, so it cannot "
-                f"be mapped to a shard of {count}; submit the array as --array=0-{count - 1} (add %K to limit how many "
-                "run at once), or pass --shard I/N explicitly in each task"
+                f"SLURM array task {task} (array ids {first}..{last}, {count} tasks) is not evenly spaced, so it "
+                f"cannot be mapped to a shard of {count}; submit the array as --array=0-{count - 1} (add %K to limit "
+                "how many run at once), or pass --shard I/N explicitly in each task"
             )
         return _checked(offset // step, count, "SLURM_ARRAY_TASK_ID")
     return _checked(0, max(count, 1), "SLURM_ARRAY_TASK_ID")

@@ -10,6 +10,7 @@ every finished item.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -83,7 +84,7 @@ def run_items(
             continue
         start = time.perf_counter()
         try:
-            write_item(item, lambda: process(item), store=store, status=status, console=console, start=start)
+            write_item(item, functools.partial(process, item), store=store, status=status, console=console, start=start)
         except KeyboardInterrupt:
             done = status.counts()["done"]
             console.error(

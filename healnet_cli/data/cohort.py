@@ -114,7 +114,8 @@ def resolve_extractor(workspace: Workspace, extractor: str | None) -> str:
     if not found:
         raise InputError(f"modality wsi: no features under {workspace.features_root}; run `healnet extract` first")
     raise InputError(
-        f"modality wsi: several feature folders under {workspace.features_root} ({', '.join(found)}); pass --extractor NAME"
+        f"modality wsi: several feature folders under {workspace.features_root} ({', '.join(found)}); pass "
+        "--extractor NAME"
     )
 
 
@@ -137,7 +138,8 @@ def _index_slides(folder: Path) -> tuple[dict[str, list[SlideRef]], int | None, 
         listed = "; ".join(f"{short_identity(k)} ({len(v)} slide(s), e.g. {v[0]})" for k, v in sorted(encoders.items()))
         raise InputError(
             f"{folder}: features of different encoders or weights are mixed ({listed}); they are not comparable: "
-            "re-extract (or re-import) the odd slides, or keep each set in its own folder (--name) and pick one with --extractor"
+            "re-extract (or re-import) the odd slides, or keep each set in its own folder (--name) and pick one with "
+            "--extractor"
         )
     if len(dims) > 1:
         raise InputError(
@@ -182,6 +184,42 @@ def load_cohort(
         raise InputError("--modalities is empty; name at least one, e.g. --modalities rna or wsi,rna")
     labels_file = modality_path(ws.omics_dir, LABELS_NAME)
     labels, lmeta, prints = _labels(labels_file, required=require_labels)
+    _check_known(mods, ws)
+    omics, presence = _read_omics(ws, mods, prints)
+    slides: dict[str, list[SlideRef]] = {}
+    wsi_dim = None
+    used_extractor = None
+    if WSI in mods:
+        used_extractor = resolve_extractor(ws, extractor)
+        slides, wsi_dim, slide_prints = _index_slides(ws.features_dir(used_extractor))
+        prints.update(slide_prints)
+        presence[WSI] = pd.Series(True, index=pd.Index(sorted(slides), dtype=object))
+    pres = _presence_matrix(labels, presence, mods, require_all=require_all, require_labels=require_labels)
+    if pres.empty:
+        need = "all" if require_all else "any"
+        raise InputError(
+            f"no patients: none of the {len(labels)} labelled patients in {labels_file} has {need} of "
+            f"{', '.join(mods)}; check that patient ids match between labels and the modality tables"
+        )
+    lab = labels.reindex(pres.index)[["time", "event"]].copy()
+    lab["time"] = lab["time"].astype(float)
+    lab["event"] = lab["event"].eq(True).astype(bool)
+    return Cohort(
+        labels=lab,
+        modalities=mods,
+        omics={m: f.loc[f.index.intersection(pres.index[pres[m]])] for m, f in omics.items()},
+        slides={p: s for p, s in slides.items() if p in pres.index},
+        wsi_dim=wsi_dim,
+        presence=pres,
+        time_unit=str(lmeta.get("time_unit", "unknown")),
+        workdir=ws.root.resolve(),
+        extractor=used_extractor,
+        fingerprints=prints,
+    )
+
+
+def _check_known(mods: list[str], ws: Workspace) -> None:
+    """Each modality must be wsi or an omics table of ``ws``."""
     available = list_modalities(ws.omics_dir)
     unknown = [m for m in mods if m != WSI and m not in available]
     if unknown:
@@ -189,6 +227,13 @@ def load_cohort(
             f"--modalities: unknown modality {', '.join(unknown)}; available: {', '.join([WSI, *available])} "
             f"(omics tables under {ws.omics_dir}, wsi = features/<extractor>)"
         )
+
+
+def _read_omics(
+    ws: Workspace, mods: list[str], prints: dict[str, str]
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series]]:
+    """Each omics modality's table (first row per patient) and its patients with values; adds the
+    tables' fingerprints to ``prints``."""
     omics: dict[str, pd.DataFrame] = {}
     presence: dict[str, pd.Series] = {}
     for m in mods:
@@ -200,14 +245,19 @@ def load_cohort(
         prints[str(path)] = file_fingerprint(path)
         omics[m] = frame
         presence[m] = pd.Series(True, index=present_patients(frame))
-    slides: dict[str, list[SlideRef]] = {}
-    wsi_dim = None
-    used_extractor = None
-    if WSI in mods:
-        used_extractor = resolve_extractor(ws, extractor)
-        slides, wsi_dim, slide_prints = _index_slides(ws.features_dir(used_extractor))
-        prints.update(slide_prints)
-        presence[WSI] = pd.Series(True, index=pd.Index(sorted(slides), dtype=object))
+    return omics, presence
+
+
+def _presence_matrix(
+    labels: pd.DataFrame,
+    presence: dict[str, pd.Series],
+    mods: list[str],
+    *,
+    require_all: bool,
+    require_labels: bool,
+) -> pd.DataFrame:
+    """Patients × modalities (True where present), sorted, of the patients kept: labelled ones (or, without
+    ``require_labels``, any with a modality) with all (``require_all``) or any of the modalities."""
     candidates = labels.index.astype(str)
     if not require_labels:
         candidates = pd.Index(
@@ -215,27 +265,4 @@ def load_cohort(
         )
     pres = pd.DataFrame({m: candidates.isin(presence[m].index) for m in mods}, index=candidates)
     keep = pres.all(axis=1) if require_all else pres.any(axis=1)
-    pres = pres[keep].sort_index()
-    if pres.empty:
-        need = "all" if require_all else "any"
-        raise InputError(
-            f"no patients: none of the {len(labels)} labelled patients in {labels_file} has {need} of "
-            f"{', '.join(mods)}; check that patient ids match between labels and the modality tables"
-        )
-    lab = labels.reindex(pres.index)[["time", "event"]].copy()
-    lab["time"] = lab["time"].astype(float)
-    lab["event"] = lab["event"].eq(True).astype(bool)
-    omics = {m: f.loc[f.index.intersection(pres.index[pres[m]])] for m, f in omics.items()}
-    slides = {p: s for p, s in slides.items() if p in pres.index}
-    return Cohort(
-        labels=lab,
-        modalities=mods,
-        omics=omics,
-        slides=slides,
-        wsi_dim=wsi_dim,
-        presence=pres,
-        time_unit=str(lmeta.get("time_unit", "unknown")),
-        workdir=ws.root.resolve(),
-        extractor=used_extractor,
-        fingerprints=prints,
-    )
+    return pres[keep].sort_index()

@@ -47,7 +47,8 @@ class SplitsReport:
 def _column(frame: pd.DataFrame, name: str, path: Path) -> list[str]:
     if name not in frame.columns:
         raise InputError(
-            f"splits file {path}: no column {name!r} (columns: {list(frame.columns)}); expected 'train' and 'val' columns of patient ids"
+            f"splits file {path}: no column {name!r} (columns: {list(frame.columns)}); expected 'train' and 'val' "
+            "columns of patient ids"
         )
     values = frame[name].dropna().astype(str).str.strip()
     return [v for v in values if v]
@@ -95,7 +96,8 @@ def read_splits_dir(folder: str | os.PathLike[str], patients: Sequence[str]) -> 
         if not train or not test:
             which = "train" if not train else "val"
             raise InputError(
-                f"splits file {path}: no cohort patient in the {which!r} column; do the ids match the labels' patient ids?"
+                f"splits file {path}: no cohort patient in the {which!r} column; do the ids match the labels' "
+                "patient ids?"
             )
         report.dropped[k] = sorted(cohort - set(train) - set(test))
         report.unknown[k] = unknown

@@ -174,8 +174,8 @@ def _lbp_histograms(grey: np.ndarray) -> np.ndarray:
     """Uniform rotation-invariant LBP (``riu2``) histograms of the 8-bit luminance, vectorised.
 
     The 8 neighbours are the integer 3x3 ring (Ojala et al. 2002's square variant; skimage's
-    ``local_binary_pattern`` interpolates the diagonal ones, one call per patch, ~30x slower). A neighbour counts as 1 when
-    ``>=`` the centre; a pattern with at most two 0/1 transitions around the ring gets the number
+    ``local_binary_pattern`` interpolates the diagonal ones, one call per patch, ~30x slower). A neighbour counts as 1
+    when ``>=`` the centre; a pattern with at most two 0/1 transitions around the ring gets the number
     of ones (0..8), any other pattern 9. Border pixels are left out.
     """
     grey8 = np.round(grey * 255).astype(np.int16)

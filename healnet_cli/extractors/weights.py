@@ -251,7 +251,10 @@ def _download(name: str, repo: str, files: tuple[str, ...]) -> Path:
             return Path(hf_hub_download(repo, filename))
         except Exception as exc:  # noqa: BLE001 - hub errors come in many types
             errors.append(f"{filename}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
-    reason = f"downloading from {repo} failed ({'; '.join(errors)}); for a gated model accept its terms on the hub and run `huggingface-cli login`"
+    reason = (
+        f"downloading from {repo} failed ({'; '.join(errors)}); for a gated model accept its terms on the hub "
+        "and run `huggingface-cli login`"
+    )
     raise pretrained_unavailable(name, reason, repo, files[0])
 
 

@@ -10,6 +10,7 @@ channel shuffle is one gather folded into the next convolution's input.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -120,7 +121,7 @@ class ChannelNorm(nn.Module):
             sizes = [stop - start for start, stop, _ in first.runs]
             xs, ws, bs = x.split(sizes, dim=1), weight.split(sizes, dim=1), bias.split(sizes, dim=1)
         parts = []
-        for (_, _, groups), xp, w, b in zip(first.runs, xs, ws, bs):
+        for (_, _, groups), xp, w, b in zip(first.runs, xs, ws, bs, strict=True):
             if first.kind == "layer":
                 parts.append(layer_norm(xp, w, b, first.eps))
             else:
@@ -286,7 +287,7 @@ class SIR(nn.Module):
         widths = [c]
         while widths[-1] < c_max or len(widths) == 1:
             widths.append(min(2 * widths[-1], max(c_max, c)))
-        self.blocks = nn.ModuleList([SIRBlock(a, b, norm) for a, b in zip(widths[:-1], widths[1:])])
+        self.blocks = nn.ModuleList([SIRBlock(a, b, norm) for a, b in itertools.pairwise(widths)])
         self.out_dim = widths[-1]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -295,7 +296,7 @@ class SIR(nn.Module):
     @staticmethod
     def run(mods: list[SIR], x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``s`` streams through their own SIRs (identical configurations): ``x [s, c, b, n] -> [s, b, c_max]``."""
-        for blocks in zip(*(m.blocks for m in mods)):
+        for blocks in zip(*(m.blocks for m in mods), strict=True):
             x, mask = SIRBlock.run(list(blocks), x, mask)
         return pooled(x, mask)
 
@@ -367,9 +368,6 @@ def hilbert_order(coords: torch.Tensor | None, mask: torch.Tensor) -> torch.Tens
     """
     b, n = mask.shape
     big = torch.iinfo(torch.int64).max
-    if coords is None:
-        key = torch.arange(n, device=mask.device).expand(b, n)
-    else:
-        key = hilbert_index(_grid(coords, mask))
+    key = torch.arange(n, device=mask.device).expand(b, n) if coords is None else hilbert_index(_grid(coords, mask))
     key = torch.where(mask, key, torch.full_like(key, big))
     return torch.argsort(key, dim=1, stable=True)

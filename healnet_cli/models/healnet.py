@@ -281,7 +281,7 @@ class HEALNet(SurvivalModel):
             maps[f"{name}/layer{depth_idx}"] = w * ctx.valid[:, None, None, :].to(w.dtype)
         x = _gated_add(x, update, gate)
         x = _gated_add(x, layer.cross_ff[name](x), gate)
-        for self_attn, self_ff in zip(layer.self_attn, layer.self_ff):
+        for self_attn, self_ff in zip(layer.self_attn, layer.self_ff, strict=True):
             x = _gated_add(x, self_attn(x)[0], gate)
             x = _gated_add(x, self_ff(x), gate)
         return x

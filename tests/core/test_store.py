@@ -50,7 +50,7 @@ def test_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         store.lock_path("s2").write_text(
-            '{"host": "%s", "pid": %d, "time": %f}' % (os.uname().nodename, proc.pid, time.time())
+            f'{{"host": "{os.uname().nodename}", "pid": {proc.pid}, "time": {time.time():f}}}'
         )
         assert store.acquire_lock("s2") is not None
     finally:
@@ -205,7 +205,11 @@ def test_every_stage_store_gives_an_algorithm_version() -> None:
     for path in package.rglob("*.py"):
         rel = path.relative_to(package).as_posix()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ArtifactStore":
-                if rel not in _READ_OR_LOCK_ONLY and not any(k.arg == "algorithm" for k in node.keywords):
-                    missing.append(f"{rel}:{node.lineno}")
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "ArtifactStore"
+                and rel not in _READ_OR_LOCK_ONLY
+                and not any(k.arg == "algorithm" for k in node.keywords)
+            ):
+                missing.append(f"{rel}:{node.lineno}")
     assert not missing, f"ArtifactStore without algorithm=: {missing}"

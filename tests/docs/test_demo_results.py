@@ -53,6 +53,9 @@ def test_a_fresh_demo_gives_the_recorded_cindices(tmp_path: Path) -> None:
     from healnet_cli.stages.demo.run import run_demo
 
     recorded = _results()
-    result = run_demo(DemoConfig(out_dir=tmp_path / "demo", **recorded["config"]), available_commands=required_commands(),
-                      progress=lambda _: None)  # fmt: skip
+    result = run_demo(
+        DemoConfig(out_dir=tmp_path / "demo", **recorded["config"]),
+        available_commands=required_commands(),
+        progress=lambda _: None,
+    )
     assert {k: round(v, 3) for k, v in result.cindex.items()} == recorded["cindex"]

@@ -63,7 +63,10 @@ def test_checker_catches_mistakes(text: str, problem: str) -> None:
 
 
 def test_checker_reads_continuations_and_module_calls() -> None:
-    text = "torchrun --nproc-per-node 2 -m healnet_cli \\\n    train --workdir w --epochs 3 \\\n    --bogus 1\n# healnet tile --x\n"
+    text = (
+        "torchrun --nproc-per-node 2 -m healnet_cli \\\n    train --workdir w --epochs 3 \\\n    --bogus 1\n# "
+        "healnet tile --x\n"
+    )
     calls = healnet_calls(text)
     assert calls == [["train", "--workdir", "w", "--epochs", "3", "--bogus", "1"]]
     assert check_call(calls[0]) == [

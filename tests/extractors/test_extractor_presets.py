@@ -18,40 +18,96 @@ from healnet_cli.extractors.weights import fit_state_dict
 
 # preset: (parameters in millions from the model card, number of checkpoint tensors, {key: shape})
 PUBLISHED: dict[str, tuple[float, int, dict[str, tuple[int, ...]]]] = {
-    "uni": (303, 342, {
-        "cls_token": (1, 1, 1024), "pos_embed": (1, 197, 1024), "patch_embed.proj.weight": (1024, 3, 16, 16),
-        "blocks.23.attn.qkv.weight": (3072, 1024), "blocks.23.ls1.gamma": (1024,), "blocks.23.mlp.fc1.weight": (4096, 1024),
-        "norm.weight": (1024,),
-    }),
-    "uni2-h": (681, 343, {
-        "cls_token": (1, 1, 1536), "reg_token": (1, 8, 1536), "pos_embed": (1, 256, 1536),
-        "patch_embed.proj.weight": (1536, 3, 14, 14), "blocks.23.attn.qkv.weight": (4608, 1536),
-        "blocks.23.mlp.fc1.weight": (8192, 1536), "blocks.23.mlp.fc2.weight": (1536, 4096), "blocks.23.ls2.gamma": (1536,),
-    }),
-    "virchow2": (632, 455, {
-        "cls_token": (1, 1, 1280), "reg_token": (1, 4, 1280), "pos_embed": (1, 261, 1280),
-        "patch_embed.proj.weight": (1280, 3, 14, 14), "blocks.31.mlp.fc1.weight": (6832, 1280),
-        "blocks.31.mlp.fc2.weight": (1280, 3416), "norm.bias": (1280,),
-    }),
-    "h-optimus-0": (1134, 567, {
-        "reg_token": (1, 4, 1536), "pos_embed": (1, 256, 1536), "patch_embed.proj.weight": (1536, 3, 14, 14),
-        "blocks.39.mlp.fc1.weight": (8192, 1536), "blocks.39.mlp.fc2.weight": (1536, 4096), "blocks.39.ls1.gamma": (1536,),
-    }),
-    "h-optimus-1": (1134, 567, {
-        "reg_token": (1, 4, 1536), "pos_embed": (1, 256, 1536), "patch_embed.proj.weight": (1536, 3, 14, 14),
-        "blocks.39.mlp.fc1.weight": (8192, 1536),
-    }),
-    "gigapath": (1134, 566, {
-        "cls_token": (1, 1, 1536), "pos_embed": (1, 197, 1536), "patch_embed.proj.weight": (1536, 3, 16, 16),
-        "blocks.39.mlp.fc1.weight": (8192, 1536), "blocks.39.mlp.fc2.weight": (1536, 4096),
-    }),
-    "conch-v1.5": (306, 352, {
-        "trunk.cls_token": (1, 1, 1024), "trunk.pos_embed": (1, 197, 1024), "trunk.patch_embed.proj.weight": (1024, 3, 16, 16),
-        "trunk.blocks.23.ls1.gamma": (1024,), "attn_pool_contrast.query": (1, 768), "attn_pool_contrast.ln_k.weight": (1024,),
-        "attn_pool_contrast.to_q.weight": (768, 768), "attn_pool_contrast.to_kv.weight": (1536, 1024),
-        "attn_pool_contrast.to_out.weight": (768, 768), "ln_contrast.weight": (768,),
-    }),
-}  # fmt: skip
+    "uni": (
+        303,
+        342,
+        {
+            "cls_token": (1, 1, 1024),
+            "pos_embed": (1, 197, 1024),
+            "patch_embed.proj.weight": (1024, 3, 16, 16),
+            "blocks.23.attn.qkv.weight": (3072, 1024),
+            "blocks.23.ls1.gamma": (1024,),
+            "blocks.23.mlp.fc1.weight": (4096, 1024),
+            "norm.weight": (1024,),
+        },
+    ),
+    "uni2-h": (
+        681,
+        343,
+        {
+            "cls_token": (1, 1, 1536),
+            "reg_token": (1, 8, 1536),
+            "pos_embed": (1, 256, 1536),
+            "patch_embed.proj.weight": (1536, 3, 14, 14),
+            "blocks.23.attn.qkv.weight": (4608, 1536),
+            "blocks.23.mlp.fc1.weight": (8192, 1536),
+            "blocks.23.mlp.fc2.weight": (1536, 4096),
+            "blocks.23.ls2.gamma": (1536,),
+        },
+    ),
+    "virchow2": (
+        632,
+        455,
+        {
+            "cls_token": (1, 1, 1280),
+            "reg_token": (1, 4, 1280),
+            "pos_embed": (1, 261, 1280),
+            "patch_embed.proj.weight": (1280, 3, 14, 14),
+            "blocks.31.mlp.fc1.weight": (6832, 1280),
+            "blocks.31.mlp.fc2.weight": (1280, 3416),
+            "norm.bias": (1280,),
+        },
+    ),
+    "h-optimus-0": (
+        1134,
+        567,
+        {
+            "reg_token": (1, 4, 1536),
+            "pos_embed": (1, 256, 1536),
+            "patch_embed.proj.weight": (1536, 3, 14, 14),
+            "blocks.39.mlp.fc1.weight": (8192, 1536),
+            "blocks.39.mlp.fc2.weight": (1536, 4096),
+            "blocks.39.ls1.gamma": (1536,),
+        },
+    ),
+    "h-optimus-1": (
+        1134,
+        567,
+        {
+            "reg_token": (1, 4, 1536),
+            "pos_embed": (1, 256, 1536),
+            "patch_embed.proj.weight": (1536, 3, 14, 14),
+            "blocks.39.mlp.fc1.weight": (8192, 1536),
+        },
+    ),
+    "gigapath": (
+        1134,
+        566,
+        {
+            "cls_token": (1, 1, 1536),
+            "pos_embed": (1, 197, 1536),
+            "patch_embed.proj.weight": (1536, 3, 16, 16),
+            "blocks.39.mlp.fc1.weight": (8192, 1536),
+            "blocks.39.mlp.fc2.weight": (1536, 4096),
+        },
+    ),
+    "conch-v1.5": (
+        306,
+        352,
+        {
+            "trunk.cls_token": (1, 1, 1024),
+            "trunk.pos_embed": (1, 197, 1024),
+            "trunk.patch_embed.proj.weight": (1024, 3, 16, 16),
+            "trunk.blocks.23.ls1.gamma": (1024,),
+            "attn_pool_contrast.query": (1, 768),
+            "attn_pool_contrast.ln_k.weight": (1024,),
+            "attn_pool_contrast.to_q.weight": (768, 768),
+            "attn_pool_contrast.to_kv.weight": (1536, 1024),
+            "attn_pool_contrast.to_out.weight": (768, 768),
+            "ln_contrast.weight": (768,),
+        },
+    ),
+}
 ABSENT = {"uni": "reg_token", "gigapath": "reg_token", "uni2-h": "blocks.24.norm1.weight", "virchow2": "fc_norm.weight"}
 
 
@@ -142,18 +198,31 @@ def test_hf_dinov2_conversion_is_numerically_exact() -> None:
     torch.manual_seed(0)
     ref = timm.create_model("vit_tiny_patch16_224", img_size=64, depth=2, init_values=0.5, num_classes=0).eval()
     sd = ref.state_dict()
-    hf = {"embeddings.cls_token": sd["cls_token"], "embeddings.position_embeddings": sd["pos_embed"],
-          "embeddings.mask_token": torch.zeros(1, 192), "layernorm.weight": sd["norm.weight"], "layernorm.bias": sd["norm.bias"],
-          "embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
-          "embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"]}  # fmt: skip
+    hf = {
+        "embeddings.cls_token": sd["cls_token"],
+        "embeddings.position_embeddings": sd["pos_embed"],
+        "embeddings.mask_token": torch.zeros(1, 192),
+        "layernorm.weight": sd["norm.weight"],
+        "layernorm.bias": sd["norm.bias"],
+        "embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
+        "embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
+    }
     for i in range(len(ref.blocks)):
         b, p = f"blocks.{i}.", f"encoder.layer.{i}."
         for kind in ("weight", "bias"):
             q, k, v = sd[f"{b}attn.qkv.{kind}"].chunk(3)
-            hf.update({f"{p}attention.attention.query.{kind}": q, f"{p}attention.attention.key.{kind}": k,
-                       f"{p}attention.attention.value.{kind}": v, f"{p}attention.output.dense.{kind}": sd[f"{b}attn.proj.{kind}"],
-                       f"{p}norm1.{kind}": sd[f"{b}norm1.{kind}"], f"{p}norm2.{kind}": sd[f"{b}norm2.{kind}"],
-                       f"{p}mlp.fc1.{kind}": sd[f"{b}mlp.fc1.{kind}"], f"{p}mlp.fc2.{kind}": sd[f"{b}mlp.fc2.{kind}"]})  # fmt: skip
+            hf.update(
+                {
+                    f"{p}attention.attention.query.{kind}": q,
+                    f"{p}attention.attention.key.{kind}": k,
+                    f"{p}attention.attention.value.{kind}": v,
+                    f"{p}attention.output.dense.{kind}": sd[f"{b}attn.proj.{kind}"],
+                    f"{p}norm1.{kind}": sd[f"{b}norm1.{kind}"],
+                    f"{p}norm2.{kind}": sd[f"{b}norm2.{kind}"],
+                    f"{p}mlp.fc1.{kind}": sd[f"{b}mlp.fc1.{kind}"],
+                    f"{p}mlp.fc2.{kind}": sd[f"{b}mlp.fc2.{kind}"],
+                }
+            )
         hf.update({f"{p}layer_scale1.lambda1": sd[f"{b}ls1.gamma"], f"{p}layer_scale2.lambda1": sd[f"{b}ls2.gamma"]})
     converted = hf_dinov2_to_timm(hf)
     assert set(converted) == set(sd)

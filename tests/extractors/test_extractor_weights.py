@@ -163,7 +163,10 @@ def test_hf_hub_config_missing_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
     with pytest.raises(
         InputError,
-        match=r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download paige-ai/Virchow2 config.json",
+        match=(
+            r"model config of paige-ai/Virchow2 is not in the local hub cache.*huggingface-cli download "
+            r"paige-ai/Virchow2 config.json"
+        ),
     ):
         load_extractor("hf-hub:paige-ai/Virchow2", random_init=True)
 
@@ -194,8 +197,17 @@ def test_hf_hub_name_builds_from_the_cached_config(tmp_path: Path) -> None:
     (repo / "snapshots" / "abc").mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc")
-    config = {"architecture": "test_vit", "num_classes": 0, "model_args": {"img_size": 96},
-              "pretrained_cfg": {"input_size": [3, 96, 96], "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic"}}  # fmt: skip
+    config = {
+        "architecture": "test_vit",
+        "num_classes": 0,
+        "model_args": {"img_size": 96},
+        "pretrained_cfg": {
+            "input_size": [3, 96, 96],
+            "mean": [0.1, 0.2, 0.3],
+            "std": [0.5, 0.5, 0.5],
+            "interpolation": "bicubic",
+        },
+    }
     (repo / "snapshots" / "abc" / "config.json").write_text(json.dumps(config))
     code = (
         "import json; from healnet_cli.extractors import load_extractor; "

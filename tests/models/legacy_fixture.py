@@ -3,14 +3,16 @@
 ``legacy_outputs.pt`` (next to this file, in ``data/``) holds, per case, the parameter names and
 shapes of that implementation, its logits and attention/gate maps on a fixed batch, and a compact
 summary of its parameter gradients, all computed in float64 (so that a rearranged computation is
-compared against the old one to ~1e-10, not to float32 rounding). The parameters themselves are not stored: :func:`recipe_state_dict`
-rebuilds them from the names and shapes. ``test_model_equivalence.py`` loads them into today's models
+compared against the old one to ~1e-10, not to float32 rounding). The parameters themselves are not stored:
+:func:`recipe_state_dict` rebuilds them from the names and shapes. ``test_model_equivalence.py`` loads them into today's
+models
 and checks that outputs and gradients agree.
 
 To regenerate the file from the old implementation::
 
     git worktree add /tmp/old 7c22ef4
-    cd /tmp/old && PYTHONPATH=. python /path/to/tests/models/legacy_fixture.py /path/to/tests/models/data/legacy_outputs.pt
+    cd /tmp/old && PYTHONPATH=. python /path/to/tests/models/legacy_fixture.py \\
+        /path/to/tests/models/data/legacy_outputs.pt
 
 Only the public model API is used, so running it on today's code writes today's outputs instead.
 """
@@ -111,7 +113,7 @@ def pack(tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def unpack(packed: dict) -> dict[str, torch.Tensor]:
-    return dict(zip(packed["names"], torch.split(packed["values"], packed["sizes"])))
+    return dict(zip(packed["names"], torch.split(packed["values"], packed["sizes"]), strict=True))
 
 
 def make_batch(mods: tuple[str, ...], seed: int) -> dict[str, ModalityInput]:

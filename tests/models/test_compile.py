@@ -54,6 +54,6 @@ def test_compiled_forward_and_backward_match_eager(name, hp, mods, toy):
     assert out.shape == (len(N_TOKENS), N_BINS)
     grads = torch.autograd.grad(out.square().sum(), list(model.parameters()), allow_unused=True)
     ref_grads = torch.autograd.grad(ref.square().sum(), list(model.parameters()), allow_unused=True)
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         if r is not None:
             torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)

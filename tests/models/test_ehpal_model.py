@@ -246,7 +246,7 @@ def test_stacked_branch_norms_normalise_each_branch_alone():
     for kind in ("group", "layer"):
         merged, parts = ChannelNorm((16, 8, 3), kind), [ChannelNorm(c, kind) for c in (16, 8, 3)]
         x = torch.randn(27, 2, 5)
-        ref = torch.cat([p(x[a:b]) for p, (a, b) in zip(parts, ((0, 16), (16, 24), (24, 27)))])
+        ref = torch.cat([p(x[a:b]) for p, (a, b) in zip(parts, ((0, 16), (16, 24), (24, 27)), strict=True)])
         torch.testing.assert_close(merged(x), ref)
 
 

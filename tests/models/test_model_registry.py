@@ -78,7 +78,7 @@ def test_checkpoint_dict_is_plain_and_rebuilds(name):
     assert ckpt["config"]["modalities"] == {k: {"kind": v.kind, "dim": v.dim} for k, v in specs.items()}
     rebuilt = model_from_checkpoint(ckpt)
     assert rebuilt.config == model.config
-    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
+    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), rebuilt.state_dict().items(), strict=True):
         assert k1 == k2 and torch.equal(v1, v2)
     with pytest.raises(ValueError, match="lacks keys"):
         model_from_checkpoint({"name": name})

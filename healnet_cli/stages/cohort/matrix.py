@@ -135,7 +135,8 @@ def compute_cohort(workdir: str | Path, *, extractor: str | None = None) -> Coho
         folder = workspace.features_dir(extractor)
         if not folder.is_dir():
             raise InputError(
-                f"no features folder {folder} (found: {', '.join(extractors) or 'none'}); run `healnet extract` or pick one of them"
+                f"no features folder {folder} (found: {', '.join(extractors) or 'none'}); run `healnet extract` or "
+                "pick one of them"
             )
         extractors = [folder.name]
     for name in extractors:
@@ -144,6 +145,7 @@ def compute_cohort(workdir: str | Path, *, extractor: str | None = None) -> Coho
         cohort.modalities[f"{WSI_PREFIX}{name}"] = set(slides.values())
     if not cohort.modalities and cohort.labels is None:
         raise InputError(
-            f"{workspace.root}: no omics tables, labels or features found; run `healnet omics` / `healnet extract` first (or pass --workdir)"
+            f"{workspace.root}: no omics tables, labels or features found; run `healnet omics` / `healnet extract` "
+            "first (or pass --workdir)"
         )
     return cohort

@@ -184,20 +184,7 @@ def build_demo_cohort(
     slides = pd.DataFrame(slide_rows, columns=["path", "case_id"])
     atomic.write_text(root / "slides.csv", slides.to_csv(index=False))
 
-    clinical = pd.DataFrame(
-        {
-            "slide_id": [f"{case}-01.tif" if has else "" for case, has in zip(truth.index, truth["has_slide"])],
-            "age": rng.normal(62, 10, size=len(truth)).round(0).astype(int),
-            "is_female": rng.integers(0, 2, size=len(truth)),
-            "survival_months": truth["time_months"],
-            "censorship": (~truth["event"]).astype(int),
-        },
-        index=truth.index,
-    )
-    table = pd.concat([clinical, rna, cnv], axis=1)
-    atomic.write_text(root / "demo_all_clean.csv", table.to_csv(index=True, index_label="case_id"))
-    atomic.write_text(root / "truth.csv", truth.to_csv(index=True))
-    atomic.write_text(root / "README.md", _readme(truth, signal_genes, seed))
+    _write_tables(root, pd.concat([_clinical(truth, rng), rna, cnv], axis=1), truth, _readme(truth, signal_genes, seed))
     return DemoCohort(
         root=root,
         slides_dir=slides_dir,
@@ -208,6 +195,29 @@ def build_demo_cohort(
         n_slides=len(slides),
         n_with_rna=int(truth["has_rna"].sum()),
         n_events=int(truth["event"].sum()),
+    )
+
+
+def _write_tables(root: Path, table: pd.DataFrame, truth: pd.DataFrame, readme: str) -> None:
+    """The cohort's table (clinical + RNA + CNV, one row per case), the hidden truth and the README."""
+    atomic.write_text(root / "demo_all_clean.csv", table.to_csv(index=True, index_label="case_id"))
+    atomic.write_text(root / "truth.csv", truth.to_csv(index=True))
+    atomic.write_text(root / "README.md", readme)
+
+
+def _clinical(truth: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The clinical columns: each patient's slide name (empty without a slide), age, sex and survival."""
+    return pd.DataFrame(
+        {
+            "slide_id": [
+                f"{case}-01.tif" if has else "" for case, has in zip(truth.index, truth["has_slide"], strict=True)
+            ],
+            "age": rng.normal(62, 10, size=len(truth)).round(0).astype(int),
+            "is_female": rng.integers(0, 2, size=len(truth)),
+            "survival_months": truth["time_months"],
+            "censorship": (~truth["event"]).astype(int),
+        },
+        index=truth.index,
     )
 
 

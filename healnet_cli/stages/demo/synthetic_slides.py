@@ -17,7 +17,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -82,20 +82,12 @@ def write_pyramidal_tiff(
     path = Path(path)
     if tile % 16 or tile % level_factor:
         raise ValueError(f"tile {tile} must be a multiple of 16 and of level_factor {level_factor}")
-    if isinstance(rgb_level0, np.ndarray):
-        array = _as_rgb(rgb_level0)
-        width, height = array.shape[1], array.shape[0]
-        tile_fn: TileFn = lambda x, y, w, h: array[y : y + h, x : x + w]  # noqa: E731
-    else:
-        if size is None:
-            raise ValueError("size=(width, height) is required when rgb_level0 is a callable")
-        width, height = int(size[0]), int(size[1])
-        tile_fn = rgb_level0
+    tile_fn, width, height = _level0_source(rgb_level0, size)
     if description is None and aperio_app_mag is not None:
         description = aperio_description(width, height, mpp=mpp, app_mag=aperio_app_mag, tile=tile)
     dims = _level_dims(width, height, levels, level_factor)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".synthetic-") as tmp:
-        previous = (
+        level1 = (
             _buffer(
                 Path(tmp) / "level1.npy",
                 _tiles(height, tile) * tile // level_factor,
@@ -106,32 +98,58 @@ def write_pyramidal_tiff(
         )
         with tifffile.TiffWriter(path, bigtiff=width * height * 3 > 2**31) as writer:
             codec = _TileCodec(compression_level, level_factor)
-            tiles0 = _level0_tiles(tile_fn, width, height, tile, codec, previous)
+            tiles0 = _level0_tiles(tile_fn, width, height, tile, codec, level1)
             _write_level(writer, tiles0, (height, width), tile, mpp, 1.0, resolution_unit, description, reduced=False)
-            for k in range(1, len(dims)):
-                level_w, level_h = dims[k]
-                current = previous[:level_h, :level_w] if previous is not None else None
-                assert current is not None
-                nxt = None
-                if k + 1 < len(dims):
-                    nxt = _buffer(
-                        Path(tmp) / f"level{k + 1}.npy", *(math.ceil(d / level_factor) for d in (level_h, level_w))
-                    )
-                    _block_mean_into(current, level_factor, nxt)
-                _write_level(
-                    writer,
-                    _array_tiles(current, tile, codec),
-                    (level_h, level_w),
-                    tile,
-                    mpp,
-                    float(level_factor**k),
-                    resolution_unit,
-                    None,
-                    reduced=True,
-                )
-                del current
-                previous = nxt
+            if level1 is not None:
+                _write_reduced_levels(writer, level1, dims, Path(tmp), tile, level_factor, codec, mpp, resolution_unit)
     return path
+
+
+def _level0_source(rgb_level0: np.ndarray | TileFn, size: tuple[int, int] | None) -> tuple[TileFn, int, int]:
+    """The level-0 painter and ``(width, height)``: a view into an array, or the caller's ``tile_fn`` and ``size``."""
+    if isinstance(rgb_level0, np.ndarray):
+        array = _as_rgb(rgb_level0)
+        return (lambda x, y, w, h: array[y : y + h, x : x + w]), array.shape[1], array.shape[0]
+    if size is None:
+        raise ValueError("size=(width, height) is required when rgb_level0 is a callable")
+    return rgb_level0, int(size[0]), int(size[1])
+
+
+def _write_reduced_levels(
+    writer: Any,
+    level1: np.ndarray,
+    dims: list[tuple[int, int]],
+    tmp: Path,
+    tile: int,
+    level_factor: int,
+    codec: _TileCodec,
+    mpp: float | None,
+    resolution_unit: Literal["cm", "inch"] | None,
+) -> None:
+    """Levels 1.. from ``level1`` (filled while level 0 was written): each level is written from its buffer,
+    which is first block-averaged into the next level's buffer (a memory map in ``tmp``)."""
+    previous: np.ndarray | None = level1
+    for k in range(1, len(dims)):
+        level_w, level_h = dims[k]
+        assert previous is not None
+        current = previous[:level_h, :level_w]
+        nxt = None
+        if k + 1 < len(dims):
+            nxt = _buffer(tmp / f"level{k + 1}.npy", *(math.ceil(d / level_factor) for d in (level_h, level_w)))
+            _block_mean_into(current, level_factor, nxt)
+        _write_level(
+            writer,
+            _array_tiles(current, tile, codec),
+            (level_h, level_w),
+            tile,
+            mpp,
+            float(level_factor**k),
+            resolution_unit,
+            None,
+            reduced=True,
+        )
+        del current
+        previous = nxt
 
 
 def aperio_description(

@@ -75,7 +75,7 @@ class _FeatureAccumulator:
     def add(self, modality: str, names: list[str], w: np.ndarray, model_name: str) -> None:
         if w.size == len(names) and len(names) > 1:
             acc = self.sums.setdefault(modality, {})
-            for n, v in zip(names, w):
+            for n, v in zip(names, w, strict=True):
                 acc[n] = acc.get(n, 0.0) + float(v)
             self.counts[modality] = self.counts.get(modality, 0) + 1
         elif w.size == 1:

@@ -29,7 +29,8 @@ def _shared(evals: list[RunEvaluation]) -> tuple[pd.DataFrame, list[str]]:
         differ = (joined["time_0"] != joined[f"time_{i}"]) | (joined["event_0"] != joined[f"event_{i}"])
         if differ.any():
             notes.append(
-                f"{int(differ.sum())} shared patient(s) have different labels in {evals[i].run.name}; the first run's labels are used"
+                f"{int(differ.sum())} shared patient(s) have different labels in {evals[i].run.name}; the first "
+                "run's labels are used"
             )
     return joined, notes
 
@@ -38,7 +39,7 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
     """Comparison table rows and the pairwise paired bootstrap of Harrell's c on shared patients."""
     names = [ev.run.name if sum(e.run.name == ev.run.name for e in evals) == 1 else str(ev.run.path) for ev in evals]
     table = []
-    for name, ev in zip(names, evals):
+    for name, ev in zip(names, evals, strict=True):
         row: dict[str, Any] = {
             "run": name,
             "model": ev.run.model_name,

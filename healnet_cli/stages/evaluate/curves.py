@@ -48,7 +48,7 @@ class RiskGroups:
             "cutoff_source": self.cutoff_source,
             "groups": [
                 {"name": n, "n": s, "events": e, "at_risk": r}
-                for n, s, e, r in zip(self.names, self.sizes, self.events, self.at_risk)
+                for n, s, e, r in zip(self.names, self.sizes, self.events, self.at_risk, strict=True)
             ],
             "at_times": self.at_times,
             "logrank": {"chisq": self.chisq, "p_value": self.p_value} if self.p_value is not None else None,
@@ -104,7 +104,7 @@ def km_risk_groups(run: RunData, n_groups: int) -> RiskGroups:
         events.append(int(event[mask].sum()))
     at = tick_times(float(time.max()))
     nar = numbers_at_risk(time, labels, np.asarray(at))
-    rows = {int(g): r for g, r in zip(np.unique(labels), nar.tolist())}
+    rows = {int(g): r for g, r in zip(np.unique(labels), nar.tolist(), strict=True)}
     groups = RiskGroups(
         group_names(n_groups),
         cuts.tolist(),

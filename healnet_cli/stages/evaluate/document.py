@@ -54,10 +54,14 @@ def conventions(ev: RunEvaluation) -> dict[str, Any]:
     out: dict[str, Any] = {
         "risk": "higher risk = earlier event (sksurv convention); c-index ties count 0.5",
         "censoring_distribution": "Kaplan–Meier of each fold's training patients (splits.csv split != test)",
-        "survival_at_t": "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
-        "(Brier score, IBS); calibration interpolates it (see Calibration)",
+        "survival_at_t": (
+            "step function: S(t) = surv_j for bin_edges[j+1] <= t < bin_edges[j+2], 1 before the first bin end "
+            "(Brier score, IBS); calibration interpolates it (see Calibration)"
+        ),
         "td_auc_estimate": "the risk score (cumulative cases / dynamic controls)",
-        "ci": "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed",
+        "ci": (
+            "95% percentile bootstrap over test patients (pooled: resampled within each fold); censoring weights fixed"
+        ),
         "time_unit": ev.run.time_unit,
     }
     if ev.run.external is not None:
@@ -211,7 +215,10 @@ def _group_sections(report: Report, ev: RunEvaluation) -> None:
         )
         report.table(
             ["group", "patients", "events"] + [f"at risk t={t:g}" for t in g.at_times],
-            [[n, str(s), str(e)] + [str(c) for c in r] for n, s, e, r in zip(g.names, g.sizes, g.events, g.at_risk)],
+            [
+                [n, str(s), str(e)] + [str(c) for c in r]
+                for n, s, e, r in zip(g.names, g.sizes, g.events, g.at_risk, strict=True)
+            ],
         )
         if "km" in ev.figures:
             report.figure(ev.figures["km"])
@@ -286,10 +293,11 @@ def _external_section(report: Report, run: RunData) -> None:
     ]
     report.bullets(
         [
-            f"run {train.get('path')} (model {train.get('model')}, modalities {', '.join(train.get('modalities') or [])}), "
+            f"run {train.get('path')} (model {train.get('model')}, modalities "
+            f"{', '.join(train.get('modalities') or [])}), "
             f"{ext['model_used']}: {', '.join(ext['members'])}",
-            f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with labels scored"
-            + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
+            f"external workspace {ext['workdir']}: {ext['n_predicted']} patients predicted, {ext['n_scored']} with "
+            "labels scored" + (f" ({ext['n_unlabelled']} without labels left out)" if ext["n_unlabelled"] else ""),
             f"patients with each modality: {cov}",
             *imputed,
             *ext["warnings"],
@@ -305,14 +313,16 @@ def build_report(ev: RunEvaluation) -> Report:
         report = Report(
             f"healnet external validation: {train.get('name', run.name)}",
             f"external validation of run {train.get('name')} (model {run.model_name}, modalities "
-            f"{', '.join(run.modalities) or '?'}) on {p['patient_id'].nunique()} patients, {int(p['event'].sum())} events · "
+            f"{', '.join(run.modalities) or '?'}) on {p['patient_id'].nunique()} patients, {int(p['event'].sum())} "
+            "events · "
             f"times in {run.time_unit}",
         )
         _external_section(report, run)
         return _report_body(report, ev)
     report = Report(
         f"healnet evaluation: {run.name}",
-        f"model {run.model_name} · modalities {', '.join(run.modalities) or '?'} · {p['patient_id'].nunique()} patients, "
+        f"model {run.model_name} · modalities {', '.join(run.modalities) or '?'} · {p['patient_id'].nunique()} "
+        "patients, "
         f"{int(p['event'].sum())} events · {len(run.folds)} folds · times in {run.time_unit}",
     )
     return _report_body(report, ev)
@@ -376,11 +386,11 @@ def console_table(ev: RunEvaluation) -> str:
     if run.external is None:
         header.append("mean ± sd over folds")
         across = {**ev.scores.across_folds(), "ibs_null_km": ev.scores.null_across_folds()}
-        for row, m in zip(rows, [*METRICS, "ibs_null_km"]):
+        for row, m in zip(rows, [*METRICS, "ibs_null_km"], strict=False):
             row.append(_mean_sd(across[m]))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 

@@ -65,7 +65,7 @@ def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
     """KM curves per risk group, log-rank p in the title and the numbers at risk below."""
     fig = _figure(4.6)
     ax, table = fig.subplots(2, 1, height_ratios=[4, 1.1], sharex=True)
-    for g, (name, (t, s)) in enumerate(zip(groups.names, groups.curves)):
+    for g, (name, (t, s)) in enumerate(zip(groups.names, groups.curves, strict=True)):
         if t:
             ax.step(t, s, where="post", color=COLORS[g % len(COLORS)], label=f"{name} risk (n={groups.sizes[g]})")
     title = "Kaplan–Meier by predicted risk group"
@@ -78,7 +78,7 @@ def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
     table.set_ylim(-0.5, len(groups.names) - 0.5)
     table.set_yticks(range(len(groups.names)), labels=groups.names[::-1], fontsize=SMALL)
     for row, counts in enumerate(groups.at_risk[::-1]):
-        for t, c in zip(groups.at_times, counts):
+        for t, c in zip(groups.at_times, counts, strict=True):
             table.text(t, row, str(c), ha="center", va="center", fontsize=SMALL)
     table.set_xlabel(f"time ({time_unit}) — numbers at risk")
     table.tick_params(axis="y", length=0)
@@ -163,7 +163,7 @@ def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
     )
     pooled = [np.nan if r.get("pooled") is None else r["pooled"] for r in rows]
     ax.plot(x, pooled, "o", color="black", label="pooled")
-    for xi, m in zip(x, mean):
+    for xi, m in zip(x, mean, strict=True):
         ax.text(
             xi, 0.02, "n/a" if np.isnan(m) else f"{m:.3f}", ha="center", color="white" if not np.isnan(m) else "black"
         )

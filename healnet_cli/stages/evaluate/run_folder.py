@@ -215,7 +215,8 @@ def read_external_run(base: Path) -> RunData:
     if not labelled.any():
         raise InputError(
             f"{path}: no patient has a label (time, event), so there is nothing to score; add the external "
-            f"cohort's labels (`healnet omics labels ... --workdir {record.get('workdir', 'W')}`) and rerun `healnet predict`"
+            f"cohort's labels (`healnet omics labels ... --workdir {record.get('workdir', 'W')}`) and rerun `healnet "
+            "predict`"
         )
     scored = frame[labelled].copy()
     scored["fold"] = 0

@@ -236,13 +236,13 @@ def _pool(sets: list[PatientSet], grid: np.ndarray) -> PatientSet:
         np.concatenate([ps.time for ps in sets]),
         np.concatenate([ps.event for ps in sets]),
         np.concatenate([ps.risk for ps in sets]),
-        np.concatenate([ps.surv[:, c] for ps, c in zip(sets, cols)]),
+        np.concatenate([ps.surv[:, c] for ps, c in zip(sets, cols, strict=True)]),
         common,
         np.concatenate([ps.g_event for ps in sets]),
-        np.concatenate([ps.g_grid[:, c] for ps, c in zip(sets, cols)]),
+        np.concatenate([ps.g_grid[:, c] for ps, c in zip(sets, cols, strict=True)]),
         np.concatenate([ps.uno_weights for ps in sets]),
         [np.arange(sizes[i], sizes[i + 1]) for i in range(len(sets))],
-        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols)])
+        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols, strict=True)])
         if all(ps.surv_null is not None for ps in sets)
         else None,
     )

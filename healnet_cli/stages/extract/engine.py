@@ -2,8 +2,8 @@
 
 Each complete slide is committed by the stages' one protocol, :func:`healnet_cli.core.runner.write_item`
 (old manifest removed, outputs written atomically, new manifest last, nothing committed once the
-lock was lost), so a killed job leaves each slide either committed or recomputed on the rerun. Failures (unreadable slide, non-finite features) are recorded per slide and the batch
-goes on unless ``on_error="fail"``.
+lock was lost), so a killed job leaves each slide either committed or recomputed on the rerun. Failures (unreadable
+slide, non-finite features) are recorded per slide and the batch goes on unless ``on_error="fail"``.
 """
 
 from __future__ import annotations

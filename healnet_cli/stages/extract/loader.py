@@ -20,6 +20,7 @@ in the workers, or an error message when the slide cannot be read.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -85,10 +86,8 @@ class _SlideCache:
 
     def close(self) -> None:
         if self.reader is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken handle must not fail the batch
                 self.reader.close()
-            except Exception:  # noqa: BLE001 - closing a broken handle must not fail the batch
-                pass
         self.reader, self.path, self.error = None, None, ""
 
 

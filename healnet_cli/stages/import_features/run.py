@@ -81,9 +81,14 @@ def run_import(config: ImportConfig, *, console: Console, debug: bool = False) -
     folder = Workspace.at(config.workdir).features_dir(config.name or plan.encoder)
     check_folder_identity(folder, plan.identity(config.format), force=config.force)
     params = {
-        "schema": SCHEMA_PARAMS, "format": config.format, "encoder": plan.encoder, "source_encoder": plan.source_encoder,
-        "dtype": config.dtype, "mpp": config.mpp, "patch_size": config.patch_size,
-    }  # fmt: skip
+        "schema": SCHEMA_PARAMS,
+        "format": config.format,
+        "encoder": plan.encoder,
+        "source_encoder": plan.source_encoder,
+        "dtype": config.dtype,
+        "mpp": config.mpp,
+        "patch_size": config.patch_size,
+    }
     store = ArtifactStore(folder, "import", params, algorithm=ALGORITHM_VERSION)
     status = StatusTable("import", shard=str(shard))
     ctx = ImportContext(
@@ -193,7 +198,8 @@ class SlideConverter:
         out = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(dtype)
         if not torch.isfinite(out).all():
             raise ItemError(
-                f"{slide.features_file}: features overflow {self.config.dtype} (max |x| = {np.abs(features).max():.3g}); rerun with --dtype float32"
+                f"{slide.features_file}: features overflow {self.config.dtype} (max |x| = "
+                f"{np.abs(features).max():.3g}); rerun with --dtype float32"
             )
         coords = torch.from_numpy(np.ascontiguousarray(bag.coords_level0, dtype=np.int64))
         write_features(path, out, coords, self._provenance(bag, slide, int(out.shape[1])))
@@ -218,12 +224,14 @@ class SlideConverter:
                 f"{plan.encoder} gives {plan.dim}" if _preset_dim(plan.encoder) else f"the other slides have {plan.dim}"
             )
             raise ItemError(
-                f"{slide.features_file}: features have dimension {features.shape[1]}, but {expected}; check --encoder or re-extract this slide"
+                f"{slide.features_file}: features have dimension {features.shape[1]}, but {expected}; check "
+                "--encoder or re-extract this slide"
             )
         bad = int((~np.isfinite(features)).sum())
         if bad:
             raise ItemError(
-                f"{slide.features_file}: {bad} non-finite feature values (NaN/inf); re-extract this slide with {self.config.format}"
+                f"{slide.features_file}: {bad} non-finite feature values (NaN/inf); re-extract this slide with "
+                f"{self.config.format}"
             )
         return features
 

@@ -85,7 +85,8 @@ def _read(path: Path) -> pd.DataFrame:
 def _put(table: dict, key: str, value: object, where: str, what: str) -> None:
     if key in table and table[key] != value:
         raise InputError(
-            f"{where}: slide {key} is listed again with {what} {value!r} (before: {table[key]!r}); keep one row per slide"
+            f"{where}: slide {key} is listed again with {what} {value!r} (before: {table[key]!r}); keep one row per "
+            "slide"
         )
     table[key] = value
 

@@ -243,7 +243,8 @@ def _finish(name: str, parts: list[tuple[str, pd.DataFrame]], config: OmicsConfi
     sources = [path for path, _ in parts]
     if frame.shape[1] == 0 or len(frame) == 0:
         built.errors[name] = (
-            f"no {'features' if len(frame) else 'patients'} left for {name} (from {', '.join(sources)}); check the table and --group/--sample-type"
+            f"no {'features' if len(frame) else 'patients'} left for {name} (from {', '.join(sources)}); check the "
+            "table and --group/--sample-type"
         )
         return
     frame, dropped = clean.drop_uninformative(frame)
@@ -310,7 +311,8 @@ def _labels(
 ) -> None:
     if len({unit for _, unit in kinds}) > 1:
         built.errors["labels"] = (
-            f"the tables give label times in different units ({', '.join(sorted(u for _, u in kinds))}); use `healnet omics labels` on one table"
+            f"the tables give label times in different units ({', '.join(sorted(u for _, u in kinds))}); use "
+            "`healnet omics labels` on one table"
         )
         return
     kind, unit = next(iter(kinds))

@@ -101,7 +101,8 @@ def _log1p_inplace(values: np.ndarray) -> None:
         low = np.fmin.reduce(values, axis=None) if values.size else 0.0
     if low < 0:
         raise ValueError(
-            f"negative values (min {low:.4g}): --log1p is for non-negative counts; drop --log1p for log or z-scored data"
+            f"negative values (min {low:.4g}): --log1p is for non-negative counts; drop --log1p for log or z-scored "
+            "data"
         )
     np.log1p(values, out=values)
 
@@ -173,7 +174,8 @@ def clinical_frame(
             report.dropped_text[name] = len(levels)
             final.kept.pop()
             final.dropped[source] = (
-                f"text with {len(levels)} distinct values (more than --max-levels {max_levels}): an identifier or free text"
+                f"text with {len(levels)} distinct values (more than --max-levels {max_levels}): an identifier or "
+                "free text"
             )
             continue
         encoded = pd.DataFrame({f"{name}={level}": (text == level).astype(np.float32) for level in levels})

@@ -47,15 +47,34 @@ ENCODED_ROLES = frozenset({AGE, SEX, STAGE, GRADE})
 FEATURE = {AGE: "age", SEX: "is_female", STAGE: "stage", GRADE: "grade"}
 
 _CANDIDATES = {
-    AGE: ("age_at_initial_pathologic_diagnosis", "age_at_diagnosis", "age_at_index", "diagnosis_age", "age_at_diagnosis_years",
-          "age", "age_years", "patient_age", "days_to_birth"),
+    AGE: (
+        "age_at_initial_pathologic_diagnosis",
+        "age_at_diagnosis",
+        "age_at_index",
+        "diagnosis_age",
+        "age_at_diagnosis_years",
+        "age",
+        "age_years",
+        "patient_age",
+        "days_to_birth",
+    ),
     SEX: ("is_female", "gender", "sex", "is_male", "female", "male"),
-    STAGE: ("ajcc_pathologic_tumor_stage", "ajcc_pathologic_stage", "pathologic_stage", "pathological_stage", "tumor_stage",
-            "ajcc_stage", "stage", "overall_stage", "clinical_stage", "ajcc_clinical_stage",
-            "neoplasm_disease_stage_american_joint_committee_on_cancer_code"),
+    STAGE: (
+        "ajcc_pathologic_tumor_stage",
+        "ajcc_pathologic_stage",
+        "pathologic_stage",
+        "pathological_stage",
+        "tumor_stage",
+        "ajcc_stage",
+        "stage",
+        "overall_stage",
+        "clinical_stage",
+        "ajcc_clinical_stage",
+        "neoplasm_disease_stage_american_joint_committee_on_cancer_code",
+    ),
     GRADE: ("histological_grade", "histologic_grade", "neoplasm_histologic_grade", "tumor_grade", "grade"),
     SITE: ("site", "tss", "tissue_source_site", "tissue_source_site_code", "center", "centre", "institution", "bcr"),
-}  # fmt: skip
+}
 _PATTERNS = {
     AGE: re.compile(r"(^|_)age(_|$)"),
     STAGE: re.compile(r"stage"),
@@ -70,16 +89,26 @@ _DAYS_MEDIAN = 150.0
 DAYS_PER_YEAR = 365.25
 
 # Values that mean "not recorded" (TCGA's bracketed markers, stage X, grade X): missing, not coerced.
-_MISSING = re.compile(r"^\[.*\]$|^(na|n/a|nan|none|null|unknown|not reported|not available|not applicable|not evaluated|"
-                      r"x|gx|stage x|grade x|indeterminate|discrepancy|-)$")  # fmt: skip
+_MISSING = re.compile(
+    r"^\[.*\]$|^(na|n/a|nan|none|null|unknown|not reported|not available|not applicable|not evaluated|"
+    r"x|gx|stage x|grade x|indeterminate|discrepancy|-)$"
+)
 _STAGE = re.compile(
     r"^(?:ajcc\s*)?(?:(?:pathologic|clinical)\s*)?(?:stage\s*)?(iv|iii|ii|i|0|[1-4])\s*(?:[a-d]\d?|is|s)?$"
 )
 _ROMAN = {"0": 0, "i": 1, "ii": 2, "iii": 3, "iv": 4, "1": 1, "2": 2, "3": 3, "4": 4}
 _GRADE_WORDS = {
-    "low": 1, "low grade": 1, "well differentiated": 1, "intermediate": 2, "intermediate grade": 2, "moderately differentiated": 2,
-    "high": 3, "high grade": 3, "poorly differentiated": 3, "undifferentiated": 4,
-}  # fmt: skip
+    "low": 1,
+    "low grade": 1,
+    "well differentiated": 1,
+    "intermediate": 2,
+    "intermediate grade": 2,
+    "moderately differentiated": 2,
+    "high": 3,
+    "high grade": 3,
+    "poorly differentiated": 3,
+    "undifferentiated": 4,
+}
 _GRADE = re.compile(r"^(?:grade\s*|g)?([1-4])$")
 _FEMALE = frozenset({"female", "f", "woman", "w"})
 _MALE = frozenset({"male", "m", "man"})
@@ -107,7 +136,8 @@ def parse_request(value: str | None) -> Request:
     tokens = [t.strip() for t in text.split(",") if t.strip()]
     if not tokens:
         raise InputError(
-            f"--clinical-columns {value!r}: empty; pass roles or column names, e.g. {DEFAULT_REQUEST},site (or all / none)"
+            f"--clinical-columns {value!r}: empty; pass roles or column names, e.g. {DEFAULT_REQUEST},site (or all / "
+            "none)"
         )
     lowered = [t.lower() for t in tokens]
     if (ALL in lowered or NONE in lowered) and len(tokens) > 1:
@@ -162,7 +192,10 @@ ENCODING = {AGE: "years", SEX: "1 = female, 0 = male", STAGE: "ordinal 0-4 (subs
             GRADE: "ordinal 1-4 (G1/low 1, G2/intermediate 2, G3/high 3, G4 4)", SITE: "one-hot"}  # fmt: skip
 _CENTRE_REASON = ("tissue-source-site (centre) indicator: a batch confounder in TCGA, not a patient covariate; "
                   "ask for it with --clinical-columns {default},{column}")  # fmt: skip
-_OTHER_REASON = "not a patient covariate of the default set (age, sex, stage, grade); ask for it with --clinical-columns {default},{column}"
+_OTHER_REASON = (
+    "not a patient covariate of the default set (age, sex, stage, grade); ask for it with "
+    "--clinical-columns {default},{column}"
+)
 
 
 def _name_role(column: str) -> str | None:
@@ -231,7 +264,10 @@ def check_share(kept: Kept, values: pd.Series) -> str:
     share = encoded_share(kept.role, kept.column, values)
     if share >= _MIN_ENCODED:
         return ""
-    return f"its name looks like {kept.role}, but only {share:.0%} of its values are (e.g. {_example(values)}); name it in --clinical-columns to keep it as a plain column (a number or one-hots)"
+    return (
+        f"its name looks like {kept.role}, but only {share:.0%} of its values are (e.g. {_example(values)}); name "
+        "it in --clinical-columns to keep it as a plain column (a number or one-hots)"
+    )
 
 
 def _example(values: pd.Series) -> str:
@@ -241,8 +277,15 @@ def _example(values: pd.Series) -> str:
 
 def summary(selection: dict[str, Any]) -> str:
     """One line from :meth:`Selection.as_dict`: the columns kept (with their role) and dropped (why)."""
-    kept = ", ".join(f"{k['column']} ({k['role'] or 'as asked'})" if k["feature"] == k["column"] else f"{k['column']} → {k['feature']}"
-                     for k in selection["kept"]) or "none"  # fmt: skip
+    kept = (
+        ", ".join(
+            f"{k['column']} ({k['role'] or 'as asked'})"
+            if k["feature"] == k["column"]
+            else f"{k['column']} → {k['feature']}"
+            for k in selection["kept"]
+        )
+        or "none"
+    )
     dropped = ", ".join(f"{d['column']} ({re.split(r'[:;]', d['reason'])[0]})" for d in selection["dropped"])
     missing = f"; no {', '.join(selection['roles_not_found'])} column" if selection["roles_not_found"] else ""
     return f"kept {kept}" + (f"; dropped {dropped}" if dropped else "") + missing
@@ -256,7 +299,8 @@ def check_names(request: Request, columns_by_table: dict[str, Sequence[str]]) ->
         shown = ", ".join(sorted({c for cols in columns_by_table.values() for c in cols})[:20]) or "none"
         tables = ", ".join(columns_by_table)
         raise InputError(
-            f"--clinical-columns: no clinical column {', '.join(repr(m) for m in missing)} in {tables} (clinical columns: {shown}); "
+            f"--clinical-columns: no clinical column {', '.join(repr(m) for m in missing)} in {tables} (clinical "
+            f"columns: {shown}); "
             f"pass roles ({', '.join(ROLES)}), column names, all or none"
         )
 

@@ -124,13 +124,17 @@ class LabelsConfig:
             return
         if self.event_col is not None and _says_censoring(self.event_col):
             raise InputError(
-                f"--event-col {self.event_col!r}: the name says censoring (1 = censored), and reading it as 1 = event would invert "
-                f"every label; pass --censor-col {self.event_col}, or add --status-as-is if 1 really means the event was observed"
+                f"--event-col {self.event_col!r}: the name says censoring (1 = censored), and reading it as 1 = "
+                "event would invert "
+                f"every label; pass --censor-col {self.event_col}, or add --status-as-is if 1 really means the event "
+                "was observed"
             )
         if self.censor_col is not None and _says_event(self.censor_col):
             raise InputError(
-                f"--censor-col {self.censor_col!r}: the name says event (1 = event observed), and reading it as 1 = censored would "
-                f"invert every label; pass --event-col {self.censor_col}, or add --status-as-is if 1 really means censored"
+                f"--censor-col {self.censor_col!r}: the name says event (1 = event observed), and reading it as 1 = "
+                "censored would "
+                f"invert every label; pass --event-col {self.censor_col}, or add --status-as-is if 1 really means "
+                "censored"
             )
 
     @property

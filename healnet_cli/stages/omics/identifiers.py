@@ -113,7 +113,8 @@ def detect_layout(head: TableHead, *, orientation: str = "auto", id_col: str | N
         raise InputError(f"--orientation {orientation!r} is not one of: {', '.join(ORIENTATIONS)}")
     if id_col and orientation == COLUMNS:
         raise InputError(
-            "--id-col names the sample id column of a samples-by-features table; drop it with --orientation features-by-samples"
+            "--id-col names the sample id column of a samples-by-features table; drop it with --orientation "
+            "features-by-samples"
         )
     if id_col:
         found = id_col if id_col in columns else _lookup(columns, [id_col.lower()])

@@ -110,7 +110,8 @@ class LabelResult:
             parts.append(f"{sum(self.reasons.values())} label row(s) rejected ({detail}); listed in the report")
         if len(self.labels) and not self.labels["event"].any():
             parts.append(
-                f"no events: 0 events, {len(self.labels)} censored among {len(self.labels)} patients — no survival model can "
+                f"no events: 0 events, {len(self.labels)} censored among {len(self.labels)} patients — no survival "
+                "model can "
                 "be trained or scored on these labels; check the event / censoring column (which value means censored?)"
             )
         return "; ".join(parts)

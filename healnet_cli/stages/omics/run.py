@@ -75,8 +75,10 @@ def run_omics(
     kept_labels = ""
     if LABELS_NAME in names and owner is not None and owner.stage == LABELS_STAGE:
         names.remove(LABELS_NAME)  # one owner per artifact: `healnet omics labels` wrote them, it keeps them
-        kept_labels = (f"omics/labels.parquet belongs to `healnet omics labels` ({describe_labels(owner)}); the tables' survival "
-                       f"columns are not used. Remove {folder / (LABELS_NAME + '.parquet')} to build the labels from the tables")  # fmt: skip
+        kept_labels = (
+            f"omics/labels.parquet belongs to `healnet omics labels` ({describe_labels(owner)}); the tables' survival "
+            f"columns are not used. Remove {folder / (LABELS_NAME + '.parquet')} to build the labels from the tables"
+        )
     items = [WorkItem(name, name, combined) for name in names]
     for job in jobs:
         _decimal_message(job.head, console)
@@ -185,12 +187,15 @@ def _summarise(report: dict[str, Any], console: Console, path: Path) -> None:
     for selection in report.get("clinical_columns", []):
         console.info(f"  clinical columns of {Path(selection['path']).name}: {clinical.summary(selection)}")
         if selection["requested"] not in (clinical.DEFAULT_REQUEST, clinical.ALL) and selection["roles_not_found"]:
-            console.warn(f"{selection['path']}: --clinical-columns asked for {', '.join(selection['roles_not_found'])}, "
-                         "which the table has no column for; see clinical_columns in omics/report.json")  # fmt: skip
+            console.warn(
+                f"{selection['path']}: --clinical-columns asked for {', '.join(selection['roles_not_found'])}, "
+                "which the table has no column for; see clinical_columns in omics/report.json"
+            )
     labels = report.get("labels")
     if labels:
         console.info(
-            f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) rejected"
+            f"  labels: {labels['patients']} patients, {labels['events']} events, {labels['rejected_rows']} row(s) "
+            "rejected"
         )
     console.info(f"omics: report {path}")
 
@@ -241,8 +246,10 @@ def run_labels(
     owner = labels_owner(store)
     if owner is not None and owner.stage == OMICS_STAGE and not force:
         raise InputError(
-            f"{folder / (LABELS_NAME + '.parquet')}: holds the labels `healnet omics` built ({describe_labels(owner)}); pass --force "
-            f"to replace them with the labels of {head.path} ({config.time_unit}) — `healnet omics` then leaves them alone"
+            f"{folder / (LABELS_NAME + '.parquet')}: holds the labels `healnet omics` built "
+            f"({describe_labels(owner)}); pass --force "
+            f"to replace them with the labels of {head.path} ({config.time_unit}) — `healnet omics` then leaves them "
+            "alone"
         )
     _decimal_message(head, console)
     meta = {"time_unit": config.time_unit, "sources": [{"path": str(head.path), "fingerprint": fingerprint}]}
@@ -256,11 +263,17 @@ def run_labels(
     run_items([WorkItem(LABELS_NAME, head.path, fingerprint)], process, store=store, status=status,
               console=console, force=force, debug=debug, description="labels")  # fmt: skip
     report = {
-        "input": {"path": str(head.path), "id_column": layout.id_column, "time_column": time_col,
-                  f"{config.kind}_column": status_col, "rows": frame.num_rows, "rows_without_identifier": len(ids) - len(rows)},
+        "input": {
+            "path": str(head.path),
+            "id_column": layout.id_column,
+            "time_column": time_col,
+            f"{config.kind}_column": status_col,
+            "rows": frame.num_rows,
+            "rows_without_identifier": len(ids) - len(rows),
+        },
         "labels": {**result.as_dict(), "time_unit": config.time_unit},
         "status": status.summary(),
-    }  # fmt: skip
+    }
     atomic.write_json(folder / LABELS_REPORT, report)
     console.info(f"  labels: {len(result.labels)} patients, {int(result.labels['event'].sum())} events, "
                  f"{sum(result.reasons.values())} row(s) rejected; report {folder / LABELS_REPORT}")  # fmt: skip

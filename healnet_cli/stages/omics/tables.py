@@ -74,7 +74,8 @@ def _open_binary(path: Path) -> IO[bytes]:
         return open(path, "rb")
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(
-            f"{path}: cannot open the compressed file ({exc}); check that it is a valid {suffixes[-1] if suffixes else ''} file or pass the uncompressed table"
+            f"{path}: cannot open the compressed file ({exc}); check that it is a valid "
+            f"{suffixes[-1] if suffixes else ''} file or pass the uncompressed table"
         ) from exc
 
 
@@ -170,16 +171,18 @@ def sniff_decimal(rows: list[list[str]], delimiter: str) -> tuple[str, str]:
     comma = point = None
     header = rows[0]
     for row in rows[1:]:
-        for name, value in zip(header[1:], row[1:]):
+        for name, value in zip(header[1:], row[1:], strict=False):
             text = value.strip()
             if comma is None and _DECIMAL_COMMA.match(text):
                 comma = (name, text)
             elif point is None and _DECIMAL_POINT.match(text):
                 point = (name, text)
     if comma and point:
-        return ".", (f"numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points ({point[1]!r} in "
-                     f"column {point[0]!r}): read with decimal points, so the comma values become missing; "
-                     "save the table with one decimal separator")  # fmt: skip
+        return ".", (
+            f"numbers with decimal commas ({comma[1]!r} in column {comma[0]!r}) and decimal points ({point[1]!r} in "
+            f"column {point[0]!r}): read with decimal points, so the comma values become missing; "
+            "save the table with one decimal separator"
+        )
     return ("," if comma else "."), ""
 
 
@@ -242,7 +245,8 @@ def read_full(
         if "conversion error" in message.lower() or "in CSV column" in message:
             raise ValueError(message) from exc
         raise InputError(
-            f"{head.path}: malformed table ({message[:300]}); fix the file (every row needs as many fields as the header)"
+            f"{head.path}: malformed table ({message[:300]}); fix the file (every row needs as many fields as the "
+            "header)"
         ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(

@@ -47,7 +47,7 @@ def predict_frame(
     else:
         edges = [float(e) for e in grid]
         times = np.asarray(edges[1:], dtype=np.float64)
-        survs = [_on_grid(fm, f, times) for fm, f in zip(models, frames)]
+        survs = [_on_grid(fm, f, times) for fm, f in zip(models, frames, strict=True)]
         risk, surv = combine_fold_predictions(survs, [f["risk"].to_numpy(np.float64) for f in frames])
         out = pd.DataFrame({"patient_id": ids, "risk": risk})
         for j in range(surv.shape[1]):

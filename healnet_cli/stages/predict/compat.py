@@ -64,7 +64,9 @@ FIX = {
     "extractor": "extract the external slides with the run's extractor (`healnet extract --extractor {value}`)",
     "weights": "extract the external slides with the run's weights file (`healnet extract --weights FILE`)",
     "patch_mpp": "tile the external slides at the run's resolution (`healnet tile --mpp {value}`) and extract again",
-    "patch_px": "tile the external slides with the run's patch size (`healnet tile --patch-size {value}`) and extract again",
+    "patch_px": (
+        "tile the external slides with the run's patch size (`healnet tile --patch-size {value}`) and extract again"
+    ),
     "dim": "extract the external slides with the run's extractor",
 }
 

@@ -101,7 +101,8 @@ def _modalities(cfg: PredictConfig, run_mods: list[str], ws: Workspace, warnings
     for m in run_mods:
         if not have[m]:
             warnings.append(
-                f"{m}: not in the external workspace ({ws.features_root if m == WSI else modality_path(ws.omics_dir, m)}); "
+                f"{m}: not in the external workspace "
+                f"({ws.features_root if m == WSI else modality_path(ws.omics_dir, m)}); "
                 "every patient is predicted without it"
             )
     use = [m for m in run_mods if have[m]]

@@ -173,7 +173,8 @@ def read_slides_csv(path: Path) -> list[tuple[Path, str | None, float | None]]:
             key = _resolved(slide)
             if key in seen and seen[key][1] != mpp:
                 raise InputError(
-                    f"--slides-csv {path}: {slide} has mpp {seen[key][1]:g} in row {seen[key][0]} and {mpp:g} in row {i + 2}; "
+                    f"--slides-csv {path}: {slide} has mpp {seen[key][1]:g} in row {seen[key][0]} and {mpp:g} in row "
+                    f"{i + 2}; "
                     "keep one row per slide"
                 )
             seen[key] = (i + 2, mpp)
@@ -184,7 +185,8 @@ def read_slides_csv(path: Path) -> list[tuple[Path, str | None, float | None]]:
         )
     if bad_ext:
         raise InputError(
-            f"--slides-csv {path}: unsupported extension(s): {_listed(bad_ext)}; slides must be one of {', '.join(SLIDE_EXTENSIONS)}"
+            f"--slides-csv {path}: unsupported extension(s): {_listed(bad_ext)}; slides must be one of "
+            f"{', '.join(SLIDE_EXTENSIONS)}"
         )
     return rows
 
@@ -208,7 +210,8 @@ def read_mpp_csv(path: Path) -> dict[str, float]:
             sid = slide_id_of(Path(name)) if Path(name).suffix.lower() in SLIDE_EXTENSIONS else name
             if sid in out and out[sid] != value:
                 raise InputError(
-                    f"--mpp-csv {path}: slide {sid!r} has mpp {out[sid]:g} in row {rows[sid]} and {value:g} in row {i + 2}; "
+                    f"--mpp-csv {path}: slide {sid!r} has mpp {out[sid]:g} in row {rows[sid]} and {value:g} in row "
+                    f"{i + 2}; "
                     "keep one row per slide"
                 )
             out[sid], rows[sid] = value, i + 2

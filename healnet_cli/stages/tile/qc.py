@@ -40,7 +40,7 @@ def qc_image(
     if x.size:
         if side >= 3:
             draw = ImageDraw.Draw(image)
-            for x0, y0 in zip((x / thumb_downsample).tolist(), (y / thumb_downsample).tolist()):
+            for x0, y0 in zip((x / thumb_downsample).tolist(), (y / thumb_downsample).tolist(), strict=True):
                 draw.rectangle((x0, y0, x0 + side - 1, y0 + side - 1), outline=PATCH_RGB)
         else:
             kept = np.zeros((h, w), dtype=bool)

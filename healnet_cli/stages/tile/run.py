@@ -101,8 +101,40 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
     warnings = slide_warnings(
         reader, spec, config, n_grid=int(x.size), n_kept=int(keep.sum()), area_um2=tissue_area_um2
     )
+    meta = _coords_meta(
+        reader,
+        slide,
+        config,
+        spec,
+        mpp=mpp,
+        mpp_source=mpp_source,
+        thumb_ds=thumb_ds,
+        seg_um_per_px=seg_um_per_px,
+        threshold=threshold,
+        tissue_area_um2=tissue_area_um2,
+        n_grid=int(x.size),
+    )
+    coords = SlideCoords(x[keep], y[keep], tissue[keep], meta)
+    return TiledSlide(coords, mask, seg_ds, thumb, thumb_ds, spec, warnings)
+
+
+def _coords_meta(
+    reader: SlideReader,
+    slide: SlideInput,
+    config: TileConfig,
+    spec: GridSpec,
+    *,
+    mpp: float,
+    mpp_source: str,
+    thumb_ds: float,
+    seg_um_per_px: float,
+    threshold: float,
+    tissue_area_um2: float,
+    n_grid: int,
+) -> dict[str, Any]:
+    """The metadata of a slide's coordinates file: source, resolution, grid, thumbnail and tissue detection."""
     width, height = reader.dimensions
-    meta: dict[str, Any] = {
+    return {
         "slide_id": slide.slide_id,
         "case_id": slide.case_id,
         "source_path": str(Path(slide.path).resolve()),
@@ -127,10 +159,8 @@ def tile_slide(reader: SlideReader, slide: SlideInput, config: TileConfig) -> Ti
         "tissue_area_um2": tissue_area_um2,
         "min_tissue": config.min_tissue,
         "min_area_um2": config.min_area,
-        "n_grid_patches": int(x.size),
+        "n_grid_patches": n_grid,
     }
-    coords = SlideCoords(x[keep], y[keep], tissue[keep], meta)
-    return TiledSlide(coords, mask, seg_ds, thumb, thumb_ds, spec, warnings)
 
 
 def slide_warnings(
@@ -141,14 +171,16 @@ def slide_warnings(
     warnings = []
     if n_grid == 0:
         warnings.append(
-            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 patches written"
+            f"slide ({width}x{height} px) is smaller than one patch ({spec.patch_px_level0} px at level 0): 0 "
+            "patches written"
         )
     elif n_kept == 0:
         if area_um2 == 0:
             warnings.append("no tissue found (blank slide?): 0 patches written")
         else:
             warnings.append(
-                f"tissue found ({area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 patches written"
+                f"tissue found ({area_um2 / 1e6:.3f} mm²) but no patch reaches --min-tissue {config.min_tissue}: 0 "
+                "patches written"
             )
     if spec.upsampled:
         warnings.append(

@@ -1,8 +1,8 @@
 """Tissue detection on a low-resolution RGB image (scikit-image / SciPy), in physical units.
 
 Saturation channel -> median filter -> Otsu threshold clamped to [floor, cap] (a blank slide yields
-no tissue, not noise; an all-tissue crop is not split into pale and dark tissue) -> morphological closing -> filling of holes smaller than ``min_area_um2`` -> removal of
-objects smaller than ``min_area_um2``.
+no tissue, not noise; an all-tissue crop is not split into pale and dark tissue) -> morphological closing -> filling of
+holes smaller than ``min_area_um2`` -> removal of objects smaller than ``min_area_um2``.
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ def check_config(cfg: TrainConfig) -> None:
         ),
         (
             not (cfg.refit_all and cfg.fold is not None),
-            "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an existing run)",
+            "--refit-all trains on all patients once every fold is done: run it without --fold (add --resume to an "
+            "existing run)",
         ),
     ]
     for ok, message in checks:

@@ -135,6 +135,19 @@ def _seed_epoch(s: LoopSettings, epoch: int, rank: int) -> tuple[np.random.Gener
     return np.random.default_rng([s.seed, s.fold, epoch]), np.random.default_rng([s.seed, s.fold, epoch, rank + 1])
 
 
+@dataclass
+class _Step:
+    """What every optimiser step of a fold uses: the unwrapped module's optimiser, L1 weights, loss scaler,
+    the batches per step (``grad_accum`` × ranks) and the schedule's length and warm-up in steps."""
+
+    optimizer: torch.optim.Optimizer
+    l1_params: list[nn.Parameter]
+    scaler: torch.amp.GradScaler
+    per_step: int
+    total: int
+    warmup: int
+
+
 def train_fold(
     model: nn.Module,
     train: PatientTable,
@@ -157,31 +170,10 @@ def train_fold(
     re-seeds its generators, so no random state needs saving.
     """
     dist = dist or Dist()
-    module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    module = module.module if hasattr(module, "module") else module
-    optimizer = make_optimizer(module, s.lr, s.weight_decay)
-    l1_params = penalised_parameters(module)
-    scaler = torch.amp.GradScaler("cuda", enabled=s.autocast == torch.float16 and s.device.type == "cuda")
-    per_step = s.grad_accum * dist.world
-    n_batches = math.ceil(len(train.ids) / s.batch_size)
-    steps_per_epoch = len(step_groups(n_batches, per_step))
-    total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
-    st = {
-        "epoch": 0,
-        "step": 0,
-        "best_loss": math.inf,
-        "best_epoch": -1,
-        "bad_epochs": 0,
-        "history": [],
-        "best_state": None,
-    }
+    module = _unwrap(model)
+    step = _make_step(module, len(train.ids), s, dist)
     state_path = fold_dir / STATE_FILE if fold_dir is not None else None
-    if state_path is not None and state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        st = {k: saved[k] for k in st}
-        log(f"fold {s.fold}: resuming after epoch {st['epoch']}")
+    st = _initial_state(state_path, module, step.optimizer, s, log)
     has_val = len(val.ids) > 0
     epochs = (console or Console(quiet=True)).track(
         range(st["epoch"], s.epochs),
@@ -196,56 +188,14 @@ def train_fold(
             if st["bad_epochs"] >= s.patience:
                 break
             start = time.monotonic()
-            order_rng, sample_rng = _seed_epoch(s, epoch, dist.rank)
-            batches = make_batches(train.lengths(), s.batch_size, order_rng)
-            model.train()
-            loss_sum, n_seen = 0.0, 0
-            for group in step_groups(len(batches), per_step):
-                lr = lr_at(st["step"], total, warmup, s.lr)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                group_batches = [batches[i] for i in group]
-                n_group = sum(len(b) for b in group_batches)
-                mine = group_batches[dist.rank :: dist.world]
-                n_calls = math.ceil(len(group_batches) / dist.world)
-                for j in range(n_calls):
-                    rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
-                    present = {m: v[rows] for m, v in train.present.items()}
-                    present = drop_modalities(present, s.modality_dropout, sample_rng)
-                    batch = collate(
-                        train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device
-                    )
-                    with torch.autocast(s.device.type, dtype=s.autocast, enabled=s.autocast is not None):
-                        out = model(batch)
-                    terms = sample_losses(out.logits, train_y, rows, s)
-                    loss = terms.sum() * (weight * dist.world / n_group)
-                    if s.l1 > 0 and j == 0:
-                        loss = loss + s.l1 * sum(p.abs().sum() for p in l1_params)
-                    scaler.scale(loss).backward()
-                    if weight:
-                        loss_sum += float(terms.detach().sum())
-                        n_seen += len(rows)
-                scaler.step(optimizer)
-                scaler.update()
-                st["step"] += 1
+            train_loss, lr = _train_epoch(model, train, train_y, s, dist, step, st, epoch)
             val_loss, val_c = evaluate(module, val, val_y, s) if has_val else (float("nan"), float("nan"))
             st["epoch"] = epoch + 1
-            if not has_val:
-                monitor = -float(epoch)
-            elif s.monitor == "cindex":
-                monitor = -val_c if np.isfinite(val_c) else math.inf
-            else:
-                monitor = val_loss
-            if monitor < st["best_loss"] - IMPROVE_TOL:
-                st["best_loss"], st["best_epoch"], st["bad_epochs"] = monitor, epoch, 0
-                st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
-            elif epoch >= s.warmup_epochs:
-                st["bad_epochs"] += 1
+            _early_stopping(st, module, _monitor_value(s, epoch, has_val, val_loss, val_c), epoch, s)
             st["history"].append(
                 {
                     "epoch": epoch,
-                    "train_loss": loss_sum / max(1, n_seen),
+                    "train_loss": train_loss,
                     "val_loss": val_loss,
                     "val_cindex": val_c,
                     "lr": lr,
@@ -253,18 +203,151 @@ def train_fold(
                     "best_epoch": st["best_epoch"],
                 }
             )
-            if state_path is not None and dist.is_main:
-                _save_state(state_path, module, optimizer, st)
+            if state_path is not None and fold_dir is not None and dist.is_main:
+                _save_state(state_path, module, step.optimizer, st)
                 atomic.write_text(fold_dir / HISTORY_FILE, "".join(atomic.json_text(h) + "\n" for h in st["history"]))
     if st["best_state"] is not None:
         module.load_state_dict(st["best_state"])
-    if has_val:
-        log(
-            f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} ({_monitored(st['best_loss'], s.monitor)})"
-        )
-    else:
-        log(f"fold {s.fold}: {st['epoch']} epochs, the last epoch's weights kept (no inner validation)")
+    log(_summary(st, has_val, s))
     return module, st["history"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module under a torch.compile and/or DDP wrapper (what is optimised, evaluated and saved)."""
+    module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    return module.module if hasattr(module, "module") else module
+
+
+def _make_step(module: nn.Module, n_train: int, s: LoopSettings, dist: Dist) -> _Step:
+    per_step = s.grad_accum * dist.world
+    steps_per_epoch = len(step_groups(math.ceil(n_train / s.batch_size), per_step))
+    return _Step(
+        optimizer=make_optimizer(module, s.lr, s.weight_decay),
+        l1_params=penalised_parameters(module),
+        scaler=torch.amp.GradScaler("cuda", enabled=s.autocast == torch.float16 and s.device.type == "cuda"),
+        per_step=per_step,
+        total=s.epochs * steps_per_epoch,
+        warmup=s.warmup_epochs * steps_per_epoch,
+    )
+
+
+def _initial_state(
+    state_path: Path | None,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    s: LoopSettings,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """A fresh loop state, or the one saved after the last finished epoch (weights and optimiser restored)."""
+    st: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_loss": math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "best_state": None,
+    }
+    if state_path is not None and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        st = {k: saved[k] for k in st}
+        log(f"fold {s.fold}: resuming after epoch {st['epoch']}")
+    return st
+
+
+def _train_epoch(
+    model: nn.Module,
+    train: PatientTable,
+    train_y: Targets,
+    s: LoopSettings,
+    dist: Dist,
+    step: _Step,
+    st: dict[str, Any],
+    epoch: int,
+) -> tuple[float, float]:
+    """One pass over the training patients; returns the mean training loss and the last step's learning rate."""
+    order_rng, sample_rng = _seed_epoch(s, epoch, dist.rank)
+    batches = make_batches(train.lengths(), s.batch_size, order_rng)
+    model.train()
+    loss_sum, n_seen = 0.0, 0
+    lr = lr_at(st["step"], step.total, step.warmup, s.lr)
+    for group in step_groups(len(batches), step.per_step):
+        lr = lr_at(st["step"], step.total, step.warmup, s.lr)
+        for g in step.optimizer.param_groups:
+            g["lr"] = lr
+        step.optimizer.zero_grad(set_to_none=True)
+        loss_sum, n_seen = _accumulate(
+            model, train, train_y, [batches[i] for i in group], s, dist, step, sample_rng, (loss_sum, n_seen)
+        )
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        st["step"] += 1
+    return loss_sum / max(1, n_seen), lr
+
+
+def _accumulate(
+    model: nn.Module,
+    train: PatientTable,
+    train_y: Targets,
+    group_batches: list[np.ndarray],
+    s: LoopSettings,
+    dist: Dist,
+    step: _Step,
+    sample_rng: np.random.Generator,
+    seen: tuple[float, int],
+) -> tuple[float, int]:
+    """The gradients of one optimiser step: this rank's share of the step's batches, each loss scaled to the
+    step's patients (a rank with fewer batches runs zero-weighted ones, so every rank calls backward alike);
+    returns the epoch's running sum of loss terms and count of patients (``seen``) with this step's added."""
+    n_group = sum(len(b) for b in group_batches)
+    mine = group_batches[dist.rank :: dist.world]
+    loss_sum, n_seen = seen
+    for j in range(math.ceil(len(group_batches) / dist.world)):
+        rows, weight = (mine[j], 1.0) if j < len(mine) else (group_batches[0], 0.0)
+        present = {m: v[rows] for m, v in train.present.items()}
+        present = drop_modalities(present, s.modality_dropout, sample_rng)
+        batch = collate(train, rows, present=present, max_patches=s.max_patches, rng=sample_rng, device=s.device)
+        with torch.autocast(s.device.type, dtype=s.autocast, enabled=s.autocast is not None):
+            out = model(batch)
+        terms = sample_losses(out.logits, train_y, rows, s)
+        loss = terms.sum() * (weight * dist.world / n_group)
+        if s.l1 > 0 and j == 0:
+            loss = loss + s.l1 * sum(p.abs().sum() for p in step.l1_params)
+        step.scaler.scale(loss).backward()
+        if weight:
+            loss_sum += float(terms.detach().sum())
+            n_seen += len(rows)
+    return loss_sum, n_seen
+
+
+def _monitor_value(s: LoopSettings, epoch: int, has_val: bool, val_loss: float, val_c: float) -> float:
+    """The early-stopping criterion, lower is better: the validation loss or the negated c-index; without
+    inner validation the negated epoch, so every epoch improves and the last weights are kept."""
+    if not has_val:
+        return -float(epoch)
+    if s.monitor == "cindex":
+        return -val_c if np.isfinite(val_c) else math.inf
+    return val_loss
+
+
+def _early_stopping(st: dict[str, Any], module: nn.Module, monitor: float, epoch: int, s: LoopSettings) -> None:
+    """Keep a copy of the weights when ``monitor`` improves; count the epochs without improvement after warm-up."""
+    if monitor < st["best_loss"] - IMPROVE_TOL:
+        st["best_loss"], st["best_epoch"], st["bad_epochs"] = monitor, epoch, 0
+        st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+    elif epoch >= s.warmup_epochs:
+        st["bad_epochs"] += 1
+
+
+def _summary(st: dict[str, Any], has_val: bool, s: LoopSettings) -> str:
+    if has_val:
+        return (
+            f"fold {s.fold}: {st['epoch']} epochs, best epoch {st['best_epoch']} "
+            f"({_monitored(st['best_loss'], s.monitor)})"
+        )
+    return f"fold {s.fold}: {st['epoch']} epochs, the last epoch's weights kept (no inner validation)"
 
 
 def _monitored(value: float, monitor: str) -> str:

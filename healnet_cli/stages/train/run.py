@@ -93,11 +93,13 @@ def plan_folds(
         for k in report.dropped:
             if report.dropped[k]:
                 console.warn(
-                    f"splits_{k}.csv: {len(report.dropped[k])} cohort patient(s) in neither column are left out of fold {k}"
+                    f"splits_{k}.csv: {len(report.dropped[k])} cohort patient(s) in neither column are left out of "
+                    f"fold {k}"
                 )
             if report.unknown[k]:
                 console.warn(
-                    f"splits_{k}.csv: {len(report.unknown[k])} id(s) not in the cohort are ignored (e.g. {report.unknown[k][0]})"
+                    f"splits_{k}.csv: {len(report.unknown[k])} id(s) not in the cohort are ignored (e.g. "
+                    f"{report.unknown[k][0]})"
                 )
         info = {"dropped_by_splits": report.dropped, "unknown_in_splits": report.unknown}
     else:
@@ -273,7 +275,8 @@ def train_folds(
         if cfg.fold is not None and not cfg.resume:
             remove_states(layout.fold_dir(fold.index))
         console.info(
-            f"fold {fold.index}: {len(fold.fit)} train, {len(fold.val)} inner validation, {len(fold.test)} test patients"
+            f"fold {fold.index}: {len(fold.fit)} train, {len(fold.val)} inner validation, {len(fold.test)} test "
+            "patients"
         )
         if not fold.val and not is_fitted(cfg.model):
             why = "--val-fraction 0" if cfg.val_fraction <= 0 else f"fewer than {MIN_VAL_SOURCE} training patients"

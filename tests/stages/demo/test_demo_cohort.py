@@ -46,7 +46,7 @@ def test_files_and_counts(cohort) -> None:
     assert rna.drop(index=no_rna).notna().all(axis=None)
     cnv = table.filter(like="_cnv")
     assert cnv.notna().all(axis=None) and np.isin(cnv.to_numpy(), [-2, -1, 0, 1, 2]).all()
-    for path, case_id in zip(slides["path"], slides["case_id"]):
+    for path, case_id in zip(slides["path"], slides["case_id"], strict=True):
         assert Path(path).name == f"{case_id}-01.tif" and Path(path).is_file()
 
 

@@ -1,4 +1,5 @@
-"""Helpers for the evaluate tests: synthetic run folders (the layout `healnet train` writes) and a fake inference module."""
+"""Helpers for the evaluate tests: synthetic run folders (the layout `healnet train` writes) and a fake inference
+module."""
 
 from __future__ import annotations
 
@@ -91,7 +92,11 @@ def make_run(
         _parquet(folder / "predictions.parquet", preds, meta)
     labels = c.set_index("patient_id")[["time", "event"]]
     _parquet(folder / "labels.parquet", labels, {"time_unit": "months"}, index=True)
-    rows = [(p, k, "test" if f == k else "train") for p, f in zip(c["patient_id"], c["fold"]) for k in range(n_folds)]
+    rows = [
+        (p, k, "test" if f == k else "train")
+        for p, f in zip(c["patient_id"], c["fold"], strict=True)
+        for k in range(n_folds)
+    ]
     pd.DataFrame(rows, columns=["patient_id", "fold", "split"]).to_csv(folder / "splits.csv", index=False)
     opts = {"workdir": str(folder / "no_workdir"), "model": "healnet", "modalities": list(modalities)}
     (folder / "config.yaml").write_text(yaml.safe_dump({"command": "train", "options": opts}))

@@ -230,6 +230,7 @@ def test_console_prints_the_headline_table(run_dir):
             ("Integrated Brier score", "ibs"),
             ("Mean time-dependent AUC", "mean_auc"),
         ],
+        strict=True,
     ):
         entry = metrics["pooled"][key]
         assert (

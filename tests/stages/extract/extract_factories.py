@@ -1,5 +1,5 @@
-"""Factories for extract tests (imported by conftest.py and the tests): tiny pyramidal slides with committed tile coordinates, and
-random-init weight files of a tiny timm model."""
+"""Factories for extract tests (imported by conftest.py and the tests): tiny pyramidal slides with committed tile
+coordinates, and random-init weight files of a tiny timm model."""
 
 from __future__ import annotations
 

@@ -51,8 +51,17 @@ def write_clam(root: Path, dim: int, *, n: int = N_SLIDES, pt: bool = False) -> 
         xy, x = level0_xy(i).astype(np.int32), features(i, dim, risks(n)[i])
         with h5py.File(patches / f"{sid}.h5", "w") as f:
             d = f.create_dataset("coords", data=xy, maxshape=(None, 2), chunks=(1, 2))
-            d.attrs.update({"patch_size": PATCH_PX, "patch_level": 1, "downsample": (2.0, 2.0),
-                            "downsampled_level_dim": (8000, 6000), "level_dim": (8000, 6000), "name": sid, "save_path": str(patches)})  # fmt: skip
+            d.attrs.update(
+                {
+                    "patch_size": PATCH_PX,
+                    "patch_level": 1,
+                    "downsample": (2.0, 2.0),
+                    "downsampled_level_dim": (8000, 6000),
+                    "level_dim": (8000, 6000),
+                    "name": sid,
+                    "save_path": str(patches),
+                }
+            )
         with h5py.File(feat / "h5_files" / f"{sid}.h5", "w") as f:
             f.create_dataset("features", data=x, maxshape=(None, dim), chunks=(1, dim))
             f.create_dataset("coords", data=xy, maxshape=(None, 2), chunks=(1, 2))
@@ -67,8 +76,16 @@ def write_trident(root: Path, dim: int, *, encoder: str = "uni_v1", n: int = N_S
     folder = job / f"features_{encoder}"
     folder.mkdir(parents=True, exist_ok=True)
     (job / "patches").mkdir(exist_ok=True)
-    coords_attrs = {"patch_size": PATCH_PX, "patch_size_level0": LEVEL0_PX, "level0_magnification": 40, "target_magnification": 20,
-                    "overlap": 0, "savetodir": str(job / "patches"), "level0_width": 8000, "level0_height": 6000}  # fmt: skip
+    coords_attrs = {
+        "patch_size": PATCH_PX,
+        "patch_size_level0": LEVEL0_PX,
+        "level0_magnification": 40,
+        "target_magnification": 20,
+        "overlap": 0,
+        "savetodir": str(job / "patches"),
+        "level0_width": 8000,
+        "level0_height": 6000,
+    }
     for i, sid in enumerate(slide_ids(n)):
         with h5py.File(folder / f"{sid}.h5", "w") as f:
             d = f.create_dataset("features", data=features(i, dim, risks(n)[i]))
@@ -88,8 +105,17 @@ def write_stamp(root: Path, dim: int, *, extractor: str = "uni", n: int = N_SLID
         with h5py.File(folder / "cohort" / f"{sid}.h5", "w") as f:
             f["coords"] = level0_xy(i).astype(np.float64) * SLIDE_MPP
             f["feats"] = features(i, dim, risks(n)[i]).astype(np.float16)
-            f.attrs.update({"stamp_version": "2.3.0", "extractor": extractor, "unit": "um", "tile_size_um": LEVEL0_PX * SLIDE_MPP,
-                            "tile_size_px": PATCH_PX, "code_hash": "1a2b3c4d", "feat_type": "tile"})  # fmt: skip
+            f.attrs.update(
+                {
+                    "stamp_version": "2.3.0",
+                    "extractor": extractor,
+                    "unit": "um",
+                    "tile_size_um": LEVEL0_PX * SLIDE_MPP,
+                    "tile_size_px": PATCH_PX,
+                    "code_hash": "1a2b3c4d",
+                    "feat_type": "tile",
+                }
+            )
         rows.append(f"{sid[:12]},{sid}.h5,{SLIDE_MPP}")
     table = root / "slide_table.csv"
     table.write_text("\n".join(rows) + "\n")
@@ -105,7 +131,12 @@ def write_slideflow(root: Path, dim: int, *, n: int = N_SLIDES) -> Path:
         torch.save(torch.from_numpy(features(i, dim, risks(n)[i])), bags / f"{sid}.pt")
         centres = level0_xy(i) + int(int(tile_um / SLIDE_MPP) / 2)
         np.savez(bags / f"{sid}.index", arr_0=centres)
-    config = {"extractor": {"class": "slideflow.model.extractors.retccl.RetCCLFeatures", "kwargs": {"center_crop": False}},
-              "normalizer": None, "num_features": dim, "tile_px": PATCH_PX, "tile_um": int(tile_um)}  # fmt: skip
+    config = {
+        "extractor": {"class": "slideflow.model.extractors.retccl.RetCCLFeatures", "kwargs": {"center_crop": False}},
+        "normalizer": None,
+        "num_features": dim,
+        "tile_px": PATCH_PX,
+        "tile_um": int(tile_um),
+    }
     (bags / "bags_config.json").write_text(json.dumps(config))
     return bags

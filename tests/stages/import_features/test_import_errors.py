@@ -45,7 +45,10 @@ def _bad_slide(kind: str, folder: Path) -> str:
         path.unlink()
         with h5py.File(path, "w") as f:
             f["feats"], f["coords"] = np.zeros((3, 32), np.float16), np.zeros((3, 2))
-        return "not a TRIDENT features file: no 'features' dataset (found: coords, feats) (it looks like stamp: use --format stamp)"
+        return (
+            "not a TRIDENT features file: no 'features' dataset (found: coords, feats) (it looks like stamp: use "
+            "--format stamp)"
+        )
     if kind == "rows":
         _rewrite(path, coords=np.zeros((2, 2), np.int64))
         return "feature rows but 2 coordinates"

@@ -116,7 +116,8 @@ def test_real_blca(shared_data: Path, tmp_path: Path) -> None:
         ("site", "tissue-source-site (centre) indicator"),
         (
             "oncotree_code",
-            "not a patient covariate of the default set (age, sex, stage, grade); ask for it with --clinical-columns age,sex,stage,grade,oncotree_code",
+            "not a patient covariate of the default set (age, sex, stage, grade); ask for it with --clinical-columns "
+            "age,sex,stage,grade,oncotree_code",
         ),
     ]
     assert selection["roles_not_found"] == ["stage", "grade"]

@@ -169,10 +169,21 @@ def test_age_in_days_becomes_years_and_pattern_names_need_encodable_values(tmp_p
 
 @pytest.mark.parametrize(
     ("text", "stage"),
-    [("Stage IIIB", 3), ("stage iv", 4), ("IIA", 2), ("Stage I", 1), ("Stage 0is", 0), ("2A", 2), ("Stage IVC", 4), ("Stage IS", 1),
-     ("Stage IIIC1", 3),
-     ("T2a", None), ("I/II NOS", None), ("Stage V", None)],
-)  # fmt: skip
+    [
+        ("Stage IIIB", 3),
+        ("stage iv", 4),
+        ("IIA", 2),
+        ("Stage I", 1),
+        ("Stage 0is", 0),
+        ("2A", 2),
+        ("Stage IVC", 4),
+        ("Stage IS", 1),
+        ("Stage IIIC1", 3),
+        ("T2a", None),
+        ("I/II NOS", None),
+        ("Stage V", None),
+    ],
+)
 def test_stage_encoding(text: str, stage: int | None) -> None:
     assert encode_stage(text) == (None if stage is None else float(stage))
 

@@ -20,12 +20,21 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     ("value", "kind", "expected"),
     [
-        (1, "event", True), (0, "event", False), ("1.0", "event", True), (True, "event", True), ("FALSE", "event", False),
-        (1, "censor", False), (0, "censor", True), ("true", "censor", False),
-        ("Dead", "event", True), ("alive", "event", False), ("dead", "censor", True), ("1:DECEASED", "event", True),
+        (1, "event", True),
+        (0, "event", False),
+        ("1.0", "event", True),
+        (True, "event", True),
+        ("FALSE", "event", False),
+        (1, "censor", False),
+        (0, "censor", True),
+        ("true", "censor", False),
+        ("Dead", "event", True),
+        ("alive", "event", False),
+        ("dead", "censor", True),
+        ("1:DECEASED", "event", True),
         ("0:LIVING", "censor", False),
     ],
-)  # fmt: skip
+)
 def test_event_values(value, kind: str, expected: bool) -> None:
     assert parse_event(value, kind) == (expected, "")
 

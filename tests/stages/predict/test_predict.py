@@ -105,7 +105,7 @@ def test_ensemble_kernels_on_shared_bins() -> None:
     edges = [0.0, 1.0, 2.0, 5.0]
     survs = [np.cumprod(rng.uniform(0.6, 0.95, size=(4, 3)), axis=1) for _ in range(3)]
     on_grid = [survival_on_grid(s, edges, np.asarray(edges[1:])) for s in survs]
-    for s, g in zip(survs, on_grid):
+    for s, g in zip(survs, on_grid, strict=True):
         np.testing.assert_allclose(g, s)  # the bins' own ends: unchanged
     risk, surv = combine_fold_predictions(on_grid, [np.arange(4.0), np.arange(4.0) + 2, np.zeros(4)])
     mean_h = np.mean([hazards_from_survival(s) for s in survs], axis=0)

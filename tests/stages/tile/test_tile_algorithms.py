@@ -127,7 +127,7 @@ def test_tissue_fraction_is_exact() -> None:
     x = rng.integers(0, 40 * 8 - 37, size=50)
     y = rng.integers(0, 30 * 8 - 37, size=50)
     fractions = tissue_fraction(mask, ds, x, y, 37)
-    brute = np.array([level0[b : b + 37, a : a + 37].mean() for a, b in zip(x, y)])
+    brute = np.array([level0[b : b + 37, a : a + 37].mean() for a, b in zip(x, y, strict=True)])
     np.testing.assert_allclose(fractions, brute, atol=1e-5)
     assert tissue_fraction(mask, ds, np.zeros(0, np.int64), np.zeros(0, np.int64), 10).shape == (0,)
 

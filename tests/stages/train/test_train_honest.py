@@ -114,7 +114,11 @@ def test_a_fold_without_test_events_is_warned_and_the_summary_counts_scored_fold
 
 
 def _frame(folds: dict[int, tuple[list[float], list[bool]]]) -> pd.DataFrame:
-    rows = [{"fold": k, "time": t, "event": e, "risk": -t} for k, (ts, es) in folds.items() for t, e in zip(ts, es)]
+    rows = [
+        {"fold": k, "time": t, "event": e, "risk": -t}
+        for k, (ts, es) in folds.items()
+        for t, e in zip(ts, es, strict=True)
+    ]
     return pd.DataFrame(rows)
 
 

@@ -64,7 +64,7 @@ def test_gradient_accumulation_equals_a_larger_batch() -> None:
     a, hist_a = train_fold(_model(), table, y, empty, ey, _settings(batch_size=4, grad_accum=2, l1=1e-3))
     b, hist_b = train_fold(_model(), table, y, empty, ey, _settings(batch_size=8, grad_accum=1, l1=1e-3))
     assert abs(hist_a[0]["train_loss"] - hist_b[0]["train_loss"]) < 1e-6
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
 
 

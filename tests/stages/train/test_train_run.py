@@ -90,7 +90,7 @@ def test_run_folder_contents(healnet_run: tuple[Path, Path]) -> None:
     assert set(meta["bin_edges"]) == {"0", "1", "2"} and meta["time_unit"] == "months" and meta["model"] == "healnet"
     splits = pd.read_csv(run / "splits.csv")
     assert set(splits["split"]) == {"train", "val", "test"}
-    for k, part in splits.groupby("fold"):
+    for _fold, part in splits.groupby("fold"):
         test_ids = set(part.loc[part.split == "test", "patient_id"])
         assert not test_ids & set(part.loc[part.split != "test", "patient_id"])
     summary = json.loads((run / "summary.json").read_text())

@@ -177,7 +177,8 @@ def check_rows(features: np.ndarray, coords: np.ndarray, path: Path) -> None:
     """Features ``[N, D]`` and coordinates ``[N, 2]`` with the same N, else an ItemError."""
     if features.ndim != 2:
         raise ItemError(
-            f"{path}: features have shape {features.shape}, expected [patches, dim] (slide-level features are not patch features)"
+            f"{path}: features have shape {features.shape}, expected [patches, dim] (slide-level features are not "
+            "patch features)"
         )
     if coords.ndim != 2 or coords.shape[1] != 2:
         raise ItemError(f"{path}: coordinates have shape {coords.shape}, expected [patches, 2]")

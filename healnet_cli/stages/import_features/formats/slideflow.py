@@ -118,7 +118,8 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
             else f"tile_um/tile_px ({CONFIG}, or --mpp and --patch-size)"
         )
         raise ItemError(
-            f"{slide.features_file}: slideflow stores tile centres; their top-left corners in level-0 pixels need {missing}"
+            f"{slide.features_file}: slideflow stores tile centres; their top-left corners in level-0 pixels need "
+            f"{missing}"
         )
     extract_px = int(tile_um / slide_mpp)  # slideflow's full_extract_px
     return ImportedBag(

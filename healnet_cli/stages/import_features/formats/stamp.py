@@ -85,7 +85,8 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
         feat_type = attrs.get("feat_type")
         if feat_type not in (None, "tile"):
             raise ItemError(
-                f"{path}: {feat_type}-level features (feat_type={feat_type}), not patch features; import STAMP's tile-level features"
+                f"{path}: {feat_type}-level features (feat_type={feat_type}), not patch features; import STAMP's "
+                "tile-level features"
             )
         if "coords" not in handle:
             raise ItemError(
@@ -131,7 +132,8 @@ def _micrometres(
     if round(positive(attrs.get("tile_size")) or _stride(coords)) == HISTORIC_TILE_PX:
         return coords / HISTORIC_TILE_PX * HISTORIC_TILE_UM, HISTORIC_TILE_UM, tile_px or HISTORIC_TILE_PX
     raise ItemError(
-        f"{path}: cannot tell the unit of 'coords' (no unit/tile_size_um attributes); re-extract with `stamp preprocess`"
+        f"{path}: cannot tell the unit of 'coords' (no unit/tile_size_um attributes); re-extract with `stamp "
+        "preprocess`"
     )
 
 

@@ -73,7 +73,8 @@ def _features_folder(root: Path) -> Path:
         listed = ", ".join(str(p) for p in found[:6])
         raise InputError(f"{root}: several TRIDENT feature folders ({listed}); pass the one to import as DIR")
     raise InputError(
-        f"{root}: no TRIDENT features found (expected <job>/<mag>x_<ps>px_<ov>px_overlap/features_<encoder>/<slide>.h5); "
+        f"{root}: no TRIDENT features found (expected "
+        "<job>/<mag>x_<ps>px_<ov>px_overlap/features_<encoder>/<slide>.h5); "
         "pass that folder, or check --format"
     )
 
