@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -66,9 +66,10 @@ def _fit_coxnet(
     specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs, hparams: dict[str, Any]
 ) -> FittedModel:
     from healnet_cli.data.coxnet import fit_coxnet
+    from healnet_cli.models.cox import LinearCox
 
     fit, path = fit_coxnet(d.x_fit, d.t_fit, d.e_fit, d.x_val, d.t_val, d.e_val, d.x_all, d.t_all, d.e_all, hparams)
-    model = create_model("coxnet", specs, n_bins, **hparams)
+    model = cast(LinearCox, create_model("coxnet", specs, n_bins, **hparams))  # "coxnet" is a LinearCox
     model.load_fit(fit.coef, impute, fit.alpha)
     return FittedModel(model.eval(), (fit.times, fit.cum_hazard), path, {"alpha": float(fit.alpha)})
 
