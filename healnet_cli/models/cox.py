@@ -78,6 +78,8 @@ class LinearCox(SurvivalModel):
     name: ClassVar[str] = ""
     #: Modality kinds the model accepts (checked by ``healnet train`` before reading any data).
     modality_kinds: ClassVar[tuple[str, ...]] = ("vector",)
+    impute: torch.Tensor  # buffers
+    fitted_alpha: torch.Tensor
 
     def __init__(self, modalities: dict[str, ModalitySpec], n_bins: int, config: object) -> None:
         super().__init__(modalities, n_bins, config)
