@@ -165,8 +165,8 @@ def collate(
         if m != WSI:
             batch[m] = ModalityInput(torch.from_numpy(table.vectors[m][rows]).to(device), none)
         else:
-            assert table.cohort is not None and table.cohort.wsi_dim is not None, "WSI rows come from a cohort"
-            dim = int(table.cohort.wsi_dim)
+            assert table.cohort is not None, "a table with the WSI modality has its cohort"
+            dim = table.cohort.bag_dim()
             batch[m] = ModalityInput(
                 torch.zeros(len(rows), 1, dim, device=device),
                 none,

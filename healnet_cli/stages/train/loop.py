@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,10 +71,10 @@ class Dist:
         return self.rank == 0
 
 
-def penalised_parameters(model: nn.Module) -> list[nn.Parameter]:
+def penalised_parameters(model: nn.Module) -> list[torch.Tensor]:
     """Weights of linear and convolution layers: what L1 and weight decay apply to (not norms,
     biases, latent arrays, null tokens or position tables)."""
-    out = []
+    out: list[torch.Tensor] = []
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
             out.append(module.weight)
@@ -157,8 +157,8 @@ def train_fold(
     re-seeds its generators, so no random state needs saving.
     """
     dist = dist or Dist()
-    module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    module = module.module if hasattr(module, "module") else module
+    module: nn.Module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    module = cast(nn.Module, module.module) if hasattr(module, "module") else module  # DDP wrapper
     optimizer = make_optimizer(module, s.lr, s.weight_decay)
     l1_params = penalised_parameters(module)
     scaler = torch.amp.GradScaler("cuda", enabled=s.autocast == torch.float16 and s.device.type == "cuda")
@@ -166,7 +166,7 @@ def train_fold(
     n_batches = math.ceil(len(train.ids) / s.batch_size)
     steps_per_epoch = len(step_groups(n_batches, per_step))
     total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
-    st = {
+    st: dict[str, Any] = {
         "epoch": 0,
         "step": 0,
         "best_loss": math.inf,
@@ -253,7 +253,7 @@ def train_fold(
                     "best_epoch": st["best_epoch"],
                 }
             )
-            if state_path is not None and dist.is_main:
+            if state_path is not None and fold_dir is not None and dist.is_main:
                 _save_state(state_path, module, optimizer, st)
                 atomic.write_text(fold_dir / HISTORY_FILE, "".join(atomic.json_text(h) + "\n" for h in st["history"]))
     if st["best_state"] is not None:
