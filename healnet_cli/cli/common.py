@@ -11,10 +11,10 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, Protocol, TypeGuard, cast
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperOption
 
 from healnet_cli.core.config import check_sections, command_section, option_keys, read_config_file
 from healnet_cli.core.console import Console, json_result
@@ -44,17 +44,22 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | N
         check_sections(config, _command_tree(ctx), source=f"config file {value}")
         section = command_section(config, path, source=f"config file {value}")
     except InputError as exc:
-        raise typer.BadParameter(str(exc), ctx=ctx, param=param) from exc
+        raise typer.BadParameter(str(exc), ctx=ctx, param=_option(param)) from exc
     keys, shown = option_keys(ctx.command.params, exclude={"config"})
     unknown = sorted(set(section) - set(keys))
     if unknown:
         raise typer.BadParameter(
             f"{value}: unknown option(s) {', '.join(unknown)} in section {'.'.join(path)!r}; valid: {', '.join(shown)}",
             ctx=ctx,
-            param=param,
+            param=_option(param),
         )
     ctx.default_map = {**(ctx.default_map or {}), **{keys[k]: v for k, v in section.items()}}
     return value
+
+
+def _option(param: typer.CallbackParam) -> TyperOption:
+    """The ``--config`` parameter as typer builds it (a TyperOption; typer types callbacks' as CallbackParam)."""
+    return cast(TyperOption, param)
 
 
 def _command_tree(ctx: typer.Context) -> dict[str, object]:
@@ -68,12 +73,17 @@ def _command_tree(ctx: typer.Context) -> dict[str, object]:
     return tree(root)
 
 
+def _parent(ctx: typer.Context) -> typer.Context | None:
+    """``ctx.parent``, typed as every context in healnet is (typer types it as its private click's)."""
+    return cast("typer.Context | None", ctx.parent)
+
+
 def _command_path(ctx: typer.Context) -> list[str]:
     names = []
     node: typer.Context | None = ctx
     while node is not None and node.parent is not None:
         names.append(node.info_name or "")
-        node = node.parent
+        node = _parent(node)
     return list(reversed(names))
 
 
@@ -122,7 +132,7 @@ def app_state(ctx: typer.Context) -> AppState:
     while node is not None:
         if isinstance(node.obj, AppState):
             return node.obj
-        node = node.parent
+        node = _parent(node)
     return AppState()
 
 
@@ -157,7 +167,9 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
     command = " ".join(_command_path(ctx)) or (ctx.info_name or "")
     json_output = bool(ctx.params.get("json_output"))
 
-    def fail(exc: BaseException, code: int, *, unexpected: bool = False, cause: BaseException | None = None) -> None:
+    def fail(
+        exc: BaseException, code: int, *, unexpected: bool = False, cause: BaseException | None = None
+    ) -> NoReturn:
         if debug:
             traceback.print_exception(cause or exc)
         message = f"unexpected failure: {one_line(exc)}" if unexpected else one_line(exc)
@@ -202,11 +214,17 @@ class JsonUsageCommand(TyperCommand):
                 names = [*_command_path(parent), info_name or ""] if parent is not None else [info_name or ""]
                 _json_error(
                     True, " ".join(n for n in names if n), exc.exit_code, " ".join(exc.format_message().split())
-                )  # type: ignore[attr-defined]
+                )
             raise
 
 
-def _is_usage_error(exc: BaseException) -> bool:
+class _UsageError(Protocol):
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+def _is_usage_error(exc: BaseException) -> TypeGuard[_UsageError]:
     """A usage error of typer's parser (a missing or malformed option; exit 2), recognised by what it
     carries, as typer exports no base class for it (``typer._click`` is private)."""
     return getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))

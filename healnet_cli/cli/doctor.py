@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from healnet_cli.cli.common import JsonOpt, WorkdirOpt, cli_errors, make_console
@@ -11,13 +13,11 @@ ORDER = 90
 
 def register(app: typer.Typer) -> None:
     @app.command("doctor")
-    def doctor(ctx: typer.Context, workdir: WorkdirOpt = "healnet_work", json_output: JsonOpt = False) -> None:
+    def doctor(ctx: typer.Context, workdir: WorkdirOpt = Path("healnet_work"), json_output: JsonOpt = False) -> None:
         """Check Python, torch (+CUDA), timm, OpenSlide, the workdir, free disk and the model hub.
 
         Exits 1 when a check FAILs; each line carries a fix.
         """
-        from pathlib import Path
-
         from healnet_cli.core.preflight import run_checks
 
         with cli_errors(ctx):

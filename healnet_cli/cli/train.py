@@ -204,11 +204,13 @@ def register(app: typer.Typer) -> None:
         with cli_errors(ctx):
             console = make_console(ctx, json_output=json_output)
             if gather:
-                if out is None and name is None:
+                if out is not None:
+                    folder = Path(out)
+                elif name is not None:
+                    folder = Workspace.at(workdir).runs_dir / name
+                else:
                     raise InputError("--gather needs the run: --out RUN_FOLDER or --name NAME (<workdir>/runs/NAME)")
-                code, summary = gather_run(
-                    Path(out) if out is not None else Workspace.at(workdir).runs_dir / name, console
-                )
+                code, summary = gather_run(folder, console)
             else:
                 mods = [m.strip() for m in modalities.split(",") if m.strip()]
                 if not mods:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ class Console:
         weight: Callable[[T], int] | None = None,
         extra: Callable[[], str] | None = None,
         completed: int = 0,
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         """Iterate ``items`` with a progress bar (terminal) or a log line every ``log_every_s``.
 
         ``weight(item)`` counts each item as that many ``unit`` (e.g. the patches of a batch), so

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ class PatientTable:
         """Features ``[N, D]`` and coords ``[N, 2]`` (float32) of row ``row``'s whole bag."""
         pid = self.ids[row]
         if pid not in self._bags:
+            assert self.cohort is not None, "a table with bags has the cohort they are read from"
             feats, coords, _ = self.cohort.load_bag(pid)
             if self.bag_scaler is not None:
                 feats = self.bag_scaler.transform(feats)
@@ -66,8 +68,9 @@ def build_table(
         present[m] = pres
         if m != WSI:
             frame = cohort.omics[m].reindex(ids)
-            vec = preprocess[m].transform(frame)
-            vec[~pres] = preprocess[m].median.astype(np.float32)  # absent or dropped: training medians
+            state = cast(OmicsPreprocess, preprocess[m])  # every key but WSI holds an omics state
+            vec = state.transform(frame)
+            vec[~pres] = state.median.astype(np.float32)  # absent or dropped: training medians
             vectors[m] = vec
     lengths = None
     if WSI in cohort.modalities:
@@ -75,7 +78,8 @@ def build_table(
             [sum(r.n_patches for r in cohort.slides.get(p, [])) if present[WSI][i] else 0 for i, p in enumerate(ids)],
             dtype=np.int64,
         )
-    return PatientTable(ids, list(cohort.modalities), vectors, present, cohort, lengths, preprocess.get(WSI))
+    scaler = cast("BagScaler | None", preprocess.get(WSI))
+    return PatientTable(ids, list(cohort.modalities), vectors, present, cohort, lengths, scaler)
 
 
 def drop_modalities(present: Mapping[str, np.ndarray], p: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -134,7 +138,7 @@ def collate(
         if m != WSI:
             batch[m] = ModalityInput(torch.from_numpy(table.vectors[m][rows]).to(device), pres.to(device))
             continue
-        bags = []
+        bags: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         for j, r in enumerate(rows):
             if not pres[j]:
                 bags.append(None)
@@ -161,7 +165,8 @@ def collate(
         if m != WSI:
             batch[m] = ModalityInput(torch.from_numpy(table.vectors[m][rows]).to(device), none)
         else:
-            dim = int(table.cohort.wsi_dim)
+            assert table.cohort is not None, "a table with the WSI modality has its cohort"
+            dim = table.cohort.bag_dim()
             batch[m] = ModalityInput(
                 torch.zeros(len(rows), 1, dim, device=device),
                 none,

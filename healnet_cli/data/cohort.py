@@ -78,6 +78,12 @@ class Cohort:
     def patients(self) -> list[str]:
         return list(self.labels.index)
 
+    def bag_dim(self) -> int:
+        """``wsi_dim`` of a cohort that uses WSI (``ValueError`` otherwise: a programming error)."""
+        if self.wsi_dim is None:
+            raise ValueError("this cohort has no WSI features (wsi_dim is None)")
+        return int(self.wsi_dim)
+
     def pattern_counts(self) -> dict[str, int]:
         """Patients per modality pattern, e.g. ``{"rna+wsi": 120, "rna": 30}``."""
         keys = self.presence.apply(lambda r: "+".join(m for m in self.modalities if r[m]) or "none", axis=1)

@@ -223,7 +223,7 @@ def fit_coxnet(
             nonzero = np.count_nonzero(est.coef_, axis=0)
             if rule == "mid-path":
                 alpha = float(alphas[len(alphas) // 2])
-                path = [{"alpha": float(a), "n_nonzero": int(z)} for a, z in zip(alphas, nonzero)]
+                path = [{"alpha": float(a), "n_nonzero": int(z)} for a, z in zip(alphas, nonzero, strict=True)]
             else:
                 k = min(int(params["inner_folds"]), int(np.asarray(e_all, bool).sum()))
                 if k < 2:
@@ -251,7 +251,7 @@ def fit_coxnet(
                         f"cv_{other}": float(o),
                         "n_nonzero": int(z),
                     }
-                    for a, m, s, o, z in zip(alphas, mean, se, other_mean, nonzero)
+                    for a, m, s, o, z in zip(alphas, mean, se, other_mean, nonzero, strict=True)
                 ]
         for _ in range(10):
             try:

@@ -98,7 +98,8 @@ def fit_coxph(
 
     obj, grad, info, ll = objective(beta)
     converged, it = False, 0
-    for it in range(1, max_iter + 1):
+    while it < max_iter:
+        it += 1
         try:
             step = np.linalg.solve(info, grad)
         except np.linalg.LinAlgError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -70,9 +70,10 @@ def _fit_coxnet(
     specs: dict[str, ModalitySpec], n_bins: int, impute: np.ndarray, d: FitInputs, hparams: dict[str, Any]
 ) -> FittedModel:
     from healnet_cli.data.coxnet import fit_coxnet
+    from healnet_cli.models.cox import LinearCox
 
     fit, path = fit_coxnet(d.x_all, d.t_all, d.e_all, hparams, seed=d.seed)
-    model = create_model("coxnet", specs, n_bins, **hparams)
+    model = cast(LinearCox, create_model("coxnet", specs, n_bins, **hparams))  # "coxnet" is a LinearCox
     model.load_fit(fit.coef, impute, fit.alpha)
     return FittedModel(model.eval(), (fit.times, fit.cum_hazard), path, {"alpha": float(fit.alpha)})
 
@@ -91,8 +92,9 @@ def _fit_cox_clinical(
     would only add copies of the median patient); the Breslow baseline uses the same patients."""
     from healnet_cli.data.coxph import fit_coxph
     from healnet_cli.data.survival import fit_breslow
+    from healnet_cli.models.cox import CoxClinical
 
-    model = create_model("cox-clinical", specs, n_bins, **hparams)
+    model = cast(CoxClinical, create_model("cox-clinical", specs, n_bins, **hparams))
     cfg = model.config
     keep = np.ones(len(d.t_all), bool) if d.present_all is None else np.asarray(d.present_all, bool)
     x, t, e = d.x_all[keep], d.t_all[keep], d.e_all[keep]

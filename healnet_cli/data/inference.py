@@ -126,7 +126,7 @@ def fold_model_from_bundle(
 
     payload = _upgrade(payload)
     device = torch.device(device)
-    model = model_from_checkpoint(payload["model"]).to(device).eval()
+    model: torch.nn.Module = model_from_checkpoint(payload["model"]).to(device).eval()
     if "ensemble" in payload:
         from healnet_cli.data.ensemble import EnsembleModel
 
@@ -208,12 +208,12 @@ def _token_weights(
         w = weights.get(m)
         if w is None or m not in batch or w.dim() != 2:
             continue
-        w = w.detach().float().cpu().numpy()
+        arr = w.detach().float().cpu().numpy()
         present = batch[m].present.cpu().numpy()
         mask = batch[m].token_mask.cpu().numpy() if batch[m].token_mask is not None else None
         for j in range(len(rows)):
             if present[j]:
-                out[j][m] = w[j][mask[j]] if mask is not None else w[j]
+                out[j][m] = arr[j][mask[j]] if mask is not None else arr[j]
     return out
 
 
@@ -303,6 +303,8 @@ def predict_patients(
         A patient that is not in the run's cohort (no label or no requested modality).
     """
     cohort = fold_model.cohort
+    if cohort is None:  # a programming error: load_fold_model always attaches the run's cohort
+        raise ValueError("predict_patients needs a fold model with its cohort (see load_fold_model)")
     ids = [str(p) for p in patient_ids]
     missing = [p for p in ids if p not in cohort.presence.index]
     if missing:

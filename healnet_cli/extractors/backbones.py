@@ -7,7 +7,7 @@ large presets' architectures without allocating them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -84,7 +84,7 @@ def output_dim(spec: ExtractorSpec, full: nn.Module) -> int:
     """The feature dimension: the preset's, else the model's (doubled for ``cls+mean``)."""
     if spec.dim is not None:
         return spec.dim
-    width = int(full.num_features)
+    width = int(cast(Any, full).num_features)  # timm models have num_features; nn.Module does not
     return 2 * width if spec.output == "cls+mean" else width
 
 

@@ -192,7 +192,8 @@ def load_extractor(
     check_weights_choice(spec, weights, pretrained, random_init)
     if spec.kind == "stain-texture":
         return _stain_texture(spec)
-    state, path, info = None, None, WeightsInfo(source="random-init", seed=RANDOM_INIT_SEED)
+    info: WeightsInfo | None = WeightsInfo(source="random-init", seed=RANDOM_INIT_SEED)
+    state, path = None, None
     if weights is not None:
         path, info = weights, None
         state = read_state_dict(weights)  # fails fast on a missing/corrupt file, before building

@@ -13,6 +13,8 @@ own key names.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,9 +35,9 @@ class TokenOutput(nn.Module):
                 f"{name or type(backbone).__name__}: output={output} needs a ViT-like model with tokens "
                 "(forward_features + num_prefix_tokens); use output=pooled"
             )
-        self.model = backbone
+        self.model: Any = backbone  # a timm ViT: forward_features and num_prefix_tokens are not nn.Module's
         self.output = output
-        self.num_prefix_tokens = int(backbone.num_prefix_tokens)
+        self.num_prefix_tokens = int(cast(Any, backbone).num_prefix_tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.model.forward_features(x)
@@ -83,7 +85,7 @@ class ConchV15(nn.Module):
 
     def __init__(self, trunk: nn.Module, *, d_model: int = 768, n_head: int = 8):
         super().__init__()
-        self.trunk = trunk
+        self.trunk: Any = trunk  # a timm ViT: forward_features is not nn.Module's
         width = int(getattr(trunk, "embed_dim", 1024))
         self.attn_pool_contrast = AttentionalPooler(d_model=d_model, context_dim=width, n_head=n_head, n_queries=1)
         self.ln_contrast = nn.LayerNorm(d_model)

@@ -7,6 +7,7 @@ per sample; a sample with no usable modality falls back to learned biases.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -133,9 +134,10 @@ class ABMILEncoder(nn.Module):
         super().__init__()
         self.proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.pool = GatedAttentionPool(hidden, attn_dim, dropout)
-        self.out_dim = hidden
+        self.out_dim: int = hidden
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
+        assert res.token_mask is not None, "a resolved bag always has a token mask"
         valid = res.token_mask & res.present.unsqueeze(1)
         data = torch.where(valid.unsqueeze(-1), res.data, 0.0)
         pooled, weights = self.pool(self.proj(data), valid)
@@ -148,7 +150,7 @@ class VectorEncoder(nn.Module):
     def __init__(self, in_dim: int, hidden: int, depth: int, dropout: float) -> None:
         super().__init__()
         self.net = SNNBlock(in_dim, hidden, depth, dropout)
-        self.out_dim = self.net.out_dim
+        self.out_dim: int = self.net.out_dim
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, None]:
         data = torch.where(res.present.unsqueeze(1), res.data, 0.0)
@@ -166,10 +168,15 @@ def _encoders(modalities: dict[str, ModalitySpec], cfg) -> nn.ModuleDict:
     )
 
 
+def _out_dim(encoder: nn.Module) -> int:
+    """Embedding width of an encoder built by :func:`_encoders`."""
+    return cast("ABMILEncoder | VectorEncoder", encoder).out_dim
+
+
 def _presence(inputs: dict[str, ResolvedModality | None], names, batch_size: int, device) -> torch.Tensor:
     """``[b, k]`` bool presence of each named modality."""
     cols = [
-        inputs[n].present if inputs[n] is not None else torch.zeros(batch_size, dtype=torch.bool, device=device)
+        res.present if (res := inputs[n]) is not None else torch.zeros(batch_size, dtype=torch.bool, device=device)
         for n in names
     ]
     return torch.stack(cols, dim=1)
@@ -242,7 +249,7 @@ class ConcatFusion(SurvivalModel):
     def __init__(self, modalities: dict[str, ModalitySpec], n_bins: int, config: ConcatConfig) -> None:
         super().__init__(modalities, n_bins, config)
         self.encoders = _encoders(self.modalities, config)
-        width = sum(e.out_dim for e in self.encoders.values()) + len(self.encoders)
+        width = sum(_out_dim(e) for e in self.encoders.values()) + len(self.encoders)
         self.head = nn.Sequential(
             nn.Linear(width, config.fusion_dim),
             nn.ReLU(),
@@ -255,7 +262,7 @@ class ConcatFusion(SurvivalModel):
         for name, enc in self.encoders.items():
             res = inputs[name]
             if res is None:
-                parts.append(self.head[0].weight.new_zeros(batch_size, enc.out_dim))
+                parts.append(cast(nn.Linear, self.head[0]).weight.new_zeros(batch_size, _out_dim(enc)))
                 continue
             emb, w = enc(res)
             parts.append(torch.where(res.present.unsqueeze(1), emb, 0.0))
@@ -275,7 +282,7 @@ class LateFusion(SurvivalModel):
     def __init__(self, modalities: dict[str, ModalitySpec], n_bins: int, config: LateConfig) -> None:
         super().__init__(modalities, n_bins, config)
         self.encoders = _encoders(self.modalities, config)
-        self.heads = nn.ModuleDict({n: nn.Linear(e.out_dim, n_bins) for n, e in self.encoders.items()})
+        self.heads = nn.ModuleDict({n: nn.Linear(_out_dim(e), n_bins) for n, e in self.encoders.items()})
         self.fallback = nn.Parameter(torch.zeros(n_bins))
 
     def _forward(self, inputs, batch_size, device, return_weights) -> ModelOutput:

@@ -102,6 +102,8 @@ class LinearCox(SurvivalModel):
     modality_kinds: ClassVar[tuple[str, ...]] = ("vector",)
     #: The exact modalities the model takes (None: any vector modalities).
     required_modalities: ClassVar[tuple[str, ...] | None] = None
+    impute: torch.Tensor  # buffers
+    fitted_alpha: torch.Tensor
 
     def __init__(self, modalities: dict[str, ModalitySpec], n_bins: int, config: object) -> None:
         super().__init__(modalities, n_bins, config)

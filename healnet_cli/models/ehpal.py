@@ -146,6 +146,7 @@ class BagTokenizer(nn.Module):
         self.hilbert, self.chunk = cfg.hilbert, cfg.chunk_tokens
 
     def forward(self, res: ResolvedModality) -> tuple[torch.Tensor, torch.Tensor]:
+        assert res.token_mask is not None, "a resolved bag always has a token mask"
         valid = res.token_mask & res.present.unsqueeze(1)
         all_valid = known_all(valid)
         weight = self.proj.weight * self.norm.weight
@@ -211,6 +212,7 @@ class VectorTokenizer(nn.Module):
         self.n_tokens = math.ceil(in_dim / self.seg_len)
         self.pad = self.n_tokens * self.seg_len - in_dim
         self.per_segment, self.c0 = per_segment, c0
+        self.proj: nn.Conv1d | nn.Linear
         if per_segment:  # block-diagonal Linear as a grouped 1x1 conv: one group per segment
             self.proj = nn.Conv1d(self.n_tokens * self.seg_len, self.n_tokens * c0, 1, groups=self.n_tokens)
         else:
@@ -222,6 +224,7 @@ class VectorTokenizer(nn.Module):
         x = F.pad(x, (0, self.pad)).view(x.shape[0], self.n_tokens, self.seg_len)
         if self.per_segment:
             w = self.proj.weight.view(self.n_tokens, self.c0, self.seg_len)
+            assert self.proj.bias is not None, "the per-segment projection has a bias"
             tokens = torch.baddbmm(self.proj.bias.view(self.n_tokens, self.c0, 1), w, x.permute(1, 2, 0))
             return F.gelu(tokens).permute(1, 2, 0).contiguous(), None  # [t, c0, b] -> [c0, b, t]
         tokens = F.gelu(self.proj(x) + self.pos)
@@ -401,6 +404,7 @@ class EHPAL(SurvivalModel):
         stride); its weight is shared evenly by the valid patches among them, then put back in input
         order. ``[b, n]``, zero on padding, each present row sums to 1.
         """
+        assert res.token_mask is not None, "a resolved bag always has a token mask"
         valid = res.token_mask & res.present.unsqueeze(1)
         perm = hilbert_order(res.coords if self.config.hilbert else None, valid)
         n = valid.shape[1]

@@ -73,7 +73,14 @@ def init_stacked_(conv: nn.Conv1d, taps: torch.Tensor) -> None:
     with torch.no_grad():
         bound = taps.sum(dim=2, keepdim=True).rsqrt()
         conv.weight.uniform_(-1.0, 1.0).mul_(bound).mul_(taps)
-        conv.bias.uniform_(-1.0, 1.0).mul_(bound.view(-1))
+        if conv.bias is not None:
+            conv.bias.uniform_(-1.0, 1.0).mul_(bound.view(-1))
+
+
+def _bias(conv: nn.Conv1d) -> torch.Tensor:
+    """``conv``'s bias: every convolution of these blocks is built with one."""
+    assert conv.bias is not None, "EHPAL convolutions have a bias"
+    return conv.bias
 
 
 class ChannelNorm(nn.Module):
@@ -149,6 +156,10 @@ class MHCF(nn.Module):
     ``[pointwise | shortcut(s) | k=3 | k=5]``.
     """
 
+    taps: torch.Tensor  # buffers
+    fuse_index: torch.Tensor
+    fuse_inverse: torch.Tensor
+
     def __init__(self, c_in: int, c_out: int, stride: int = 1, norm: str = "layer", shortcuts: int = 1) -> None:
         super().__init__()
         self.stride, self.c_out, self.n_point = stride, c_out, 1 + shortcuts
@@ -182,15 +193,15 @@ class MHCF(nn.Module):
         s, o = first.stride, first.c_out
         out_mask = stride_mask(mask, s)
         p = stacked_pointwise(
-            x, stack([m.point.weight for m in mods]), stack([m.point.bias for m in mods]), s, branches=first.n_point
+            x, stack([m.point.weight for m in mods]), stack([_bias(m.point) for m in mods]), s, branches=first.n_point
         )
         depth_w = stack([m.depth.weight for m in mods]) * first.taps
-        d = stacked_depthwise(x, depth_w, stack([m.depth.bias for m in mods]), s)
+        d = stacked_depthwise(x, depth_w, stack([_bias(m.depth) for m in mods]), s)
         y = ChannelNorm.run([m.norm for m in mods], torch.cat([p, d], dim=1), out_mask)
         shuffled, *shortcuts = permute_channels(y, 1, first.fuse_index, first.fuse_inverse).split(
             [first.cat] + [o] * (first.n_point - 1), dim=1
         )
-        f = stacked_pointwise(shuffled, stack([m.fuse.weight for m in mods]), stack([m.fuse.bias for m in mods]))
+        f = stacked_pointwise(shuffled, stack([m.fuse.weight for m in mods]), stack([_bias(m.fuse) for m in mods]))
         out = F.gelu(ChannelNorm.run([m.fuse_norm for m in mods], f, out_mask) + shortcuts[0])
         return masked(out, out_mask), out_mask, (shortcuts[1] if first.n_point > 2 else None)
 
@@ -219,7 +230,7 @@ class RGSA(nn.Module):
         h, out_mask, short = MHCF.run([m.m1 for m in mods], x, mask)
         h = masked(F.relu(ChannelNorm.run([m.n1 for m in mods], h, out_mask)), out_mask)
         h, _, _ = MHCF.run([m.m2 for m in mods], h, out_mask)
-        h = stacked_pointwise(h, stack([m.proj.weight for m in mods]), stack([m.proj.bias for m in mods]))
+        h = stacked_pointwise(h, stack([m.proj.weight for m in mods]), stack([_bias(m.proj) for m in mods]))
         h = ChannelNorm.run([m.n2 for m in mods], h, out_mask)
         return masked(F.relu(h + short), out_mask), out_mask
 
@@ -230,6 +241,10 @@ class SIRBlock(nn.Module):
     ``depth`` stacks the k=3, k=5 and dilated k=3 filters as 5-tap windows; ``down`` stacks the
     stride-2 filters of the main path and of the shortcut; ``norm`` covers both.
     """
+
+    taps: torch.Tensor  # buffers
+    mix_index: torch.Tensor
+    mix_inverse: torch.Tensor
 
     def __init__(self, c: int, c2: int, norm: str = "layer") -> None:
         super().__init__()

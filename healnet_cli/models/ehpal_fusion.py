@@ -11,6 +11,8 @@ absent, the factors on the shared stream are exactly 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +103,8 @@ class FusionF(nn.Module):
     (h, fractal, w_c, w_o).
     """
 
+    dct: torch.Tensor  # buffer
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         c = channels
@@ -156,10 +160,11 @@ class PCMFA(nn.Module):
     def _scale(self, p: torch.Tensor, x_present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled descriptors ``[2, b, c]`` -> each stream's product of the layers' factors ``[2, c, b, 1]``."""
         total, gate = None, None
-        for layer in self.layers:
+        for layer in cast("Iterable[FusionR | FusionF]", self.layers):
             f, gate = layer.factors(p, x_present)
             p = p * f
             total = f if total is None else total * f
+        assert total is not None and gate is not None, "PCMFA is built with two layers"
         return total.transpose(1, 2).unsqueeze(-1), gate
 
 
@@ -170,6 +175,9 @@ class LLF(nn.Module):
     per sample; the new stream enters as its pooled vector broadcast over the shared grid,
     then a grouped pointwise layer (after a channel shuffle) maps ``2c -> c``.
     """
+
+    mix_index: torch.Tensor  # buffers
+    mix_inverse: torch.Tensor
 
     def __init__(self, channels: int, norm: str = "layer") -> None:
         super().__init__()

@@ -11,7 +11,7 @@ modality skips the whole step (including that step's latent self-attention).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -225,6 +225,7 @@ class HEALNet(SurvivalModel):
     def _context(self, name: str, spec: ModalitySpec, res: ResolvedModality) -> _Context:
         if spec.kind == "bag":
             data, mask = res.data, res.token_mask
+            assert mask is not None, "a resolved bag always has a token mask"
         elif self.config.omics_tokens == "single":
             data = res.data.unsqueeze(1)
             mask = torch.ones(data.shape[:2], dtype=torch.bool, device=data.device)
@@ -242,7 +243,7 @@ class HEALNet(SurvivalModel):
         normed = None
         if torch.is_grad_enabled() or data.shape[1] <= self.config.chunk_tokens:
             # normalised once for every layer; only inference on bags larger than a chunk goes chunk by chunk
-            attn = self.layers[0].cross_attn[name]
+            attn = cast(CrossAttention, cast(_FusionLayer, self.layers[0]).cross_attn[name])
             normed = attn.normalize_context(data, extra, None if key_mask is None else valid, self.config.chunk_tokens)
         return _Context(data, extra, valid, key_mask, res.present, normed)
 

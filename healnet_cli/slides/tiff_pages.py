@@ -20,8 +20,9 @@ import itertools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -96,7 +97,7 @@ class TileCache:
         return {"max_bytes": self.max_bytes}  # a copy in another process starts empty
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["max_bytes"])
+        TileCache.__init__(self, state["max_bytes"])
 
 
 def read_page_region(
@@ -234,8 +235,9 @@ def open_direct_level(reader, level: int, *, cache: TileCache | None = None) -> 
         return None
     try:
         size = tuple(reader.level_dimensions[level])
-        matches = [p for p in tif.pages if _direct_layout(p) and (int(p.imagewidth), int(p.imagelength)) == size]
-        base = tif.pages[0]
+        pages = cast("Iterable[tifffile.TiffPage]", tif.pages)  # useframes is off: every page is a TiffPage
+        matches = [p for p in pages if _direct_layout(p) and (int(p.imagewidth), int(p.imagelength)) == size]
+        base = cast(tifffile.TiffPage, tif.pages[0])
         if len(matches) == 1 and (int(base.imagewidth), int(base.imagelength)) == tuple(reader.dimensions):
             return DirectLevel(Path(reader.path), tif, matches[0], cache=cache)
     except Exception:

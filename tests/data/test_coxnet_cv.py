@@ -28,8 +28,8 @@ def test_inner_folds_stratified_balanced_and_seeded() -> None:
     assert max(map(len, folds)) - min(map(len, folds)) <= 1
     ev = [int(event[f].sum()) for f in folds]
     assert max(ev) - min(ev) <= 1
-    assert all(np.array_equal(a, b) for a, b in zip(folds, cx.inner_folds(event, 5, seed=3)))
-    assert not all(np.array_equal(a, b) for a, b in zip(folds, cx.inner_folds(event, 5, seed=4)))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, cx.inner_folds(event, 5, seed=3), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(folds, cx.inner_folds(event, 5, seed=4), strict=True))
 
 
 def test_choose_alpha_min_and_one_se_rule() -> None:

@@ -105,9 +105,10 @@ def ensure_cohort(config: DemoConfig) -> DemoCohort:
         except (OSError, ValueError):
             saved = None
         if saved and saved.get("params") == params and all((folder / p).exists() for p in saved.get("files", [])):
-            return DemoCohort(
-                **{k: (Path(v) if k.endswith(("dir", "csv", "root")) else v) for k, v in saved["cohort"].items()}
-            )
+            fields: dict[str, Any] = {
+                k: (Path(v) if k.endswith(("dir", "csv", "root")) else v) for k, v in saved["cohort"].items()
+            }
+            return DemoCohort(**fields)
     if folder.exists():
         shutil.rmtree(folder)
     cohort = build_demo_cohort(folder, n_patients=config.n_patients, seed=config.seed, slide_px=config.slide_px)

@@ -115,7 +115,8 @@ def run_ablation(run: RunData, models: FoldModels, *, seed: int, batch_size: int
         ids = part["patient_id"].astype(str).tolist()
         mods = [str(m) for m in fm.modalities]
         rng = np.random.default_rng([seed, k])
-        base, bags = None, {}  # bags: each one read once for all conditions of the fold
+        base = None
+        bags: dict[str, Any] = {}  # each bag read once for all conditions of the fold
         for cond, drop in conditions_for(ids, mods, _presence(part, mods), rng).items():
             changed = ids if drop is None else [p for p in ids if p in drop]
             scored = part[part["patient_id"].astype(str).isin(changed)].copy()

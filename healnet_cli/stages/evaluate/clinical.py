@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ class ClinicalBaseline:
     risk: pd.Series  # index patient_id
     n_with_clinical: int
     c: float | None
-    ci95: list[float] | None
+    ci95: list[float | None] | None
     difference: dict[str, Any]
     columns: list[str]
     notes: list[str] = field(default_factory=list)
@@ -80,6 +80,7 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
     from healnet_cli.data.fitted import FitInputs, fit_model
     from healnet_cli.data.preprocess import fit_omics_preprocess
     from healnet_cli.models import ModalitySpec
+    from healnet_cli.models.cox import LinearCox
 
     parts = []
     for k in run.folds:
@@ -95,7 +96,7 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
         present = np.isin(train, clinical.index)
         inputs = FitInputs(x[:0], t[:0], e[:0], x[:0], t[:0], e[:0], x, t, e, present_all=present)
         fitted = fit_model("cox-clinical", {CLINICAL: ModalitySpec("vector", len(pre.kept))}, 1, pre.median, inputs, {})
-        coef = fitted.model.coef.detach().cpu().numpy().astype(np.float64)
+        coef = cast(LinearCox, fitted.model).coef.detach().cpu().numpy().astype(np.float64)
         parts.append(pd.Series(pre.transform(clinical.reindex(test)).astype(np.float64) @ coef, index=test))
     return pd.concat(parts)
 

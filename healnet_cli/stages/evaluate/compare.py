@@ -3,9 +3,11 @@ difference on the patients every run predicted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from healnet_cli.metrics import NotComputable, compute_weighted_concordance, paired_bootstrap
@@ -35,6 +37,15 @@ def _shared(evals: list[RunEvaluation]) -> tuple[pd.DataFrame, list[str]]:
     return joined, notes
 
 
+def _harrell_on(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> Callable[[np.ndarray], float]:
+    """Harrell's c of ``risk`` on the bootstrap rows ``i`` (a paired-bootstrap statistic)."""
+
+    def statistic(i: np.ndarray) -> float:
+        return compute_weighted_concordance(time[i], event[i], risk[i])
+
+    return statistic
+
+
 def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[str, Any]:
     """Comparison table rows and the pairwise paired bootstrap of Harrell's c on shared patients."""
     names = [ev.run.name if sum(e.run.name == ev.run.name for e in evals) == 1 else str(ev.run.path) for ev in evals]
@@ -58,8 +69,8 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
         entry: dict[str, Any] = {"a": names[a], "b": names[b], "n_shared": int(time.size), "metric": "harrell_c"}
         try:
             res = paired_bootstrap(
-                lambda i, r=ra: compute_weighted_concordance(time[i], event[i], r[i]),
-                lambda i, r=rb: compute_weighted_concordance(time[i], event[i], r[i]),
+                _harrell_on(time, event, ra),
+                _harrell_on(time, event, rb),
                 time.size,
                 n_boot=n_boot,
                 seed=seed,
@@ -78,7 +89,7 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
         except NotComputable as exc:
             entry.update({"difference": None, "p_value": None, "reason": f"{exc} (on {time.size} shared patients)"})
         tests.append(entry)
-    for name, ev in zip(names, evals):  # each run against its clinical baseline (same patients and folds)
+    for name, ev in zip(names, evals, strict=True):  # each run against its clinical baseline (same patients and folds)
         if ev.clinical_baseline is not None:
             tests.append({"a": name, "b": f"clinical baseline ({name})", **ev.clinical_baseline.difference})
     return {"runs": table, "paired_tests": tests, "notes": notes}

@@ -77,10 +77,10 @@ def _groups(run: RunData, risk: np.ndarray, n_groups: int) -> tuple[np.ndarray, 
     if run.external is None:
         labels, cuts = risk_groups(risk, n_groups)
         return labels, cuts, "quantiles of the pooled out-of-fold risk"
-    cuts = run.risk_cutoffs.get(str(n_groups))
-    if not cuts:
+    recorded = run.risk_cutoffs.get(str(n_groups))
+    if not recorded:
         raise NotComputable(f"the training run records no cut-offs for {n_groups} risk groups")
-    cuts = np.asarray(cuts, dtype=float)
+    cuts = np.asarray(recorded, dtype=float)
     return np.searchsorted(cuts, risk, side="left").astype(int), cuts, TRAINING_CUTOFFS
 
 

@@ -40,7 +40,7 @@ def default_inference() -> Inference:
     """The real inference module (imported lazily: it pulls in torch)."""
     from healnet_cli.data import inference
 
-    return inference  # type: ignore[return-value]
+    return inference
 
 
 class FoldModels:

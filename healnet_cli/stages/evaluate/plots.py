@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from healnet_cli.stages.evaluate.curves import Calibration, RiskGroups
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType  # matplotlib >= 3.9 (pinned: requirements/constraints.txt)
 
 COLORS = ["#1b7837", "#e08214", "#b2182b", "#2166ac", "#762a83", "#4d4d4d"]
 DPI = 144
@@ -19,7 +22,7 @@ DPI = 144
 FIG_WIDTH = 5.0
 MIN_FONT_PT = 10
 PHONE_COLUMN_PX = 380
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 11,
     "axes.titlesize": 12,
     "axes.labelsize": 11,
@@ -78,8 +81,8 @@ def km_figure(groups: RiskGroups, *, time_unit: str) -> bytes:
     table.set_ylim(-0.5, len(groups.names) - 0.5)
     table.set_yticks(range(len(groups.names)), labels=groups.names[::-1], fontsize=SMALL)
     for row, counts in enumerate(groups.at_risk[::-1]):
-        for t, c in zip(groups.at_times, counts, strict=True):
-            table.text(t, row, str(c), ha="center", va="center", fontsize=SMALL)
+        for at, c in zip(groups.at_times, counts, strict=True):
+            table.text(at, row, str(c), ha="center", va="center", fontsize=SMALL)
     table.set_xlabel(f"time ({time_unit}) — numbers at risk")
     table.tick_params(axis="y", length=0)
     for side in ("top", "right", "left"):
@@ -176,8 +179,8 @@ def ablation_figure(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 def _grid_step(coords: np.ndarray, fallback: float) -> float:
     """The patch grid's step in level-0 px (smallest non-zero coordinate difference)."""
-    steps = [np.diff(np.unique(coords[:, a])) for a in (0, 1)]
-    steps = np.concatenate([d[d > 0] for d in steps])
+    diffs = [np.diff(np.unique(coords[:, a])) for a in (0, 1)]
+    steps = np.concatenate([d[d > 0] for d in diffs])
     return float(steps.min()) if steps.size else float(fallback)
 
 

@@ -81,6 +81,7 @@ def _group(ev: RunEvaluation, name: str, func: Callable[[], Any], console: Conso
 
 def _curves(ev: RunEvaluation, name: str) -> tuple[dict[str, Any], str]:
     """The curves ``name`` (``td_auc`` / ``brier``) to draw, and whose they are for the caption."""
+    assert ev.scores is not None, "curves are drawn only when the metrics were computed"
     pooled = getattr(ev.scores.pooled, name)
     if ev.run.external is not None:
         return {"external cohort": pooled}, "on the external cohort"
@@ -132,6 +133,11 @@ def _figures(ev: RunEvaluation) -> None:
             plots.calibration_figure(ev.calibration, time_unit=unit),
             "Predicted vs observed (KM) survival per quartile of predicted survival",
         )
+
+
+def _all_figures(ev: RunEvaluation) -> None:
+    _figures(ev)
+    _model_figures(ev)
 
 
 def _model_figures(ev: RunEvaluation) -> None:
@@ -277,7 +283,7 @@ def evaluate_run(
     )
     console.info(f"{run.name}: metrics in {time.perf_counter() - start:.1f}s")
     _evaluate_models(ev, config, inference, console, debug)
-    _group(ev, "figures", lambda: (_figures(ev), _model_figures(ev)), console, debug)
+    _group(ev, "figures", lambda: _all_figures(ev), console, debug)
     return ev
 
 

@@ -232,6 +232,8 @@ def _pool(sets: list[PatientSet], grid: np.ndarray) -> PatientSet:
         common = common[np.isin(common, ps.grid)]
     cols = [np.searchsorted(ps.grid, common) for ps in sets]
     sizes = np.cumsum([0] + [ps.time.size for ps in sets])
+    # pooled when every set has one
+    nulls = [ps.surv_null[:, c] for ps, c in zip(sets, cols, strict=True) if ps.surv_null is not None]
     return PatientSet(
         np.concatenate([ps.time for ps in sets]),
         np.concatenate([ps.event for ps in sets]),
@@ -242,9 +244,7 @@ def _pool(sets: list[PatientSet], grid: np.ndarray) -> PatientSet:
         np.concatenate([ps.g_grid[:, c] for ps, c in zip(sets, cols, strict=True)]),
         np.concatenate([ps.uno_weights for ps in sets]),
         [np.arange(sizes[i], sizes[i + 1]) for i in range(len(sets))],
-        np.concatenate([ps.surv_null[:, c] for ps, c in zip(sets, cols, strict=True)])
-        if all(ps.surv_null is not None for ps in sets)
-        else None,
+        np.concatenate(nulls) if len(nulls) == len(sets) else None,
     )
 
 

@@ -131,16 +131,16 @@ def plan_import(config: ImportConfig, headers: list) -> ImportPlan:
     recorded = Counter(h.encoder for h in headers if h.encoder)
     source_encoder = min(recorded, key=lambda name: (-recorded[name], name)) if recorded else None
     notes = []
-    if config.encoder is None and source_encoder is None:
+    if not config.encoder and source_encoder is None:
         raise InputError(
             f"{config.source}: {config.format} files do not record the encoder; pass --encoder NAME "
             "(a preset such as uni or resnet50-trunc, see `healnet extract --list`, or the name you used)"
         )
-    encoder = (
-        preset_name(config.encoder, config.format)
-        if config.encoder
-        else preset_name(source_encoder, config.format, namespace=True)
-    )
+    if config.encoder:
+        encoder = preset_name(config.encoder, config.format)
+    else:
+        assert source_encoder is not None, "no --encoder and no recorded encoder is refused above"
+        encoder = preset_name(source_encoder, config.format, namespace=True)
     if config.encoder and source_encoder and preset_name(source_encoder, config.format, namespace=True) != encoder:
         notes.append(f"the files record encoder {source_encoder!r}; --encoder {config.encoder} names them {encoder}")
     dim = _preset_dim(encoder)

@@ -143,7 +143,9 @@ def _rows_table(
             job.labels.kind: job.labels.status_col,
             "time_unit": job.labels.time_unit,
         }
-    frames, details, errors = {}, {}, {}
+    frames: dict[str, pd.DataFrame] = {}
+    details: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
     for modality, columns in plan.modalities.items():
         coercion = clean.Coercion()
         details[modality] = {}

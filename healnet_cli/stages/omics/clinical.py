@@ -225,9 +225,9 @@ def select(columns: Sequence[str], request: Request) -> Selection:
     selection = Selection(request)
     by_role: dict[str, list[str]] = {}
     for column in columns:
-        role = _name_role(column)
-        if role is not None:
-            by_role.setdefault(role, []).append(column)
+        named_role = _name_role(column)
+        if named_role is not None:
+            by_role.setdefault(named_role, []).append(column)
     chosen: dict[str, str] = {}
     named = {n.lower() for n in request.names}
     for role, found in by_role.items():
@@ -380,7 +380,7 @@ def encode(kept: Kept, values: pd.Series) -> tuple[np.ndarray, pd.Series, str]:
     for i, t in enumerate(text):
         if _is_missing(t):
             continue
-        number = _encode_one(kept.role, kept.column, t)  # type: ignore[arg-type]
+        number = _encode_one(kept.role, kept.column, t)
         if number is None or not np.isfinite(number):
             bad.append(i)
         else:

@@ -112,8 +112,8 @@ def _processor(folder: Path, built: Built | None) -> Callable[[WorkItem], ItemRe
                 raise ItemError("no labels were built")
             path = write_labels(folder / f"{LABELS_NAME}.parquet", built.labels.labels, built.label_meta)
             source = ", ".join(s["path"] for s in built.label_meta["sources"])
-            meta = {**_label_counts(built.labels), "source": source, "time_unit": built.label_meta["time_unit"]}
-            return ItemResult([path], meta=meta, warning=built.labels.warning())
+            counts = {**_label_counts(built.labels), "source": source, "time_unit": built.label_meta["time_unit"]}
+            return ItemResult([path], meta=counts, warning=built.labels.warning())
         frame = built.frames[item.id]
         path = write_modality(modality_path(folder, item.id), frame, built.meta[item.id])
         meta: dict[str, Any] = {"n_patients": len(frame), "n_features": frame.shape[1]}

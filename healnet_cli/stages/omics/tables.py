@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pyarrow as pa
 
@@ -61,7 +61,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     suffixes = _suffixes(path)
     try:
         if suffixes and suffixes[-1] == ".gz":
-            return gzip.open(path, "rb")
+            return cast(IO[bytes], gzip.open(path, "rb"))
         if suffixes and suffixes[-1] == ".zip":
             archive = zipfile.ZipFile(path)
             members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
@@ -261,7 +261,7 @@ def _read_parquet(head: TableHead, only: Sequence[str] | None = None) -> pa.Tabl
     try:
         names = [head.columns.index(c) for c in only] if only is not None else None
         table = pq.read_table(head.path)
-        if names is not None:
+        if only is not None:  # names were looked up from only
             table = table.select(names)
             return table.rename_columns(list(only))
     except Exception as exc:  # noqa: BLE001

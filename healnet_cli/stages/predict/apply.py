@@ -19,6 +19,7 @@ def _on_grid(fm: FoldModel, frame: pd.DataFrame, times: np.ndarray) -> np.ndarra
     """A model's survival at ``times``: its Breslow curve (Cox-type) or its bins, interpolated."""
     risk = frame["risk"].to_numpy(np.float64)
     if fm.loss == "cox":
+        assert fm.breslow is not None, "predict_table refuses a Cox-type model without its baseline"
         return breslow_survival(risk, fm.breslow[0], fm.breslow[1], times)
     surv = frame[[f"surv_{j}" for j in range(fm.n_bins)]].to_numpy(np.float64)
     return survival_on_grid(surv, fm.bin_edges, times)

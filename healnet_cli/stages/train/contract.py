@@ -182,7 +182,8 @@ class RunLocks:
     """The lock files of a run folder held by this process (rank 0 of a torchrun job only)."""
 
     def __init__(self, layout: RunLayout, dist: Dist):
-        self.store, self.active, self.held = layout.lock_store(), dist.is_main, []
+        self.store, self.active = layout.lock_store(), dist.is_main
+        self.held: list[str] = []
 
     def take(self, item: str, what: str, *, wait_s: float = 0.0) -> None:
         """Take ``item``'s lock, waiting up to ``wait_s`` seconds for another holder.

@@ -7,11 +7,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from healnet_cli.artifacts.run import HISTORY_FILE, WSI, RunLayout, member_subdir, state_paths
 from healnet_cli.artifacts.run_bundle import write_bundle
@@ -24,7 +25,7 @@ from healnet_cli.data.cohort import Cohort
 from healnet_cli.data.ensemble import EnsembleModel
 from healnet_cli.data.fitted import FitInputs, fit_model, is_fitted
 from healnet_cli.data.inference import FoldModel, fold_bundle, predict_logits, predict_table
-from healnet_cli.data.preprocess import fit_bag_scaler, fit_omics_preprocess
+from healnet_cli.data.preprocess import OmicsPreprocess, fit_bag_scaler, fit_omics_preprocess
 from healnet_cli.data.splits import Fold, inner_validation
 from healnet_cli.data.survival import assign_bins, fit_bin_edges, fit_breslow
 from healnet_cli.stages.train.config import TrainConfig
@@ -75,7 +76,7 @@ def model_specs(cohort: Cohort, pre: dict[str, Any]) -> dict[str, Any]:
     from healnet_cli.models import ModalitySpec
 
     return {
-        m: ModalitySpec("bag", int(cohort.wsi_dim)) if m == WSI else ModalitySpec("vector", max(1, len(pre[m].kept)))
+        m: ModalitySpec("bag", cohort.bag_dim()) if m == WSI else ModalitySpec("vector", max(1, len(pre[m].kept)))
         for m in cohort.modalities
     }
 
@@ -187,7 +188,7 @@ class FoldTrainer:
             present_all=present,
             seed=cfg.seed * 1000 + fold.index,
         )
-        impute = np.concatenate([pre[m].median for m in cohort.modalities if m != WSI])
+        impute = np.concatenate([cast(OmicsPreprocess, pre[m]).median for m in cohort.modalities if m != WSI])
         fitted = fit_model(cfg.model, model_specs(cohort, pre), cfg.n_bins, impute, inputs, cfg.model_hparams())
         fm.model, fm.breslow, fm.loss, fm.training = (
             fitted.model.to(self.device),
@@ -211,14 +212,14 @@ class FoldTrainer:
         except ValueError as exc:
             raise InputError(f"--model {cfg.model} / --hparam: {exc}") from exc
         model = model.to(self.device)
-        wrapped = model
+        wrapped: nn.Module = model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DDP(model, device_ids=ids, find_unused_parameters=True)
         if cfg.compile:
-            wrapped = torch.compile(wrapped)
+            wrapped = cast(nn.Module, torch.compile(wrapped))  # compiling a module gives a module
         settings = LoopSettings(
             epochs=cfg.epochs,
             lr=cfg.lr,

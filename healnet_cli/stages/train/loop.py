@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,10 +71,10 @@ class Dist:
         return self.rank == 0
 
 
-def penalised_parameters(model: nn.Module) -> list[nn.Parameter]:
+def penalised_parameters(model: nn.Module) -> list[torch.Tensor]:
     """Weights of linear and convolution layers: what L1 and weight decay apply to (not norms,
     biases, latent arrays, null tokens or position tables)."""
-    out = []
+    out: list[torch.Tensor] = []
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
             out.append(module.weight)
@@ -141,7 +141,7 @@ class _Step:
     the batches per step (``grad_accum`` × ranks) and the schedule's length and warm-up in steps."""
 
     optimizer: torch.optim.Optimizer
-    l1_params: list[nn.Parameter]
+    l1_params: list[torch.Tensor]
     scaler: torch.amp.GradScaler
     per_step: int
     total: int
@@ -215,7 +215,7 @@ def train_fold(
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module under a torch.compile and/or DDP wrapper (what is optimised, evaluated and saved)."""
     module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    return module.module if hasattr(module, "module") else module
+    return cast(nn.Module, module.module) if hasattr(module, "module") else cast(nn.Module, module)
 
 
 def _make_step(module: nn.Module, n_train: int, s: LoopSettings, dist: Dist) -> _Step:

@@ -18,7 +18,7 @@ from healnet_cli.metrics.result import compute_safely
 
 def environment(seeds: dict[str, Any], fingerprints: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
     """Package versions, git revision (when the package is a git checkout), seeds and inputs."""
-    versions = {"python": platform.python_version(), "healnet": __version__}
+    versions: dict[str, str | None] = {"python": platform.python_version(), "healnet": __version__}
     for pkg in ("torch", "numpy", "pandas", "pyarrow", "scikit-survival", "scikit-learn", "safetensors"):
         try:
             versions[pkg] = metadata.version(pkg)

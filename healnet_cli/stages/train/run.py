@@ -157,7 +157,7 @@ def check_hparams(cfg: TrainConfig, cohort: Cohort) -> None:
     from healnet_cli.models import ModalitySpec, create_model
 
     specs = {
-        m: ModalitySpec("bag", int(cohort.wsi_dim))
+        m: ModalitySpec("bag", cohort.bag_dim())
         if m == WSI
         else ModalitySpec("vector", max(1, cohort.omics[m].shape[1]))
         for m in cohort.modalities

@@ -100,6 +100,8 @@ def read(slide: SourceSlide, ctx: ImportContext) -> ImportedBag:
         with open_h5(slide.features_file, TOOL) as handle:
             features = np.asarray(dataset(handle, "features", slide.features_file, TOOL)[()])
             coords = np.asarray(dataset(handle, "coords", slide.features_file, TOOL)[()])
+    if coords is None:  # discover() gives every .pt file a patches file
+        raise ItemError(f"{slide.features_file}: CLAM .pt features without a patches file; pass --coords-dir")
     check_rows(features, coords, slide.features_file)
     return ImportedBag(
         features=features,
