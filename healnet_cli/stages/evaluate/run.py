@@ -362,7 +362,8 @@ def check_out_folder(out: Path) -> None:
         raise InputError(f"--out {out}: is a file, not a folder; pass a new or empty folder")
     if not out.is_dir() or written_by_evaluate(out):
         return
-    entries = sorted(p.name for p in out.iterdir())
+    atomic.sweep_temporaries(out)  # a killed evaluate's half-written files are not the user's
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(atomic.TMP_PREFIX))
     if entries:
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise InputError(

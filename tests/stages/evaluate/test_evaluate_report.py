@@ -259,6 +259,20 @@ def test_out_is_new_empty_or_an_earlier_evaluation(run_dir, tmp_path):
     assert (user / "heatmap_1_mine.png").read_bytes() == b"user figure" and len(list(user.iterdir())) == 1
 
 
+def test_out_left_half_written_by_a_killed_evaluate_is_reused(run_dir, tmp_path):
+    from healnet_cli.core.atomic import TMP_PREFIX, writer_tag
+
+    out = tmp_path / "killed"
+    out.mkdir()
+    host = writer_tag().split("+")[0]
+    dead = out / f"{TMP_PREFIX}report.html.{host}+999999.abc123"
+    dead.write_text("half-written by a killed evaluate")
+    args = ["evaluate", str(run_dir), "--bootstrap", "0", "--no-attention", "--out", str(out)]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.stderr
+    assert not dead.exists() and (out / "report.html").is_file()
+
+
 def test_figures_are_readable_at_phone_width(run_dir, monkeypatch):
     """Every text of every figure is >= 10 px when the figure is shown 380 px wide (a 400-px phone)."""
     from evaluate_fixtures import FakeInference
