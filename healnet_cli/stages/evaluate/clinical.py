@@ -102,13 +102,8 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
 
 
 def clinical_baseline(run: RunData, clinical: pd.DataFrame, *, n_boot: int, seed: int) -> ClinicalBaseline:
-    from healnet_cli.metrics import (
-        NotComputable,
-        bootstrap_ci,
-        compute_harrell,
-        compute_weighted_concordance,
-        paired_bootstrap,
-    )
+    from healnet_cli.metrics import NotComputable, bootstrap_ci, compute_harrell, compute_weighted_concordance
+    from healnet_cli.stages.evaluate.compare import paired_harrell
 
     risk = baseline_risk(run, clinical)
     p = run.predictions.drop_duplicates("patient_id").set_index("patient_id")
@@ -140,24 +135,7 @@ def clinical_baseline(run: RunData, clinical: pd.DataFrame, *, n_boot: int, seed
         notes.append(f"baseline c-index: {exc}")
     diff: dict[str, Any] = {"metric": "harrell_c", "n_shared": int(time.size)}
     try:
-        res = paired_bootstrap(
-            lambda i: compute_weighted_concordance(time[i], event[i], ra[i]),
-            lambda i: compute_weighted_concordance(time[i], event[i], rb[i]),
-            time.size,
-            n_boot=n_boot,
-            seed=seed,
-        )
-        diff.update(
-            {
-                "c_a": compute_weighted_concordance(time, event, ra),
-                "c_b": compute_weighted_concordance(time, event, rb),
-                "difference": res.difference,
-                "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
-                "p_value": res.p_value,
-                "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
-                **({"reason": res.reason} if res.reason else {}),
-            }
-        )
+        diff.update(paired_harrell(time, event, ra, rb, n_boot=n_boot, seed=seed))
     except NotComputable as exc:
         diff.update({"difference": None, "p_value": None, "reason": str(exc)})
     return ClinicalBaseline(risk, n_clin, c, ci, diff, [str(c) for c in clinical.columns], notes)

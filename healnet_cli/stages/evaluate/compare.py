@@ -46,6 +46,25 @@ def _harrell_on(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> Callab
     return statistic
 
 
+def paired_harrell(
+    time: np.ndarray, event: np.ndarray, ra: np.ndarray, rb: np.ndarray, *, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """Harrell's c of ``ra`` and ``rb`` on the same patients and a paired bootstrap of their difference
+    (the fields of a comparison row). Raises :class:`NotComputable` when it cannot be computed."""
+    res = paired_bootstrap(
+        _harrell_on(time, event, ra), _harrell_on(time, event, rb), time.size, n_boot=n_boot, seed=seed
+    )
+    return {
+        "c_a": compute_weighted_concordance(time, event, ra),
+        "c_b": compute_weighted_concordance(time, event, rb),
+        "difference": res.difference,
+        "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
+        "p_value": res.p_value,
+        "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
+        **({"reason": res.reason} if res.reason else {}),
+    }
+
+
 def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[str, Any]:
     """Comparison table rows and the pairwise paired bootstrap of Harrell's c on shared patients."""
     names = [ev.run.name if sum(e.run.name == ev.run.name for e in evals) == 1 else str(ev.run.path) for ev in evals]
@@ -68,24 +87,7 @@ def compare_runs(evals: list[RunEvaluation], *, n_boot: int, seed: int) -> dict[
         ra, rb = joined[f"risk_{a}"].to_numpy(float), joined[f"risk_{b}"].to_numpy(float)
         entry: dict[str, Any] = {"a": names[a], "b": names[b], "n_shared": int(time.size), "metric": "harrell_c"}
         try:
-            res = paired_bootstrap(
-                _harrell_on(time, event, ra),
-                _harrell_on(time, event, rb),
-                time.size,
-                n_boot=n_boot,
-                seed=seed,
-            )
-            entry.update(
-                {
-                    "c_a": compute_weighted_concordance(time, event, ra),
-                    "c_b": compute_weighted_concordance(time, event, rb),
-                    "difference": res.difference,
-                    "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
-                    "p_value": res.p_value,
-                    "bootstrap_valid": f"{res.n_valid}/{res.n_boot}",
-                    **({"reason": res.reason} if res.reason else {}),
-                }
-            )
+            entry.update(paired_harrell(time, event, ra, rb, n_boot=n_boot, seed=seed))
         except NotComputable as exc:
             entry.update({"difference": None, "p_value": None, "reason": f"{exc} (on {time.size} shared patients)"})
         tests.append(entry)
