@@ -216,8 +216,8 @@ def adjusted_cox(run: RunData, clinical: pd.DataFrame) -> AdjustedCox:
                 "unit": "SD" if name == "risk" else "unit",
                 "coef": float(b),
                 "se": float(s),
-                "hr": float(np.exp(b)),
-                "ci95": [float(np.exp(b - 1.959964 * s)), float(np.exp(b + 1.959964 * s))],
+                "hr": _exp(b),
+                "ci95": [_exp(b - 1.959964 * s), _exp(b + 1.959964 * s)],
                 "p_value": pval,
             }
         )
@@ -290,3 +290,10 @@ def evaluate_clinical(ev: Any, workdir: str | Path | None, *, n_boot: int, seed:
         "clinical_baseline", lambda: clinical_baseline(ev.run, clinical, n_boot=n_boot, seed=seed)
     )
     ev.adjusted_cox = group("adjusted_cox", lambda: adjusted_cox(ev.run, clinical))
+
+
+def _exp(value: float) -> float:
+    """``exp(value)`` as a float; inf without a warning where it overflows (a separated fit's huge
+    coefficient: written as null in metrics.json)."""
+    with np.errstate(over="ignore"):
+        return float(np.exp(value))
