@@ -23,6 +23,7 @@ from healnet_cli.core.errors import InputError
 OMICS_SCHEMA = "healnet.omics/1"
 LABELS_SCHEMA = "healnet.labels/1"
 LABELS_NAME = "labels"
+CLINICAL = "clinical"  # the modality of patient covariates (age, sex, stage, grade)
 INDEX = "patient_id"
 _HINT = "rerun `healnet omics`"
 

@@ -132,7 +132,9 @@ def register(app: typer.Typer) -> None:
         top_k: Annotated[
             int | None,
             typer.Option(
-                "--top-k", help="Keep the k highest-variance training features per omics modality.", show_default=False
+                "--top-k",
+                help="Keep the k highest-variance training features per omics modality (clinical keeps all covariates).",
+                show_default=False,
             ),
         ] = None,
         clip: Annotated[float, typer.Option("--clip", help="Clip z-scored omics to ±clip SD (0 = off).")] = 5.0,

@@ -29,9 +29,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from healnet_cli.artifacts.omics import CLINICAL
 from healnet_cli.stages.evaluate.run_folder import RunData
 
-CLINICAL = "clinical"
 MAX_MISSING = 0.2
 
 

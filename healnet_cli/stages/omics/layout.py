@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from healnet_cli.artifacts.omics import CLINICAL
 from healnet_cli.core.errors import InputError
 from healnet_cli.stages.omics.identifiers import COLUMNS, ID_COLUMNS, Layout
 from healnet_cli.stages.omics.tables import INDEX_NAME
 
 SUFFIXES = (("_rnaseq", "rna"), ("_cnv", "cnv"), ("_mut", "mut"))
-CLINICAL = "clinical"
 # Columns that are never features: row bookkeeping of the study tables.
 METADATA_COLUMNS = frozenset(
     {"slide_id", "slide", "filename", "file", "train", "split", "fold", "y_disc", "disc_label", "label"}

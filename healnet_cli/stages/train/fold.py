@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from healnet_cli.artifacts.omics import CLINICAL
 from healnet_cli.artifacts.run import HISTORY_FILE, WSI, RunLayout, member_subdir, state_paths
 from healnet_cli.artifacts.run_bundle import write_bundle
 from healnet_cli.artifacts.run_tables import OUT_OF_FOLD, write_predictions
@@ -103,7 +104,10 @@ class FoldTrainer:
         cfg, cohort = self.cfg, self.cohort
         pres = cohort.presence.loc[ids]
         pre: dict[str, Any] = {
-            m: fit_omics_preprocess(cohort.omics[m].loc[pres.index[pres[m]]], clip_sd=cfg.clip, top_k=cfg.top_k)
+            # --top-k thins wide omics tables; the few clinical covariates are all kept
+            m: fit_omics_preprocess(
+                cohort.omics[m].loc[pres.index[pres[m]]], clip_sd=cfg.clip, top_k=None if m == CLINICAL else cfg.top_k
+            )
             for m in cohort.modalities
             if m != WSI
         }

@@ -107,6 +107,18 @@ def test_cox_clinical_trains_predicts_and_refits(tmp_path: Path) -> None:
     assert "same ridge" in json.loads((out / "run.json").read_text())["refit"]["rule"]
 
 
+def test_top_k_thins_omics_but_keeps_every_clinical_covariate(tmp_path: Path) -> None:
+    ws = clinical_workspace(tmp_path / "ws", missing=0.0)
+    labels, _ = read_labels(ws / "omics" / "labels.parquet")
+    splits = write_splits(tmp_path / "splits", two_folds(sorted(labels.index)))
+    out = tmp_path / "run"
+    args = ["--modalities", "rna,clinical", "--model", "coxnet", "--workdir", ws, "--splits", splits, "--out", out]
+    result = train(*args, "--top-k", "1", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    specs = load_fold(out, 0).model.modalities
+    assert specs["rna"].dim == 1 and specs["clinical"].dim == 2  # age and is_female both kept
+
+
 def test_cox_clinical_takes_clinical_only(tmp_path: Path) -> None:
     ws = clinical_workspace(tmp_path / "ws", n=20)
     result = train(
