@@ -133,7 +133,9 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(
                 "--top-k",
-                help="Keep the k highest-variance training features per omics modality (clinical keeps all covariates).",
+                help=(
+                    "Keep the k highest-variance training features per omics modality (clinical keeps all covariates)."
+                ),
                 show_default=False,
             ),
         ] = None,
