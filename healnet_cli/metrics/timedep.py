@@ -42,13 +42,18 @@ def survival_at(surv_bins: np.ndarray, bin_edges: np.ndarray, times: np.ndarray)
     np.ndarray
         ``[n, m]`` survival probabilities.
     """
+    padded, edges = _from_start(surv_bins, bin_edges)
+    ends = np.searchsorted(edges[1:], np.asarray(times, dtype=float), side="right")
+    return padded[:, ends]
+
+
+def _from_start(surv_bins: np.ndarray, bin_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, B+1]`` survival with S(0) = 1 prepended, and the checked ``[B+1]`` edges."""
     surv = np.asarray(surv_bins, dtype=float)
     edges = np.asarray(bin_edges, dtype=float)
     if surv.ndim != 2 or edges.shape[0] != surv.shape[1] + 1:
         raise ValueError(f"{surv.shape[-1]} survival bins need {surv.shape[-1] + 1} edges, got {edges.shape[0]}")
-    ends = np.searchsorted(edges[1:], np.asarray(times, dtype=float), side="right")
-    padded = np.concatenate([np.ones((surv.shape[0], 1)), surv], axis=1)
-    return padded[:, ends]
+    return np.concatenate([np.ones((surv.shape[0], 1)), surv], axis=1), edges
 
 
 INTERPOLATION = (
@@ -70,12 +75,9 @@ def survival_interpolated(surv_bins: np.ndarray, bin_edges: np.ndarray, times: n
     np.ndarray
         ``[n, m]`` survival probabilities.
     """
-    surv = np.asarray(surv_bins, dtype=float)
-    edges = np.asarray(bin_edges, dtype=float)
-    if surv.ndim != 2 or edges.shape[0] != surv.shape[1] + 1:
-        raise ValueError(f"{surv.shape[-1]} survival bins need {surv.shape[-1] + 1} edges, got {edges.shape[0]}")
+    padded, edges = _from_start(surv_bins, bin_edges)
     knots = np.concatenate([[0.0], edges[1:]])
-    log_s = np.log(np.clip(np.concatenate([np.ones((surv.shape[0], 1)), surv], axis=1), 1e-12, 1.0))
+    log_s = np.log(np.clip(padded, 1e-12, 1.0))
     finite = np.isfinite(knots)
     knots, log_s = knots[finite], log_s[:, finite]
     t = np.clip(np.asarray(times, dtype=float), knots[0], knots[-1])
