@@ -103,15 +103,30 @@ def _interval(values: np.ndarray, n_boot: int, level: float, min_valid_fraction:
     return BootstrapResult(float(low), float(high), int(values.size), n_boot)
 
 
-def resample_counts(strata: Sequence[np.ndarray] | int, n_boot: int, seed: int) -> np.ndarray:
+def resample_counts(strata: Sequence[np.ndarray] | int, n_boot: int, seed: int, *, chunk: int = 256) -> np.ndarray:
     """``[n_boot, n]`` multiplicities of each patient in the resamples :func:`bootstrap_ci` draws
-    with the same ``seed`` (the same random draws, counted instead of listed)."""
-    groups = _groups(strata)
-    n = int(max((g.max() + 1 for g in groups if g.size), default=0))
+    with the same ``seed`` (the same random draws, counted instead of listed).
+
+    The draws of ``chunk`` resamples are one ``rng.integers`` call with a per-draw upper bound,
+    which consumes the generator exactly as the per-resample, per-stratum calls of
+    :func:`resample_indices` do (tested), so the resamples are identical.
+    """
+    groups = [g for g in _groups(strata) if g.size]
+    n = int(max((g.max() + 1 for g in groups), default=0))
+    out = np.zeros((n_boot, n), dtype=np.float64)
+    if not groups or n_boot <= 0:
+        return out
     rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, n), dtype=np.float64)
-    for b in range(n_boot):
-        out[b] = np.bincount(resample_indices(groups, rng), minlength=n)
+    members = np.concatenate(groups)  # one resample's draws, stratum after stratum
+    sizes = np.array([g.size for g in groups])
+    highs = np.repeat(sizes, sizes)
+    offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)  # where each stratum starts in ``members``
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        draws = rng.integers(0, np.tile(highs, b)).reshape(b, -1)
+        patients = members[draws + offsets]
+        flat = (np.arange(b)[:, None] * n + patients).ravel()
+        out[start : start + b] = np.bincount(flat, minlength=b * n).reshape(b, n)
     return out
 
 
@@ -155,8 +170,8 @@ class PairedBootstrap:
 
 
 def paired_bootstrap(
-    statistic_a: Statistic,
-    statistic_b: Statistic,
+    statistic_a: BatchStatistic,
+    statistic_b: BatchStatistic,
     n: int,
     *,
     n_boot: int = 1000,
@@ -165,22 +180,31 @@ def paired_bootstrap(
 ) -> PairedBootstrap:
     """Bootstrap the difference ``a − b`` with the same resample for both.
 
-    The two-sided p-value is ``2 · min(P*(Δ <= 0), P*(Δ >= 0))`` over the replicates (capped at 1),
-    the usual percentile-bootstrap test of Δ = 0.
+    Each statistic maps ``[b, n]`` patient multiplicities to ``[b]`` values (NaN where a resample is
+    not computable), as in :func:`bootstrap_ci_batched`; the point difference is their value on the
+    full sample (all counts 1). The resamples are ``rng.choice(n, n)`` draws of ``seed``. The
+    two-sided p-value is ``2 · min(P*(Δ <= 0), P*(Δ >= 0))`` over the replicates (capped at 1), the
+    usual percentile-bootstrap test of Δ = 0.
+
+    Raises
+    ------
+    NotComputable
+        The statistics cannot be computed on the full sample.
     """
-    full = np.arange(n)
-    point = statistic_a(full) - statistic_b(full)
+    ones = np.ones((1, n))
+    point = float(np.asarray(statistic_a(ones), dtype=float)[0] - np.asarray(statistic_b(ones), dtype=float)[0])
+    if not np.isfinite(point):
+        raise NotComputable("the statistic is not computable on the full sample")
     if n_boot <= 0:
         return PairedBootstrap(point, None, None, None, 0, 0, "bootstrap disabled (--bootstrap 0)")
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        idx = rng.choice(full, size=n, replace=True)
-        try:
-            diffs.append(statistic_a(idx) - statistic_b(idx))
-        except NotComputable:
-            continue
-    d = np.asarray(diffs)
+    counts = resample_counts(n, n_boot, seed)
+    d = np.concatenate(
+        [
+            np.asarray(statistic_a(c), dtype=float) - np.asarray(statistic_b(c), dtype=float)
+            for c in (counts[i : i + 250] for i in range(0, n_boot, 250))
+        ]
+    )
+    d = d[np.isfinite(d)]
     if d.size < max(2, n_boot // 2):
         return PairedBootstrap(
             point, None, None, None, int(d.size), n_boot, f"only {d.size}/{n_boot} resamples computable"
@@ -188,4 +212,4 @@ def paired_bootstrap(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(d, [alpha, 1.0 - alpha])
     p = min(1.0, 2.0 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
-    return PairedBootstrap(float(point), float(low), float(high), p, int(d.size), n_boot)
+    return PairedBootstrap(point, float(low), float(high), p, int(d.size), n_boot)

@@ -10,6 +10,7 @@ from healnet_cli.metrics import (
     bootstrap_ci,
     calibration,
     compute_weighted_concordance,
+    concordance_counts,
     kaplan_meier,
     logrank,
     numbers_at_risk,
@@ -59,13 +60,37 @@ def test_paired_bootstrap_detects_a_better_predictor():
     time, event, risk = _toy(n=200)
     rng = np.random.default_rng(1)
     noise = rng.normal(size=time.size) * 5
-    good = lambda idx: compute_weighted_concordance(time[idx], event[idx], risk[idx])  # noqa: E731
-    bad = lambda idx: compute_weighted_concordance(time[idx], event[idx], noise[idx])  # noqa: E731
+    good = lambda c: concordance_counts(time, event, risk, c)  # noqa: E731
+    bad = lambda c: concordance_counts(time, event, noise, c)  # noqa: E731
     result = paired_bootstrap(good, bad, time.size, n_boot=80, seed=0)
     assert result.difference > 0.1
     assert result.ci_low > 0 and result.p_value < 0.05
     same = paired_bootstrap(good, good, time.size, n_boot=20, seed=0)
     assert same.difference == 0 and same.p_value == 1.0
+
+
+def test_paired_bootstrap_equals_the_per_resample_loop():
+    """The batched test gives the interval and p-value of scoring each rng.choice resample by index."""
+    time, event, risk = _toy(n=90, seed=4)
+    other = risk + np.random.default_rng(2).normal(size=time.size)
+    rng, diffs = np.random.default_rng(5), []
+    for _ in range(200):
+        i = rng.choice(time.size, size=time.size, replace=True)
+        diffs.append(
+            compute_weighted_concordance(time[i], event[i], risk[i])
+            - compute_weighted_concordance(time[i], event[i], other[i])
+        )
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    p = min(1.0, 2 * min(np.mean(np.array(diffs) <= 0), np.mean(np.array(diffs) >= 0)))
+    res = paired_bootstrap(
+        lambda c: concordance_counts(time, event, risk, c),
+        lambda c: concordance_counts(time, event, other, c),
+        time.size,
+        n_boot=200,
+        seed=5,
+    )
+    assert res.ci_low == pytest.approx(low, abs=1e-12) and res.ci_high == pytest.approx(high, abs=1e-12)
+    assert res.p_value == pytest.approx(p) and res.n_valid == 200
 
 
 def test_logrank_known_difference_and_null():

@@ -102,7 +102,7 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
 
 
 def clinical_baseline(run: RunData, clinical: pd.DataFrame, *, n_boot: int, seed: int) -> ClinicalBaseline:
-    from healnet_cli.metrics import NotComputable, bootstrap_ci, compute_harrell, compute_weighted_concordance
+    from healnet_cli.metrics import NotComputable, bootstrap_ci_batched, compute_harrell, concordance_counts
     from healnet_cli.stages.evaluate.compare import paired_harrell
 
     risk = baseline_risk(run, clinical)
@@ -124,8 +124,8 @@ def clinical_baseline(run: RunData, clinical: pd.DataFrame, *, n_boot: int, seed
         )
     try:
         c: float | None = compute_harrell(time, event, rb)
-        boot = bootstrap_ci(
-            lambda i: compute_weighted_concordance(time[i], event[i], rb[i]), strata, n_boot=n_boot, seed=seed + 11
+        boot = bootstrap_ci_batched(
+            lambda counts: concordance_counts(time, event, rb, counts), strata, n_boot=n_boot, seed=seed + 11
         )
         ci = [boot.low, boot.high] if boot.low is not None else None
         if boot.reason:

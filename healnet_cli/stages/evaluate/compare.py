@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from healnet_cli.metrics import NotComputable, compute_weighted_concordance, paired_bootstrap
+from healnet_cli.metrics import NotComputable, compute_weighted_concordance, concordance_counts, paired_bootstrap
 from healnet_cli.stages.evaluate.document import LABELS, RunEvaluation
 from healnet_cli.stages.evaluate.report import Report
 from healnet_cli.stages.evaluate.scoring import METRICS
@@ -37,13 +37,9 @@ def _shared(evals: list[RunEvaluation]) -> tuple[pd.DataFrame, list[str]]:
     return joined, notes
 
 
-def _harrell_on(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> Callable[[np.ndarray], float]:
-    """Harrell's c of ``risk`` on the bootstrap rows ``i`` (a paired-bootstrap statistic)."""
-
-    def statistic(i: np.ndarray) -> float:
-        return compute_weighted_concordance(time[i], event[i], risk[i])
-
-    return statistic
+def _harrell_on(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Harrell's c of ``risk`` on resamples given as patient multiplicities (a paired-bootstrap statistic)."""
+    return lambda counts: concordance_counts(time, event, risk, counts)
 
 
 def paired_harrell(
@@ -51,12 +47,14 @@ def paired_harrell(
 ) -> dict[str, Any]:
     """Harrell's c of ``ra`` and ``rb`` on the same patients and a paired bootstrap of their difference
     (the fields of a comparison row). Raises :class:`NotComputable` when it cannot be computed."""
+    c_a = compute_weighted_concordance(time, event, ra)  # raises with the reason when not computable
+    c_b = compute_weighted_concordance(time, event, rb)
     res = paired_bootstrap(
         _harrell_on(time, event, ra), _harrell_on(time, event, rb), time.size, n_boot=n_boot, seed=seed
     )
     return {
-        "c_a": compute_weighted_concordance(time, event, ra),
-        "c_b": compute_weighted_concordance(time, event, rb),
+        "c_a": c_a,
+        "c_b": c_b,
         "difference": res.difference,
         "ci95": [res.ci_low, res.ci_high] if res.ci_low is not None else None,
         "p_value": res.p_value,

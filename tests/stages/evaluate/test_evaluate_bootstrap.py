@@ -59,9 +59,13 @@ def test_batched_interval_equals_the_reference(run_dir):
 
 
 def test_resample_counts_are_the_resampled_indices():
-    strata = [np.arange(0, 4), np.arange(4, 9)]
-    counts = resample_counts(strata, 5, seed=2)
+    # scattered, unsorted strata and an empty one; chunks of 2 cross resample boundaries
+    strata = [np.array([7, 0, 3, 5]), np.array([], dtype=int), np.array([1, 8, 2, 6, 4])]
+    counts = resample_counts(strata, 5, seed=2, chunk=2)
     rng = np.random.default_rng(2)
     for row in counts:
         assert (row == np.bincount(resample_indices(strata, rng), minlength=9)).all()
-    assert (counts[:, :4].sum(axis=1) == 4).all() and (counts[:, 4:].sum(axis=1) == 5).all()
+    assert (counts[:, [7, 0, 3, 5]].sum(axis=1) == 4).all() and (counts[:, [1, 8, 2, 6, 4]].sum(axis=1) == 5).all()
+    rng = np.random.default_rng(1)  # unstratified: the draws of rng.choice(n, n) per resample
+    for row in resample_counts(9, 3, seed=1):
+        assert (row == np.bincount(rng.choice(9, size=9, replace=True), minlength=9)).all()
