@@ -6,6 +6,9 @@
   halving and returns the coefficients with the observed information matrix (minus the Hessian of
   the penalised log-likelihood at the optimum), from which Wald standard errors follow. ``cox-clinical``
   and the adjusted Cox table of ``healnet evaluate`` use it.
+* :func:`fit_cox_clinical` is ``cox-clinical``'s fit (:class:`CoxClinicalConfig`), shared by
+  ``healnet train`` (which wraps the coefficients in a model) and the clinical baseline of
+  ``healnet evaluate`` (which needs no torch for it).
 """
 
 from __future__ import annotations
@@ -124,3 +127,46 @@ def fit_coxph(
     if np.linalg.matrix_rank(info) < info.shape[0]:
         raise ValueError("singular information matrix (collinear or constant covariates)")
     return CoxPHFit(beta, info, ll, it, converged)
+
+
+@dataclass(frozen=True)
+class CoxClinicalConfig:
+    """Cox proportional-hazards model on the clinical covariates (Newton-Raphson, Breslow ties).
+
+    Parameters
+    ----------
+    ridge : float
+        L2 penalty ``ridge / 2 * ||beta||^2`` on the partial log-likelihood of the fold-standardised
+        covariates (light: it keeps rare stage/grade levels and collinear indicators finite; 0 =
+        unpenalised).
+    max_iter : int
+        Newton-Raphson iterations.
+    """
+
+    ridge: float = 1.0
+    max_iter: int = 50
+
+    def __post_init__(self) -> None:
+        if not float(self.ridge) >= 0.0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
+        if int(self.max_iter) < 1:
+            raise ValueError("max_iter must be >= 1")
+
+
+def fit_cox_clinical(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, present: np.ndarray | None, config: CoxClinicalConfig
+) -> tuple[CoxPHFit, np.ndarray]:
+    """``cox-clinical``'s fit on the training patients that have clinical data (absent ones would
+    only add copies of the median patient); returns the fit and that mask.
+
+    Raises
+    ------
+    ValueError
+        No events among those patients, or a singular information matrix.
+    """
+    keep = np.ones(len(time), bool) if present is None else np.asarray(present, bool)
+    t, e = np.asarray(time, np.float64)[keep], np.asarray(event, bool)[keep]
+    if not e.any():
+        raise ValueError("cox-clinical: no events among the fold's training patients with clinical data")
+    fit = fit_coxph(np.asarray(x, np.float64)[keep], t, e, ridge=float(config.ridge), max_iter=int(config.max_iter))
+    return fit, keep

@@ -90,17 +90,14 @@ def _fit_cox_clinical(
 ) -> FittedModel:
     """Cox on the clinical covariates, fitted on the training patients that have them (absent ones
     would only add copies of the median patient); the Breslow baseline uses the same patients."""
-    from healnet_cli.data.coxph import fit_coxph
+    from healnet_cli.data.coxph import fit_cox_clinical
     from healnet_cli.data.survival import fit_breslow
     from healnet_cli.models.cox import CoxClinical
 
     model = cast(CoxClinical, create_model("cox-clinical", specs, n_bins, **hparams))
     cfg = model.config
-    keep = np.ones(len(d.t_all), bool) if d.present_all is None else np.asarray(d.present_all, bool)
+    fit, keep = fit_cox_clinical(d.x_all, d.t_all, d.e_all, d.present_all, cfg)
     x, t, e = d.x_all[keep], d.t_all[keep], d.e_all[keep]
-    if not e.any():
-        raise ValueError("cox-clinical: no events among the fold's training patients with clinical data")
-    fit = fit_coxph(x, t, e, ridge=float(cfg.ridge), max_iter=int(cfg.max_iter))
     model.load_fit(fit.coef, impute, float(cfg.ridge))
     history = [
         {

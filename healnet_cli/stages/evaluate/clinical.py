@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,10 +77,8 @@ class ClinicalBaseline:
 
 def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
     """cox-clinical fitted per fold on the run's training patients; risk of the fold's test patients."""
-    from healnet_cli.data.fitted import FitInputs, fit_model
+    from healnet_cli.data.coxph import CoxClinicalConfig, fit_cox_clinical
     from healnet_cli.data.preprocess import fit_omics_preprocess
-    from healnet_cli.models import ModalitySpec
-    from healnet_cli.models.cox import LinearCox
 
     parts = []
     for k in run.folds:
@@ -94,10 +92,8 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
         lab = run.labels.loc[train]
         t, e = lab["time"].to_numpy(float), lab["event"].to_numpy(bool)
         present = np.isin(train, clinical.index)
-        inputs = FitInputs(x[:0], t[:0], e[:0], x[:0], t[:0], e[:0], x, t, e, present_all=present)
-        fitted = fit_model("cox-clinical", {CLINICAL: ModalitySpec("vector", len(pre.kept))}, 1, pre.median, inputs, {})
-        coef = cast(LinearCox, fitted.model).coef.detach().cpu().numpy().astype(np.float64)
-        parts.append(pd.Series(pre.transform(clinical.reindex(test)).astype(np.float64) @ coef, index=test))
+        fit, _ = fit_cox_clinical(x, t, e, present, CoxClinicalConfig())  # train's fit, without torch
+        parts.append(pd.Series(pre.transform(clinical.reindex(test)).astype(np.float64) @ fit.coef, index=test))
     return pd.concat(parts)
 
 
