@@ -79,10 +79,7 @@ class _FeatureAccumulator:
                 acc[n] = acc.get(n, 0.0) + float(v)
             self.counts[modality] = self.counts.get(modality, 0) + 1
         elif w.size == 1:
-            self.reasons[modality] = (
-                f"not available: {model_name} encodes {modality} as a single token (the whole vector), "
-                "so its weight cannot be attributed to individual features"
-            )
+            self.reasons[modality] = _SINGLE_TOKEN.format(model=model_name, m=modality)
         else:
             self.reasons[modality] = f"not available: {w.size} weights for {len(names)} features (not one per feature)"
 
@@ -146,6 +143,46 @@ def _heatmaps(pid: str, label: str, risk: float, w: np.ndarray, bags: list, tile
 PROBE_PATIENTS = 2
 
 
+# Built-in models whose outputs hold no weight per omics feature, whatever their hyper-parameters
+# (their weights, if any, are over patches). HEALNet's depend on `omics_tokens`. Checked against
+# each model's real output in tests/stages/evaluate/test_attention_static.py.
+NO_FEATURE_WEIGHTS = frozenset({"ehpal", "snn", "abmil", "concat", "late", "coxnet", "cox-clinical"})
+_SINGLE_TOKEN = (
+    "not available: {model} encodes {m} as a single token (the whole vector), so its weight cannot be "
+    "attributed to individual features"
+)
+_NO_WEIGHTS = "not available: {model} returns no per-feature weights for {m}"
+
+
+def _nothing_message(modalities: list[str], reasons: dict[str, str], model_name: str) -> str:
+    by_reason: dict[str, list[str]] = {}
+    for m in modalities:
+        reason = reasons.get(m) or _NO_WEIGHTS.format(model=model_name, m=m)
+        by_reason.setdefault(reason.replace(f" {m} ", " {m} "), []).append(m)
+    why = "; ".join(
+        r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items()
+    )
+    return f"nothing to draw: the run has no slides, and {why}"
+
+
+def known_nothing_to_draw(run: RunData) -> str | None:
+    """:func:`nothing_to_draw`'s answer when the run's options already tell it (a built-in model that
+    returns no per-feature weights, on a run without slides), without loading a model (or torch);
+    None when only the probe can tell."""
+    if WSI in run.modalities or not run.folds:
+        return None
+    name, hparams = run.model_name, dict(run.options.get("hparams") or {})
+    if name in NO_FEATURE_WEIGHTS:
+        return _nothing_message(run.modalities, {}, name)
+    if name != "healnet" or "linear_modalities" not in hparams:
+        return None
+    if hparams.get("omics_tokens", "single") != "single":
+        return None
+    linear = set(hparams.get("linear_modalities") or [])
+    reasons = {m: _SINGLE_TOKEN.format(model=name, m=m) for m in run.modalities if m not in linear}
+    return _nothing_message(run.modalities, reasons, name)
+
+
 def nothing_to_draw(run: RunData, models: FoldModels, *, batch_size: int = 8) -> str:
     """Why a run has no attention to draw (``""`` when it may have some): a run without slides whose
     model, asked for its weights on a couple of test patients of the first fold, returns none per
@@ -166,14 +203,7 @@ def nothing_to_draw(run: RunData, models: FoldModels, *, batch_size: int = 8) ->
                 acc.add(m, list(names[m]), _flat(w), model_name)
     if acc.sums:
         return ""
-    by_reason: dict[str, list[str]] = {}
-    for m in run.modalities:
-        reason = acc.reasons.get(m) or f"not available: {model_name} returns no per-feature weights for {m}"
-        by_reason.setdefault(reason.replace(f" {m} ", " {m} "), []).append(m)
-    why = "; ".join(
-        r.replace(" {m} ", f" {'/'.join(ms)} ").removeprefix("not available: ") for r, ms in by_reason.items()
-    )
-    return f"nothing to draw: the run has no slides, and {why}"
+    return _nothing_message(run.modalities, acc.reasons, model_name)
 
 
 def run_attention(

@@ -169,8 +169,14 @@ def _model_figures(ev: RunEvaluation) -> None:
         ev.figures[f"heatmap_{i}"] = Figure(f"heatmap_{i}_{h.label.replace(' ', '_')}.png", png, caption)
 
 
-def _needs_models(config: EvaluateConfig) -> bool:
-    return config.ablate or config.attention
+def _needs_models(config: EvaluateConfig, run: RunData) -> bool:
+    """Whether the run's models are loaded (and torch imported): for the ablation, or for attention
+    unless the run's options already say there is none to draw."""
+    from healnet_cli.stages.evaluate.attention import known_nothing_to_draw
+
+    if run.external is not None:
+        return False
+    return config.ablate or (config.attention and known_nothing_to_draw(run) is None)
 
 
 EXTERNAL_SKIP = "not for external predictions (they are scored from predictions.parquet alone)"
@@ -179,13 +185,19 @@ EXTERNAL_SKIP = "not for external predictions (they are scored from predictions.
 def _evaluate_models(
     ev: RunEvaluation, config: EvaluateConfig, inference: Inference | None, console: Console, debug: bool
 ) -> None:
-    if not _needs_models(config) or ev.run.external is not None:
+    if ev.run.external is not None or not (config.ablate or config.attention):
         ev.skipped["ablation"] = (
             EXTERNAL_SKIP if ev.run.external is not None and config.ablate else "not requested (--ablate)"
         )
         ev.skipped["attention"] = (
             EXTERNAL_SKIP if ev.run.external is not None and config.attention else "disabled (--no-attention)"
         )
+        return
+    if not _needs_models(config, ev.run):  # attention only, and the options say there is none
+        from healnet_cli.stages.evaluate.attention import known_nothing_to_draw
+
+        ev.skipped["ablation"] = "not requested (--ablate)"
+        ev.skipped["attention"] = known_nothing_to_draw(ev.run) or ""
         return
     workdir = config.workdir if config.workdir is not None else ev.run.options.get("workdir")
     models = FoldModels(inference or default_inference(), ev.run.path, workdir=config.workdir, device=config.device)
@@ -395,12 +407,12 @@ def evaluate_runs(
     start = time.perf_counter()
     runs = [read_run(d) for d in run_dirs]
     read_s = (time.perf_counter() - start) / max(len(runs), 1)
-    if _needs_models(config):
+    for run in runs:
+        if _needs_models(config, run):
+            require_checkpoints(run)
+    if any(_needs_models(config, run) for run in runs):
         from healnet_cli.core.device import resolve_device
 
-        for run in runs:
-            if run.external is None:
-                require_checkpoints(run)
         config = dataclasses.replace(config, device=str(resolve_device(config.device)))
     options = plain(dict(options) if options is not None else dataclasses.asdict(config))
     outcome = Outcome(EXIT_OK)
