@@ -6,21 +6,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from healnet_cli.metrics.outcome import check_outcome, to_structured
+from healnet_cli.metrics.km import kaplan_meier_curve
+from healnet_cli.metrics.outcome import check_outcome
 from healnet_cli.metrics.result import NotComputable
 
 
 @dataclass
 class CensoringModel:
-    """A fitted censoring distribution (scikit-survival ``CensoringDistributionEstimator``).
+    """A fitted censoring distribution: G at the distinct training times, evaluated as a right-
+    continuous step function (scikit-survival's ``CensoringDistributionEstimator``, whose values it
+    reproduces: ``tests/metrics``).
 
     Attributes
     ----------
+    times, prob
+        The steps (``times[0] = -inf`` with ``prob[0] = 1`` when some training patient is censored).
     max_time
         The largest training time; G is only defined up to it.
     """
 
-    estimator: object
+    times: np.ndarray
+    prob: np.ndarray
     max_time: float
 
     def survival(self, times: np.ndarray) -> np.ndarray:
@@ -34,12 +40,18 @@ class CensoringModel:
         t = np.asarray(times, dtype=float)
         if t.size == 0:
             return np.zeros(t.shape)
-        try:
-            return self.estimator.predict_proba(t.reshape(-1)).reshape(t.shape)  # type: ignore[attr-defined]
-        except ValueError as exc:
+        flat = t.reshape(-1)
+        beyond = flat > self.times[-1]
+        if beyond.any() and self.prob[-1] > 0:
             raise NotComputable(
                 f"time beyond the training follow-up (max {self.max_time:g}); censoring distribution undefined"
-            ) from exc
+            )
+        out = np.zeros(flat.shape)
+        inside = flat[~beyond]
+        idx = np.searchsorted(self.times, inside)
+        exact = np.abs(self.times[np.minimum(idx, self.times.size - 1)] - inside) < np.finfo(float).eps
+        out[~beyond] = self.prob[np.where(exact, idx, idx - 1)]
+        return out.reshape(t.shape)
 
     def survival_within(self, times: np.ndarray) -> np.ndarray:
         """G(t), with 0 (weight 0 in the IPCW kernels) for times beyond the training follow-up.
@@ -75,10 +87,11 @@ def fit_censoring(train_time: np.ndarray, train_event: np.ndarray) -> CensoringM
     NotComputable
         Fewer than 2 training patients.
     """
-    from sksurv.nonparametric import CensoringDistributionEstimator
-
     time, event = check_outcome(train_time, train_event)
     if time.shape[0] < 2:
         raise NotComputable(f"too few training patients for the censoring distribution ({time.shape[0]})")
-    est = CensoringDistributionEstimator().fit(to_structured(time, event))
-    return CensoringModel(est, float(time.max()))
+    if event.all():  # nobody censored: G = 1 up to the last time
+        times = np.unique(time)
+        return CensoringModel(times, np.ones(times.size), float(time.max()))
+    times, prob = kaplan_meier_curve(time, event, reverse=True)
+    return CensoringModel(np.r_[-np.inf, times], np.r_[1.0, prob], float(time.max()))

@@ -1,17 +1,17 @@
 """Concordance indices (Harrell's and Uno's) with one sign convention: higher risk = earlier event.
 
-Per-fold values call scikit-survival; :func:`compute_weighted_concordance` is the vectorised
-kernel used for pooled Uno (each patient weighted by the censoring distribution of its own fold,
-which scikit-survival's single ``survival_train`` cannot express) and for bootstrap replicates.
-It reproduces ``concordance_index_censored`` (unit weights) and ``concordance_index_ipcw``
-(squared IPCW weights) exactly, ties included.
+One vectorised kernel, :func:`compute_weighted_concordance`, gives every value: Harrell's (unit
+weights), Uno's (squared IPCW weights from the training patients' censoring distribution; pooled,
+each patient weighted by its own fold's), and :func:`concordance_counts` the bootstrap replicates.
+``tests/metrics`` checks it against scikit-survival's ``concordance_index_censored`` and
+``concordance_index_ipcw``, ties included (evaluate itself imports no scikit-survival).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from healnet_cli.metrics.outcome import check_outcome, require_events, to_structured
+from healnet_cli.metrics.outcome import check_outcome, require_events
 from healnet_cli.metrics.result import NotComputable
 
 TIED_TOL = 1e-8
@@ -32,15 +32,7 @@ def compute_harrell(time: np.ndarray, event: np.ndarray, risk: np.ndarray, *, ti
     NotComputable
         Fewer than 2 patients, no events, or no comparable pairs.
     """
-    from sksurv.metrics import concordance_index_censored
-
-    time, event = check_outcome(time, event)
-    risk = _check_risk(risk, time)
-    require_events(time, event)
-    try:
-        return float(concordance_index_censored(event, time, risk, tied_tol=tied_tol)[0])
-    except ValueError as exc:  # NoComparablePairException subclasses ValueError
-        raise NotComputable(_clean(exc)) from exc
+    return compute_weighted_concordance(time, event, risk, tied_tol=tied_tol)
 
 
 def compute_uno(
@@ -63,21 +55,15 @@ def compute_uno(
     NotComputable
         No events before ``tau``, ``tau`` beyond the training follow-up, no comparable pairs.
     """
-    from sksurv.metrics import concordance_index_ipcw
+    from healnet_cli.metrics.censoring import fit_censoring
 
     train_time, train_event = check_outcome(train_time, train_event)
     time, event = check_outcome(time, event)
     risk = _check_risk(risk, time)
     require_events(time, event)
     _check_tau(tau, time, event, train_time)
-    try:
-        return float(
-            concordance_index_ipcw(
-                to_structured(train_time, train_event), to_structured(time, event), risk, tau=tau, tied_tol=tied_tol
-            )[0]
-        )
-    except ValueError as exc:
-        raise NotComputable(_clean(exc)) from exc
+    weights = fit_censoring(train_time, train_event).ipcw_sq(time, event, tau=tau)
+    return compute_weighted_concordance(time, event, risk, weights, tied_tol=tied_tol)
 
 
 def compute_weighted_concordance(
@@ -167,7 +153,3 @@ def _check_risk(risk: np.ndarray, time: np.ndarray) -> np.ndarray:
     if not np.isfinite(risk).all():
         raise NotComputable(f"{int((~np.isfinite(risk)).sum())} risk score(s) are NaN or infinite")
     return risk
-
-
-def _clean(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -30,10 +30,3 @@ def require_events(time: np.ndarray, event: np.ndarray, *, min_patients: int = 2
         raise NotComputable(f"too few patients ({time.shape[0]} < {min_patients})")
     if not np.asarray(event, dtype=bool).any():
         raise NotComputable(f"no events among {time.shape[0]} patients (all censored)")
-
-
-def to_structured(time: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """scikit-survival's structured ``(event, time)`` array."""
-    from sksurv.util import Surv
-
-    return Surv.from_arrays(event=np.asarray(event, dtype=bool), time=np.asarray(time, dtype=float))

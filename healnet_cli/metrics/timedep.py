@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from healnet_cli.metrics.censoring import CensoringModel
+from healnet_cli.metrics.km import kaplan_meier_curve
 from healnet_cli.metrics.outcome import check_outcome, require_events
 from healnet_cli.metrics.result import NotComputable
 
@@ -304,9 +305,7 @@ def _km_counts(time: np.ndarray, event: np.ndarray, counts: np.ndarray, at: np.n
 
 def _km_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Kaplan–Meier survival of (time, event) at ``at`` (step function; 1 before the first time)."""
-    from sksurv.nonparametric import kaplan_meier_estimator
-
-    t, s = kaplan_meier_estimator(event, time)
+    t, s = kaplan_meier_curve(time, event)
     idx = np.searchsorted(t, at, side="right") - 1
     return np.where(idx >= 0, s[np.clip(idx, 0, None)], 1.0)
 
