@@ -295,13 +295,20 @@ class _LeaseKeeper:
                 if not held:
                     self._thread = None
                     return
-            for lock, token in held.items():
-                holder = read_holder(lock)
-                if holder is None or holder.token != token:  # taken over after our lease expired
-                    self.remove(lock)
-                    continue
-                with contextlib.suppress(OSError):
-                    os.utime(lock)
+            self.refresh(held)
+
+    def refresh(self, held: dict[Path, str]) -> None:
+        """Touch each lock of ``held`` (a snapshot of the held locks) that still carries its token;
+        forget one taken over by another job, unless this process re-took it since the snapshot."""
+        for lock, token in held.items():
+            holder = read_holder(lock)
+            if holder is None or holder.token != token:  # taken over after our lease expired
+                with self._mutex:
+                    if self._held.get(lock) == token:
+                        del self._held[lock]
+                continue
+            with contextlib.suppress(OSError):
+                os.utime(lock)
 
 
 _KEEPER: _LeaseKeeper | None = None

@@ -177,3 +177,32 @@ def test_lease_timing_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert locks.lease_timing().expiry_s == locks.DEFAULT_EXPIRY_S
     monkeypatch.setenv("HEALNET_HOSTNAME", "fake-node")
     assert locks.hostname() == "fake-node"
+
+
+def test_a_heartbeat_on_an_old_snapshot_keeps_a_lock_taken_again(tmp_path: Path) -> None:
+    """The heartbeat reads the held locks, then touches them; if the job released a lock and took it
+    again in between (the next item of a batch with the same name), the beat sees a new token on
+    disk and must not forget the new lease (the job would then think it lost it: "lock expired")."""
+    store = ArtifactStore(tmp_path, "t", {})
+    assert store.acquire_lock("x") is None
+    path = store.lock_path("x")
+    keeper = locks._keeper()
+    snapshot = {path: keeper.token(path)}
+    store.release_lock("x")
+    assert store.acquire_lock("x") is None  # taken again: a new token
+    assert keeper.token(path) != snapshot[path]
+    keeper.refresh(snapshot)  # type: ignore[arg-type]
+    assert store.holds_lock("x")
+    store.release_lock("x")
+    assert not path.exists()
+
+
+def test_a_heartbeat_forgets_a_lock_another_job_took_over(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, "t", {})
+    assert store.acquire_lock("x") is None
+    path = store.lock_path("x")
+    keeper = locks._keeper()
+    snapshot = {path: keeper.token(path)}
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 99999, "token": "t2", "time": time.time()}))
+    keeper.refresh(snapshot)  # type: ignore[arg-type]
+    assert keeper.token(path) is None and not store.holds_lock("x")
