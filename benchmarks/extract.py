@@ -139,6 +139,9 @@ def end_to_end(
     store.folder.mkdir(parents=True, exist_ok=True)
     work = [(item, read_plan(item)) for item in items]
     status = StatusTable("extract")
+    for item in items:  # extract_slides writes slides its caller has locked, as `healnet extract` does
+        if store.acquire_lock(item.id) is not None:
+            raise RuntimeError(f"benchmark slide {item.id} is locked by another job")
     saved, loader.DIRECT_TILES = loader.DIRECT_TILES, direct
     try:
         stats = extract_slides(
@@ -146,8 +149,11 @@ def end_to_end(
         )
     finally:
         loader.DIRECT_TILES = saved
-    if status.failed:
-        raise RuntimeError(f"benchmark slides failed: {status.failed}")
+        for item in items:
+            store.release_lock(item.id)
+    done = status.counts().get("done", 0)
+    if status.failed or done != len(items):
+        raise RuntimeError(f"benchmark slides not committed ({done}/{len(items)}): failed {status.failed}")
     shutil.rmtree(store.folder)
     return stats.patches_per_s, stats.patches
 
