@@ -6,7 +6,7 @@
   halving and returns the coefficients with the observed information matrix (minus the Hessian of
   the penalised log-likelihood at the optimum), from which Wald standard errors follow. ``cox-clinical``
   and the adjusted Cox table of ``healnet evaluate`` use it.
-* :func:`fit_cox_clinical` is ``cox-clinical``'s fit (:class:`CoxClinicalConfig`), shared by
+* :func:`fit_cox_clinical` is ``cox-clinical``'s fit, shared by
   ``healnet train`` (which wraps the coefficients in a model) and the clinical baseline of
   ``healnet evaluate`` (which needs no torch for it).
 """
@@ -129,35 +129,19 @@ def fit_coxph(
     return CoxPHFit(beta, info, ll, it, converged)
 
 
-@dataclass(frozen=True)
-class CoxClinicalConfig:
-    """Cox proportional-hazards model on the clinical covariates (Newton-Raphson, Breslow ties).
-
-    Parameters
-    ----------
-    ridge : float
-        L2 penalty ``ridge / 2 * ||beta||^2`` on the partial log-likelihood of the fold-standardised
-        covariates (light: it keeps rare stage/grade levels and collinear indicators finite; 0 =
-        unpenalised).
-    max_iter : int
-        Newton-Raphson iterations.
-    """
-
-    ridge: float = 1.0
-    max_iter: int = 50
-
-    def __post_init__(self) -> None:
-        if not float(self.ridge) >= 0.0:
-            raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
-        if int(self.max_iter) < 1:
-            raise ValueError("max_iter must be >= 1")
-
-
 def fit_cox_clinical(
-    x: np.ndarray, time: np.ndarray, event: np.ndarray, present: np.ndarray | None, config: CoxClinicalConfig
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    present: np.ndarray | None,
+    *,
+    ridge: float = 1.0,
+    max_iter: int = 50,
 ) -> tuple[CoxPHFit, np.ndarray]:
     """``cox-clinical``'s fit on the training patients that have clinical data (absent ones would
-    only add copies of the median patient); returns the fit and that mask.
+    only add copies of the median patient); returns the fit and that mask. The defaults are those
+    of ``models.cox.CoxClinicalConfig`` (a test checks that they agree), so that evaluate's clinical
+    baseline needs no model (nor torch).
 
     Raises
     ------
@@ -168,5 +152,5 @@ def fit_cox_clinical(
     t, e = np.asarray(time, np.float64)[keep], np.asarray(event, bool)[keep]
     if not e.any():
         raise ValueError("cox-clinical: no events among the fold's training patients with clinical data")
-    fit = fit_coxph(np.asarray(x, np.float64)[keep], t, e, ridge=float(config.ridge), max_iter=int(config.max_iter))
+    fit = fit_coxph(np.asarray(x, np.float64)[keep], t, e, ridge=float(ridge), max_iter=int(max_iter))
     return fit, keep

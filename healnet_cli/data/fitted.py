@@ -96,7 +96,9 @@ def _fit_cox_clinical(
 
     model = cast(CoxClinical, create_model("cox-clinical", specs, n_bins, **hparams))
     cfg = model.config
-    fit, keep = fit_cox_clinical(d.x_all, d.t_all, d.e_all, d.present_all, cfg)
+    fit, keep = fit_cox_clinical(
+        d.x_all, d.t_all, d.e_all, d.present_all, ridge=float(cfg.ridge), max_iter=int(cfg.max_iter)
+    )
     x, t, e = d.x_all[keep], d.t_all[keep], d.e_all[keep]
     model.load_fit(fit.coef, impute, float(cfg.ridge))
     history = [

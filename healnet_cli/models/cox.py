@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from healnet_cli.data.coxph import CoxClinicalConfig
 from healnet_cli.models.base import SurvivalModel
 from healnet_cli.models.batch import ModalitySpec, ModelOutput, ResolvedModality
 
@@ -162,6 +161,30 @@ class Coxnet(LinearCox):
 
     name: ClassVar[str] = "coxnet"
     config_cls: ClassVar[type] = CoxnetConfig
+
+
+@dataclass(frozen=True)
+class CoxClinicalConfig:
+    """Cox proportional-hazards model on the clinical covariates (Newton-Raphson, Breslow ties).
+
+    Parameters
+    ----------
+    ridge : float
+        L2 penalty ``ridge / 2 * ||beta||^2`` on the partial log-likelihood of the fold-standardised
+        covariates (light: it keeps rare stage/grade levels and collinear indicators finite; 0 =
+        unpenalised).
+    max_iter : int
+        Newton-Raphson iterations.
+    """
+
+    ridge: float = 1.0
+    max_iter: int = 50
+
+    def __post_init__(self) -> None:
+        if not float(self.ridge) >= 0.0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
+        if int(self.max_iter) < 1:
+            raise ValueError("max_iter must be >= 1")
 
 
 class CoxClinical(LinearCox):

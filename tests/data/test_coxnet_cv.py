@@ -116,3 +116,19 @@ def test_coxph_refuses_collinear_columns_without_ridge() -> None:
     with pytest.raises(ValueError, match="singular"):
         fit_coxph(x, t, e)
     assert fit_coxph(x, t, e, ridge=1.0).converged
+
+
+def test_cox_clinical_fit_defaults_are_the_model_configs() -> None:
+    """evaluate's clinical baseline calls `fit_cox_clinical` at its defaults (no model, no torch):
+    they must be `cox-clinical`'s, or the baseline would differ from `train --model cox-clinical`."""
+    import dataclasses
+    import inspect
+
+    from healnet_cli.data.coxph import fit_cox_clinical
+    from healnet_cli.models.cox import CoxClinicalConfig
+
+    params = inspect.signature(fit_cox_clinical).parameters
+    config = CoxClinicalConfig()
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert fields == {"ridge", "max_iter"}  # a new field needs passing through fit_cox_clinical too
+    assert all(params[name].default == getattr(config, name) for name in fields)

@@ -77,7 +77,7 @@ class ClinicalBaseline:
 
 def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
     """cox-clinical fitted per fold on the run's training patients; risk of the fold's test patients."""
-    from healnet_cli.data.coxph import CoxClinicalConfig, fit_cox_clinical
+    from healnet_cli.data.coxph import fit_cox_clinical
     from healnet_cli.data.preprocess import fit_omics_preprocess
 
     parts = []
@@ -92,7 +92,7 @@ def baseline_risk(run: RunData, clinical: pd.DataFrame) -> pd.Series:
         lab = run.labels.loc[train]
         t, e = lab["time"].to_numpy(float), lab["event"].to_numpy(bool)
         present = np.isin(train, clinical.index)
-        fit, _ = fit_cox_clinical(x, t, e, present, CoxClinicalConfig())  # train's fit, without torch
+        fit, _ = fit_cox_clinical(x, t, e, present)  # train's fit at its defaults, without torch
         parts.append(pd.Series(pre.transform(clinical.reindex(test)).astype(np.float64) @ fit.coef, index=test))
     return pd.concat(parts)
 
