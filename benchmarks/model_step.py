@@ -13,8 +13,9 @@ model hyper-parameters of ``MODEL_DEFAULTS``. Settings:
 Runs are interleaved (model A, model B, A, B, ...) and timed with ``time.process_time``; medians are
 printed as ``<setting>_<model>_step_ms=`` with ``<setting>_<model>_over_healnet=`` ratios, plus
 ``..._forward_ms``, ``..._optimizer_ms`` (the AdamW step alone), ``..._aten_calls`` (one step, from the
-profiler) and ``..._param_tensors``. ``--blocks`` adds ``ehpal_rgsa_pair_fwd_bwd_ms_batch{1,4,32}``: one
-stacked EHPAL block at three batch sizes (per-call overhead vs work on the data).
+profiler), ``..._step_mb_written`` (MB written by one step's tensor ops, views excluded) and
+``..._param_tensors``. ``--blocks`` adds ``ehpal_rgsa_pair_fwd_bwd_ms_batch{1,4,32}``: one stacked EHPAL block
+at three batch sizes (per-call overhead vs work on the data).
 ``--compile`` adds ``..._compiled_step_ms`` and ``..._compile_s`` (first call) for each model
 (``torch.compile`` of the model, as ``healnet train --compile`` does).
 """
@@ -97,6 +98,32 @@ def _aten_calls(runner: _Runner) -> int:
     return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
+def _bytes_written(runner: _Runner) -> float:
+    """MB written by one training step's tensor ops (forward, backward, optimizer): each op's fresh or
+    in-place outputs, views excluded. The activation traffic that per-op speed-ups cannot remove."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten._unsafe_view.default:  # a view, though its schema does not say so
+                return out
+            outs = out if isinstance(out, tuple | list) else (out,)
+            for ret, value in zip(func._schema.returns, outs, strict=False):
+                alias = ret.alias_info
+                if isinstance(value, torch.Tensor) and (alias is None or alias.is_write):
+                    self.total += value.numel() * value.element_size()
+            return out
+
+    counter = _Count()
+    with counter:
+        runner.step()
+    return round(counter.total / 1e6, 1)
+
+
 def _measure(setting: str, models: list[str], reps: int, compiled: bool, out: dict) -> None:
     import torch
 
@@ -115,6 +142,7 @@ def _measure(setting: str, models: list[str], reps: int, compiled: bool, out: di
         out[f"{setting}_{m}_optimizer_ms"] = round(statistics.median(r.optimizer_ms[-reps:]), 2)
         out[f"{setting}_{m}_forward_ms"] = round(statistics.median(times[m]["forward"]), 2)
         out[f"{setting}_{m}_aten_calls"] = _aten_calls(r)
+        out[f"{setting}_{m}_step_mb_written"] = _bytes_written(r)
         out[f"{setting}_{m}_param_tensors"] = len(list(r.model.parameters()))
     if "healnet" in models:
         for m in models:
