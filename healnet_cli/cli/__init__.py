@@ -16,12 +16,13 @@ import typer
 from typer.core import TyperCommand
 
 from healnet_cli import __version__
-from healnet_cli.cli.common import AppState, JsonUsageCommand
+from healnet_cli.cli.common import AppState, JsonUsageCommand, reflow_help
 
 HELP = """healnet: multimodal (whole-slide image + omics) survival analysis.
 
 Stages chain through a workspace folder (--workdir, default ./healnet_work):
-tile -> extract -> omics -> train -> evaluate.  `healnet doctor` checks the set-up.
+tile -> extract (or import-features) -> omics -> train -> evaluate; predict applies a run to another
+cohort. `healnet doctor` checks the set-up.
 
 Exit codes: 0 all done, 3 some items failed (outputs usable), 2 usage or input error, 1 crash.
 """
@@ -54,7 +55,7 @@ def build_app() -> typer.Typer:
     """The root app with every command module registered."""
     app = typer.Typer(
         name="healnet",
-        help=HELP,
+        help=reflow_help(HELP),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

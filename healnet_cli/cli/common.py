@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
+import re
 import signal
 import sys
 import threading
@@ -201,9 +203,39 @@ def cli_errors(ctx: typer.Context) -> Iterator[None]:
         fail(exc, EXIT_CRASH, unexpected=True)
 
 
+_LIST_ITEM = re.compile(r"^([-*•]|\d+[.)])\s")
+
+
+def reflow_help(text: str | None) -> str | None:
+    """A docstring as help text: each paragraph one line (the terminal wraps it), list items one line
+    each; paragraphs holding a table (``|``) stay as written. Typer keeps a docstring's single line
+    breaks, which on a narrower terminal than the source leaves ragged half-lines."""
+    if not text:
+        return text
+    paragraphs = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = [line.strip() for line in para.splitlines()]
+        if any(line.startswith("|") for line in lines):
+            paragraphs.append(para)
+            continue
+        items: list[str] = []
+        for line in lines:
+            if items and not _LIST_ITEM.match(line):
+                items[-1] = f"{items[-1]} {line}"
+            else:
+                items.append(line)
+        paragraphs.append("\n".join(items))
+    return "\n\n".join(paragraphs)
+
+
 class JsonUsageCommand(TyperCommand):
     """A command whose usage errors (a missing or malformed option, a bad ``--config``) are also a
-    JSON object on stdout when the command line holds ``--json``; the parser still prints them."""
+    JSON object on stdout when the command line holds ``--json``; the parser still prints them.
+    Its help text is reflowed (:func:`reflow_help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflow_help(self.help)
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         wants_json = "--json" in args

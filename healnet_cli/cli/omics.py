@@ -18,6 +18,7 @@ from healnet_cli.cli.common import (
     check_on_error,
     cli_errors,
     make_console,
+    reflow_help,
     resolved_options,
 )
 
@@ -30,6 +31,10 @@ class _TablesOrSubcommand(TyperGroup):
     come before or after the tables."""
 
     allow_interspersed_args = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflow_help(self.help)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] in self.commands:

@@ -191,3 +191,43 @@ def test_usage_errors_and_exits_inside_a_command_keep_typers_handling() -> None:
     usage = CliRunner().invoke(app, ["usage"])
     assert usage.exit_code == 2 and "not like that" in usage.output
     assert CliRunner().invoke(app, ["exit"]).exit_code == 3
+
+
+def test_reflow_help_joins_paragraph_lines_keeps_lists_and_tables() -> None:
+    from healnet_cli.cli.common import reflow_help
+
+    text = """Summary line.
+
+    First paragraph wrapped
+    at the source width.
+
+    - item one
+      continued
+    - item two
+
+    | a | b |
+    |---|---|
+    """
+    assert reflow_help(text) == (
+        "Summary line.\n\nFirst paragraph wrapped at the source width.\n\n- item one continued\n- item two"
+        "\n\n| a | b |\n|---|---|"
+    )
+    assert reflow_help(None) is None
+
+
+@pytest.mark.parametrize("command", [["extract"], ["predict"], ["omics"], ["import-features"], []])
+def test_help_paragraphs_wrap_to_the_terminal(command: list[str]) -> None:
+    """At 80 columns no help line is a ragged half-line left by a docstring's own line breaks: every
+    line of a paragraph but its last reaches near the terminal width."""
+    result = runner.invoke(build_app(), [*command, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    prose = result.output.split("╭")[0].splitlines()[3:]  # after the usage line
+    paragraphs: list[list[str]] = [[]]
+    for line in prose:
+        if line.strip():
+            paragraphs[-1].append(line.rstrip())
+        else:
+            paragraphs.append([])
+    for para in paragraphs:
+        for line in para[:-1]:
+            assert len(line) > 55, f"ragged help line in {command}: {line!r}"
